@@ -1,0 +1,36 @@
+//! `GET /health` (liveness) and `GET /ready` (readiness with each dependency's state).
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::app::SharedState;
+
+pub async fn health() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn ready(State(state): State<SharedState>) -> Response {
+    let rt = state.runtime.load();
+    let redis = if rt.config.state.redis_url.is_some() {
+        "ok"
+    } else {
+        "unused"
+    };
+    let nats = if rt.config.state.nats_url.is_some() {
+        "ok"
+    } else {
+        "unused"
+    };
+    if state.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining", "redis": redis, "nats": nats})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"status": "ok", "redis": redis, "nats": nats})).into_response()
+}

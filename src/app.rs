@@ -1,0 +1,283 @@
+//! The application: shared state, THE layer stack, serving, shutdown and reload.
+//!
+//! Request path, outermost first:
+//! 1. `CatchPanic`: a panic becomes a 500 in the API's error shape; the process keeps serving.
+//! 2. `request_context`: keeps the caller's `x-request-id` (≤128 visible ASCII) or makes one,
+//!    echoes it on the answer, writes one access-log line per request.
+//! 3. ops routes (`/health`, `/ready`) — no auth.
+//! 4. `/admin/*`: master key (404 for the whole tree when none is configured).
+//! 5. `/v1/*`: `authenticate` (401) puts the `Caller` in the request; handlers read the body
+//!    (413 over `server.max_body_size`), parse it (400), and run `pipeline` under the whole-request
+//!    deadline (504).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::api;
+use crate::config::{self, Config};
+use crate::error::{Error, Flavor};
+use crate::runtime::{ClientPool, Runtime};
+
+/// State shared by every request.
+pub struct AppState {
+    pub runtime: ArcSwap<Runtime>,
+    /// Where the configuration came from (`None` = built-in default; reload re-reads nothing).
+    pub config_path: Option<PathBuf>,
+    /// Set on SIGTERM: `/ready` answers 503 while in-flight work drains.
+    pub draining: AtomicBool,
+    clients: Mutex<ClientPool>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<SharedState, String> {
+        let mut clients = ClientPool::default();
+        let rt = Runtime::build(config, &mut clients)?;
+        Ok(Arc::new(Self {
+            runtime: ArcSwap::from_pointee(rt),
+            config_path,
+            draining: AtomicBool::new(false),
+            clients: Mutex::new(clients),
+        }))
+    }
+
+    /// Re-read the configuration file, validate it whole and swap it in. On error the running
+    /// configuration stays and the errors are returned.
+    pub fn reload(&self) -> Result<(), Vec<String>> {
+        let Some(path) = &self.config_path else {
+            return Err(vec![
+                "the gateway runs on its built-in default configuration; there is no file to reload"
+                    .to_owned(),
+            ]);
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        let cfg = config::load_file(path, &env)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let rt = {
+            let mut clients = self
+                .clients
+                .lock()
+                .map_err(|_| vec!["internal: client pool lock poisoned".to_owned()])?;
+            Runtime::build(cfg, &mut clients).map_err(|e| vec![e])?
+        };
+        self.runtime.store(Arc::new(rt));
+        tracing::info!(path = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+}
+
+/// The request id of the current request, put in extensions by `request_context`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Which error shape a path answers in.
+pub fn flavor_of(path: &str) -> Flavor {
+    if path.starts_with("/v1/messages") || path.starts_with("/v1/async/messages") {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    }
+}
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(valid_request_id)
+        .map_or_else(new_request_id, str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let h = resp.headers();
+    let hv = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    tracing::info!(
+        target: "access",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        provider = %hv("x-gateway-provider"),
+        deployment_model = %hv("x-gateway-deployment-model"),
+        attempts = %hv("x-gateway-attempts"),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    let rt = state.runtime.load();
+    match rt.auth.authenticate(req.headers()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            drop(rt);
+            next.run(req).await
+        }
+        Err(e) => e.into_response_for(flavor_of(req.uri().path())),
+    }
+}
+
+async fn require_master(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let rt = state.runtime.load();
+    if !rt.auth.has_master_key() {
+        return Error::NotFound.into_response_for(Flavor::OpenAi);
+    }
+    if !rt.auth.is_master(req.headers()) {
+        return Error::Unauthenticated("the admin API needs the master key")
+            .into_response_for(Flavor::OpenAi);
+    }
+    drop(rt);
+    next.run(req).await
+}
+
+fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Error::Internal("panic".into()).into_response_for(Flavor::OpenAi)
+}
+
+async fn fallback(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let mut r = Error::invalid(format!("no endpoint {} {path}", req.method()))
+        .into_response_for(flavor_of(&path));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// The whole HTTP stack.
+pub fn router(state: SharedState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/chat/completions", post(api::openai::chat_completions))
+        .route("/v1/embeddings", post(api::openai::embeddings))
+        .route("/v1/models", get(api::openai::models))
+        .route("/v1/messages", post(api::anthropic::messages))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let admin = Router::new()
+        .route("/admin/reload", post(api::admin::reload))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_master,
+        ));
+    Router::new()
+        .route("/health", get(api::ops::health))
+        .route("/ready", get(api::ops::ready))
+        .merge(v1)
+        .merge(admin)
+        .fallback(fallback)
+        .with_state(state)
+        .layer(middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+/// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
+pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let grace = state.runtime.load().config.server.shutdown_grace.get();
+    let app = router(state.clone());
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signals_state = state.clone();
+    tokio::spawn(async move {
+        wait_for_stop(&signals_state).await;
+        signals_state.draining.store(true, Ordering::SeqCst);
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: draining in-flight requests"
+        );
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx2 = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|v| *v).await;
+    });
+    let hard_stop = async move {
+        let _ = stop_rx2.wait_for(|v| *v).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r,
+        () = hard_stop => {
+            tracing::warn!("shutdown grace passed with requests still in flight; exiting");
+            Ok(())
+        }
+    }
+}
+
+/// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.
+async fn wait_for_stop(state: &SharedState) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            std::future::pending::<()>().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    if let Err(errors) = state.reload() {
+                        for e in errors {
+                            tracing::error!(error = %e, "reload refused; the running configuration stays");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The whole-request deadline for a request starting now.
+pub fn deadline(state: &AppState) -> Instant {
+    let d: Duration = state.runtime.load().config.server.request_timeout.get();
+    Instant::now() + d
+}

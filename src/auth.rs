@@ -1,0 +1,304 @@
+//! Gateway keys: who is calling, and which models they may use.
+//!
+//! A key arrives as `Authorization: Bearer KEY`, `x-api-key: KEY` or `api-key: KEY` (the forms of
+//! the OpenAI, Anthropic and Azure SDKs), never in the query string. Only SHA-256 digests of keys
+//! are held: static keys from the file are hashed at load (or given as `key_sha256`). The lookup
+//! is one hash and one map probe. Keys and their digests never reach logs, errors or metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::http::HeaderMap;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::config::{AuthConfig, KeyConfig};
+use crate::error::Error;
+
+pub type KeyHash = [u8; 32];
+
+/// SHA-256 of a key, as `key_sha256` holds it (hex).
+pub fn hash_key(key: &str) -> KeyHash {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+pub fn hash_hex(key: &str) -> String {
+    hex::encode(hash_key(key))
+}
+
+/// One gateway key's record.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub name: String,
+    models: ModelGlobs,
+    pub expires_at: Option<SystemTime>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd: Option<f64>,
+}
+
+#[derive(Debug)]
+enum ModelGlobs {
+    All,
+    Some(GlobSet),
+}
+
+impl KeyEntry {
+    fn from_config(k: &KeyConfig) -> Result<Self, String> {
+        let models = if k.models.iter().any(|m| m == "*") {
+            ModelGlobs::All
+        } else {
+            let mut b = GlobSetBuilder::new();
+            for m in &k.models {
+                b.add(Glob::new(m).map_err(|e| format!("auth.keys {}: models: {e}", k.name))?);
+            }
+            ModelGlobs::Some(b.build().map_err(|e| e.to_string())?)
+        };
+        let expires_at = match &k.expires_at {
+            Some(t) => Some(
+                humantime::parse_rfc3339_weak(t)
+                    .map_err(|e| format!("auth.keys {}: expires_at: {e}", k.name))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            name: k.name.clone(),
+            models,
+            expires_at,
+            rpm: k.rpm,
+            tpm: k.tpm,
+            budget_usd: k.budget_usd,
+        })
+    }
+
+    pub fn may_use(&self, model: &str) -> bool {
+        match &self.models {
+            ModelGlobs::All => true,
+            ModelGlobs::Some(set) => set.is_match(model),
+        }
+    }
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` when the gateway runs without an `auth` section (open).
+    pub key: Option<Arc<KeyEntry>>,
+}
+
+impl Caller {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.key.as_ref().is_none_or(|k| k.may_use(model))
+    }
+
+    pub fn check_model(&self, model: &str) -> Result<(), Error> {
+        if self.may_use(model) {
+            Ok(())
+        } else {
+            Err(Error::ModelNotAllowed(model.to_owned()))
+        }
+    }
+
+    /// The key's name for logs and metrics ("" when open).
+    pub fn name(&self) -> &str {
+        self.key.as_ref().map_or("", |k| k.name.as_str())
+    }
+}
+
+/// The key table built from the configuration.
+#[derive(Debug, Default)]
+pub struct Auth {
+    /// `false` = no auth section: every request is let in.
+    enabled: bool,
+    keys: HashMap<KeyHash, Arc<KeyEntry>>,
+    master: Option<KeyHash>,
+}
+
+impl Auth {
+    pub fn from_config(cfg: Option<&AuthConfig>) -> Result<Self, String> {
+        let Some(cfg) = cfg else {
+            return Ok(Self::default());
+        };
+        let mut keys = HashMap::new();
+        for k in &cfg.keys {
+            let hash = match (&k.key, &k.key_sha256) {
+                (Some(key), _) if !key.is_empty() => hash_key(key),
+                (_, Some(h)) => {
+                    let mut out = [0u8; 32];
+                    hex::decode_to_slice(h.trim(), &mut out).map_err(|_| {
+                        format!("auth.keys {}: key_sha256 is not 64 hex digits", k.name)
+                    })?;
+                    out
+                }
+                _ => return Err(format!("auth.keys {}: needs key or key_sha256", k.name)),
+            };
+            keys.insert(hash, Arc::new(KeyEntry::from_config(k)?));
+        }
+        let master = cfg
+            .master_key
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .map(hash_key);
+        Ok(Self {
+            enabled: true,
+            keys,
+            master,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn has_master_key(&self) -> bool {
+        self.master.is_some()
+    }
+
+    /// Who is calling, from the request's headers.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Error> {
+        if !self.enabled {
+            return Ok(Caller { key: None });
+        }
+        let key = presented_key(headers).ok_or(Error::Unauthenticated(
+            "no API key given; send it as Authorization: Bearer KEY, x-api-key or api-key",
+        ))?;
+        let entry = self
+            .keys
+            .get(&hash_key(key))
+            .ok_or(Error::Unauthenticated("the API key is not valid"))?;
+        if entry.expires_at.is_some_and(|t| t <= SystemTime::now()) {
+            return Err(Error::Unauthenticated("the API key has expired"));
+        }
+        Ok(Caller {
+            key: Some(entry.clone()),
+        })
+    }
+
+    /// Whether the headers carry the master key (constant-time comparison of digests).
+    pub fn is_master(&self, headers: &HeaderMap) -> bool {
+        let (Some(master), Some(key)) = (self.master, presented_key(headers)) else {
+            return false;
+        };
+        let got = hash_key(key);
+        got.iter()
+            .zip(master.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// The key from `Authorization: Bearer`, `x-api-key` or `api-key`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION)
+        && let Ok(s) = v.to_str()
+    {
+        let s = s.trim();
+        if let Some(rest) = s
+            .strip_prefix("Bearer ")
+            .or_else(|| s.strip_prefix("bearer "))
+        {
+            let rest = rest.trim();
+            if !rest.is_empty() {
+                return Some(rest);
+            }
+        }
+    }
+    for name in ["x-api-key", "api-key"] {
+        if let Some(s) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            let s = s.trim();
+            if !s.is_empty() {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn auth() -> Auth {
+        let cfg = AuthConfig {
+            master_key: Some("master-secret".into()),
+            keys: vec![
+                KeyConfig {
+                    name: "all".into(),
+                    key: Some("sk-all".into()),
+                    key_sha256: None,
+                    models: vec!["*".into()],
+                    rpm: None,
+                    tpm: None,
+                    budget_usd: None,
+                    budget_period: None,
+                    expires_at: None,
+                },
+                KeyConfig {
+                    name: "gpt".into(),
+                    key: None,
+                    key_sha256: Some(hash_hex("sk-gpt")),
+                    models: vec!["gpt-*".into()],
+                    rpm: None,
+                    tpm: None,
+                    budget_usd: None,
+                    budget_period: None,
+                    expires_at: None,
+                },
+                KeyConfig {
+                    name: "old".into(),
+                    key: Some("sk-old".into()),
+                    key_sha256: None,
+                    models: vec!["*".into()],
+                    rpm: None,
+                    tpm: None,
+                    budget_usd: None,
+                    budget_period: None,
+                    expires_at: Some("2001-01-01T00:00:00Z".into()),
+                },
+            ],
+        };
+        Auth::from_config(Some(&cfg)).unwrap()
+    }
+
+    fn headers(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn three_header_forms() {
+        let a = auth();
+        for (n, v) in [
+            ("authorization", "Bearer sk-all"),
+            ("x-api-key", "sk-all"),
+            ("api-key", "sk-all"),
+        ] {
+            assert_eq!(a.authenticate(&headers(n, v)).unwrap().name(), "all");
+        }
+        assert!(a.authenticate(&HeaderMap::new()).is_err());
+        assert!(
+            a.authenticate(&headers("authorization", "Bearer nope"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn globs_and_expiry() {
+        let a = auth();
+        let c = a.authenticate(&headers("x-api-key", "sk-gpt")).unwrap();
+        assert!(c.may_use("gpt-4o"));
+        assert!(!c.may_use("claude-haiku"));
+        assert!(a.authenticate(&headers("x-api-key", "sk-old")).is_err());
+    }
+
+    #[test]
+    fn master_key() {
+        let a = auth();
+        assert!(a.is_master(&headers("authorization", "Bearer master-secret")));
+        assert!(!a.is_master(&headers("authorization", "Bearer sk-all")));
+        assert!(!Auth::default().is_master(&headers("authorization", "Bearer x")));
+    }
+}

@@ -1,0 +1,389 @@
+//! The validated configuration: what every other module sees.
+//!
+//! These structs mirror `shared/spec/config.md` key for key (serde names are the YAML keys) and are
+//! deserialised with `deny_unknown_fields` everywhere, so an unknown key is an error with its path.
+//! Cross-references (a deployment's provider, a fallback's model) are checked afterwards by
+//! `validate`. Durations and sizes are newtypes parsed from `30s` / `10MiB` strings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, Dur};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// `None` = no `auth` section at all: the gateway serves without keys (warning at start).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+    #[serde(default)]
+    pub jobs: JobsConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_size: ByteSize,
+    pub request_timeout: Dur,
+    pub shutdown_grace: Dur,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_size: ByteSize(10 * 1024 * 1024),
+            request_timeout: Dur::secs(600),
+            shutdown_grace: Dur::secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub data_dir: String,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            nats_url: None,
+            data_dir: "./data".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    Openai,
+    Azure,
+    Anthropic,
+    Mock,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ProviderType,
+    /// Required for openai (defaults to OpenAI's), azure and anthropic (defaults to Anthropic's).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default = "default_provider_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// azure only.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// mock only: delay before the answer (and between streamed words).
+    #[serde(default)]
+    pub latency: Option<Dur>,
+}
+
+fn default_provider_timeout() -> Dur {
+    Dur::secs(60)
+}
+fn default_connect_timeout() -> Dur {
+    Dur::secs(5)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingStrategy {
+    #[default]
+    Priority,
+    Weighted,
+    Latency,
+    Cost,
+    LeastBusy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    #[serde(default)]
+    pub routing: RoutingStrategy,
+    pub deployments: Vec<DeploymentConfig>,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub cache: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub provider: String,
+    pub model: String,
+    #[serde(default)]
+    pub input_cost_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub output_cost_per_mtok: Option<f64>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    pub retries: u32,
+    pub backoff_initial: Dur,
+    pub backoff_max: Dur,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub health_check_interval: Dur,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff_initial: Dur::millis(100),
+            backoff_max: Dur::secs(5),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            health_check_interval: Dur::secs(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    pub failure_threshold: u32,
+    pub open_for: Dur,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Dur::secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    #[default]
+    Key,
+    Global,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub ttl: Dur,
+    pub scope: CacheScope,
+    pub l1_max_entries: u64,
+    pub l1_max_bytes: ByteSize,
+    pub l2: bool,
+    pub only_deterministic: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: Dur::secs(3600),
+            scope: CacheScope::Key,
+            l1_max_entries: 10_000,
+            l1_max_bytes: ByteSize(256 * 1024 * 1024),
+            l2: true,
+            only_deterministic: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub master_key: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub name: String,
+    /// Exactly one of `key` and `key_sha256` (checked by validation).
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub budget_period: Option<Dur>,
+    /// RFC 3339 timestamp, validated at load.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+fn all_models() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisError {
+    #[default]
+    Local,
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub shared: bool,
+    pub on_redis_error: OnRedisError,
+    pub models: BTreeMap<String, ModelLimit>,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            shared: true,
+            on_redis_error: OnRedisError::Local,
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimit {
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    pub workers: u32,
+    pub max_attempts: u32,
+    pub result_ttl: Dur,
+    pub webhook: WebhookConfig,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 32,
+            max_attempts: 3,
+            result_ttl: Dur::secs(7 * 86_400),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub secret: Option<String>,
+    pub timeout: Dur,
+    pub max_attempts: u32,
+    pub backoff_initial: Dur,
+    pub backoff_max: Dur,
+    pub allow_private_networks: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            timeout: Dur::secs(10),
+            max_attempts: 10,
+            backoff_initial: Dur::secs(1),
+            backoff_max: Dur::secs(3600),
+            allow_private_networks: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `None`: pretty on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    pub log_level: String,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub log_bodies: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: None,
+            log_level: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "ai-gateway".to_owned(),
+            log_bodies: false,
+        }
+    }
+}

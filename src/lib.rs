@@ -1,0 +1,18 @@
+//! ai-gateway: one binary that speaks the OpenAI and Anthropic APIs to every client and routes
+//! each request to OpenAI, Azure OpenAI, Anthropic, any OpenAI-compatible server or the built-in
+//! mock. `ARCHITECTURE.md` maps the modules; `app` documents the request path.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod mock_server;
+pub mod pipeline;
+pub mod providers;
+pub mod router;
+pub mod runtime;
+pub mod sse;
+pub mod telemetry;
+pub mod translate;
+pub mod wire;

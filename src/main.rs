@@ -1,0 +1,152 @@
+//! The `ai-gateway` command: serve, check a configuration, hash a key, run the mock server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ai_gateway::{app, auth, config, mock_server, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "ai-gateway",
+    version,
+    about = "An OpenAI- and Anthropic-compatible AI gateway"
+)]
+struct Cli {
+    /// Configuration file (else $AI_GATEWAY_CONFIG, else ./gateway.yaml, else the built-in default).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway (the default).
+    Serve,
+    /// Validate a configuration file without starting; exits non-zero with its errors.
+    Check,
+    /// Print the SHA-256 hex of a key, for `key_sha256` in the configuration.
+    HashKey { key: String },
+    /// Serve the built-in mock provider over HTTP (OpenAI and Anthropic shapes), for tests and benchmarks.
+    MockServer {
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: std::net::SocketAddr,
+        /// Delay before each answer and between streamed words, e.g. 0ms, 20ms.
+        #[arg(long, default_value = "0ms")]
+        latency: config::Dur,
+    },
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn load(cli_path: Option<&std::path::Path>) -> Result<(config::Config, Option<PathBuf>), String> {
+    match config::resolve_path(cli_path, &env) {
+        Some(path) => config::load_file(&path, &env)
+            .map(|c| (c, Some(path)))
+            .map_err(|e| e.to_string()),
+        None => Ok((config::builtin_default(&env), None)),
+    }
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI's own output"
+)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::HashKey { key } => {
+            println!("{}", auth::hash_hex(&key));
+            ExitCode::SUCCESS
+        }
+        Command::Check => {
+            let Some(path) = config::resolve_path(cli.config.as_deref(), &env) else {
+                eprintln!("no configuration file: give --config PATH (or set AI_GATEWAY_CONFIG)");
+                return ExitCode::from(2);
+            };
+            match config::load_file(&path, &env) {
+                Ok(cfg) => {
+                    println!("{}: ok", path.display());
+                    for line in config::describe(&cfg) {
+                        println!("  {line}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: invalid configuration", path.display());
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::MockServer { listen, latency } => {
+            telemetry::init(&config::TelemetryConfig::default());
+            run(async move {
+                mock_server::serve(listen, latency.get())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Command::Serve => {
+            let (cfg, path) = match load(cli.config.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("invalid configuration:\n{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            telemetry::init(&cfg.telemetry);
+            run(serve(cfg, path))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: config::Config, path: Option<PathBuf>) -> Result<(), String> {
+    let listen = cfg.server.listen;
+    match &path {
+        Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file: running on the built-in default"),
+    }
+    for line in config::describe(&cfg) {
+        tracing::info!("{line}");
+    }
+    if cfg.auth.is_none() {
+        tracing::warn!("no auth section: the gateway serves every caller without a key");
+    }
+    let state = app::AppState::new(cfg, path)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(listen = %local, "ai-gateway ready");
+    app::serve(state, listener)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `ai-gateway mock-server`: the built-in `mock` provider over HTTP, speaking OpenAI's
+//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, Azure's
+//! `/openai/deployments/{d}/…`) and Anthropic's (`/v1/messages`) wire formats. A fast, offline
+//! upstream for benchmarks and for users' own tests. The `/v1` prefix is optional.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::pipeline::{Converter, relay};
+use crate::providers::{UpstreamBody, mock};
+use crate::translate;
+use crate::wire::Format;
+
+#[derive(Clone, Copy)]
+struct Mock {
+    latency: Duration,
+}
+
+fn far_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+fn answer(
+    body: Result<UpstreamBody, crate::error::UpstreamError>,
+    conv: Converter,
+    anthropic: bool,
+) -> Response {
+    match body {
+        Ok(UpstreamBody::Full(b)) => {
+            let mut r = Response::new(axum::body::Body::from(b));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Ok(UpstreamBody::Stream(s)) => {
+            let mut r = Response::new(relay(s, conv, far_deadline()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
+        Err(e) => {
+            let body = if anthropic {
+                json!({"type":"error","error":{"type":"invalid_request_error","message":e.message}})
+            } else {
+                json!({"error":{"message":e.message,"type":"invalid_request_error","param":null,"code":null}})
+            };
+            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        }
+    }
+}
+
+async fn chat(State(m): State<Mock>, body: Bytes) -> Response {
+    if !m.latency.is_zero() {
+        tokio::time::sleep(m.latency).await;
+    }
+    answer(
+        mock::chat(&body, m.latency),
+        Converter::Pass(Format::OpenAi),
+        false,
+    )
+}
+
+async fn embeddings(State(m): State<Mock>, body: Bytes) -> Response {
+    if !m.latency.is_zero() {
+        tokio::time::sleep(m.latency).await;
+    }
+    answer(
+        mock::embeddings(&body),
+        Converter::Pass(Format::OpenAi),
+        false,
+    )
+}
+
+async fn messages(State(m): State<Mock>, body: Bytes) -> Response {
+    if !m.latency.is_zero() {
+        tokio::time::sleep(m.latency).await;
+    }
+    let model = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let req = match translate::messages_request_to_chat(&body, &model) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"type":"error","error":{"type":"invalid_request_error","message":e.to_string()}})),
+            )
+                .into_response();
+        }
+    };
+    match mock::chat(&req, m.latency) {
+        Ok(UpstreamBody::Full(b)) => match translate::chat_response_to_messages(&b, &model) {
+            Ok(out) => {
+                let mut r = Response::new(axum::body::Body::from(out));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
+        other => answer(
+            other,
+            Converter::new(Format::OpenAi, Format::Anthropic, &model, true),
+            true,
+        ),
+    }
+}
+
+async fn models() -> Response {
+    axum::Json(json!({"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"ai-gateway"}]})).into_response()
+}
+
+/// The mock server's routes.
+pub fn router(latency: Duration) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/openai/deployments/{d}/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
+        .route("/openai/deployments/{d}/embeddings", post(embeddings))
+        .route("/v1/messages", post(messages))
+        .route("/messages", post(messages))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(Mock { latency })
+}
+
+/// Serve the mock on `listen` until the process is stopped.
+pub async fn serve(listen: SocketAddr, latency: Duration) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "mock server ready");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(latency)).await
+}

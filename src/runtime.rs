@@ -1,0 +1,107 @@
+//! The running configuration: providers with their HTTP clients, models with their deployments,
+//! and the key table, built from a validated `Config`. The app holds it in an `ArcSwap`, so a reload
+//! swaps it whole while in-flight requests finish on the one they started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Auth;
+use crate::config::{Config, RoutingStrategy};
+use crate::providers::{Provider, http_client};
+
+/// One way to serve a model: a provider and its upstream model name.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub provider: Arc<Provider>,
+    pub model: String,
+    pub input_cost_per_mtok: Option<f64>,
+    pub output_cost_per_mtok: Option<f64>,
+    pub weight: u32,
+    pub priority: i32,
+}
+
+/// A model name clients can ask for.
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub routing: RoutingStrategy,
+    /// In routing order for `priority` (lowest `priority` first, then file order).
+    pub deployments: Vec<Deployment>,
+    pub fallbacks: Vec<String>,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+}
+
+/// HTTP clients kept across reloads, one per provider name and connect timeout.
+#[derive(Default)]
+pub struct ClientPool(HashMap<(String, Duration), reqwest::Client>);
+
+pub struct Runtime {
+    pub config: Config,
+    pub providers: HashMap<String, Arc<Provider>>,
+    pub models: HashMap<String, Arc<Model>>,
+    /// Model names in file order, for `/v1/models`.
+    pub model_names: Vec<String>,
+    pub auth: Auth,
+    /// Unix time the configuration was loaded (the `created` of `/v1/models`).
+    pub loaded_at: u64,
+}
+
+impl Runtime {
+    pub fn build(config: Config, clients: &mut ClientPool) -> Result<Self, String> {
+        let mut providers = HashMap::new();
+        for p in &config.providers {
+            let ct = p.connect_timeout.get();
+            let client = match clients.0.get(&(p.name.clone(), ct)) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = http_client(ct)?;
+                    clients.0.insert((p.name.clone(), ct), c.clone());
+                    c
+                }
+            };
+            providers.insert(p.name.clone(), Arc::new(Provider::new(p, client)?));
+        }
+        let mut models = HashMap::new();
+        let mut model_names = Vec::new();
+        for m in &config.models {
+            let mut deployments = Vec::new();
+            for d in &m.deployments {
+                let provider = providers.get(&d.provider).cloned().ok_or_else(|| {
+                    format!("models {}: no provider named \"{}\"", m.name, d.provider)
+                })?;
+                deployments.push(Deployment {
+                    provider,
+                    model: d.model.clone(),
+                    input_cost_per_mtok: d.input_cost_per_mtok,
+                    output_cost_per_mtok: d.output_cost_per_mtok,
+                    weight: d.weight,
+                    priority: d.priority,
+                });
+            }
+            deployments.sort_by_key(|d| d.priority);
+            model_names.push(m.name.clone());
+            models.insert(
+                m.name.clone(),
+                Arc::new(Model {
+                    name: m.name.clone(),
+                    routing: m.routing,
+                    deployments,
+                    fallbacks: m.fallbacks.clone(),
+                    retries: m.retries.unwrap_or(config.resilience.retries),
+                    timeout: m.timeout.map(|t| t.get()),
+                }),
+            );
+        }
+        let auth = Auth::from_config(config.auth.as_ref())?;
+        Ok(Self {
+            config,
+            providers,
+            models,
+            model_names,
+            auth,
+            loaded_at: crate::providers::now_unix(),
+        })
+    }
+}

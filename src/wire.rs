@@ -1,0 +1,367 @@
+//! What the gateway reads of a client's request body, and the one edit it makes on pass-through.
+//!
+//! Bodies are parsed once into small borrowed "head" structs: the fields routing, limits and the
+//! cache need, plus enough type checking to answer malformed requests with a 400 naming the field.
+//! Everything else stays in the original bytes. When client and upstream speak the same format the
+//! body is forwarded with only `model` replaced, by splicing the bytes of its JSON string
+//! ([`splice_model`]), never by re-serialising the document.
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+/// Which API a body speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenAi,
+    Anthropic,
+}
+
+/// The parts of a chat request (OpenAI or Anthropic) the gateway itself uses.
+#[derive(Debug, Clone)]
+pub struct ChatHead {
+    pub model: String,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `max_completion_tokens` / `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// Byte range of `model`'s JSON string in the body.
+    pub model_span: Range<usize>,
+}
+
+/// The parts of an embeddings request the gateway uses.
+#[derive(Debug, Clone)]
+pub struct EmbeddingsHead {
+    pub model: String,
+    pub model_span: Range<usize>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChatProbe<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<Vec<OpenAiMessageProbe<'a>>>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    #[allow(dead_code, reason = "type-checked only")]
+    n: Option<u32>,
+    #[allow(dead_code, reason = "type-checked only")]
+    temperature: Option<f64>,
+    #[allow(dead_code, reason = "type-checked only")]
+    top_p: Option<f64>,
+    #[allow(dead_code, reason = "type-checked only")]
+    seed: Option<i64>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "type-checked only")]
+    tools: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiMessageProbe<'a> {
+    #[serde(borrow)]
+    role: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicProbe<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<Vec<AnthropicMessageProbe<'a>>>,
+    max_tokens: Option<u64>,
+    stream: Option<bool>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "type-checked only")]
+    system: Option<&'a RawValue>,
+    #[allow(dead_code, reason = "type-checked only")]
+    temperature: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessageProbe<'a> {
+    #[serde(borrow)]
+    role: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsProbe<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    encoding_format: Option<String>,
+}
+
+fn utf8(body: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(body).map_err(|e| {
+        Error::invalid(format!(
+            "the request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                Err(Error::invalid(format!(
+                    "the request body is not valid JSON: {inner}"
+                )))
+            } else if path == "." {
+                Err(Error::invalid(format!(
+                    "the request body must be a JSON object: {inner}"
+                )))
+            } else {
+                Err(Error::invalid(format!("{path}: {inner}")))
+            }
+        }
+    }
+}
+
+/// The model name and its byte span, from the raw JSON value of `model`.
+fn model_of(body: &str, raw: Option<&RawValue>) -> Result<(String, Range<usize>), Error> {
+    let raw = raw.ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
+    let name: String = serde_json::from_str(raw.get())
+        .map_err(|_| Error::invalid("model: must be a string naming a configured model"))?;
+    if name.is_empty() {
+        return Err(Error::invalid("model: must not be empty"));
+    }
+    let start = (raw.get().as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let end = start + raw.get().len();
+    if end > body.len() {
+        return Err(Error::Internal("model span outside body".into()));
+    }
+    Ok((name, start..end))
+}
+
+/// Parse and check an OpenAI chat completions request.
+pub fn parse_openai_chat(body: &[u8]) -> Result<ChatHead, Error> {
+    let text = utf8(body)?;
+    let p: OpenAiChatProbe<'_> = parse(text)?;
+    let (model, model_span) = model_of(text, p.model)?;
+    let messages = p
+        .messages
+        .ok_or_else(|| Error::invalid("you must provide a messages parameter"))?;
+    if messages.is_empty() {
+        return Err(Error::invalid(
+            "messages: must contain at least one message",
+        ));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        match m.role.as_ref() {
+            "system" | "developer" | "user" | "assistant" | "tool" | "function" => {}
+            other => {
+                return Err(Error::invalid(format!(
+                    "messages[{i}].role: \"{other}\" is not one of system, developer, user, assistant, tool"
+                )));
+            }
+        }
+        if let Some(c) = m.content {
+            let first = c.get().as_bytes().first().copied();
+            if !matches!(first, Some(b'"' | b'[' | b'n')) {
+                return Err(Error::invalid(format!(
+                    "messages[{i}].content: must be a string, an array of content parts or null"
+                )));
+            }
+        }
+    }
+    Ok(ChatHead {
+        model,
+        stream: p.stream.unwrap_or(false),
+        include_usage: p
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+        max_tokens: p.max_completion_tokens.or(p.max_tokens),
+        model_span,
+    })
+}
+
+/// Parse and check an Anthropic messages request.
+pub fn parse_anthropic_messages(body: &[u8]) -> Result<ChatHead, Error> {
+    let text = utf8(body)?;
+    let p: AnthropicProbe<'_> = parse(text)?;
+    let (model, model_span) = model_of(text, p.model)?;
+    let messages = p
+        .messages
+        .ok_or_else(|| Error::invalid("messages: Field required"))?;
+    if messages.is_empty() {
+        return Err(Error::invalid("messages: at least one message is required"));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        if !matches!(m.role.as_ref(), "user" | "assistant") {
+            return Err(Error::invalid(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            )));
+        }
+        match m.content.map(|c| c.get().as_bytes().first().copied()) {
+            Some(Some(b'"' | b'[')) => {}
+            _ => {
+                return Err(Error::invalid(format!(
+                    "messages.{i}.content: must be a string or an array of content blocks"
+                )));
+            }
+        }
+    }
+    let max_tokens = p
+        .max_tokens
+        .ok_or_else(|| Error::invalid("max_tokens: Field required"))?;
+    Ok(ChatHead {
+        model,
+        stream: p.stream.unwrap_or(false),
+        include_usage: true,
+        max_tokens: Some(max_tokens),
+        model_span,
+    })
+}
+
+/// Parse and check an OpenAI embeddings request.
+pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsHead, Error> {
+    let text = utf8(body)?;
+    let p: EmbeddingsProbe<'_> = parse(text)?;
+    let (model, model_span) = model_of(text, p.model)?;
+    let input = p
+        .input
+        .ok_or_else(|| Error::invalid("you must provide an input parameter"))?;
+    match input.get().as_bytes().first() {
+        Some(b'"' | b'[') => {}
+        _ => {
+            return Err(Error::invalid(
+                "input: must be a string, an array of strings, or an array of token arrays",
+            ));
+        }
+    }
+    if input.get() == "[]" || input.get() == "\"\"" {
+        return Err(Error::invalid("input: must not be empty"));
+    }
+    if let Some(f) = p.encoding_format.as_deref()
+        && f != "float"
+        && f != "base64"
+    {
+        return Err(Error::invalid(
+            "encoding_format: must be \"float\" or \"base64\"",
+        ));
+    }
+    Ok(EmbeddingsHead { model, model_span })
+}
+
+/// The body with the JSON string at `span` replaced by `model`: one copy, no re-serialisation.
+pub fn splice_model(body: &[u8], span: &Range<usize>, model: &str) -> Bytes {
+    let quoted = json_string(model);
+    let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+    out.put_slice(&body[..span.start.min(body.len())]);
+    out.put_slice(quoted.as_bytes());
+    out.put_slice(&body[span.end.min(body.len())..]);
+    out.freeze()
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_model_without_touching_the_rest() {
+        let body = br#"{ "messages":[{"role":"user","content":"hi \"there\""}], "model" : "fast", "x":{"model":"keep"} }"#;
+        let head = parse_openai_chat(body).unwrap();
+        assert_eq!(head.model, "fast");
+        let out = splice_model(body, &head.model_span, "gpt-4o-mini");
+        let expected = br#"{ "messages":[{"role":"user","content":"hi \"there\""}], "model" : "gpt-4o-mini", "x":{"model":"keep"} }"#;
+        assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn escaped_model_names() {
+        let body = br#"{"model":"a\u0062c","messages":[{"role":"user","content":"x"}]}"#;
+        let head = parse_openai_chat(body).unwrap();
+        assert_eq!(head.model, "abc");
+        let out = splice_model(body, &head.model_span, "q\"z");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "q\"z");
+    }
+
+    #[test]
+    fn bad_inputs_are_400_with_the_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{not json", "not valid JSON"),
+            (b"[1,2]", "JSON object"),
+            (br#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
+            (br#"{"model":"m"}"#, "messages"),
+            (br#"{"model":"m","messages":[]}"#, "at least one"),
+            (
+                br#"{"model":5,"messages":[{"role":"user","content":"x"}]}"#,
+                "model",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                "stream",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+                "messages[0].content",
+            ),
+            (br#"{"model":"m","messages":[{"content":"x"}]}"#, "role"),
+            (b"{\"model\":\"m\xff\"}", "UTF-8"),
+        ];
+        for (body, needle) in cases {
+            match parse_openai_chat(body) {
+                Err(Error::InvalidRequest(msg)) => {
+                    assert!(msg.contains(needle), "{msg:?} should mention {needle}")
+                }
+                other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    #[test]
+    fn anthropic_requires_max_tokens() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#;
+        assert!(matches!(
+            parse_anthropic_messages(body),
+            Err(Error::InvalidRequest(m)) if m.contains("max_tokens")
+        ));
+        let ok = br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"x"}]}]}"#;
+        let h = parse_anthropic_messages(ok).unwrap();
+        assert!(h.stream);
+        assert_eq!(h.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn embeddings_inputs() {
+        assert!(parse_embeddings(br#"{"model":"e","input":"hello"}"#).is_ok());
+        assert!(parse_embeddings(br#"{"model":"e","input":["a","b"]}"#).is_ok());
+        assert!(parse_embeddings(br#"{"model":"e","input":5}"#).is_err());
+        assert!(parse_embeddings(br#"{"model":"e","input":[]}"#).is_err());
+        assert!(parse_embeddings(br#"{"model":"e","input":"a","encoding_format":"hex"}"#).is_err());
+    }
+}
