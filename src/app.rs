@@ -186,6 +186,7 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = Router::new()
         .route("/admin/reload", post(api::admin::reload))
+        .route("/admin/deployments", get(api::admin::deployments))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_master,
@@ -223,6 +224,32 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
             "shutting down: draining in-flight requests"
         );
         let _ = stop_tx.send(true);
+    });
+    let probe_state = state.clone();
+    let mut probe_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let interval = probe_state
+                .runtime
+                .load()
+                .config
+                .resilience
+                .health_check_interval
+                .get();
+            let wait = if interval.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                interval
+            };
+            tokio::select! {
+                _ = probe_stop.changed() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if !interval.is_zero() {
+                let rt = probe_state.runtime.load_full();
+                crate::router::probe_open_deployments(&rt).await;
+            }
+        }
     });
     let mut stop_rx2 = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

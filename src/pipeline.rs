@@ -74,6 +74,8 @@ pub async fn chat(rt: &Runtime, call: ChatCall<'_>) -> Result<Response, Error> {
         stream: head.stream,
         deadline: call.deadline,
         ctx: call.ctx,
+        input_tokens: estimate_tokens(body),
+        max_tokens: head.max_tokens.unwrap_or(translate::DEFAULT_MAX_TOKENS),
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     let upstream_format = served.deployment.provider.format();
@@ -137,6 +139,8 @@ pub async fn embeddings(
         stream: false,
         deadline,
         ctx,
+        input_tokens: estimate_tokens(body),
+        max_tokens: 0,
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     let mut resp = match served.body {
@@ -155,6 +159,11 @@ pub async fn embeddings(
     };
     gateway_headers(&mut resp, &served.deployment, served.attempts);
     Ok(resp)
+}
+
+/// A cheap token estimate for routing and capacity: about four bytes of JSON per token.
+pub fn estimate_tokens(body: &[u8]) -> u64 {
+    (body.len() as u64).div_ceil(4)
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::auth::Auth;
 use crate::config::{Config, RoutingStrategy};
 use crate::providers::{Provider, http_client};
+use crate::router::state::DeploymentState;
 
 /// One way to serve a model: a provider and its upstream model name.
 #[derive(Debug, Clone)]
@@ -19,6 +20,10 @@ pub struct Deployment {
     pub output_cost_per_mtok: Option<f64>,
     pub weight: u32,
     pub priority: i32,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// Breaker, latency, in-flight and capacity counters (kept across reloads).
+    pub state: Arc<DeploymentState>,
 }
 
 /// A model name clients can ask for.
@@ -33,9 +38,13 @@ pub struct Model {
     pub timeout: Option<Duration>,
 }
 
-/// HTTP clients kept across reloads, one per provider name and connect timeout.
+/// What survives a reload: HTTP clients (one per provider name and connect timeout) and each
+/// deployment's run-time state (per provider and upstream model).
 #[derive(Default)]
-pub struct ClientPool(HashMap<(String, Duration), reqwest::Client>);
+pub struct ClientPool {
+    clients: HashMap<(String, Duration), reqwest::Client>,
+    states: HashMap<(String, String), Arc<DeploymentState>>,
+}
 
 pub struct Runtime {
     pub config: Config,
@@ -53,11 +62,11 @@ impl Runtime {
         let mut providers = HashMap::new();
         for p in &config.providers {
             let ct = p.connect_timeout.get();
-            let client = match clients.0.get(&(p.name.clone(), ct)) {
+            let client = match clients.clients.get(&(p.name.clone(), ct)) {
                 Some(c) => c.clone(),
                 None => {
                     let c = http_client(ct)?;
-                    clients.0.insert((p.name.clone(), ct), c.clone());
+                    clients.clients.insert((p.name.clone(), ct), c.clone());
                     c
                 }
             };
@@ -71,8 +80,22 @@ impl Runtime {
                 let provider = providers.get(&d.provider).cloned().ok_or_else(|| {
                     format!("models {}: no provider named \"{}\"", m.name, d.provider)
                 })?;
+                let cb = &config.resilience.circuit_breaker;
+                let state = clients
+                    .states
+                    .entry((d.provider.clone(), d.model.clone()))
+                    .or_insert_with(|| {
+                        Arc::new(DeploymentState::new(
+                            cb.failure_threshold,
+                            cb.open_for.get(),
+                        ))
+                    })
+                    .clone();
                 deployments.push(Deployment {
                     provider,
+                    rpm: d.rpm,
+                    tpm: d.tpm,
+                    state,
                     model: d.model.clone(),
                     input_cost_per_mtok: d.input_cost_per_mtok,
                     output_cost_per_mtok: d.output_cost_per_mtok,

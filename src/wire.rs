@@ -119,6 +119,18 @@ fn utf8(body: &[u8]) -> Result<&str, Error> {
 }
 
 fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Error> {
+    // serde also reads a struct from an array of its fields: only an object is a request.
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        None => {
+            return Err(Error::invalid(
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        Some(_) => {
+            return Err(Error::invalid("the request body must be a JSON object"));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize(de) {
         Ok(v) => Ok(v),

@@ -1,96 +1,404 @@
-//! TEMPORARY stub: replaced by the real loader.
+//! Loading the configuration file (`shared/spec/config.md`).
+//!
+//! `load_str` runs: YAML events -> tree with lines (`yaml`) -> `${VAR}` substitution in string
+//! scalars (`interpolate`) -> typed `Config` through serde_path_to_error (unknown keys and type
+//! errors name their path) -> semantic checks that collect every error (`validate`). Every error
+//! carries the key path, the line and, where one helps, a hint such as `did you mean "openai"?`.
+//! Without a file the gateway runs on [`builtin_default`].
+
 pub mod types;
 pub mod units;
+
+mod default;
+mod interpolate;
+mod validate;
+mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
 pub use types::*;
 pub use units::{ByteSize, Dur};
 
+/// Looks up an environment variable. A closure so tests never touch the process environment;
+/// in production: `&|k| std::env::var(k).ok()`.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
+    /// Key path such as `models[2].deployments[0].provider`; empty for the file as a whole.
     pub path: String,
+    /// 1-based line in the file, when known.
     pub line: Option<usize>,
     pub message: String,
+    /// E.g. `did you mean "openai"?`.
     pub hint: Option<String>,
 }
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-#[derive(Debug, Clone)]
-pub struct LoadErrors(pub Vec<ConfigError>);
-impl std::fmt::Display for LoadErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for e in &self.0 {
-            writeln!(f, "{e}")?;
+
+impl fmt::Display for ConfigError {
+    /// `models[2].deployments[0].provider: no provider named "opnai" (line 31); did you mean "openai"?`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
         }
         Ok(())
     }
 }
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration, in file order.
+#[derive(Debug, Clone)]
+pub struct LoadErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for LoadErrors {
+    /// One error per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl std::error::Error for LoadErrors {}
 
-pub fn load_str(text: &str, _env: Env) -> Result<Config, LoadErrors> {
-    serde_json::from_str(text).map_err(|e| {
-        LoadErrors(vec![ConfigError {
-            path: String::new(),
-            line: None,
-            message: e.to_string(),
-            hint: None,
-        }])
-    })
+impl From<ConfigError> for LoadErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
 }
-pub fn load_file(path: &std::path::Path, env: Env) -> Result<Config, LoadErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        LoadErrors(vec![ConfigError {
-            path: String::new(),
-            line: None,
-            message: e.to_string(),
-            hint: None,
-        }])
+
+/// Parses, interpolates, deserialises and validates a configuration text.
+pub fn load_str(text: &str, env: Env) -> Result<Config, LoadErrors> {
+    let mut root = yaml::parse(text)?;
+    let lines = root.line_map();
+    let errors = interpolate::interpolate(&mut root, env);
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    let cfg: Config = serde_path_to_error::deserialize(yaml::De(&root)).map_err(|e| {
+        let path = match e.path().to_string() {
+            p if p == "." => String::new(),
+            p => p,
+        };
+        let (message, hint) = explain(&e.inner().0);
+        ConfigError {
+            line: lines.get(&path),
+            path,
+            message,
+            hint,
+        }
+    })?;
+    validate::validate(cfg, &lines).map_err(LoadErrors)
+}
+
+/// Reads and loads a configuration file; an I/O error is one error with an empty path.
+pub fn load_file(path: &Path, env: Env) -> Result<Config, LoadErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: String::new(),
+        line: None,
+        message: format!("cannot read {}: {e}", path.display()),
+        hint: None,
     })?;
     load_str(&text, env)
 }
-pub fn builtin_default(_env: Env) -> Config {
-    let mut c = Config::default();
-    c.providers.push(ProviderConfig {
-        name: "mock".into(),
-        kind: ProviderType::Mock,
-        base_url: None,
-        api_key: None,
-        timeout: Dur::secs(60),
-        connect_timeout: Dur::secs(5),
-        headers: Default::default(),
-        api_version: None,
-        latency: None,
-    });
-    c.models.push(ModelConfig {
-        name: "mock".into(),
-        routing: RoutingStrategy::Priority,
-        deployments: vec![DeploymentConfig {
-            provider: "mock".into(),
-            model: "mock".into(),
-            input_cost_per_mtok: None,
-            output_cost_per_mtok: None,
-            weight: 1,
-            priority: 0,
-            rpm: None,
-            tpm: None,
-        }],
-        fallbacks: vec![],
-        retries: None,
-        timeout: None,
-        cache: None,
-    });
-    c
+
+/// The configuration used when there is no file: mock provider and model `mock`, plus OpenAI,
+/// Anthropic and Azure OpenAI with their usual models for each API key found in `env`.
+pub fn builtin_default(env: Env) -> Config {
+    default::builtin_default(env)
 }
-pub fn resolve_path(cli: Option<&std::path::Path>, env: Env) -> Option<std::path::PathBuf> {
-    cli.map(|p| p.to_path_buf())
-        .or_else(|| env("AI_GATEWAY_CONFIG").map(Into::into))
+
+/// `--config PATH`, else `$AI_GATEWAY_CONFIG`, else `./gateway.yaml` if it exists, else `None`
+/// (= built-in default).
+pub fn resolve_path(cli: Option<&Path>, env: Env) -> Option<PathBuf> {
+    if let Some(p) = cli {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = env("AI_GATEWAY_CONFIG").filter(|p| !p.trim().is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let local = Path::new("gateway.yaml");
+    local.is_file().then(|| local.to_path_buf())
 }
+
+/// Human summary lines of what a configuration sets up, for printing at start. Never includes a
+/// secret (API keys, master key, gateway keys, webhook secret, header values, URL credentials).
 pub fn describe(cfg: &Config) -> Vec<String> {
-    cfg.models
-        .iter()
-        .map(|m| format!("model {}", m.name))
-        .collect()
+    let mut out = Vec::new();
+    let s = &cfg.server;
+    out.push(format!(
+        "listen {} (max body {}, request timeout {}, shutdown grace {})",
+        s.listen,
+        fmt_size(s.max_body_size),
+        fmt_dur(s.request_timeout),
+        fmt_dur(s.shutdown_grace)
+    ));
+    let mut state = format!("state: embedded store in {}", cfg.state.data_dir);
+    if let Some(u) = &cfg.state.redis_url {
+        state.push_str(&format!(", redis {}", redact_url(u)));
+    }
+    if let Some(u) = &cfg.state.nats_url {
+        state.push_str(&format!(", nats {}", redact_url(u)));
+    }
+    out.push(state);
+
+    for p in &cfg.providers {
+        let kind = match p.kind {
+            ProviderType::Openai => "openai",
+            ProviderType::Azure => "azure",
+            ProviderType::Anthropic => "anthropic",
+            ProviderType::Mock => "mock",
+        };
+        let mut line = format!("provider {} ({kind})", p.name);
+        if let Some(u) = &p.base_url {
+            line.push(' ');
+            line.push_str(&redact_url(u));
+        }
+        if let Some(v) = &p.api_version {
+            line.push_str(&format!(", api-version {v}"));
+        }
+        if let Some(l) = p.latency {
+            line.push_str(&format!(", latency {}", fmt_dur(l)));
+        }
+        if p.kind != ProviderType::Mock {
+            line.push_str(if p.api_key.is_some() {
+                ", api key set"
+            } else {
+                ", no api key"
+            });
+        }
+        if !p.headers.is_empty() {
+            line.push_str(&format!(", {} extra header(s)", p.headers.len()));
+        }
+        out.push(line);
+    }
+
+    for m in &cfg.models {
+        let deps: Vec<String> = m
+            .deployments
+            .iter()
+            .map(|d| format!("{}/{}", d.provider, d.model))
+            .collect();
+        let mut line = format!("model {} -> {}", m.name, deps.join(", "));
+        let mut extra = Vec::new();
+        if m.routing != RoutingStrategy::Priority {
+            extra.push(format!("routing {}", routing_name(m.routing)));
+        }
+        if !m.fallbacks.is_empty() {
+            extra.push(format!("fallbacks {}", m.fallbacks.join(", ")));
+        }
+        if !extra.is_empty() {
+            line.push_str(&format!(" ({})", extra.join("; ")));
+        }
+        out.push(line);
+    }
+
+    match &cfg.auth {
+        None => out.push("auth: none, serving without keys".to_owned()),
+        Some(a) => {
+            let names: Vec<&str> = a.keys.iter().map(|k| k.name.as_str()).collect();
+            let mut line = format!("auth: {} static key(s)", names.len());
+            if !names.is_empty() {
+                line.push_str(&format!(" ({})", names.join(", ")));
+            }
+            line.push_str(if a.master_key.is_some() {
+                ", admin API enabled (master key set)"
+            } else {
+                ", admin API disabled (no master key)"
+            });
+            out.push(line);
+        }
+    }
+
+    let c = &cfg.cache;
+    if c.enabled {
+        let scope = match c.scope {
+            CacheScope::Key => "key",
+            CacheScope::Global => "global",
+        };
+        let l2 = if c.l2 && cfg.state.redis_url.is_some() {
+            ", L2 in Redis"
+        } else {
+            ""
+        };
+        out.push(format!(
+            "cache: on, ttl {}, scope {scope}, L1 {} entries / {}{l2}{}",
+            fmt_dur(c.ttl),
+            c.l1_max_entries,
+            fmt_size(c.l1_max_bytes),
+            if c.only_deterministic {
+                ", deterministic requests only"
+            } else {
+                ""
+            }
+        ));
+    } else {
+        out.push("cache: off".to_owned());
+    }
+
+    let rl = &cfg.rate_limits;
+    let mut line = if rl.shared && cfg.state.redis_url.is_some() {
+        let on_err = match rl.on_redis_error {
+            OnRedisError::Local => "local",
+            OnRedisError::Deny => "deny",
+            OnRedisError::Allow => "allow",
+        };
+        format!("rate limits: shared in Redis (on Redis error: {on_err})")
+    } else {
+        "rate limits: local to this process".to_owned()
+    };
+    if !rl.models.is_empty() {
+        let names: Vec<&str> = rl.models.keys().map(String::as_str).collect();
+        line.push_str(&format!(", per-model ceilings for {}", names.join(", ")));
+    }
+    out.push(line);
+
+    let j = &cfg.jobs;
+    out.push(format!(
+        "jobs: {} worker(s), {}, webhook secret {}",
+        j.workers,
+        if cfg.state.nats_url.is_some() {
+            "queue on NATS JetStream".to_owned()
+        } else {
+            format!("embedded queue in {}", cfg.state.data_dir)
+        },
+        if j.webhook.secret.is_some() {
+            "set"
+        } else {
+            "generated at start"
+        }
+    ));
+
+    let t = &cfg.telemetry;
+    out.push(format!(
+        "telemetry: log level {}, format {}, trace export {}",
+        t.log_level,
+        match t.log_format {
+            None => "auto",
+            Some(LogFormat::Json) => "json",
+            Some(LogFormat::Pretty) => "pretty",
+        },
+        if t.otlp_endpoint.is_some() {
+            "OTLP on"
+        } else {
+            "off"
+        }
+    ));
+    out
 }
+
+fn routing_name(r: RoutingStrategy) -> &'static str {
+    match r {
+        RoutingStrategy::Priority => "priority",
+        RoutingStrategy::Weighted => "weighted",
+        RoutingStrategy::Latency => "latency",
+        RoutingStrategy::Cost => "cost",
+        RoutingStrategy::LeastBusy => "least-busy",
+    }
+}
+
+fn fmt_dur(d: Dur) -> String {
+    if d.is_zero() {
+        "0s".to_owned()
+    } else {
+        humantime::format_duration(d.get()).to_string()
+    }
+}
+
+fn fmt_size(b: ByteSize) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (m, u) in UNITS {
+        if b.0 >= m && b.0.is_multiple_of(m) {
+            return format!("{}{u}", b.0 / m);
+        }
+    }
+    format!("{}B", b.0)
+}
+
+/// A URL without credentials (`user:pass@`), query or fragment.
+fn redact_url(u: &str) -> String {
+    let (scheme, rest) = match u.find("://") {
+        Some(i) => (&u[..i + 3], &u[i + 3..]),
+        None => ("", u),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}{host}{path}")
+}
+
+/// The closest candidate to `word`, if any is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let w = word.to_lowercase();
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(&w, &c.to_lowercase());
+        if best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.filter(|(s, _)| *s >= 0.8).map(|(_, c)| c.to_owned())
+}
+
+/// `did you mean "x"?`, else `expected one of: a, b`.
+pub(crate) fn hint_for(word: &str, candidates: &[&str], what: &str) -> Option<String> {
+    match suggest(word, candidates.iter().copied()) {
+        Some(s) => Some(format!("did you mean \"{s}\"?")),
+        None if candidates.is_empty() => None,
+        None => Some(format!("{what}: {}", candidates.join(", "))),
+    }
+}
+
+/// Turns a serde message into message + hint.
+fn explain(msg: &str) -> (String, Option<String>) {
+    // YAML calls it null.
+    let msg = &msg.replace("invalid type: unit value", "invalid type: null");
+    // serde quotes names in backticks: "unknown field `listn`, expected one of `listen`, ..."
+    let ticked: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
+    if let Some((&first, rest)) = ticked.split_first() {
+        if msg.starts_with("unknown field") {
+            return (
+                format!("unknown key \"{first}\""),
+                hint_for(first, rest, "expected one of"),
+            );
+        }
+        if msg.starts_with("unknown variant") {
+            return (
+                format!("unknown value \"{first}\""),
+                hint_for(first, rest, "expected one of"),
+            );
+        }
+        if msg.starts_with("missing field") {
+            return (format!("missing key \"{first}\""), None);
+        }
+    }
+    if msg == "invalid socket address syntax" {
+        return (
+            msg.to_owned(),
+            Some("write IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"".to_owned()),
+        );
+    }
+    (msg.to_owned(), None)
+}
+
+#[cfg(test)]
+mod tests;

@@ -118,7 +118,7 @@ fn default_connect_timeout() -> Dur {
     Dur::secs(5)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingStrategy {
     #[default]

@@ -1,0 +1,377 @@
+//! Choosing deployments and surviving their failures: the attempts × fallbacks loop.
+//!
+//! For a model, up to `1 + retries` attempts are made. Each picks, by the model's strategy, among
+//! the deployments whose circuit admits traffic and whose `rpm`/`tpm` capacity is not used up,
+//! preferring ones not yet tried for this request. Between attempts: exponential backoff with full
+//! jitter, at least the upstream's `retry-after`, never past the request's deadline. A caller's
+//! mistake (an upstream 4xx other than 408/409/429) ends the loop at once, is passed back and does
+//! not count against the circuit. When a model's attempts are used up its `fallbacks` are tried in
+//! order, each with its own strategy and attempts. A stream counts as served only once its first
+//! chunk arrived, so a failure before the first byte is retried like any other; after it, a
+//! failure ends the stream (the pipeline writes an error event) and counts for the circuit.
+
+pub mod breaker;
+pub mod state;
+pub mod strategy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use self::breaker::Admission;
+use self::state::{DeploymentState, now_ms};
+use self::strategy::{Candidate, estimate_cost};
+use crate::error::{Error, LimitReason, UpstreamError, UpstreamKind};
+use crate::providers::{CallCtx, Op, UpstreamBody};
+use crate::runtime::{Deployment, Model, Runtime};
+
+/// A successful upstream answer and who gave it.
+pub struct Served {
+    pub body: UpstreamBody,
+    pub deployment: Deployment,
+    /// The model that served it (the requested one or a fallback).
+    pub model: Arc<Model>,
+    pub attempts: u32,
+}
+
+/// One request as the router sees it.
+pub struct Call<'a> {
+    pub op: Op,
+    pub stream: bool,
+    pub deadline: Instant,
+    pub ctx: &'a CallCtx,
+    /// Estimated prompt tokens (for `cost` routing and `tpm` capacity).
+    pub input_tokens: u64,
+    /// The request's `max_tokens`, or a default.
+    pub max_tokens: u64,
+}
+
+/// Full-jitter exponential backoff for retry number `n` (0-based), at least `retry_after`.
+pub fn backoff(
+    n: u32,
+    initial: Duration,
+    max: Duration,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = initial
+        .checked_mul(1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max);
+    let jittered = exp.mul_f64(rand::random::<f64>());
+    match retry_after {
+        Some(ra) => ra.max(jittered),
+        None => jittered,
+    }
+}
+
+/// Why no deployment of a model could be tried.
+#[derive(Default)]
+struct Blocked {
+    /// Soonest a circuit may half-open, in ms.
+    circuit_retry_ms: Option<u64>,
+    /// Some deployment was skipped for capacity.
+    capacity: bool,
+}
+
+fn candidates(
+    m: &Model,
+    tried: &[usize],
+    call: &Call<'_>,
+    now: u64,
+    blocked: &mut Blocked,
+) -> Vec<Candidate> {
+    let tokens = call.input_tokens + call.max_tokens;
+    let mut out = Vec::with_capacity(m.deployments.len());
+    for (i, d) in m.deployments.iter().enumerate() {
+        if !d.state.breaker.would_admit(now) {
+            let wait = d.state.breaker.retry_in_ms(now).max(1);
+            blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
+            continue;
+        }
+        if !d.state.has_capacity(d.rpm, d.tpm, tokens, now) {
+            blocked.capacity = true;
+            continue;
+        }
+        out.push(Candidate {
+            index: i,
+            priority: d.priority,
+            weight: d.weight,
+            latency_ms: d.state.latency_ms(),
+            in_flight: d.state.in_flight(),
+            cost: estimate_cost(
+                call.input_tokens,
+                call.max_tokens,
+                d.input_cost_per_mtok,
+                d.output_cost_per_mtok,
+            ),
+        });
+    }
+    // Prefer deployments not yet tried for this request; when all were, any may be tried again.
+    if out.iter().any(|c| !tried.contains(&c.index)) {
+        out.retain(|c| !tried.contains(&c.index));
+    }
+    out
+}
+
+/// Send `call` to `model`'s deployments, then its fallbacks. `build` makes the upstream body for
+/// one deployment (it translates when the provider's format differs from the client's).
+pub async fn send(
+    rt: &Runtime,
+    model: &Arc<Model>,
+    call: &Call<'_>,
+    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
+) -> Result<Served, Error> {
+    let res = &rt.config.resilience;
+    let mut attempts = 0u32;
+    let mut last: Option<UpstreamError> = None;
+    let mut blocked = Blocked::default();
+    let chain = std::iter::once(model.clone()).chain(
+        model
+            .fallbacks
+            .iter()
+            .filter_map(|name| rt.models.get(name).cloned()),
+    );
+    for m in chain {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut model_attempts = 0u32;
+        while model_attempts <= m.retries {
+            let now = now_ms();
+            if Instant::now() >= call.deadline {
+                return Err(Error::Timeout);
+            }
+            let cands = candidates(&m, &tried, call, now, &mut blocked);
+            let Some(idx) = strategy::pick(m.routing, &cands, &mut rand::rng()) else {
+                break;
+            };
+            let d = &m.deployments[idx];
+            let admission = d.state.breaker.admit(now);
+            if let Admission::No { .. } = admission {
+                // Lost a race for the half-open probe: look again.
+                tried.push(idx);
+                if tried.len() > m.deployments.len() * 2 {
+                    break;
+                }
+                continue;
+            }
+            let body = build(d)?;
+            model_attempts += 1;
+            attempts += 1;
+            tried.push(idx);
+            tracing::debug!(
+                model = %m.name, strategy = ?m.routing, provider = %d.provider.name,
+                deployment_model = %d.model, attempt = attempts, candidates = cands.len(),
+                probe = admission == Admission::Probe, "upstream attempt"
+            );
+            d.state.reserve(call.input_tokens + call.max_tokens, now);
+            let guard = d.state.start();
+            let started = Instant::now();
+            let per_attempt = m.timeout.unwrap_or(d.provider.timeout);
+            let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
+            let result = d
+                .provider
+                .send(call.op, &d.model, body, call.stream, timeout, call.ctx)
+                .await;
+            let result = match result {
+                Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
+                other => other,
+            };
+            match result {
+                Ok(body) => {
+                    d.state.record_latency(started.elapsed());
+                    d.state.breaker.on_success();
+                    let body = match body {
+                        UpstreamBody::Stream(s) => {
+                            UpstreamBody::Stream(track(s, d.state.clone(), guard))
+                        }
+                        full => full,
+                    };
+                    return Ok(Served {
+                        body,
+                        deployment: d.clone(),
+                        model: m.clone(),
+                        attempts,
+                    });
+                }
+                Err(e) if e.is_caller_fault() => {
+                    if admission == Admission::Probe {
+                        d.state.breaker.release_probe();
+                    }
+                    return Err(Error::UpstreamRejected(e));
+                }
+                Err(e) => {
+                    drop(guard);
+                    let opened = d.state.record_failure(now_ms());
+                    tracing::debug!(
+                        provider = %d.provider.name, deployment_model = %d.model, error = %e,
+                        circuit_opened = opened, "attempt failed"
+                    );
+                    let retry_after = e.retry_after;
+                    last = Some(e);
+                    if model_attempts > m.retries {
+                        break;
+                    }
+                    let wait = backoff(
+                        model_attempts - 1,
+                        res.backoff_initial.get(),
+                        res.backoff_max.get(),
+                        retry_after,
+                    );
+                    if Instant::now() + wait >= call.deadline {
+                        return Err(finish(attempts, last, call));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    if attempts == 0 {
+        if let Some(ms) = blocked.circuit_retry_ms {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "every deployment of \"{}\" and its fallbacks is failing (circuit open); retry later",
+                    model.name
+                ),
+                retry_after: Duration::from_millis(ms),
+            });
+        }
+        if blocked.capacity {
+            let into_minute = now_ms() % 60_000;
+            return Err(Error::RateLimited {
+                reason: LimitReason::Requests,
+                retry_after: Duration::from_millis(60_000 - into_minute),
+            });
+        }
+    }
+    Err(finish(attempts, last, call))
+}
+
+fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error {
+    match last {
+        Some(l) if l.kind == UpstreamKind::Timeout && Instant::now() >= call.deadline => {
+            Error::Timeout
+        }
+        Some(last) => Error::Upstream { attempts, last },
+        None => Error::Unavailable {
+            message: "no deployment could serve this request".to_owned(),
+            retry_after: Duration::from_secs(1),
+        },
+    }
+}
+
+/// Wait for a stream's first chunk: until then, a failure is an ordinary failed attempt.
+async fn first_chunk(
+    mut s: crate::providers::ByteStream,
+    provider: &str,
+) -> Result<UpstreamBody, UpstreamError> {
+    loop {
+        match s.next().await {
+            Some(Ok(first)) if first.is_empty() => {}
+            Some(Ok(first)) => {
+                let rest = futures_util::stream::once(async move { Ok(first) }).chain(s);
+                return Ok(UpstreamBody::Stream(Box::pin(rest)));
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(UpstreamError::new(
+                    provider,
+                    UpstreamKind::Protocol,
+                    "the stream ended before its first event",
+                ));
+            }
+        }
+    }
+}
+
+/// A served stream: a mid-stream failure counts against the circuit; the in-flight count is
+/// held until the stream ends or the client goes away.
+fn track(
+    s: crate::providers::ByteStream,
+    state: Arc<DeploymentState>,
+    guard: state::InFlight,
+) -> crate::providers::ByteStream {
+    Box::pin(s.map(move |item| {
+        let _held = &guard;
+        if item.is_err() {
+            state.record_failure(now_ms());
+        }
+        item
+    }))
+}
+
+/// Active health checking (`resilience.health_check_interval` > 0): every deployment whose
+/// circuit is open and due for its half-open probe gets a tiny chat request instead of a user's.
+/// Any answer that is not a retryable failure (a 2xx, or a 4xx such as "not a chat model")
+/// shows the deployment is reachable and closes the circuit.
+pub async fn probe_open_deployments(rt: &Runtime) {
+    let ctx = CallCtx {
+        request_id: format!("healthcheck_{}", uuid::Uuid::new_v4().simple()),
+        traceparent: None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for m in rt.models.values() {
+        for d in &m.deployments {
+            if !seen.insert(Arc::as_ptr(&d.state) as usize) {
+                continue;
+            }
+            let now = now_ms();
+            if d.state.breaker.admit(now) != Admission::Probe {
+                continue;
+            }
+            let body = match d.provider.format() {
+                crate::wire::Format::Anthropic => serde_json::json!({
+                    "model": d.model, "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "ping"}]
+                }),
+                crate::wire::Format::OpenAi => serde_json::json!({
+                    "model": d.model, "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "ping"}]
+                }),
+            };
+            let timeout = m.timeout.unwrap_or(d.provider.timeout);
+            let result = d
+                .provider
+                .send(
+                    Op::Chat,
+                    &d.model,
+                    Bytes::from(body.to_string()),
+                    false,
+                    timeout,
+                    &ctx,
+                )
+                .await;
+            match result {
+                Err(e) if e.is_retryable() => {
+                    d.state.breaker.on_failure(now_ms());
+                    tracing::debug!(provider = %d.provider.name, deployment_model = %d.model, error = %e, "health probe failed");
+                }
+                _ => {
+                    d.state.breaker.on_success();
+                    tracing::info!(provider = %d.provider.name, deployment_model = %d.model, "health probe succeeded; circuit closed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_honours_retry_after() {
+        for n in 0..40 {
+            let b = backoff(n, Duration::from_millis(100), Duration::from_secs(5), None);
+            assert!(b <= Duration::from_secs(5));
+        }
+        let b = backoff(
+            0,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+            Some(Duration::from_secs(1)),
+        );
+        assert!(b >= Duration::from_secs(1));
+    }
+}
