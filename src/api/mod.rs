@@ -46,5 +46,6 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
     CallCtx {
         request_id: request_id.to_owned(),
         traceparent: headers.get("traceparent").cloned(),
+        anthropic_beta: headers.get("anthropic-beta").cloned(),
     }
 }

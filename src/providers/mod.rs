@@ -42,6 +42,8 @@ pub enum Op {
 pub struct CallCtx {
     pub request_id: String,
     pub traceparent: Option<HeaderValue>,
+    /// The client's `anthropic-beta` header, forwarded to Anthropic upstreams only.
+    pub anthropic_beta: Option<HeaderValue>,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +271,9 @@ impl Provider {
             .body(body);
         if let Some(tp) = &ctx.traceparent {
             req = req.header("traceparent", tp.clone());
+        }
+        if let (Kind::Anthropic, Some(beta)) = (&self.kind, &ctx.anthropic_beta) {
+            req = req.header("anthropic-beta", beta.clone());
         }
         let fut = async {
             let resp = req.send().await.map_err(|e| self.transport_error(&e))?;

@@ -309,6 +309,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
     let ctx = CallCtx {
         request_id: format!("healthcheck_{}", uuid::Uuid::new_v4().simple()),
         traceparent: None,
+        anthropic_beta: None,
     };
     let mut seen = std::collections::HashSet::new();
     for m in rt.models.values() {
