@@ -27,9 +27,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::api;
+use crate::cache::Cache;
 use crate::config::{self, Config};
 use crate::error::{Error, Flavor};
 use crate::runtime::{ClientPool, Runtime};
+use crate::state::Redis;
 
 /// State shared by every request.
 pub struct AppState {
@@ -39,12 +41,21 @@ pub struct AppState {
     /// Set on SIGTERM: `/ready` answers 503 while in-flight work drains.
     pub draining: AtomicBool,
     clients: Mutex<ClientPool>,
+    /// Redis of `state.redis_url` (read at start; a reload does not change it).
+    pub redis: Option<Arc<Redis>>,
+    /// The response cache (sized at start; a reload changes its policy, not its size).
+    pub cache: Arc<Cache>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<SharedState, String> {
+        let redis = match &config.state.redis_url {
+            Some(url) => Some(Redis::new(url)?),
+            None => None,
+        };
+        let cache = Cache::new(&config.cache, redis.clone());
         let mut clients = ClientPool::default();
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
@@ -52,6 +63,8 @@ impl AppState {
             config_path,
             draining: AtomicBool::new(false),
             clients: Mutex::new(clients),
+            redis,
+            cache,
         }))
     }
 
@@ -225,6 +238,18 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
         );
         let _ = stop_tx.send(true);
     });
+    if let Some(redis) = state.redis.clone() {
+        redis.maintain().await;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => redis.maintain().await,
+                }
+            }
+        });
+    }
     let probe_state = state.clone();
     let mut probe_stop = stop_rx.clone();
     tokio::spawn(async move {

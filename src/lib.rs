@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod mock_server;
@@ -13,6 +14,7 @@ pub mod providers;
 pub mod router;
 pub mod runtime;
 pub mod sse;
+pub mod state;
 pub mod telemetry;
 pub mod translate;
 pub mod wire;

@@ -13,13 +13,14 @@
 use std::pin::Pin;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::auth::Caller;
+use crate::cache::{self, Cache, Entry, Layer, Leader, Lookup, Policy};
 use crate::error::{Error, UpstreamError};
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::router::{self, Call};
@@ -31,6 +32,7 @@ use crate::wire::{self, ChatHead, Format};
 /// Everything a chat call needs besides the runtime.
 pub struct ChatCall<'a> {
     pub caller: &'a Caller,
+    pub headers: &'a HeaderMap,
     pub client: Format,
     pub head: &'a ChatHead,
     pub body: &'a Bytes,
@@ -38,12 +40,115 @@ pub struct ChatCall<'a> {
     pub ctx: &'a CallCtx,
 }
 
+/// The cache key and policy for a request, or `None` to bypass the cache.
+fn cache_plan(
+    rt: &Runtime,
+    model_cache: Option<bool>,
+    headers: &HeaderMap,
+    endpoint: cache::Endpoint,
+    caller: &Caller,
+    body: &[u8],
+) -> Option<(cache::Key, Policy)> {
+    let cfg = &rt.config.cache;
+    let policy = cache::policy(headers, cfg, model_cache, true)?;
+    let (key, value) = cache::key::key(endpoint, cache::scope(cfg, caller.name()), body)?;
+    if cfg.only_deterministic && !cache::key::is_deterministic(&value) {
+        return None;
+    }
+    Some((key, policy))
+}
+
+/// Look the request up; `Ok(response)` on a hit, else the leader (if any) for storing later.
+async fn cache_lookup(
+    cache: &std::sync::Arc<Cache>,
+    plan: Option<&(cache::Key, Policy)>,
+    format: Format,
+    stream: bool,
+    include_usage: bool,
+    deadline: Instant,
+) -> Result<Response, Option<Leader>> {
+    let Some((key, policy)) = plan else {
+        return Err(None);
+    };
+    match cache.lookup(*key, policy).await {
+        Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage)),
+        Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
+            Some(e) => Ok(hit_response(&e, Layer::L1, format, stream, include_usage)),
+            None => Err(None),
+        },
+        Lookup::Miss(leader) => Err(Some(leader)),
+    }
+}
+
+fn hit_response(
+    e: &Entry,
+    layer: Layer,
+    format: Format,
+    stream: bool,
+    include_usage: bool,
+) -> Response {
+    let mut resp = if stream {
+        let sse = cache::stream::replay(format, &e.body, include_usage).unwrap_or_default();
+        sse_response(Body::from(sse))
+    } else {
+        json_response(e.body.clone())
+    };
+    let h = resp.headers_mut();
+    h.insert("x-cache", HeaderValue::from_static("HIT"));
+    h.insert("x-cache-layer", HeaderValue::from_static(layer.as_str()));
+    if let Ok(v) = HeaderValue::from_str(&e.provider) {
+        h.insert("x-gateway-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&e.deployment_model) {
+        h.insert("x-gateway-deployment-model", v);
+    }
+    h.insert("x-gateway-attempts", HeaderValue::from(0));
+    resp
+}
+
+/// Store a complete answer and hand it to the waiters.
+async fn store(
+    cache: &Cache,
+    plan: Option<&(cache::Key, Policy)>,
+    leader: Option<Leader>,
+    body: Bytes,
+    d: &Deployment,
+) {
+    let Some((key, policy)) = plan else { return };
+    let entry = std::sync::Arc::new(Entry::new(body, policy.ttl, &d.provider.name, &d.model));
+    if policy.write {
+        cache.put(*key, entry.clone()).await;
+    }
+    if let Some(l) = leader {
+        l.complete(entry);
+    }
+}
+
+fn x_cache(resp: &mut Response, plan: Option<&(cache::Key, Policy)>) {
+    let v = if plan.is_some() { "MISS" } else { "BYPASS" };
+    resp.headers_mut()
+        .insert("x-cache", HeaderValue::from_static(v));
+}
+
+/// What a streamed answer needs to be stored once it ended well.
+pub struct CacheTap {
+    assembler: cache::stream::Assembler,
+    cache: std::sync::Arc<Cache>,
+    plan: (cache::Key, Policy),
+    leader: Option<Leader>,
+    deployment: Deployment,
+}
+
 fn translate_err(e: translate::TranslateError) -> Error {
     Error::invalid(e.to_string())
 }
 
 /// Run a chat request (either API) and build the client's answer.
-pub async fn chat(rt: &Runtime, call: ChatCall<'_>) -> Result<Response, Error> {
+pub async fn chat(
+    rt: &Runtime,
+    cache: &std::sync::Arc<Cache>,
+    call: ChatCall<'_>,
+) -> Result<Response, Error> {
     let model = rt
         .models
         .get(&call.head.model)
@@ -52,6 +157,24 @@ pub async fn chat(rt: &Runtime, call: ChatCall<'_>) -> Result<Response, Error> {
     let head = call.head;
     let body = call.body;
     let client = call.client;
+    let endpoint = match client {
+        Format::OpenAi => cache::Endpoint::ChatCompletions,
+        Format::Anthropic => cache::Endpoint::Messages,
+    };
+    let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
+    let leader = match cache_lookup(
+        cache,
+        plan.as_ref(),
+        client,
+        head.stream,
+        head.include_usage,
+        call.deadline,
+    )
+    .await
+    {
+        Ok(hit) => return Ok(hit),
+        Err(leader) => leader,
+    };
     let build = move |d: &Deployment| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
             (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => {
@@ -108,13 +231,29 @@ pub async fn chat(rt: &Runtime, call: ChatCall<'_>) -> Result<Response, Error> {
                     })?,
                 ),
             };
+            store(
+                cache,
+                plan.as_ref(),
+                leader,
+                out.clone(),
+                &served.deployment,
+            )
+            .await;
             json_response(out)
         }
         UpstreamBody::Stream(stream) => {
             let conv = Converter::new(upstream_format, client, &head.model, head.include_usage);
-            sse_response(relay(stream, conv, call.deadline))
+            let tap = plan.as_ref().map(|plan| CacheTap {
+                assembler: cache::stream::Assembler::new(client),
+                cache: cache.clone(),
+                plan: *plan,
+                leader,
+                deployment: served.deployment.clone(),
+            });
+            sse_response(relay(stream, conv, call.deadline, tap))
         }
     };
+    x_cache(&mut resp, plan.as_ref());
     gateway_headers(&mut resp, &served.deployment, served.attempts);
     Ok(resp)
 }
@@ -122,7 +261,9 @@ pub async fn chat(rt: &Runtime, call: ChatCall<'_>) -> Result<Response, Error> {
 /// Run an embeddings request.
 pub async fn embeddings(
     rt: &Runtime,
+    cache: &std::sync::Arc<Cache>,
     caller: &Caller,
+    headers: &HeaderMap,
     body: &Bytes,
     deadline: Instant,
     ctx: &CallCtx,
@@ -133,6 +274,19 @@ pub async fn embeddings(
         .get(&head.model)
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
+    let plan = cache_plan(
+        rt,
+        model.cache,
+        headers,
+        cache::Endpoint::Embeddings,
+        caller,
+        body,
+    );
+    let leader =
+        match cache_lookup(cache, plan.as_ref(), Format::OpenAi, false, false, deadline).await {
+            Ok(hit) => return Ok(hit),
+            Err(leader) => leader,
+        };
     let build = |d: &Deployment| Ok(wire::splice_model(body, &head.model_span, &d.model));
     let rcall = Call {
         op: Op::Embeddings,
@@ -144,7 +298,10 @@ pub async fn embeddings(
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     let mut resp = match served.body {
-        UpstreamBody::Full(b) => json_response(b),
+        UpstreamBody::Full(b) => {
+            store(cache, plan.as_ref(), leader, b.clone(), &served.deployment).await;
+            json_response(b)
+        }
         UpstreamBody::Stream(s) => {
             // Not expected for embeddings; pass it on as it came.
             let mut r = Response::new(Body::from_stream(
@@ -157,6 +314,7 @@ pub async fn embeddings(
             r
         }
     };
+    x_cache(&mut resp, plan.as_ref());
     gateway_headers(&mut resp, &served.deployment, served.attempts);
     Ok(resp)
 }
@@ -274,15 +432,23 @@ struct RelayState {
     conv: Converter,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
+    tap: Option<CacheTap>,
 }
 
-/// The client body of a stream: upstream chunks converted as they arrive.
-pub fn relay(upstream: ByteStream, conv: Converter, deadline: Instant) -> Body {
+/// The client body of a stream: upstream chunks converted as they arrive. With a cache tap, the
+/// bytes sent are also assembled into the complete answer, stored when the stream ended well.
+pub fn relay(
+    upstream: ByteStream,
+    conv: Converter,
+    deadline: Instant,
+    tap: Option<CacheTap>,
+) -> Body {
     let state = RelayState {
         upstream,
         conv,
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
         done: false,
+        tap,
     };
     let s = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -299,18 +465,39 @@ pub fn relay(upstream: ByteStream, conv: Converter, deadline: Instant) -> Body {
                 Some(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream stream failed after it started");
                     st.done = true;
+                    st.tap = None;
                     st.conv.error("upstream_error", &e.message)
                 }
                 Some(None) => {
                     st.done = true;
-                    st.conv.finish()
+                    let tail = st.conv.finish();
+                    if let Some(mut tap) = st.tap.take() {
+                        tap.assembler.push(&tail);
+                        if let Some(full) = tap.assembler.finish() {
+                            store(
+                                &tap.cache,
+                                Some(&tap.plan),
+                                tap.leader,
+                                Bytes::from(full),
+                                &tap.deployment,
+                            )
+                            .await;
+                        }
+                    }
+                    tail
                 }
                 None => {
                     st.done = true;
+                    st.tap = None;
                     st.conv
                         .error("timeout", "the request did not finish within its deadline")
                 }
             };
+            if let Some(tap) = st.tap.as_mut()
+                && !st.done
+            {
+                tap.assembler.push(&out);
+            }
             if !out.is_empty() {
                 return Some((Ok::<_, std::io::Error>(out), st));
             }

@@ -36,6 +36,8 @@ pub struct Model {
     pub fallbacks: Vec<String>,
     pub retries: u32,
     pub timeout: Option<Duration>,
+    /// `cache:` of the model (overrides `cache.enabled`).
+    pub cache: Option<bool>,
 }
 
 /// What survives a reload: HTTP clients (one per provider name and connect timeout) and each
@@ -114,6 +116,7 @@ impl Runtime {
                     fallbacks: m.fallbacks.clone(),
                     retries: m.retries.unwrap_or(config.resilience.retries),
                     timeout: m.timeout.map(|t| t.get()),
+                    cache: m.cache,
                 }),
             );
         }

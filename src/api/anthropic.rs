@@ -26,8 +26,10 @@ pub async fn messages(
         let ctx = call_ctx(&id, &parts.headers);
         pipeline::chat(
             &rt,
+            &state.cache,
             ChatCall {
                 caller: &caller,
+                headers: &parts.headers,
                 client: Format::Anthropic,
                 head: &head,
                 body: &body,

@@ -27,8 +27,10 @@ pub async fn chat_completions(
         let ctx = call_ctx(&id, &parts.headers);
         pipeline::chat(
             &rt,
+            &state.cache,
             ChatCall {
                 caller: &caller,
+                headers: &parts.headers,
                 client: Format::OpenAi,
                 head: &head,
                 body: &body,
@@ -57,7 +59,16 @@ pub async fn embeddings(
         let rt = state.runtime.load_full();
         let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
         let ctx = call_ctx(&id, &parts.headers);
-        pipeline::embeddings(&rt, &caller, &body, deadline, &ctx).await
+        pipeline::embeddings(
+            &rt,
+            &state.cache,
+            &caller,
+            &parts.headers,
+            &body,
+            deadline,
+            &ctx,
+        )
+        .await
     };
     match tokio::time::timeout_at(deadline, fut).await {
         Ok(Ok(r)) => r,

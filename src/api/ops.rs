@@ -15,11 +15,12 @@ pub async fn health() -> Response {
 
 pub async fn ready(State(state): State<SharedState>) -> Response {
     let rt = state.runtime.load();
-    let redis = if rt.config.state.redis_url.is_some() {
-        "ok"
-    } else {
-        "unused"
+    let redis = match &state.redis {
+        None => "unused",
+        Some(r) if r.is_healthy() => "ok",
+        Some(_) => "down",
     };
+    let status = if redis == "down" { "degraded" } else { "ok" };
     let nats = if rt.config.state.nats_url.is_some() {
         "ok"
     } else {
@@ -32,5 +33,5 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
         )
             .into_response();
     }
-    axum::Json(json!({"status": "ok", "redis": redis, "nats": nats})).into_response()
+    axum::Json(json!({"status": status, "redis": redis, "nats": nats})).into_response()
 }
