@@ -45,6 +45,8 @@ pub struct AppState {
     pub redis: Option<Arc<Redis>>,
     /// The response cache (sized at start; a reload changes its policy, not its size).
     pub cache: Arc<Cache>,
+    /// The Prometheus recorder (`None` when another app in this process installed it first).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -65,6 +67,7 @@ impl AppState {
             clients: Mutex::new(clients),
             redis,
             cache,
+            metrics: crate::metrics::install(),
         }))
     }
 
@@ -115,8 +118,59 @@ pub fn flavor_of(path: &str) -> Flavor {
     }
 }
 
+/// The configured model a response served (set by handlers; a metrics and log label).
+#[derive(Debug, Clone)]
+pub struct ModelLabel(pub String);
+
+/// Records the request's metrics and access-log line when its body ends (streams included),
+/// or when the client goes away.
+struct Finish {
+    started: Instant,
+    id: String,
+    method: axum::http::Method,
+    path: String,
+    endpoint: &'static str,
+    status: u16,
+    model: String,
+    provider: String,
+    deployment_model: String,
+    attempts: String,
+    cache: String,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+        if self.endpoint != "/metrics" && self.endpoint != "/health" && self.endpoint != "/ready" {
+            crate::metrics::request(
+                self.endpoint,
+                &self.model,
+                &self.provider,
+                self.status,
+                took,
+            );
+        }
+        tracing::info!(
+            target: "access",
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            model = %self.model,
+            provider = %self.provider,
+            deployment_model = %self.deployment_model,
+            attempts = %self.attempts,
+            cache = %self.cache,
+            latency_ms = took.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
 async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let id = req
         .headers()
         .get("x-request-id")
@@ -136,19 +190,29 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             .unwrap_or("")
             .to_owned()
     };
-    tracing::info!(
-        target: "access",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        provider = %hv("x-gateway-provider"),
-        deployment_model = %hv("x-gateway-deployment-model"),
-        attempts = %hv("x-gateway-attempts"),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    resp
+    let finish = Finish {
+        started,
+        endpoint: crate::metrics::endpoint_label(&path),
+        status: resp.status().as_u16(),
+        model: resp
+            .extensions()
+            .get::<ModelLabel>()
+            .map(|m| m.0.clone())
+            .unwrap_or_default(),
+        provider: hv("x-gateway-provider"),
+        deployment_model: hv("x-gateway-deployment-model"),
+        attempts: hv("x-gateway-attempts"),
+        cache: hv("x-cache"),
+        id,
+        method,
+        path,
+    };
+    resp.map(|body| {
+        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+            let _held = &finish;
+            frame
+        }))
+    })
 }
 
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
@@ -207,6 +271,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/health", get(api::ops::health))
         .route("/ready", get(api::ops::ready))
+        .route("/metrics", get(api::ops::metrics))
         .merge(v1)
         .merge(admin)
         .fallback(fallback)

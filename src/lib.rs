@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod mock_server;
 pub mod pipeline;
 pub mod providers;

@@ -38,6 +38,8 @@ pub struct ChatCall<'a> {
     pub body: &'a Bytes,
     pub deadline: Instant,
     pub ctx: &'a CallCtx,
+    /// When the gateway received the request.
+    pub started: Instant,
 }
 
 /// The cache key and policy for a request, or `None` to bypass the cache.
@@ -199,6 +201,7 @@ pub async fn chat(
         ctx: call.ctx,
         input_tokens: estimate_tokens(body),
         max_tokens: head.max_tokens.unwrap_or(translate::DEFAULT_MAX_TOKENS),
+        started: call.started,
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     let upstream_format = served.deployment.provider.format();
@@ -259,16 +262,20 @@ pub async fn chat(
 }
 
 /// Run an embeddings request.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
 pub async fn embeddings(
     rt: &Runtime,
     cache: &std::sync::Arc<Cache>,
     caller: &Caller,
     headers: &HeaderMap,
     body: &Bytes,
+    head: &wire::EmbeddingsHead,
     deadline: Instant,
     ctx: &CallCtx,
 ) -> Result<Response, Error> {
-    let head = wire::parse_embeddings(body)?;
     let model = rt
         .models
         .get(&head.model)
@@ -295,6 +302,7 @@ pub async fn embeddings(
         ctx,
         input_tokens: estimate_tokens(body),
         max_tokens: 0,
+        started: Instant::now(),
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     let mut resp = match served.body {

@@ -7,12 +7,18 @@ pub mod openai;
 pub mod ops;
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::error::Error;
+use crate::app::{ModelLabel, SharedState, deadline};
+use crate::auth::Caller;
+use crate::error::{Error, Flavor};
+use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
+use crate::wire::{self, Format};
 
 /// Read a request body, answering 413 over `limit` bytes.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Error> {
@@ -48,4 +54,85 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
         traceparent: headers.get("traceparent").cloned(),
         anthropic_beta: headers.get("anthropic-beta").cloned(),
     }
+}
+
+/// Which operation a body-carrying endpoint performs.
+#[derive(Clone, Copy)]
+pub enum Endpoint {
+    Chat(Format),
+    Embeddings,
+}
+
+/// The shared body of the chat, messages and embeddings handlers: read, parse, run the pipeline
+/// under the whole-request deadline, render errors in the endpoint's shape, label the response
+/// with the model for metrics and logs.
+pub async fn serve_call(
+    state: SharedState,
+    caller: Caller,
+    request_id: String,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
+    let flavor = match endpoint {
+        Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
+        _ => Flavor::OpenAi,
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = deadline(&state);
+    let (parts, body) = req.into_parts();
+    let rt = state.runtime.load_full();
+    let mut label: Option<String> = None;
+    let fut = async {
+        let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
+        let ctx = call_ctx(&request_id, &parts.headers);
+        match endpoint {
+            Endpoint::Chat(format) => {
+                let head = match format {
+                    Format::OpenAi => wire::parse_openai_chat(&body)?,
+                    Format::Anthropic => wire::parse_anthropic_messages(&body)?,
+                };
+                if rt.models.contains_key(&head.model) {
+                    label = Some(head.model.clone());
+                }
+                let call = ChatCall {
+                    caller: &caller,
+                    headers: &parts.headers,
+                    client: format,
+                    head: &head,
+                    body: &body,
+                    deadline,
+                    ctx: &ctx,
+                    started,
+                };
+                pipeline::chat(&rt, &state.cache, call).await
+            }
+            Endpoint::Embeddings => {
+                let head = wire::parse_embeddings(&body)?;
+                if rt.models.contains_key(&head.model) {
+                    label = Some(head.model.clone());
+                }
+                pipeline::embeddings(
+                    &rt,
+                    &state.cache,
+                    &caller,
+                    &parts.headers,
+                    &body,
+                    &head,
+                    deadline,
+                    &ctx,
+                )
+                .await
+            }
+        }
+    };
+    let result = tokio::time::timeout_at(deadline, fut).await;
+    let mut resp = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response_for(flavor),
+        Err(_) => Error::Timeout.into_response_for(flavor),
+    };
+    if let Some(model) = label {
+        resp.extensions_mut().insert(ModelLabel(model));
+    }
+    resp
 }

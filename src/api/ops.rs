@@ -35,3 +35,21 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     }
     axum::Json(json!({"status": status, "redis": redis, "nats": nats})).into_response()
 }
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    let rt = state.runtime.load();
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| crate::metrics::render(h, &rt))
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

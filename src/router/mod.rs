@@ -47,6 +47,21 @@ pub struct Call<'a> {
     pub input_tokens: u64,
     /// The request's `max_tokens`, or a default.
     pub max_tokens: u64,
+    /// When the gateway received the request (for time to first token).
+    pub started: Instant,
+}
+
+fn outcome(r: &Result<UpstreamBody, UpstreamError>) -> &'static str {
+    match r {
+        Ok(_) => "success",
+        Err(e) if e.is_caller_fault() => "client_error",
+        Err(e) => match e.kind {
+            UpstreamKind::Status(_) => "error_status",
+            UpstreamKind::Timeout => "timeout",
+            UpstreamKind::Connect => "connect_error",
+            UpstreamKind::Protocol => "protocol_error",
+        },
+    }
 }
 
 /// Full-jitter exponential backoff for retry number `n` (0-based), at least `retry_after`.
@@ -178,9 +193,18 @@ pub async fn send(
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
                 other => other,
             };
+            let took = started.elapsed();
+            crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
             match result {
                 Ok(body) => {
-                    d.state.record_latency(started.elapsed());
+                    d.state.record_latency(took);
+                    if call.stream {
+                        crate::metrics::time_to_first_token(
+                            &m.name,
+                            &d.provider.name,
+                            call.started.elapsed(),
+                        );
+                    }
                     d.state.breaker.on_success();
                     let body = match body {
                         UpstreamBody::Stream(s) => {
