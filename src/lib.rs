@@ -2,12 +2,15 @@
 //! each request to OpenAI, Azure OpenAI, Anthropic, any OpenAI-compatible server or the built-in
 //! mock. `ARCHITECTURE.md` maps the modules; `app` documents the request path.
 
+pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod mock_server;
 pub mod pipeline;
@@ -16,6 +19,8 @@ pub mod router;
 pub mod runtime;
 pub mod sse;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod translate;
+pub mod usage;
 pub mod wire;

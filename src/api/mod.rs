@@ -13,7 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::app::{ModelLabel, SharedState, deadline};
+use crate::app::{KeyLabel, ModelLabel, SharedState, deadline};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
@@ -82,6 +82,7 @@ pub async fn serve_call(
     let (parts, body) = req.into_parts();
     let rt = state.runtime.load_full();
     let mut label: Option<String> = None;
+    let mut rate: Option<pipeline::RateHeaders> = None;
     let fut = async {
         let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
         let ctx = call_ctx(&request_id, &parts.headers);
@@ -104,7 +105,7 @@ pub async fn serve_call(
                     ctx: &ctx,
                     started,
                 };
-                pipeline::chat(&rt, &state.cache, call).await
+                pipeline::chat(&rt, &state.services, call, &mut rate).await
             }
             Endpoint::Embeddings => {
                 let head = wire::parse_embeddings(&body)?;
@@ -113,13 +114,14 @@ pub async fn serve_call(
                 }
                 pipeline::embeddings(
                     &rt,
-                    &state.cache,
+                    &state.services,
                     &caller,
                     &parts.headers,
                     &body,
                     &head,
                     deadline,
                     &ctx,
+                    &mut rate,
                 )
                 .await
             }
@@ -134,5 +136,12 @@ pub async fn serve_call(
     if let Some(model) = label {
         resp.extensions_mut().insert(ModelLabel(model));
     }
+    if let Some(headers) = rate {
+        for (name, value) in headers {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp.extensions_mut()
+        .insert(KeyLabel(caller.name().to_owned()));
     resp
 }
