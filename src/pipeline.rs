@@ -390,33 +390,21 @@ pub async fn chat(
     let upstream_format = served.deployment.provider.format();
     let mut resp = match served.body {
         UpstreamBody::Full(bytes) => {
-            let out = match (upstream_format, client) {
-                (a, b) if a == b => bytes,
-                (Format::Anthropic, Format::OpenAi) => Bytes::from(
-                    translate::messages_response_to_chat(&bytes, &head.model).map_err(|e| {
-                        Error::Upstream {
-                            attempts: served.attempts,
-                            last: UpstreamError::new(
-                                &served.deployment.provider.name,
-                                crate::error::UpstreamKind::Protocol,
-                                format!("unreadable answer: {e}"),
-                            ),
-                        }
-                    })?,
-                ),
-                _ => Bytes::from(
-                    translate::chat_response_to_messages(&bytes, &head.model).map_err(|e| {
-                        Error::Upstream {
-                            attempts: served.attempts,
-                            last: UpstreamError::new(
-                                &served.deployment.provider.name,
-                                crate::error::UpstreamKind::Protocol,
-                                format!("unreadable answer: {e}"),
-                            ),
-                        }
-                    })?,
-                ),
+            let translated = match (upstream_format, client) {
+                (a, b) if a == b => Ok(bytes),
+                (Format::Anthropic, Format::OpenAi) => {
+                    translate::messages_response_to_chat(&bytes, &head.model).map(Bytes::from)
+                }
+                _ => translate::chat_response_to_messages(&bytes, &head.model).map(Bytes::from),
             };
+            let out = translated.map_err(|e| Error::Upstream {
+                attempts: served.attempts,
+                last: UpstreamError::new(
+                    &served.deployment.provider.name,
+                    crate::error::UpstreamKind::Protocol,
+                    format!("unreadable answer: {e}"),
+                ),
+            })?;
             store(
                 cache,
                 plan.as_ref(),
@@ -425,7 +413,10 @@ pub async fn chat(
                 &served.deployment,
             )
             .await;
-            json_response(out)
+            let cost = acct.complete(&out);
+            let mut r = json_response(out);
+            cost_header(&mut r, cost);
+            r
         }
         UpstreamBody::Stream(stream) => {
             let conv = Converter::new(upstream_format, client, &head.model, head.include_usage);
