@@ -103,6 +103,17 @@ pub enum LimitReason {
     Tokens,
 }
 
+fn rate_message(reason: &LimitReason, retry_after: &Duration) -> String {
+    let what = match reason {
+        LimitReason::Requests => "requests per minute",
+        LimitReason::Tokens => "tokens per minute",
+    };
+    format!(
+        "rate limit reached for {what}; retry in {:.1}s",
+        retry_after.as_secs_f64()
+    )
+}
+
 /// The contract's error table.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -116,7 +127,7 @@ pub enum Error {
     ModelNotFound(String),
     #[error("the request body is larger than the {limit} bytes this gateway accepts")]
     TooLarge { limit: u64 },
-    #[error("rate limit reached for {reason:?}; retry after {retry_after:?}")]
+    #[error("{}", rate_message(.reason, .retry_after))]
     RateLimited {
         reason: LimitReason,
         retry_after: Duration,
