@@ -1,0 +1,18 @@
+//! Integration tests of the `ai-gateway` binary: every test starts the real binary on a free port
+//! with its own configuration and, where it needs one, its own in-process fake upstream.
+//! Run with `cargo test --test it`.
+
+mod support;
+
+mod anthropic;
+mod auth;
+mod azure;
+mod chat;
+mod cli;
+mod embeddings;
+mod errors;
+mod reload;
+mod resilience;
+mod secrets;
+mod shutdown;
+mod streaming;
