@@ -141,17 +141,29 @@ fn serve_with_bad_file_exits_non_zero_before_listening() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
+/// Kills the child (by pid) when dropped, also when an assertion fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_server_speaks_openai() {
     let port = free_port();
-    let mut child = command()
-        .args(["mock-server", "--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let c = client();
+    let _child = KillOnDrop(
+        command()
+            .args(["mock-server", "--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..500 {
@@ -161,29 +173,23 @@ async fn mock_server_speaks_openai() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let result = async {
-        assert!(up, "mock-server did not start");
-        let r = c
-            .post(format!("{base}/v1/chat/completions"))
-            .json(&chat_body("anything", "echo this"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(
-            json_of(r).await["choices"][0]["message"]["content"],
-            "echo this"
-        );
-        let r = c
-            .post(format!("{base}/v1/embeddings"))
-            .json(&json!({"model": "e", "input": ["a", "b"]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(json_of(r).await["data"].as_array().unwrap().len(), 2);
-    }
-    .await;
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    assert!(up, "mock-server did not start");
+    let r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&chat_body("anything", "echo this"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json_of(r).await["choices"][0]["message"]["content"],
+        "echo this"
+    );
+    let r = c
+        .post(format!("{base}/v1/embeddings"))
+        .json(&json!({"model": "e", "input": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await["data"].as_array().unwrap().len(), 2);
 }

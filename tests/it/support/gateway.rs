@@ -108,6 +108,13 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Everything that could panic is built before the child exists, so a child is always
+        // owned by a `Gateway` (whose Drop kills it).
+        let client = client();
+        let probe = client_builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
         let mut child = cmd.spawn().expect("spawn ai-gateway");
         let logs = Arc::new(Mutex::new(String::new()));
         capture(child.stdout.take().unwrap(), logs.clone());
@@ -118,13 +125,9 @@ impl Gateway {
             _dir: dir,
             config_path,
             logs,
-            client: client(),
+            client,
         };
         let health = g.url("/health");
-        let probe = client_builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = g.child.try_wait() {
