@@ -189,3 +189,21 @@ async fn extra_provider_headers_are_sent() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.only_request().header("x-org-tag"), Some("team-a"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_is_sent_upstream() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = gw
+        .client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(GW_KEY)
+        .header("traceparent", tp)
+        .json(&chat_body("gpt-test", "traced"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.only_request().header("traceparent"), Some(tp));
+}

@@ -132,3 +132,17 @@ async fn shutdown_grace_bounds_a_hanging_request() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_without_keys() {
+    let gw = Gateway::start(basic_config(None)).await;
+    let r = gw.get("/health", None).await;
+    assert_eq!(r.status(), 200);
+    let r = gw.get("/ready", None).await;
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert_eq!(v["status"], "ok", "{v}");
+    // No Redis or NATS configured.
+    assert_eq!(v["redis"], "unused", "{v}");
+    assert_eq!(v["nats"], "unused", "{v}");
+}
