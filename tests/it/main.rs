@@ -2,6 +2,15 @@
 //! with its own configuration and, where it needs one, its own in-process fake upstream.
 //! Run with `cargo test --test it`.
 
+// Test code: a failed expectation is a panic, and diagnostics go to stderr.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+
 mod support;
 
 mod anthropic;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use nix::sys::signal::Signal;
+
 use crate::support::*;
 
 fn with_master(mut cfg: Value) -> Value {
@@ -48,7 +50,7 @@ async fn sighup_reloads_and_serves_the_new_model() {
     let gw = Gateway::start(cfg.clone()).await;
     assert_eq!(chat_status(&gw, "mock-two").await, 404);
     gw.write_config(plus_model(cfg, "mock-two"));
-    gw.send_signal(libc::SIGHUP);
+    gw.send_signal(Signal::SIGHUP);
     assert!(
         poll_status(&gw, "mock-two", 200).await,
         "the model added by the reload is not served\n{}",
@@ -69,7 +71,7 @@ async fn sighup_reloads_and_serves_the_new_model() {
 async fn sighup_with_invalid_file_keeps_old_config() {
     let gw = Gateway::start(basic_config(None)).await;
     std::fs::write(gw.config_path(), "{ this is not a configuration").unwrap();
-    gw.send_signal(libc::SIGHUP);
+    gw.send_signal(Signal::SIGHUP);
     // The refusal is logged; the process and the old configuration stay.
     gw.wait_log("reload").await;
     assert_eq!(chat_status(&gw, "mock").await, 200);

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use nix::sys::signal::Signal;
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,7 +30,7 @@ async fn sigterm_drains_in_flight_stream_then_exits_zero() {
         .await
     );
 
-    gw.send_signal(libc::SIGTERM);
+    gw.send_signal(Signal::SIGTERM);
 
     // The gateway stops taking traffic: a fresh connection either is refused or is told 503
     // by /ready.
@@ -87,7 +89,7 @@ async fn sigterm_drains_in_flight_stream_then_exits_zero() {
 async fn sigterm_with_idle_gateway_exits_zero() {
     let mut gw = Gateway::start(basic_config(None)).await;
     assert_eq!(gw.get("/ready", None).await.status(), 200);
-    gw.send_signal(libc::SIGTERM);
+    gw.send_signal(Signal::SIGTERM);
     let status = gw.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 }
@@ -117,7 +119,7 @@ async fn shutdown_grace_bounds_a_hanging_request() {
         wait_until(Duration::from_secs(10), || up.request_count() == 1).await,
         "the request never reached the upstream"
     );
-    gw.send_signal(libc::SIGTERM);
+    gw.send_signal(Signal::SIGTERM);
     // Exits although the request never finishes (grace 1 s; bounded generously here).
     let _status = gw.wait_exit(Duration::from_secs(15)).await;
     // The client's request ends (the connection closed) rather than hanging.

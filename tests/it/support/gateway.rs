@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::{client, client_builder, free_port, wait_until};
@@ -160,11 +162,10 @@ impl Gateway {
         self.child.id()
     }
 
-    pub fn send_signal(&self, sig: i32) {
-        let pid = libc::pid_t::try_from(self.pid()).unwrap();
-        // SAFETY: kill(2) on our own child's pid with a valid signal number.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    /// Send a signal (e.g. `Signal::SIGTERM`, `Signal::SIGHUP`) to the process, by pid.
+    pub fn send_signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.pid()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
     }
 
     /// Wait for the process to exit; panics (with the logs) past `timeout`.

@@ -90,13 +90,17 @@ pub fn keys() -> Value {
     ]})
 }
 
-/// A configuration with these providers and models, the standard keys and quick backoff.
+/// A configuration with these providers and models, the standard keys and quick backoff. The
+/// response cache is off and the circuit breaker out of reach, so every request reaches the
+/// upstream and failures stay independent (the tests here are about the request path itself).
 pub fn config(providers: Vec<Value>, models: Vec<Value>) -> Value {
     json!({
         "providers": providers,
         "models": models,
         "auth": keys(),
-        "resilience": {"retries": 2, "backoff_initial": "10ms", "backoff_max": "50ms"},
+        "resilience": {"retries": 2, "backoff_initial": "10ms", "backoff_max": "50ms",
+                       "circuit_breaker": {"failure_threshold": 1000, "open_for": "1s"}},
+        "cache": {"enabled": false},
     })
 }
 
