@@ -289,10 +289,19 @@ pub async fn raw_request(
                 .iter()
                 .find(|(k, _)| k == "content-length")
                 .and_then(|(_, v)| v.parse().ok());
-            let have = buf.len() - end - 4;
-            if len.is_some_and(|l| have >= l) || n == 0 {
-                let body = buf[end + 4..].to_vec();
-                break Some((status, headers, body));
+            let chunked = headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+            let rest = &buf[end + 4..];
+            if chunked {
+                if let Some(body) = dechunk(rest) {
+                    break Some((status, headers, body));
+                }
+            } else if len.is_some_and(|l| rest.len() >= l) {
+                break Some((status, headers, rest[..len.unwrap_or(0)].to_vec()));
+            }
+            if n == 0 {
+                break Some((status, headers, rest.to_vec()));
             }
         }
         if n == 0 {
@@ -306,4 +315,23 @@ pub async fn raw_request(
             String::from_utf8_lossy(&buf)
         )
     })
+}
+
+/// Decode a complete chunked body; `None` while its last chunk has not arrived.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
 }
