@@ -191,7 +191,23 @@ impl Drop for Finish {
     }
 }
 
+/// Request headers larger than this in total are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 async fn request_context(mut req: Request, next: Next) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let mut r = Error::invalid(format!(
+            "the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        ))
+        .into_response_for(flavor_of(req.uri().path()));
+        *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return r;
+    }
     let started = Instant::now();
     metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let id = req

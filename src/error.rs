@@ -63,9 +63,12 @@ impl UpstreamError {
     }
 
     /// A caller's mistake (400, 404 on the provider's model, content filter…) is passed back as is.
+    /// An upstream 401/403 is the gateway's own credentials failing: not the caller's fault, so
+    /// it is tried elsewhere and ends as a 502.
     pub fn is_caller_fault(&self) -> bool {
         !self.is_retryable()
-            && matches!(self.kind, UpstreamKind::Status(s) if (400..500).contains(&s))
+            && matches!(self.kind, UpstreamKind::Status(s)
+                if (400..500).contains(&s) && s != 401 && s != 403)
     }
 }
 
@@ -331,6 +334,8 @@ mod tests {
         assert!(!e(400).is_retryable());
         assert!(e(400).is_caller_fault());
         assert!(e(404).is_caller_fault());
+        assert!(!e(401).is_caller_fault());
+        assert!(!e(403).is_caller_fault());
         assert!(!e(503).is_caller_fault());
     }
 }

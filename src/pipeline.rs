@@ -667,10 +667,19 @@ pub fn relay(
             let out = match next {
                 Some(Some(Ok(chunk))) => st.conv.feed(chunk),
                 Some(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "upstream stream failed after it started");
                     st.done = true;
                     st.tap = None;
-                    st.conv.error("upstream_error", &e.message)
+                    // The idle timeout of the last attempt is bounded by the same deadline: when
+                    // both fire together, it is the deadline that ended the stream.
+                    if Instant::now() + std::time::Duration::from_millis(20)
+                        >= st.deadline.deadline()
+                    {
+                        st.conv
+                            .error("timeout", "the request did not finish within its deadline")
+                    } else {
+                        tracing::warn!(error = %e, "upstream stream failed after it started");
+                        st.conv.error("upstream_error", &e.message)
+                    }
                 }
                 Some(None) => {
                     st.done = true;

@@ -20,31 +20,51 @@ use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::wire::{self, Format};
 
+/// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
+/// a broken pipe; past this, or after [`DRAIN_TIME`], the connection is simply closed.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Read a request body, answering 413 over `limit` bytes.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Error> {
-    if let Some(len) = headers
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    if declared.is_some_and(|len| len > limit) {
+        drain(&mut body).await;
         return Err(Error::TooLarge { limit });
     }
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(Error::TooLarge { limit })
-            } else {
-                Err(Error::invalid(format!(
-                    "could not read the request body: {e}"
-                )))
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::invalid(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit_usize {
+                drain(&mut body).await;
+                return Err(Error::TooLarge { limit });
             }
+            buf.extend_from_slice(&data);
         }
     }
+    Ok(buf.freeze())
+}
+
+async fn drain(body: &mut Body) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                seen += d.len();
+                if seen > DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// What is forwarded upstream with every attempt.

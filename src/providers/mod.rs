@@ -54,8 +54,7 @@ enum Kind {
     Mock { latency: Duration },
 }
 
-/// One configured provider.
-#[derive(Debug)]
+/// One configured provider. (`Debug` is written by hand: it never shows the key.)
 pub struct Provider {
     pub name: String,
     kind: Kind,
@@ -63,6 +62,18 @@ pub struct Provider {
     headers: HeaderMap,
     pub timeout: Duration,
     http: reqwest::Client,
+    /// The provider's key, only to remove it from upstream error messages.
+    secret: Option<String>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -180,6 +191,7 @@ impl Provider {
             headers,
             timeout: cfg.timeout.get(),
             http,
+            secret: key.map(str::to_owned),
         })
     }
 
@@ -349,6 +361,10 @@ impl Provider {
                 },
             )
         });
+        let msg = match &self.secret {
+            Some(k) if k.len() >= 4 => msg.replace(k.as_str(), "[redacted]"),
+            _ => msg,
+        };
         let mut e = UpstreamError::new(
             &self.name,
             UpstreamKind::Status(status),

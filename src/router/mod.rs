@@ -191,6 +191,7 @@ pub async fn send(
                 .await;
             let result = match result {
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
+                Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name),
                 other => other,
             };
             let took = started.elapsed();
@@ -282,6 +283,18 @@ fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error 
             message: "no deployment could serve this request".to_owned(),
             retry_after: Duration::from_secs(1),
         },
+    }
+}
+
+/// A 200 whose body is not JSON is a broken answer: a failed (retryable) attempt.
+fn valid_json(body: Bytes, provider: &str) -> Result<UpstreamBody, UpstreamError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        Ok(_) => Ok(UpstreamBody::Full(body)),
+        Err(e) => Err(UpstreamError::new(
+            provider,
+            UpstreamKind::Protocol,
+            format!("the answer is not valid JSON ({e})"),
+        )),
     }
 }
 

@@ -213,7 +213,6 @@ async fn messages_upstream_always_failing_is_502_api_error() {
 // ------------------------------------------------------------------ translation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn openai_client_to_anthropic_upstream() {
     let (anth, _oai, gw) = setup().await;
     let body = json!({"model": "claude-test", "max_tokens": 100, "messages": [
@@ -248,7 +247,6 @@ async fn openai_client_to_anthropic_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn openai_client_to_anthropic_upstream_gets_a_default_max_tokens() {
     let (anth, _oai, gw) = setup().await;
     let r = gw
@@ -267,7 +265,6 @@ async fn openai_client_to_anthropic_upstream_gets_a_default_max_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn openai_client_streams_from_anthropic_upstream_with_usage() {
     let (_anth, _oai, gw) = setup().await;
     let body = json!({"model": "claude-test", "stream": true,
@@ -306,7 +303,6 @@ async fn openai_client_streams_from_anthropic_upstream_with_usage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn openai_tools_translated_to_anthropic_and_back() {
     let (anth, _oai, gw) = setup().await;
     let body = json!({"model": "claude-test", "messages": [{"role": "user", "content": "find cats"}],
@@ -330,7 +326,6 @@ async fn openai_tools_translated_to_anthropic_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn anthropic_client_to_openai_upstream() {
     let (_anth, oai, gw) = setup().await;
     let body = json!({"model": "gpt-test", "max_tokens": 64, "system": "be brief",
@@ -364,7 +359,6 @@ async fn anthropic_client_to_openai_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn anthropic_client_streams_from_openai_upstream() {
     let (_anth, _oai, gw) = setup().await;
     let body = json!({"model": "gpt-test", "max_tokens": 64, "stream": true,
@@ -383,7 +377,6 @@ async fn anthropic_client_streams_from_openai_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn anthropic_client_to_mock() {
     let (_anth, _oai, gw) = setup().await;
     let r = post_messages(&gw, messages_body("mock", "mock via messages").to_string()).await;
@@ -399,7 +392,6 @@ async fn anthropic_client_to_mock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs translation"]
 async fn anthropic_tools_translated_to_openai_and_back() {
     let (_anth, oai, gw) = setup().await;
     let body = json!({"model": "gpt-test", "max_tokens": 64,

@@ -17,7 +17,10 @@ fn cached_config(up: &FakeUpstream, redis: Option<&RedisServer>) -> Value {
     cfg
 }
 
-async fn ask(gw: &Gateway, body: &Value) -> (reqwest::StatusCode, Option<String>, Option<String>, Value) {
+async fn ask(
+    gw: &Gateway,
+    body: &Value,
+) -> (reqwest::StatusCode, Option<String>, Option<String>, Value) {
     let r = gw.post("/v1/chat/completions", Some(GW_KEY), body).await;
     let status = r.status();
     let cache = header(&r, "x-cache").map(str::to_owned);
@@ -32,7 +35,10 @@ async fn wait_redis_ok(gw: &Gateway) {
         if v["redis"] == "ok" {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "redis never became ok: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never became ok: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -45,7 +51,10 @@ async fn l1_hit_after_a_miss() {
     let (s, c, _, first) = ask(&gw, &body).await;
     assert_eq!((s.as_u16(), c.as_deref()), (200, Some("MISS")));
     let (s, c, layer, second) = ask(&gw, &body).await;
-    assert_eq!((s.as_u16(), c.as_deref(), layer.as_deref()), (200, Some("HIT"), Some("l1")));
+    assert_eq!(
+        (s.as_u16(), c.as_deref(), layer.as_deref()),
+        (200, Some("HIT"), Some("l1"))
+    );
     assert_eq!(first, second);
     assert_eq!(up.request_count(), 1);
 }
@@ -89,7 +98,13 @@ async fn twenty_identical_concurrent_requests_reach_the_upstream_once() {
     for _ in 0..20 {
         let (url, body) = (gw.url("/v1/chat/completions"), body.clone());
         tasks.push(tokio::spawn(async move {
-            let r = client().post(url).bearer_auth(GW_KEY).json(&body).send().await.unwrap();
+            let r = client()
+                .post(url)
+                .bearer_auth(GW_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }));
     }
@@ -115,9 +130,15 @@ async fn a_streamed_answer_is_stored_and_replayed() {
     let first = first.text().await.unwrap();
     let second = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
     assert_eq!(header(&second, "x-cache"), Some("HIT"));
-    assert_eq!(header(&second, "content-type").map(|c| c.starts_with("text/event-stream")), Some(true));
+    assert_eq!(
+        header(&second, "content-type").map(|c| c.starts_with("text/event-stream")),
+        Some(true)
+    );
     let second = second.text().await.unwrap();
-    assert_eq!(joined_content(&sse_data(&first)), joined_content(&sse_data(&second)));
+    assert_eq!(
+        joined_content(&sse_data(&first)),
+        joined_content(&sse_data(&second))
+    );
     assert_eq!(sse_data(&second).last().map(String::as_str), Some("[DONE]"));
     let usage = |t: &str| {
         sse_data(t)
@@ -127,12 +148,20 @@ async fn a_streamed_answer_is_stored_and_replayed() {
     };
     assert_eq!(usage(&first), usage(&second));
     // A replay of the same stored answer is the same every time.
-    let third = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await.text().await.unwrap();
+    let third = gw
+        .post("/v1/chat/completions", Some(GW_KEY), &body)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(second, third);
     // A non-streamed request is served from it too.
     let (_, c, _, v) = ask(&gw, &chat_body("gpt-test", "stream and replay me")).await;
     assert_eq!(c.as_deref(), Some("HIT"));
-    assert_eq!(v["choices"][0]["message"]["content"], "stream and replay me");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "stream and replay me"
+    );
     assert_eq!(up.request_count(), 1);
 }
 
@@ -143,7 +172,11 @@ async fn a_broken_stream_is_not_stored() {
     let gw = Gateway::start(cached_config(&up, None)).await;
     let mut body = chat_body("gpt-test", "one two three four");
     body["stream"] = json!(true);
-    let _ = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await.text().await;
+    let _ = gw
+        .post("/v1/chat/completions", Some(GW_KEY), &body)
+        .await
+        .text()
+        .await;
     let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
     assert_eq!(header(&r, "x-cache"), Some("MISS"));
     assert_eq!(up.request_count(), 2);
@@ -155,7 +188,10 @@ async fn cache_control_semantics() {
     let gw = Gateway::start(cached_config(&up, None)).await;
     let body = chat_body("gpt-test", "control");
     let send = |cc: Option<&'static str>, ttl: Option<&'static str>| {
-        let mut rb = client().post(gw.url("/v1/chat/completions")).bearer_auth(GW_KEY).json(&body);
+        let mut rb = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(GW_KEY)
+            .json(&body);
         if let Some(cc) = cc {
             rb = rb.header("cache-control", cc);
         }
@@ -168,7 +204,10 @@ async fn cache_control_semantics() {
         }
     };
     // no-store: neither read nor written.
-    assert_eq!(send(Some("no-store"), None).await.as_deref(), Some("BYPASS"));
+    assert_eq!(
+        send(Some("no-store"), None).await.as_deref(),
+        Some("BYPASS")
+    );
     assert_eq!(send(None, Some("1")).await.as_deref(), Some("MISS"));
     assert_eq!(send(None, None).await.as_deref(), Some("HIT"));
     // no-cache: not read, but the fresh answer is stored.
@@ -179,8 +218,14 @@ async fn cache_control_semantics() {
     assert_eq!(send(Some("max-age=60"), None).await.as_deref(), Some("HIT"));
     // x-gateway-cache-ttl: 1 second, then expired.
     let other = chat_body("gpt-test", "short lived");
-    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(GW_KEY)
-        .header("x-gateway-cache-ttl", "1").json(&other).send().await.unwrap();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(GW_KEY)
+        .header("x-gateway-cache-ttl", "1")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "x-cache"), Some("MISS"));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = gw.post("/v1/chat/completions", Some(GW_KEY), &other).await;
@@ -208,9 +253,15 @@ async fn field_order_hits_and_semantic_changes_miss() {
     let raw = |s: &'static str| {
         let url = url.clone();
         async move {
-        let r = client().post(url).bearer_auth(GW_KEY)
-            .header("content-type", "application/json").body(s).send().await.unwrap();
-        header(&r, "x-cache").map(str::to_owned)
+            let r = client()
+                .post(url)
+                .bearer_auth(GW_KEY)
+                .header("content-type", "application/json")
+                .body(s)
+                .send()
+                .await
+                .unwrap();
+            header(&r, "x-cache").map(str::to_owned)
         }
     };
     assert_eq!(raw(r#"{"model":"gpt-test","temperature":0.5,"messages":[{"role":"user","content":"order"}]}"#).await.as_deref(), Some("MISS"));
@@ -225,9 +276,27 @@ async fn keys_do_not_share_entries_by_default() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
     let gw = Gateway::start(cached_config(&up, None)).await;
     let body = chat_body("gpt-test", "scoped");
-    assert_eq!(header(&gw.post("/v1/chat/completions", Some(GW_KEY), &body).await, "x-cache"), Some("MISS"));
-    assert_eq!(header(&gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await, "x-cache"), Some("MISS"));
-    assert_eq!(header(&gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await, "x-cache"), Some("HIT"));
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GW_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("MISS")
+    );
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("MISS")
+    );
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("HIT")
+    );
 }
 
 #[tokio::test]
@@ -279,8 +348,14 @@ async fn anthropic_clients_are_cached_in_their_own_format() {
     assert_eq!(header(&r, "x-cache"), Some("HIT"));
     let text = r.text().await.unwrap();
     let events = sse_events(&text);
-    assert_eq!(events.first().and_then(|e| e.0.as_deref()), Some("message_start"));
-    assert_eq!(events.last().and_then(|e| e.0.as_deref()), Some("message_stop"));
+    assert_eq!(
+        events.first().and_then(|e| e.0.as_deref()),
+        Some("message_start")
+    );
+    assert_eq!(
+        events.last().and_then(|e| e.0.as_deref()),
+        Some("message_stop")
+    );
     assert_eq!(first["content"][0]["text"], "anthropic cache");
     assert_eq!(up.request_count(), 1);
 }

@@ -16,11 +16,15 @@ fn two_deployments(a: &FakeUpstream, b: &FakeUpstream, extra: Value) -> Value {
     if let (Value::Object(m), Value::Object(e)) = (&mut m, extra) {
         m.extend(e);
     }
-    config(vec![openai_provider("a", a), openai_provider("b", b)], vec![m])
+    config(
+        vec![openai_provider("a", a), openai_provider("b", b)],
+        vec![m],
+    )
 }
 
 fn error_body() -> String {
-    json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}).to_string()
+    json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}})
+        .to_string()
 }
 
 #[tokio::test]
@@ -29,7 +33,13 @@ async fn a_500_is_served_by_the_next_deployment() {
     let b = FakeUpstream::start(Kind::OpenAi).await;
     a.set_default(Fault::Status(500, error_body()));
     let gw = Gateway::start(two_deployments(&a, &b, json!({}))).await;
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "hello")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("multi", "hello"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     assert_eq!(header(&r, "x-gateway-provider"), Some("b"));
@@ -45,9 +55,18 @@ async fn a_caller_error_is_not_retried() {
     let bad = json!({"error": {"message": "bad tool schema", "type": "invalid_request_error", "param": null, "code": null}});
     a.set_default(Fault::Status(400, bad.to_string()));
     let gw = Gateway::start(two_deployments(&a, &b, json!({}))).await;
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "x")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("multi", "x"),
+        )
+        .await;
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
-    assert!(e["message"].as_str().unwrap().contains("bad tool schema"), "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("bad tool schema"),
+        "{e}"
+    );
     assert_eq!(a.request_count(), 1);
     assert_eq!(b.request_count(), 0);
 }
@@ -62,13 +81,25 @@ async fn the_breaker_opens_stays_quiet_and_recovers_through_a_probe() {
     cfg["auth"]["master_key"] = json!(MASTER_KEY);
     let gw = Gateway::start(cfg).await;
     for _ in 0..3 {
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("multi", "x"),
+            )
+            .await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(a.request_count(), 3, "three failures open the circuit");
     // Open: a gets no traffic.
     for _ in 0..5 {
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("multi", "x"),
+            )
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "x-gateway-attempts"), Some("1"));
         assert_eq!(header(&r, "x-gateway-provider"), Some("b"));
@@ -81,27 +112,51 @@ async fn the_breaker_opens_stays_quiet_and_recovers_through_a_probe() {
     // After open_for, one probe; a has recovered, so the circuit closes.
     a.set_default(Fault::Normal);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "x")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("multi", "x"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("a"));
     assert_eq!(a.request_count(), 4);
     let d = json_of(gw.get("/admin/deployments", Some(MASTER_KEY)).await).await;
-    assert_eq!(d["data"][0]["deployments"][0]["circuit_state"], "closed", "{d}");
+    assert_eq!(
+        d["data"][0]["deployments"][0]["circuit_state"], "closed",
+        "{d}"
+    );
 }
 
 #[tokio::test]
 async fn all_circuits_open_answers_503_with_retry_after() {
     let a = FakeUpstream::start(Kind::OpenAi).await;
     a.set_default(Fault::Status(500, error_body()));
-    let mut cfg = config(vec![openai_provider("a", &a)], vec![model("solo", "a", "m")]);
+    let mut cfg = config(
+        vec![openai_provider("a", &a)],
+        vec![model("solo", "a", "m")],
+    );
     cfg["resilience"]["retries"] = json!(0);
     cfg["resilience"]["circuit_breaker"] = json!({"failure_threshold": 2, "open_for": "30s"});
     let gw = Gateway::start(cfg).await;
     for _ in 0..2 {
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("solo", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("solo", "x"),
+            )
+            .await;
         assert_openai_error(r, 502, "upstream_error", None).await;
     }
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("solo", "x")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("solo", "x"),
+        )
+        .await;
     assert!(header(&r, "retry-after").is_some());
     assert_openai_error(r, 503, "service_unavailable", None).await;
     assert_eq!(a.request_count(), 2);
@@ -113,7 +168,10 @@ async fn fallback_to_another_provider_type() {
     let anthropic = FakeUpstream::start(Kind::Anthropic).await;
     openai.set_default(Fault::Status(500, error_body()));
     let cfg = config(
-        vec![openai_provider("oa", &openai), anthropic_provider("an", &anthropic)],
+        vec![
+            openai_provider("oa", &openai),
+            anthropic_provider("an", &anthropic),
+        ],
         vec![
             json!({"name": "gpt-main", "deployments": [{"provider": "oa", "model": "gpt-x"}],
                    "fallbacks": ["claude-backup"], "retries": 1}),
@@ -121,12 +179,21 @@ async fn fallback_to_another_provider_type() {
         ],
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("gpt-main", "fall back please")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("gpt-main", "fall back please"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("an"));
     assert_eq!(header(&r, "x-gateway-attempts"), Some("3"));
     let v = json_of(r).await;
-    assert_eq!(v["object"], "chat.completion", "translated back to OpenAI's shape: {v}");
+    assert_eq!(
+        v["object"], "chat.completion",
+        "translated back to OpenAI's shape: {v}"
+    );
     assert_eq!(v["choices"][0]["message"]["content"], "fall back please");
     assert_eq!(openai.request_count(), 2);
     let sent = anthropic.only_request();
@@ -137,15 +204,31 @@ async fn fallback_to_another_provider_type() {
 #[tokio::test]
 async fn a_429_retry_after_is_waited_for() {
     let a = FakeUpstream::start(Kind::OpenAi).await;
-    a.push([Fault::StatusWith(429, vec![("retry-after", "1".into())], error_body())]);
-    let cfg = config(vec![openai_provider("a", &a)], vec![model("solo", "a", "m")]);
+    a.push([Fault::StatusWith(
+        429,
+        vec![("retry-after", "1".into())],
+        error_body(),
+    )]);
+    let cfg = config(
+        vec![openai_provider("a", &a)],
+        vec![model("solo", "a", "m")],
+    );
     let gw = Gateway::start(cfg).await;
     let started = std::time::Instant::now();
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("solo", "x")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("solo", "x"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     // Behaviour, not speed: the second attempt was not sent before the upstream allowed it.
-    assert!(started.elapsed() >= Duration::from_millis(950), "retried before retry-after");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried before retry-after"
+    );
 }
 
 #[tokio::test]
@@ -156,13 +239,32 @@ async fn cost_routing_prefers_the_cheaper_until_it_fails() {
         {"provider": "dear", "model": "d", "input_cost_per_mtok": 10.0, "output_cost_per_mtok": 30.0},
         {"provider": "cheap", "model": "c", "input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.4},
     ]});
-    let gw = Gateway::start(config(vec![openai_provider("dear", &dear), openai_provider("cheap", &cheap)], vec![m])).await;
+    let gw = Gateway::start(config(
+        vec![
+            openai_provider("dear", &dear),
+            openai_provider("cheap", &cheap),
+        ],
+        vec![m],
+    ))
+    .await;
     for _ in 0..5 {
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("priced", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("priced", "x"),
+            )
+            .await;
         assert_eq!(header(&r, "x-gateway-provider"), Some("cheap"));
     }
     cheap.set_default(Fault::Status(500, error_body()));
-    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("priced", "x")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("priced", "x"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("dear"));
     assert_eq!(dear.request_count(), 1);
@@ -175,15 +277,33 @@ async fn latency_routing_moves_traffic_to_the_fast_deployment() {
     slow.set_default(Fault::Delay(Duration::from_millis(150)));
     let m = json!({"name": "quick", "routing": "latency", "deployments": [
         {"provider": "slow", "model": "s"}, {"provider": "fast", "model": "f"}]});
-    let gw = Gateway::start(config(vec![openai_provider("slow", &slow), openai_provider("fast", &fast)], vec![m])).await;
+    let gw = Gateway::start(config(
+        vec![
+            openai_provider("slow", &slow),
+            openai_provider("fast", &fast),
+        ],
+        vec![m],
+    ))
+    .await;
     for _ in 0..40 {
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("quick", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("quick", "x"),
+            )
+            .await;
         assert_eq!(r.status(), 200);
     }
     // Both were measured; the fast one took nearly everything after that (the slow one only gets
     // the occasional exploration request).
     assert!(slow.request_count() >= 1);
-    assert!(fast.request_count() >= 30, "fast {} slow {}", fast.request_count(), slow.request_count());
+    assert!(
+        fast.request_count() >= 30,
+        "fast {} slow {}",
+        fast.request_count(),
+        slow.request_count()
+    );
 }
 
 #[tokio::test]
@@ -192,12 +312,26 @@ async fn weighted_routing_splits_traffic() {
     let b = FakeUpstream::start(Kind::OpenAi).await;
     let m = json!({"name": "split", "routing": "weighted", "deployments": [
         {"provider": "a", "model": "a", "weight": 1}, {"provider": "b", "model": "b", "weight": 3}]});
-    let gw = Gateway::start(config(vec![openai_provider("a", &a), openai_provider("b", &b)], vec![m])).await;
+    let gw = Gateway::start(config(
+        vec![openai_provider("a", &a), openai_provider("b", &b)],
+        vec![m],
+    ))
+    .await;
     for _ in 0..80 {
-        gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("split", "x")).await;
+        gw.post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("split", "x"),
+        )
+        .await;
     }
     // 20 / 60 expected; generous bounds keep this free of flakiness.
-    assert!(b.request_count() > a.request_count(), "a {} b {}", a.request_count(), b.request_count());
+    assert!(
+        b.request_count() > a.request_count(),
+        "a {} b {}",
+        a.request_count(),
+        b.request_count()
+    );
     assert!(a.request_count() >= 5);
 }
 
@@ -207,16 +341,38 @@ async fn least_busy_avoids_the_deployment_with_requests_in_flight() {
     let idle = FakeUpstream::start(Kind::OpenAi).await;
     let m = json!({"name": "lb", "routing": "least-busy", "deployments": [
         {"provider": "busy", "model": "x"}, {"provider": "idle", "model": "y"}]});
-    let gw = Gateway::start(config(vec![openai_provider("busy", &busy), openai_provider("idle", &idle)], vec![m])).await;
+    let gw = Gateway::start(config(
+        vec![
+            openai_provider("busy", &busy),
+            openai_provider("idle", &idle),
+        ],
+        vec![m],
+    ))
+    .await;
     busy.set_default(Fault::Gated(1));
     idle.set_default(Fault::Gated(1));
     let mut body = chat_body("lb", "x");
     body["stream"] = json!(true);
     // Two streams held open: one on each deployment (the second goes to the idle one).
     let c = client();
-    let s1 = c.post(gw.url("/v1/chat/completions")).bearer_auth(GW_KEY).json(&body).send().await.unwrap();
-    let s2 = c.post(gw.url("/v1/chat/completions")).bearer_auth(GW_KEY).json(&body).send().await.unwrap();
-    assert_ne!(header(&s1, "x-gateway-provider"), header(&s2, "x-gateway-provider"));
+    let s1 = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(GW_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s2 = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(GW_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        header(&s1, "x-gateway-provider"),
+        header(&s2, "x-gateway-provider")
+    );
     busy.release();
     idle.release();
     drop((s1, s2));
@@ -242,7 +398,11 @@ async fn a_stream_failing_before_its_first_byte_is_served_by_another() {
 async fn a_stream_failing_after_its_first_byte_ends_with_an_error_event() {
     let a = FakeUpstream::start(Kind::OpenAi).await;
     a.set_default(Fault::DropMidStream(2));
-    let gw = Gateway::start(config(vec![openai_provider("a", &a)], vec![model("solo", "a", "m")])).await;
+    let gw = Gateway::start(config(
+        vec![openai_provider("a", &a)],
+        vec![model("solo", "a", "m")],
+    ))
+    .await;
     let mut body = chat_body("solo", "one two three four five");
     body["stream"] = json!(true);
     let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
@@ -270,8 +430,14 @@ async fn any_fault_pattern_is_answered_within_the_attempt_bound() {
         Fault::Normal,
         Fault::Status(500, error_body()),
         Fault::Status(429, error_body()),
-        Fault::Status(400, json!({"error": {"message": "bad", "type": "invalid_request_error"}}).to_string()),
-        Fault::Status(529, json!({"error": {"message": "overloaded", "type": "overloaded_error"}}).to_string()),
+        Fault::Status(
+            400,
+            json!({"error": {"message": "bad", "type": "invalid_request_error"}}).to_string(),
+        ),
+        Fault::Status(
+            529,
+            json!({"error": {"message": "overloaded", "type": "overloaded_error"}}).to_string(),
+        ),
         Fault::Delay(Duration::from_millis(500)),
         Fault::Body("not json at all".into()),
     ];
@@ -288,11 +454,20 @@ async fn any_fault_pattern_is_answered_within_the_attempt_bound() {
             a.push([faults[(next() % faults.len() as u64) as usize].clone()]);
             b.push([faults[(next() % faults.len() as u64) as usize].clone()]);
         }
-        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &chat_body("multi", "x")).await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("multi", "x"),
+            )
+            .await;
         let status = r.status().as_u16();
         let attempts = a.request_count() + b.request_count() - before;
         assert!(attempts <= 3, "{attempts} attempts for one request");
-        assert!(matches!(status, 200 | 400 | 502 | 503 | 504), "status {status}");
+        assert!(
+            matches!(status, 200 | 400 | 502 | 503 | 504),
+            "status {status}"
+        );
         let v = json_of(r).await;
         if status != 200 {
             assert!(v["error"]["type"].is_string(), "error shape: {v}");

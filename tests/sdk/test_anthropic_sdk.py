@@ -3,17 +3,11 @@
 import anthropic
 import pytest
 
-NEEDS_TRANSLATION = pytest.mark.xfail(strict=False, reason="needs translation")
-# claude-echo is pass-through in the gateway, but its upstream (ai-gateway mock-server) answers
-# /v1/messages through the same translation layer.
-MOCK_SERVER_NEEDS_TRANSLATION = pytest.mark.xfail(
-    strict=False, reason="needs translation (the mock-server's /v1/messages translates internally)"
-)
 
 MODELS = [
-    pytest.param("claude-echo", marks=MOCK_SERVER_NEEDS_TRANSLATION, id="claude-echo-passthrough"),
-    pytest.param("gpt-echo", marks=NEEDS_TRANSLATION, id="gpt-echo-translated"),
-    pytest.param("mock", marks=NEEDS_TRANSLATION, id="mock-translated"),
+    pytest.param("claude-echo", id="claude-echo-passthrough"),
+    pytest.param("gpt-echo", id="gpt-echo-translated"),
+    pytest.param("mock", id="mock-translated"),
 ]
 
 

@@ -28,7 +28,16 @@ impl RedisServer {
 
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -43,13 +52,17 @@ impl RedisServer {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let _ = s.write_all(b"PING\r\n").await;
                 let mut buf = [0u8; 16];
-                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await
                     && buf[..n].starts_with(b"+PONG")
                 {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
