@@ -2,6 +2,8 @@
 //! cache key, the routing decision over 10 deployments, the local rate-limit check, and the
 //! circuit breaker's admission.
 
+#![allow(clippy::unwrap_used, reason = "benchmark setup")]
+
 use std::hint::black_box;
 
 use ai_gateway::cache::key::{Endpoint, key};
@@ -50,7 +52,9 @@ fn routing(c: &mut Criterion) {
         c.bench_function(name, |b| b.iter(|| pick(s, black_box(&cands), &mut rng)));
     }
     let breaker = Breaker::new(5, 30_000);
-    c.bench_function("breaker_admit", |b| b.iter(|| breaker.admit(black_box(1000))));
+    c.bench_function("breaker_admit", |b| {
+        b.iter(|| breaker.admit(black_box(1000)))
+    });
 }
 
 fn limits(c: &mut Criterion) {

@@ -21,6 +21,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod translate;
 pub mod usage;
 pub mod wire;

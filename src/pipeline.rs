@@ -58,15 +58,32 @@ pub type RateHeaders = Vec<(&'static str, HeaderValue)>;
 pub const DEFAULT_RESERVED_OUTPUT: u64 = 256;
 
 /// Check the caller's and the model's limits and the caller's budget; take from the buckets.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
 async fn admit(
     rt: &Runtime,
     svc: &Services,
     caller: &Caller,
     model: &str,
-    input_tokens: u64,
+    body: &[u8],
+    openai_chat: bool,
     max_tokens: Option<u64>,
     rate: &mut Option<RateHeaders>,
 ) -> Result<Accounting, Error> {
+    let needs_tokens = caller.key.as_ref().is_some_and(|k| k.tpm.is_some())
+        || rt
+            .config
+            .rate_limits
+            .models
+            .get(model)
+            .is_some_and(|m| m.tpm.is_some());
+    let input_tokens = if needs_tokens && openai_chat {
+        crate::tokens::count_openai_chat(body).unwrap_or_else(|| estimate_tokens(body))
+    } else {
+        estimate_tokens(body)
+    };
     let tokens = input_tokens + max_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT);
     let mut buckets = Vec::new();
     let mut own = (None, None);
@@ -332,12 +349,18 @@ pub async fn chat(
         Format::Anthropic => cache::Endpoint::Messages,
     };
     let input_tokens = estimate_tokens(body);
+    let openai_chat = client == Format::OpenAi
+        && model
+            .deployments
+            .first()
+            .is_some_and(|d| d.provider.format() == Format::OpenAi);
     let mut acct = admit(
         rt,
         svc,
         call.caller,
         &head.model,
-        input_tokens,
+        body,
+        openai_chat,
         head.max_tokens,
         rate,
     )
@@ -458,7 +481,7 @@ pub async fn embeddings(
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
     let input_tokens = estimate_tokens(body);
-    let mut acct = admit(rt, svc, caller, &head.model, input_tokens, Some(0), rate).await?;
+    let mut acct = admit(rt, svc, caller, &head.model, body, false, Some(0), rate).await?;
     let plan = cache_plan(
         rt,
         model.cache,
@@ -514,7 +537,7 @@ pub async fn embeddings(
 
 /// A cheap token estimate for routing and capacity: about four bytes of JSON per token.
 pub fn estimate_tokens(body: &[u8]) -> u64 {
-    (body.len() as u64).div_ceil(4)
+    crate::tokens::estimate(body)
 }
 
 fn cost_header(resp: &mut Response, cost: Option<f64>) {

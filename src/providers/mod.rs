@@ -217,6 +217,15 @@ impl Provider {
         &self.base_url
     }
 
+    /// The parsed upstream URL of `op` for `model`, computed once per deployment at load.
+    pub fn parsed_url(&self, op: Op, model: &str) -> Option<reqwest::Url> {
+        let u = self.url(op, model).ok()?;
+        if u.is_empty() {
+            return None;
+        }
+        reqwest::Url::parse(&u).ok()
+    }
+
     fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
         Ok(match (&self.kind, op) {
             (Kind::OpenAi, Op::Chat) => format!("{}/chat/completions", self.base_url),
@@ -249,10 +258,15 @@ impl Provider {
     /// Send one attempt. `body` is already in this provider's format with the upstream model set.
     /// `timeout` bounds a non-streamed answer to its last byte, and a streamed one to its headers
     /// and then each gap between chunks.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's parts, each used once"
+    )]
     pub async fn send(
         &self,
         op: Op,
         model: &str,
+        url: Option<&reqwest::Url>,
         body: Bytes,
         stream: bool,
         timeout: Duration,
@@ -274,10 +288,11 @@ impl Provider {
                 }
             };
         }
-        let url = self.url(op, model)?;
-        let mut req = self
-            .http
-            .post(url)
+        let mut req = match url {
+            Some(u) => self.http.post(u.clone()),
+            None => self.http.post(self.url(op, model)?),
+        };
+        req = req
             .headers(self.headers.clone())
             .header("x-request-id", &ctx.request_id)
             .body(body);

@@ -187,7 +187,15 @@ pub async fn send(
             let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
             let result = d
                 .provider
-                .send(call.op, &d.model, body, call.stream, timeout, call.ctx)
+                .send(
+                    call.op,
+                    &d.model,
+                    d.url(call.op),
+                    body,
+                    call.stream,
+                    timeout,
+                    call.ctx,
+                )
                 .await;
             let result = match result {
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
@@ -374,6 +382,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
                 .send(
                     Op::Chat,
                     &d.model,
+                    d.url(Op::Chat),
                     Bytes::from(body.to_string()),
                     false,
                     timeout,
