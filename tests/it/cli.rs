@@ -193,3 +193,56 @@ async fn mock_server_speaks_openai() {
         .unwrap();
     assert_eq!(json_of(r).await["data"].as_array().unwrap().len(), 2);
 }
+
+/// The full example in `examples/gateway.yaml` (the contract's example) validates.
+#[test]
+fn the_shipped_example_validates() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.yaml");
+    let out = command()
+        .arg("check")
+        .arg("--config")
+        .arg(example)
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("AZURE_OPENAI_API_KEY", "example")
+        .env("ANTHROPIC_API_KEY", "sk-ant-example")
+        .env("GATEWAY_MASTER_KEY", "master-example")
+        .env("DEMO_KEY", "sk-demo-example")
+        .env("WEBHOOK_SECRET", "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout {stdout}\nstderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("sk-example") && !stdout.contains("master-example"),
+        "no secret printed: {stdout}"
+    );
+}
+
+/// YAML errors name the key's path and line, with a did-you-mean hint.
+#[test]
+fn yaml_errors_name_path_line_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "bad.yaml",
+        "providers:\n  - name: openai\n    type: openai\nmodels:\n  - name: m\n    deployments:\n      - provider: opnai\n        model: x\n",
+    );
+    let out = command()
+        .arg("check")
+        .arg("--config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("models[0].deployments[0].provider")
+            && err.contains("line 7")
+            && err.contains("did you mean \"openai\""),
+        "{err}"
+    );
+}
