@@ -94,6 +94,7 @@ pub async fn serve_call(
                 if rt.models.contains_key(&head.model) {
                     label = Some(head.model.clone());
                 }
+                crate::telemetry::record_request(&head.model, head.max_tokens, &body);
                 let call = ChatCall {
                     caller: &caller,
                     headers: &parts.headers,
@@ -111,6 +112,7 @@ pub async fn serve_call(
                 if rt.models.contains_key(&head.model) {
                     label = Some(head.model.clone());
                 }
+                crate::telemetry::record_request(&head.model, None, &body);
                 pipeline::embeddings(
                     &rt,
                     &state.cache,
