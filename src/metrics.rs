@@ -48,6 +48,8 @@ const TTFT_BUCKETS: &[f64] = &[
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// Handles of series without variable labels, made once at install.
 static FIXED: OnceLock<Fixed> = OnceLock::new();
+/// How often histogram samples are folded into their buckets (and description writes committed).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// Most distinct label sets one thread caches before it starts over (bounds memory across reloads).
 const MAX_LOCAL: usize = 4096;
 
@@ -73,6 +75,20 @@ pub fn install() -> Option<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(TTFT.into()), TTFT_BUCKETS)
         .ok()?;
     let handle = builder.install_recorder().ok()?;
+    // Histogram samples wait in lock-free buckets until upkeep folds them in: without it they
+    // would pile up between scrapes (forever, when nobody scrapes).
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms fold in at scrape time only");
+    }
     describe();
     let _ = FIXED.set(Fixed {
         in_flight: metrics::gauge!(IN_FLIGHT),

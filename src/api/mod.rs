@@ -84,6 +84,9 @@ pub async fn serve_call(
     let mut label: Option<String> = None;
     let fut = async {
         let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
+        if rt.config.telemetry.log_bodies {
+            crate::telemetry::log_request_body(&request_id, &body);
+        }
         let ctx = call_ctx(&request_id, &parts.headers);
         match endpoint {
             Endpoint::Chat(format) => {

@@ -1134,6 +1134,10 @@ async fn without_an_endpoint_nothing_is_exported_and_traceparent_passes_through(
     let logs = gw.logs();
     assert!(!logs.contains("trace export on"), "{logs}");
     assert!(
+        !logs.contains("request body"),
+        "log_bodies is off by default: {logs}"
+    );
+    assert!(
         !logs.contains("trace_id"),
         "no trace ids in logs without traces: {logs}"
     );
@@ -1236,6 +1240,16 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
         "the answer leaks the provider key: {text}"
     );
 
+    // A prompt that quotes a key: logged (log_bodies) with the key redacted.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("gpt-test", &format!("remember {GW_KEY} and {PROVIDER_KEY}")),
+        )
+        .await;
+    r.bytes().await.unwrap();
+
     gw.wait_log("\"status\":401").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logs = gw.logs();
@@ -1253,6 +1267,12 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
             "the logs contain part of a key ({mid})"
         );
     }
+
+    assert!(
+        logs.lines().any(|l| l.contains("\"target\":\"body\"")
+            && l.contains("remember [redacted] and [redacted]")),
+        "log_bodies: the request body, keys redacted:\n{logs}"
+    );
 
     // The access log: one JSON line per request with its fields.
     let access: Vec<Value> = logs
