@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests
-# (which start their own redis-server / nats-server on free loopback ports), then the official
+# (which start their own redis-server / nats-server / prometheus on free loopback ports), then the official
 # `openai` and `anthropic` Python SDKs against the running gateway. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ apt_install() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+# A real Prometheus scrapes the gateway in tests/it/observability.rs; promtool and amtool check deploy/.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt_install "${missing[@]}"

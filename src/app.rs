@@ -153,17 +153,44 @@ struct Finish {
     endpoint: &'static str,
     status: u16,
     model: String,
-    key: String,
     provider: String,
     deployment_model: String,
     attempts: String,
     cache: String,
+    /// The caller's key name (never the key), empty without one.
+    key: String,
+    /// Time to the first body frame of a stream.
+    ttft: Option<Duration>,
+    stream: bool,
+    usage: Arc<crate::telemetry::Usage>,
+    span: tracing::Span,
+}
+
+impl Finish {
+    fn on_frame(&mut self) {
+        if self.stream && self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
         let took = self.started.elapsed();
-        metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+        crate::metrics::in_flight(false);
+        let tokens = self.usage.tokens();
+        crate::telemetry::server_end(
+            &self.span,
+            &crate::telemetry::ServerEnd {
+                status: self.status,
+                key_name: &self.key,
+                provider: &self.provider,
+                deployment_model: &self.deployment_model,
+                attempts: &self.attempts,
+                cache: &self.cache,
+                usage: tokens,
+            },
+        );
         if self.endpoint != "/metrics" && self.endpoint != "/health" && self.endpoint != "/ready" {
             crate::metrics::request(
                 self.endpoint,
@@ -185,7 +212,13 @@ impl Drop for Finish {
             deployment_model = %self.deployment_model,
             attempts = %self.attempts,
             cache = %self.cache,
+            key = %self.key,
+            input_tokens = tokens.map(|t| t.0),
+            output_tokens = tokens.map(|t| t.1),
+            cost_usd = self.usage.cost(),
             latency_ms = took.as_secs_f64() * 1000.0,
+            ttft_ms = self.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            trace_id = crate::telemetry::trace_id(&self.span),
             "request"
         );
     }
@@ -209,16 +242,19 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         return r;
     }
     let started = Instant::now();
-    metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
+    crate::metrics::in_flight(true);
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let usage = Arc::new(crate::telemetry::Usage::new());
+    req.extensions_mut().insert(usage.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = next.run(req).await;
+    let span = crate::telemetry::server_span(&method, &path, req.headers(), &id);
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -229,18 +265,24 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             .unwrap_or("")
             .to_owned()
     };
-    let finish = Finish {
+    let mut finish = Finish {
         started,
+        key: resp
+            .extensions()
+            .get::<crate::auth::Caller>()
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default(),
+        ttft: None,
+        stream: h
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
+        usage,
+        span,
         endpoint: crate::metrics::endpoint_label(&path),
         status: resp.status().as_u16(),
         model: resp
             .extensions()
             .get::<ModelLabel>()
-            .map(|m| m.0.clone())
-            .unwrap_or_default(),
-        key: resp
-            .extensions()
-            .get::<KeyLabel>()
             .map(|m| m.0.clone())
             .unwrap_or_default(),
         provider: hv("x-gateway-provider"),
@@ -253,15 +295,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     };
     resp.map(|body| {
         axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-            let _held = &finish;
+            finish.on_frame();
             frame
         }))
     })
 }
-
-/// The caller's key name (a log label).
-#[derive(Debug, Clone)]
-pub struct KeyLabel(pub String);
 
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     let identified = state.runtime.load().auth.identify(req.headers());
@@ -277,8 +315,11 @@ async fn authenticate(State(state): State<SharedState>, mut req: Request, next: 
     };
     match caller {
         Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
+            req.extensions_mut().insert(caller.clone());
+            let mut resp = next.run(req).await;
+            // For the access log's key name.
+            resp.extensions_mut().insert(caller);
+            resp
         }
         Err(e) => e.into_response_for(flavor_of(req.uri().path())),
     }

@@ -166,6 +166,8 @@ pub struct KeyStore {
     redis: Option<Arc<Redis>>,
     store: Option<Store>,
     cache: moka::sync::Cache<KeyHash, Option<Arc<KeyEntry>>>,
+    /// The last answer for each key, used while the store cannot be reached.
+    last_known: moka::sync::Cache<KeyHash, Arc<KeyEntry>>,
 }
 
 fn backend_error(e: impl std::fmt::Display) -> Error {
@@ -183,6 +185,10 @@ impl KeyStore {
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(LOOKUP_TTL)
+                .build(),
+            last_known: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(3600))
                 .build(),
         }
     }
@@ -255,11 +261,30 @@ impl KeyStore {
         }
     }
 
-    /// The key with this hash, if it exists, is not revoked and parses.
+    /// The key with this hash, if it exists, is not revoked and parses. While the store cannot
+    /// be reached, a key seen in the last hour keeps working as it was, and any other key is
+    /// refused (401) — the store being down never lets an unknown key in.
     pub async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<KeyEntry>>, Error> {
         if let Some(hit) = self.cache.get(&hash) {
             return Ok(hit);
         }
+        match self.fetch(hash).await {
+            Ok(entry) => {
+                match &entry {
+                    Some(e) => self.last_known.insert(hash, e.clone()),
+                    None => self.last_known.invalidate(&hash),
+                }
+                self.cache.insert(hash, entry.clone());
+                Ok(entry)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "key store unreachable; using the last known answer");
+                Ok(self.last_known.get(&hash))
+            }
+        }
+    }
+
+    async fn fetch(&self, hash: KeyHash) -> Result<Option<Arc<KeyEntry>>, Error> {
         let found = match self.get_raw(format!("hash:{}", hex::encode(hash))).await? {
             Some(id) => self.get(&id).await?,
             None => None,
@@ -272,7 +297,6 @@ impl KeyStore {
                     .ok()
             })
             .map(Arc::new);
-        self.cache.insert(hash, entry.clone());
         Ok(entry)
     }
 

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             }
         }
         Command::MockServer { listen, latency } => {
-            telemetry::init(&config::TelemetryConfig::default());
+            let _telemetry = telemetry::init(&config::TelemetryConfig::default());
             run(async move {
                 mock_server::serve(listen, latency.get())
                     .await
@@ -100,7 +100,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            telemetry::init(&cfg.telemetry);
+            // Kept to the end: dropping it flushes the spans still queued for export.
+            let _telemetry = telemetry::init(&cfg.telemetry);
             run(serve(cfg, path))
         }
     }

@@ -2,9 +2,17 @@
 //! `metrics` facade (atomic handles in a sharded registry: no global lock on the hot path) and
 //! rendered at `GET /metrics`. Label values are bounded: endpoint paths from a fixed list, model
 //! and provider names from the configuration, status codes, outcome words; never raw user input.
+//! Recording takes no lock: handles are cached per thread (see [`with_handles`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::LocalKey;
 use std::time::Duration;
 
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::runtime::Runtime;
@@ -23,6 +31,7 @@ pub const IN_FLIGHT: &str = "ai_gateway_in_flight_requests";
 pub const JOBS: &str = "ai_gateway_jobs_total";
 pub const JOBS_QUEUED: &str = "ai_gateway_jobs_queued";
 pub const WEBHOOKS: &str = "ai_gateway_webhook_deliveries_total";
+pub const DEPENDENCY_UP: &str = "ai_gateway_dependency_up";
 
 /// Whole requests and upstream calls: from milliseconds to ten minutes.
 const LONG_BUCKETS: &[f64] = &[
@@ -35,8 +44,29 @@ const TTFT_BUCKETS: &[f64] = &[
     20.0, 40.0, 80.0,
 ];
 
-/// Install the global recorder; `None` if one is already installed (e.g. a second app in tests).
+/// Set once the recorder is installed: handles cached before that would be no-ops forever.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Handles of series without variable labels, made once at install.
+static FIXED: OnceLock<Fixed> = OnceLock::new();
+/// How often histogram samples are folded into their buckets (and description writes committed).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// Most distinct label sets one thread caches before it starts over (bounds memory across reloads).
+const MAX_LOCAL: usize = 4096;
+
+struct Fixed {
+    in_flight: Gauge,
+    /// l1 hit, l1 miss, l2 hit, l2 miss.
+    cache: [Counter; 4],
+    rate_limited: [Counter; 3],
+}
+
+/// Install the global recorder; `None` if one is already installed (e.g. a second app in tests)
+/// or metrics are switched off (`AI_GATEWAY_METRICS=off`, for overhead measurements).
 pub fn install() -> Option<PrometheusHandle> {
+    if std::env::var("AI_GATEWAY_METRICS").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+        tracing::info!("metrics off (AI_GATEWAY_METRICS=off): /metrics answers an empty body");
+        return None;
+    }
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LONG_BUCKETS)
         .ok()?
@@ -45,14 +75,115 @@ pub fn install() -> Option<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(TTFT.into()), TTFT_BUCKETS)
         .ok()?;
     let handle = builder.install_recorder().ok()?;
+    // Histogram samples wait in lock-free buckets until upkeep folds them in: without it they
+    // would pile up between scrapes (forever, when nobody scrapes).
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms fold in at scrape time only");
+    }
     describe();
+    let _ = FIXED.set(Fixed {
+        in_flight: metrics::gauge!(IN_FLIGHT),
+        cache: [
+            metrics::counter!(CACHE, "layer" => "l1", "result" => "hit"),
+            metrics::counter!(CACHE, "layer" => "l1", "result" => "miss"),
+            metrics::counter!(CACHE, "layer" => "l2", "result" => "hit"),
+            metrics::counter!(CACHE, "layer" => "l2", "result" => "miss"),
+        ],
+        rate_limited: LIMIT_REASONS
+            .map(|reason| metrics::counter!(RATE_LIMITED, "reason" => reason)),
+    });
+    INSTALLED.store(true, Ordering::Release);
     // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
     metrics::gauge!(IN_FLIGHT).set(0.0);
     metrics::gauge!(JOBS_QUEUED).set(0.0);
-    for reason in ["requests", "tokens", "budget"] {
+    for reason in LIMIT_REASONS {
         metrics::counter!(RATE_LIMITED, "reason" => reason).absolute(0);
     }
+    for status in ["succeeded", "failed", "cancelled"] {
+        metrics::counter!(JOBS, "status" => status).absolute(0);
+    }
+    metrics::counter!(WEBHOOKS, "outcome" => "delivered").absolute(0);
+    for layer in ["l1", "l2"] {
+        for result in ["hit", "miss"] {
+            metrics::counter!(CACHE, "layer" => layer, "result" => result).absolute(0);
+        }
+    }
     Some(handle)
+}
+
+const LIMIT_REASONS: [&str; 3] = ["requests", "tokens", "budget"];
+
+/// A per-thread map from a label set to its handles: recording a metric takes no lock (the
+/// `metrics` registry behind `counter!` is a sharded `RwLock` map) and allocates nothing once
+/// the label set was seen on this thread. Handles share the registry's atomics, so every
+/// thread's increments land in the same series.
+struct Local<H> {
+    key: String,
+    map: HashMap<Box<str>, H>,
+}
+
+impl<H> Local<H> {
+    fn new() -> RefCell<Self> {
+        RefCell::new(Self {
+            key: String::with_capacity(128),
+            map: HashMap::new(),
+        })
+    }
+}
+
+/// Run `f` on the cached handles of the label set `key` writes, making them with `make` once.
+fn with_handles<H>(
+    cache: &'static LocalKey<RefCell<Local<H>>>,
+    key: impl FnOnce(&mut String),
+    make: impl FnOnce() -> H,
+    f: impl FnOnce(&H),
+) {
+    let mut make = Some(make);
+    let mut f = Some(f);
+    if INSTALLED.load(Ordering::Acquire) {
+        let _ = cache.try_with(|c| {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                return;
+            };
+            let c = &mut *c;
+            c.key.clear();
+            key(&mut c.key);
+            if let Some(h) = c.map.get(c.key.as_str()) {
+                if let Some(f) = f.take() {
+                    f(h);
+                }
+                return;
+            }
+            if let (Some(make), Some(f)) = (make.take(), f.take()) {
+                if c.map.len() >= MAX_LOCAL {
+                    c.map.clear();
+                }
+                let h = make();
+                f(&h);
+                c.map.insert(c.key.as_str().into(), h);
+            }
+        });
+    }
+    // Not installed, or this thread's storage is gone (thread exit): the registry's own path.
+    if let (Some(make), Some(f)) = (make, f) {
+        f(&make());
+    }
+}
+
+fn push_parts(buf: &mut String, parts: &[&str]) {
+    for p in parts {
+        buf.push_str(p);
+        buf.push('\u{1f}');
+    }
 }
 
 fn describe() {
@@ -97,6 +228,10 @@ fn describe() {
     describe_counter!(JOBS, "Async jobs finished, by status");
     describe_gauge!(JOBS_QUEUED, "Async jobs waiting to run");
     describe_counter!(WEBHOOKS, "Webhook deliveries by outcome");
+    describe_gauge!(
+        DEPENDENCY_UP,
+        "Whether a shared dependency (redis, nats) answers: 1 up, 0 down"
+    );
 }
 
 /// The endpoint label of a path: one of the contract's paths, or "other".
@@ -130,71 +265,139 @@ pub fn endpoint_label(path: &str) -> &'static str {
         })
 }
 
+thread_local! {
+    static REQUEST_HANDLES: RefCell<Local<(Counter, Histogram)>> = Local::new();
+    static ATTEMPT_HANDLES: RefCell<Local<(Counter, Histogram)>> = Local::new();
+    static TTFT_HANDLES: RefCell<Local<Histogram>> = Local::new();
+    static TOKEN_HANDLES: RefCell<Local<(Counter, Counter)>> = Local::new();
+    static COST_HANDLES: RefCell<Local<Gauge>> = Local::new();
+}
+
 /// One finished request.
 pub fn request(endpoint: &'static str, model: &str, provider: &str, status: u16, took: Duration) {
-    metrics::counter!(REQUESTS, "endpoint" => endpoint, "model" => model.to_owned(),
-        "provider" => provider.to_owned(), "status" => status.to_string())
-    .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint, "model" => model.to_owned())
-        .record(took.as_secs_f64());
+    with_handles(
+        &REQUEST_HANDLES,
+        |k| {
+            push_parts(k, &[endpoint, model, provider]);
+            let _ = write!(k, "{status}");
+        },
+        || {
+            (
+                metrics::counter!(REQUESTS, "endpoint" => endpoint, "model" => model.to_owned(),
+                    "provider" => provider.to_owned(), "status" => status.to_string()),
+                metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint,
+                    "model" => model.to_owned()),
+            )
+        },
+        |(count, duration)| {
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        },
+    );
 }
 
 /// One upstream attempt. `outcome`: success, error_status, timeout, connect_error, protocol_error,
 /// client_error (the caller's fault).
 pub fn attempt(provider: &str, deployment_model: &str, outcome: &'static str, took: Duration) {
-    metrics::counter!(ATTEMPTS, "provider" => provider.to_owned(),
-        "deployment_model" => deployment_model.to_owned(), "outcome" => outcome)
-    .increment(1);
-    metrics::histogram!(UPSTREAM_DURATION, "provider" => provider.to_owned(),
-        "deployment_model" => deployment_model.to_owned(), "outcome" => outcome)
-    .record(took.as_secs_f64());
+    with_handles(
+        &ATTEMPT_HANDLES,
+        |k| push_parts(k, &[provider, deployment_model, outcome]),
+        || {
+            (
+                metrics::counter!(ATTEMPTS, "provider" => provider.to_owned(),
+                    "deployment_model" => deployment_model.to_owned(), "outcome" => outcome),
+                metrics::histogram!(UPSTREAM_DURATION, "provider" => provider.to_owned(),
+                    "deployment_model" => deployment_model.to_owned(), "outcome" => outcome),
+            )
+        },
+        |(count, duration)| {
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        },
+    );
 }
 
 pub fn time_to_first_token(model: &str, provider: &str, took: Duration) {
-    metrics::histogram!(TTFT, "model" => model.to_owned(), "provider" => provider.to_owned())
-        .record(took.as_secs_f64());
+    with_handles(
+        &TTFT_HANDLES,
+        |k| push_parts(k, &[model, provider]),
+        || metrics::histogram!(TTFT, "model" => model.to_owned(), "provider" => provider.to_owned()),
+        |h| h.record(took.as_secs_f64()),
+    );
 }
 
-/// USD totals by (model, provider, key). The `metrics` facade only counts integers, so this one
-/// counter is kept here (updated once per answer, under a short lock) and rendered with the rest.
-type CostTable = std::sync::Mutex<std::collections::BTreeMap<(String, String, String), f64>>;
-static COSTS: std::sync::LazyLock<CostTable> = std::sync::LazyLock::new(Default::default);
+/// Tokens of one answer (`model` = the configured model, `provider` = the provider's name).
+pub fn tokens(model: &str, provider: &str, input: u64, output: u64) {
+    with_handles(
+        &TOKEN_HANDLES,
+        |k| push_parts(k, &[model, provider]),
+        || {
+            (
+                metrics::counter!(TOKENS, "model" => model.to_owned(),
+                    "provider" => provider.to_owned(), "type" => "input"),
+                metrics::counter!(TOKENS, "model" => model.to_owned(),
+                    "provider" => provider.to_owned(), "type" => "output"),
+            )
+        },
+        |(i, o)| {
+            i.increment(input);
+            o.increment(output);
+        },
+    );
+}
 
-/// Add an answer's cost.
-pub fn cost(model: &str, provider: &str, key: &str, usd: f64) {
-    if !usd.is_finite() || usd <= 0.0 {
+/// Cost of one answer in USD, by model, provider and key name (never the key itself).
+/// `metrics` counters are integers, so this is a float gauge that only goes up; `render`
+/// declares it a counter, which is what it is.
+pub fn cost(model: &str, provider: &str, key_name: &str, usd: f64) {
+    if !(usd.is_finite() && usd > 0.0) {
         return;
     }
-    if let Ok(mut m) = COSTS.lock() {
-        *m.entry((model.to_owned(), provider.to_owned(), key.to_owned()))
-            .or_insert(0.0) += usd;
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn render_costs(out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "# HELP {COST} Computed cost in USD by model, provider and key name"
+    with_handles(
+        &COST_HANDLES,
+        |k| push_parts(k, &[model, provider, key_name]),
+        || {
+            metrics::gauge!(COST, "model" => model.to_owned(), "provider" => provider.to_owned(),
+                "key" => key_name.to_owned())
+        },
+        |g| g.increment(usd),
     );
-    let _ = writeln!(out, "# TYPE {COST} counter");
-    if let Ok(m) = COSTS.lock() {
-        for ((model, provider, key), v) in m.iter() {
-            let _ = writeln!(
-                out,
-                "{COST}{{model=\"{}\",provider=\"{}\",key=\"{}\"}} {v}",
-                escape(model),
-                escape(provider),
-                escape(key)
-            );
-        }
+}
+
+/// A cache look-up's result (`layer`: l1 | l2, `result`: hit | miss).
+pub fn cache(layer: &'static str, result: &'static str) {
+    let i = match (layer, result) {
+        ("l1", "hit") => 0,
+        ("l1", _) => 1,
+        (_, "hit") => 2,
+        _ => 3,
+    };
+    match FIXED.get() {
+        Some(f) => f.cache[i].increment(1),
+        None => metrics::counter!(CACHE, "layer" => layer, "result" => result).increment(1),
     }
+}
+
+/// A request refused by a limit (`reason`: requests | tokens | budget).
+pub fn rate_limited(reason: &'static str) {
+    match (FIXED.get(), LIMIT_REASONS.iter().position(|r| *r == reason)) {
+        (Some(f), Some(i)) => f.rate_limited[i].increment(1),
+        _ => metrics::counter!(RATE_LIMITED, "reason" => reason).increment(1),
+    }
+}
+
+/// `ai_gateway_in_flight_requests` up (`true`) or down.
+pub fn in_flight(up: bool) {
+    let delta = if up { 1.0 } else { -1.0 };
+    match FIXED.get() {
+        Some(f) => f.in_flight.increment(delta),
+        None => metrics::gauge!(IN_FLIGHT).increment(delta),
+    }
+}
+
+/// Whether a shared dependency (`redis`, `nats`) answers: `ai_gateway_dependency_up` 1 or 0.
+pub fn dependency_up(dependency: &'static str, up: bool) {
+    metrics::gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Text exposition, with the circuit gauges read from the deployments at scrape time.
@@ -208,9 +411,15 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
                     "deployment_model" => d.model.clone())
                 .set(f64::from(v));
             }
+            // Token series of every configured model and provider exist from the first scrape.
+            tokens(&m.name, &d.provider.name, 0, 0);
         }
     }
-    let mut out = handle.render();
-    render_costs(&mut out);
-    out
+    let text = handle.render();
+    // `cost` is kept in a float gauge (see there); it is a counter.
+    text.replacen(
+        &format!("# TYPE {COST} gauge"),
+        &format!("# TYPE {COST} counter"),
+        1,
+    )
 }

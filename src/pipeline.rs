@@ -18,6 +18,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::accounting::{Accounting, Ledger};
 use crate::auth::Caller;
@@ -255,7 +256,11 @@ async fn cache_lookup(
     let Some((key, policy)) = plan else {
         return Err(None);
     };
-    match cache.lookup(*key, policy).await {
+    match cache
+        .lookup(*key, policy)
+        .instrument(crate::telemetry::cache_span())
+        .await
+    {
         Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage)),
         Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
             Some(e) => Ok(hit_response(&e, Layer::L1, format, stream, include_usage)),

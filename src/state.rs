@@ -101,6 +101,7 @@ impl Redis {
                 }
                 Err(e) => {
                     self.report_error("connect", &e, true);
+                    crate::metrics::dependency_up("redis", false);
                     return;
                 }
             },
@@ -120,6 +121,7 @@ impl Redis {
             Ok(Err(e)) => self.report_error("ping", &e, true),
             Err(_) => self.report_error("ping", &"timed out", true),
         }
+        crate::metrics::dependency_up("redis", self.is_healthy());
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::app::{KeyLabel, ModelLabel, SharedState, deadline};
+use crate::app::{ModelLabel, SharedState, deadline};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
@@ -105,6 +105,9 @@ pub async fn serve_call(
     let mut rate: Option<pipeline::RateHeaders> = None;
     let fut = async {
         let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
+        if rt.config.telemetry.log_bodies {
+            crate::telemetry::log_request_body(&request_id, &body);
+        }
         let ctx = call_ctx(&request_id, &parts.headers);
         match endpoint {
             Endpoint::Chat(format) => {
@@ -115,6 +118,7 @@ pub async fn serve_call(
                 if rt.models.contains_key(&head.model) {
                     label = Some(head.model.clone());
                 }
+                crate::telemetry::record_request(&head.model, head.max_tokens, &body);
                 let call = ChatCall {
                     caller: &caller,
                     headers: &parts.headers,
@@ -132,6 +136,7 @@ pub async fn serve_call(
                 if rt.models.contains_key(&head.model) {
                     label = Some(head.model.clone());
                 }
+                crate::telemetry::record_request(&head.model, None, &body);
                 pipeline::embeddings(
                     &rt,
                     &state.services,
@@ -161,7 +166,5 @@ pub async fn serve_call(
             resp.headers_mut().insert(name, value);
         }
     }
-    resp.extensions_mut()
-        .insert(KeyLabel(caller.name().to_owned()));
     resp
 }

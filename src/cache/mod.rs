@@ -252,6 +252,7 @@ impl Cache {
         if policy.read
             && let Some(rx) = flights.get(&key)
         {
+            crate::telemetry::cache_result("l1", "wait");
             return Lookup::Wait(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
@@ -336,8 +337,8 @@ fn fresh(e: &Entry, p: &Policy) -> bool {
 }
 
 fn count(layer: &'static str, result: &'static str) {
-    metrics::counter!("ai_gateway_cache_requests_total", "layer" => layer, "result" => result)
-        .increment(1);
+    crate::metrics::cache(layer, result);
+    crate::telemetry::cache_result(layer, result);
 }
 
 fn l2_key(key: &Key) -> String {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use self::breaker::Admission;
 use self::state::{DeploymentState, now_ms};
@@ -185,6 +186,8 @@ pub async fn send(
             let started = Instant::now();
             let per_attempt = m.timeout.unwrap_or(d.provider.timeout);
             let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
+            let span = crate::telemetry::attempt_span(call.op, &m.name, d, attempts);
+            let ctx = crate::telemetry::attempt_ctx(&span, call.ctx);
             let result = d
                 .provider
                 .send(
@@ -194,8 +197,9 @@ pub async fn send(
                     body,
                     call.stream,
                     timeout,
-                    call.ctx,
+                    &ctx,
                 )
+                .instrument(span.clone())
                 .await;
             let result = match result {
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
@@ -204,6 +208,7 @@ pub async fn send(
             };
             let took = started.elapsed();
             crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
+            crate::telemetry::attempt_end(&span, d, outcome(&result), &result);
             match result {
                 Ok(body) => {
                     d.state.record_latency(took);

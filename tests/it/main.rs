@@ -22,6 +22,7 @@ mod cli;
 mod embeddings;
 mod errors;
 mod limits;
+mod observability;
 mod reload;
 mod resilience;
 mod routing;
