@@ -188,6 +188,20 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The caller for a key name (a job runs as the key that submitted it); `None` when no key
+    /// has that name any more.
+    pub fn caller_by_name(&self, name: &str) -> Option<Caller> {
+        self.keys
+            .values()
+            .find(|k| k.name == name)
+            .filter(|k| k.expires_at.is_none_or(|t| t > SystemTime::now()))
+            .map(|k| Caller {
+                key: Some(k.clone()),
+            })
+    }
+}
+
 /// The key from `Authorization: Bearer`, `x-api-key` or `api-key`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION)

@@ -1,0 +1,19 @@
+//! Integration tests of the `ai-gateway` binary: every test starts the real binary on a free port
+//! with its own configuration and, where it needs one, its own in-process fake upstream.
+//! Run with `cargo test --test it`.
+
+// Test code: a failed expectation is a panic, and diagnostics go to stderr.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+// The shared harness has helpers other test modules use.
+#![allow(dead_code)]
+
+mod support;
+
+mod jobs;
+mod webhooks;

@@ -1,0 +1,267 @@
+//! `Gateway`: the real `ai-gateway` binary, started on a free port with a JSON configuration
+//! written to a temporary file; its stdout and stderr are captured for log assertions. The child
+//! is killed (by pid) when the `Gateway` is dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{client, client_builder, free_port, wait_until};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ai-gateway");
+
+pub struct Gateway {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    config_path: PathBuf,
+    logs: Arc<Mutex<String>>,
+    client: reqwest::Client,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Capture a child's pipe into `logs`, line by line.
+fn capture(pipe: impl Read + Send + 'static, logs: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => logs
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line)),
+            }
+        }
+    });
+}
+
+/// A command for the binary with a clean, deterministic environment.
+pub fn command() -> Command {
+    let mut c = Command::new(BIN);
+    for v in [
+        "RUST_LOG",
+        "AI_GATEWAY_CONFIG",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_ENDPOINT",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("NO_PROXY", "127.0.0.1,localhost");
+    c
+}
+
+impl Gateway {
+    /// Start with `config` (its `server.listen` is set to a free port).
+    pub async fn start(config: Value) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: Value, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config, env, &[]).await
+    }
+
+    /// Start `ai-gateway worker` (job workers only, with /health, /ready, /metrics).
+    pub async fn start_worker(config: Value) -> Self {
+        Self::start_with_args(config, &[], &["worker"]).await
+    }
+
+    pub async fn start_with_args(config: Value, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut last_logs = String::new();
+        for _ in 0..3 {
+            match Self::try_start(config.clone(), env, args).await {
+                Ok(g) => return g,
+                Err(logs) if logs.contains("cannot listen") => last_logs = logs,
+                Err(logs) => panic!("the gateway did not start; its output:\n{logs}"),
+            }
+        }
+        panic!("the gateway could not get a port; its output:\n{last_logs}")
+    }
+
+    async fn try_start(
+        mut config: Value,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Self, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        if !config["server"].is_object() {
+            config["server"] = serde_json::json!({});
+        }
+        config["server"]["listen"] = Value::String(format!("127.0.0.1:{port}"));
+        let config_path = dir.path().join("gateway.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let mut cmd = command();
+        cmd.args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ai-gateway");
+        let logs = Arc::new(Mutex::new(String::new()));
+        capture(child.stdout.take().unwrap(), logs.clone());
+        capture(child.stderr.take().unwrap(), logs.clone());
+        let mut g = Self {
+            child,
+            port,
+            _dir: dir,
+            config_path,
+            logs,
+            client: client(),
+        };
+        let health = g.url("/health");
+        let probe = client_builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = g.child.try_wait() {
+                // Give the reader threads a moment to drain the pipes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(format!("exited with {status}\n{}", g.logs()));
+            }
+            if let Ok(r) = probe.get(&health).send().await
+                && r.status() == 200
+            {
+                return Ok(g);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("no 200 on /health within 30s\n{}", g.logs()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A client with no proxy and a generous overall timeout.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal to the process (by pid, with kill(1): the crate forbids unsafe code).
+    pub fn send_signal(&self, sig: i32) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Wait for the process to exit; panics (with the logs) past `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway did not exit within {timeout:?}; its output:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the process printed so far (stdout and stderr).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Wait until the logs contain `needle` (bounded).
+    pub async fn wait_log(&self, needle: &str) {
+        let ok = wait_until(Duration::from_secs(10), || self.logs().contains(needle)).await;
+        assert!(ok, "the logs never contained {needle:?}:\n{}", self.logs());
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Replace the configuration file (keeping this gateway's listen address).
+    pub fn write_config(&self, mut config: Value) {
+        if !config["server"].is_object() {
+            config["server"] = serde_json::json!({});
+        }
+        config["server"]["listen"] = Value::String(format!("127.0.0.1:{}", self.port));
+        std::fs::write(
+            &self.config_path,
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// POST a JSON body with the given gateway key (Bearer).
+    pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut rb = self.client.post(self.url(path)).json(body);
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        rb.send().await.expect("request to the gateway")
+    }
+
+    /// POST raw bytes (content-type JSON) with the given gateway key (Bearer).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut rb = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        rb.send().await.expect("request to the gateway")
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let mut rb = self.client.get(self.url(path));
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        rb.send().await.expect("request to the gateway")
+    }
+}

@@ -1,0 +1,239 @@
+//! The integration harness: a fake upstream, the real gateway binary, configuration builders and
+//! assertion helpers.
+
+pub mod gateway;
+pub mod nats;
+pub mod receiver;
+pub mod upstream;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use gateway::Gateway;
+pub use nats::NatsServer;
+pub use receiver::WebhookReceiver;
+pub use upstream::{FakeUpstream, Fault, Kind};
+
+/// The caller's gateway key allowed every model.
+pub const GW_KEY: &str = "sk-gw-caller-all-0001";
+/// A gateway key allowed only `gpt-*`.
+pub const GPT_KEY: &str = "sk-gw-caller-gpt-0002";
+/// The provider's own key (what the upstream must receive).
+pub const PROVIDER_KEY: &str = "sk-prov-upstream-secret-0003";
+/// The admin master key.
+pub const MASTER_KEY: &str = "master-admin-secret-0004";
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A reqwest client builder with no proxy (and the crypto provider reqwest's features need).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder().no_proxy()
+}
+
+/// A reqwest client with no proxy and a bounded overall timeout.
+pub fn client() -> reqwest::Client {
+    client_builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Poll `cond` every 20 ms until it holds or `timeout` passes; whether it held.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- configuration builders
+
+pub fn mock_provider(name: &str) -> Value {
+    json!({"name": name, "type": "mock"})
+}
+
+pub fn openai_provider(name: &str, up: &FakeUpstream) -> Value {
+    json!({"name": name, "type": "openai", "base_url": up.base_url(), "api_key": PROVIDER_KEY})
+}
+
+pub fn azure_provider(name: &str, up: &FakeUpstream) -> Value {
+    json!({"name": name, "type": "azure", "base_url": up.base_url(), "api_key": PROVIDER_KEY,
+           "api_version": "2024-10-21"})
+}
+
+pub fn anthropic_provider(name: &str, up: &FakeUpstream) -> Value {
+    json!({"name": name, "type": "anthropic", "base_url": up.base_url(), "api_key": PROVIDER_KEY})
+}
+
+pub fn model(name: &str, provider: &str, upstream_model: &str) -> Value {
+    json!({"name": name, "deployments": [{"provider": provider, "model": upstream_model}]})
+}
+
+/// The standard key table: `GW_KEY` for everything, `GPT_KEY` for `gpt-*`.
+pub fn keys() -> Value {
+    json!({"keys": [
+        {"name": "all", "key": GW_KEY, "models": ["*"]},
+        {"name": "gpt-only", "key": GPT_KEY, "models": ["gpt-*"]},
+    ]})
+}
+
+/// A configuration with these providers and models, the standard keys and quick backoff.
+pub fn config(providers: Vec<Value>, models: Vec<Value>) -> Value {
+    json!({
+        "providers": providers,
+        "models": models,
+        "auth": keys(),
+        "resilience": {"retries": 2, "backoff_initial": "10ms", "backoff_max": "50ms"},
+    })
+}
+
+/// The configuration most tests use: model `mock` (mock provider) and, when `up` is given, model
+/// `gpt-test` served by it as upstream model `upstream-model`.
+pub fn basic_config(up: Option<&FakeUpstream>) -> Value {
+    let mut providers = vec![mock_provider("local")];
+    let mut models = vec![model("mock", "local", "mock")];
+    if let Some(up) = up {
+        let p = match up.kind {
+            Kind::OpenAi => openai_provider("fake", up),
+            Kind::Azure => azure_provider("fake", up),
+            Kind::Anthropic => anthropic_provider("fake", up),
+        };
+        providers.push(p);
+        models.push(model("gpt-test", "fake", "upstream-model"));
+    }
+    config(providers, models)
+}
+
+pub fn chat_body(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+pub fn messages_body(model: &str, text: &str) -> Value {
+    json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]})
+}
+
+// ---------------------------------------------------------------- answers
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Read the body as JSON, panicking with the text when it is not.
+pub async fn json_of(r: reqwest::Response) -> Value {
+    let text = r.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Assert an OpenAI-shaped error with this status, type and code; returns the error object.
+pub async fn assert_openai_error(
+    r: reqwest::Response,
+    status: u16,
+    ty: &str,
+    code: Option<&str>,
+) -> Value {
+    let got = r.status().as_u16();
+    let v = json_of(r).await;
+    assert_eq!(got, status, "status; body {v}");
+    let e = &v["error"];
+    assert!(e.is_object(), "OpenAI error shape expected: {v}");
+    assert_eq!(e["type"], ty, "error type; body {v}");
+    if let Some(c) = code {
+        assert_eq!(e["code"], c, "error code; body {v}");
+    }
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message: {v}"
+    );
+    assert!(e.get("param").is_some(), "param present (may be null): {v}");
+    assert!(e.get("code").is_some(), "code present (may be null): {v}");
+    e.clone()
+}
+
+/// Assert an Anthropic-shaped error with this status and type; returns the error object.
+pub async fn assert_anthropic_error(r: reqwest::Response, status: u16, ty: &str) -> Value {
+    let got = r.status().as_u16();
+    let v = json_of(r).await;
+    assert_eq!(got, status, "status; body {v}");
+    assert_eq!(v["type"], "error", "Anthropic error shape expected: {v}");
+    assert_eq!(v["error"]["type"], ty, "error type; body {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message: {v}"
+    );
+    v["error"].clone()
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    sse_events(body).into_iter().map(|(_, d)| d).collect()
+}
+
+/// `(event name, data)` of each SSE event.
+pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    for block in body.replace("\r\n", "\n").split("\n\n") {
+        let mut event = None;
+        let mut data: Vec<&str> = Vec::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if event.is_some() || !data.is_empty() {
+            out.push((event, data.join("\n")));
+        }
+    }
+    out
+}
+
+/// The joined `delta.content` of OpenAI chunks.
+pub fn joined_content(datas: &[String]) -> String {
+    datas
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Read a streamed answer chunk by chunk until `pred` holds on the text so far (bounded).
+pub async fn read_until(
+    r: &mut reqwest::Response,
+    buf: &mut String,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !pred(buf) {
+        match tokio::time::timeout_at(deadline, r.chunk()).await {
+            Ok(Ok(Some(c))) => buf.push_str(&String::from_utf8_lossy(&c)),
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return pred(buf),
+        }
+    }
+    true
+}
