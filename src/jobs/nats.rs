@@ -46,6 +46,8 @@ const JOB_HEADER: &str = "Aigw-Job-Id";
 /// How long a delivered job may go without an ack before JetStream hands it to another worker.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How long one pull request waits for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Room for headers and protocol framing next to a body in one message.
 const MESSAGE_OVERHEAD: usize = 1024;
 
@@ -442,7 +444,7 @@ impl Nats {
                 .jobs
                 .batch()
                 .max_messages(permits.len())
-                .expires(Duration::from_secs(2))
+                .expires(PULL_EXPIRES)
                 .messages()
                 .await;
             let mut batch = match batch {
@@ -457,7 +459,9 @@ impl Nats {
                     continue;
                 }
             };
-            while let Some(item) = batch.next().await {
+            // A pull request lost with the connection never ends by itself: bound it here.
+            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
                 let msg = match item {
                     Ok(m) => m,
                     Err(e) => {
@@ -632,6 +636,10 @@ impl Nats {
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     match inner.kv.entry(key).await {
                         Ok(Some(cur)) if cur.operation == kv::Operation::Put => {
+                            if cur.value == bytes {
+                                // Our own write landed; only its answer was lost.
+                                break;
+                            }
                             if Job::from_slice(&cur.value).is_none_or(|j| j.status.is_terminal()) {
                                 let _ = msg.ack().await;
                                 return;
@@ -702,7 +710,7 @@ impl Nats {
                 .hooks
                 .batch()
                 .max_messages(permits.len())
-                .expires(Duration::from_secs(2))
+                .expires(PULL_EXPIRES)
                 .messages()
                 .await
             {
@@ -716,7 +724,8 @@ impl Nats {
                     continue;
                 }
             };
-            while let Some(item) = batch.next().await {
+            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
                 let Ok(msg) = item else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;

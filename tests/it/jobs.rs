@@ -522,14 +522,26 @@ async fn assert_all_succeeded_once(
         records.insert(id.clone(), v);
     }
     let all: HashSet<&String> = ids.values().collect();
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            let got: HashSet<String> = rx.deliveries().into_iter().map(|d| d.id).collect();
-            all.iter().all(|id| got.contains(*id))
-        })
-        .await,
-        "every job's webhook arrives"
-    );
+    let arrived = wait_until(Duration::from_secs(60), || {
+        let got: HashSet<String> = rx.deliveries().into_iter().map(|d| d.id).collect();
+        all.iter().all(|id| got.contains(*id))
+    })
+    .await;
+    if !arrived {
+        let got: HashSet<String> = rx.deliveries().into_iter().map(|d| d.id).collect();
+        let missing: Vec<&&String> = all.iter().filter(|id| !got.contains(**id)).collect();
+        let (_, first) = get_job(gw, GW_KEY, missing[0]).await;
+        let logs: String = gw
+            .logs()
+            .lines()
+            .filter(|l| !l.contains("\"access\""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!(
+            "{} webhooks missing; first: {first}\nlogs:\n{logs}",
+            missing.len()
+        );
+    }
     let mut finished: HashMap<String, HashSet<u64>> = HashMap::new();
     for d in rx.deliveries() {
         assert!(d.verifies(SECRET));
