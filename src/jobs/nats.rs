@@ -293,6 +293,9 @@ impl Nats {
 
     pub async fn submit(&self, new: NewJob) -> Result<Submitted, SubmitError> {
         let inner = self.inner().map_err(SubmitError::Store)?;
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(SubmitError::Store(StoreError::new("NATS is not connected")));
+        }
         let NewJob { mut job, body } = new;
         let max = self.client.server_info().max_payload;
         if body.len() + MESSAGE_OVERHEAD > max {
