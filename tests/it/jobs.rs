@@ -842,3 +842,64 @@ async fn worker_mode_needs_nats() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nats_url"));
 }
+
+/// SIGTERM: a job that ends within the grace finishes; one that does not is released to the
+/// queue (that attempt does not count) and runs again on the next process.
+async fn sigterm_finishes_or_releases(cfg: serde_json::Value, up: &FakeUpstream) {
+    up.push([Fault::Delay(Duration::from_millis(500))]);
+    up.set_default(Fault::Delay(Duration::from_secs(10)));
+    let mut gw = Gateway::start(cfg.clone()).await;
+    let a = submit_ok(&gw, &chat_body("gpt-test", "short"), &[]).await;
+    let a_id = a["id"].as_str().unwrap().to_owned();
+    wait_job_until(&gw, &a_id, Duration::from_secs(5), |v| {
+        v["status"] == "running"
+    })
+    .await;
+    let b = submit_ok(&gw, &chat_body("gpt-test", "long"), &[]).await;
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    wait_job_until(&gw, &b_id, Duration::from_secs(5), |v| {
+        v["status"] == "running"
+    })
+    .await;
+    let t = std::time::Instant::now();
+    gw.send_signal(15);
+    gw.wait_exit(Duration::from_secs(6)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "exit within the grace: {:?}",
+        t.elapsed()
+    );
+    up.set_default(Fault::Normal);
+    let t = std::time::Instant::now();
+    let gw2 = Gateway::start(cfg).await;
+    let a = wait_job(&gw2, &a_id, Duration::from_secs(5)).await;
+    assert_eq!(a["status"], "succeeded", "{a}");
+    assert_eq!(a["attempts"], 1);
+    let b = wait_job(&gw2, &b_id, Duration::from_secs(8)).await;
+    assert_eq!(b["status"], "succeeded", "{b}");
+    assert_eq!(b["attempts"], 1, "the released attempt does not count: {b}");
+    assert_eq!(b["result"]["choices"][0]["message"]["content"], "long");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "released at once, not after an ack timeout"
+    );
+}
+
+#[tokio::test]
+async fn embedded_sigterm_finishes_or_releases_running_jobs() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+    cfg["server"] = json!({"shutdown_grace": "2s"});
+    sigterm_finishes_or_releases(cfg, &up).await;
+}
+
+#[tokio::test]
+async fn nats_sigterm_finishes_or_releases_running_jobs() {
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = nats_config(&up, &nats);
+    cfg["server"] = json!({"shutdown_grace": "2s"});
+    sigterm_finishes_or_releases(cfg, &up).await;
+}
