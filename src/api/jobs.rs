@@ -191,6 +191,7 @@ async fn submit_inner(
         webhook,
         headers,
         idempotency_key,
+        result_in_object_store: false,
         slot: None,
     };
     drop(rt);
@@ -199,7 +200,6 @@ async fn submit_inner(
         .submit(NewJob { job, body })
         .await
         .map_err(|e| match e {
-            SubmitError::TooLarge(limit) => Error::TooLarge { limit },
             SubmitError::Store(e) => {
                 tracing::warn!(error = %e, "could not store a job");
                 unavailable(format!(
@@ -266,7 +266,7 @@ pub async fn cancel_job(
     let ttl = state.runtime.load().config.jobs.result_ttl.get();
     match jobs.queue.cancel(&id, viewer(&caller), ttl).await {
         Ok(Cancel::Cancelled(job)) => {
-            crate::jobs::worker::count_end(JobStatus::Cancelled);
+            crate::jobs::worker::count_end(&job);
             axum::Json(job.public()).into_response()
         }
         Ok(Cancel::Conflict(job)) => with_status(

@@ -113,6 +113,9 @@ pub struct Job {
     /// The caller's `Idempotency-Key` (internal: to forget it with the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// NATS backend: the result is too large for a KV message and lives in the object store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_in_object_store: bool,
     /// Embedded backend: the job's slot in the queue table while queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<(u64, u64)>,
@@ -263,8 +266,6 @@ impl JobQueue {
 pub enum SubmitError {
     #[error("the job store is unavailable: {0}")]
     Store(StoreError),
-    #[error("the request body is larger than the {0} bytes a job message can hold")]
-    TooLarge(u64),
 }
 
 /// The job system of one process: its queue, the webhook signer and client.
@@ -464,6 +465,7 @@ mod tests {
             webhook: None,
             headers: vec![("traceparent".into(), "x".into())],
             idempotency_key: Some("k".into()),
+            result_in_object_store: false,
             slot: Some((1, 2)),
         };
         let v = job.public();

@@ -14,6 +14,7 @@
 //! - Stream `AIGW_WEBHOOKS` + consumer `webhooks`: one message per delivery, retried by a NAK
 //!   delayed by the backoff, so the schedule survives any restart.
 //! - KV bucket `aigw_meta`: the generated webhook secret when none is configured.
+//! - Object store `aigw_objects`: bodies and results too large for one message (`max_payload`).
 //!
 //! The client reconnects by itself; JetStream set-up is retried in the background until it
 //! succeeds, and until then async endpoints answer 503 and `/ready` says `nats: down`.
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use async_nats::jetstream::{self, AckKind, consumer, kv, stream};
+use async_nats::jetstream::{self, AckKind, consumer, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -42,7 +43,10 @@ const HOOKS_STREAM: &str = "AIGW_WEBHOOKS";
 const HOOKS_SUBJECT: &str = "aigw.webhooks";
 const BUCKET: &str = "aigw_jobs";
 const META_BUCKET: &str = "aigw_meta";
+const OBJECTS_BUCKET: &str = "aigw_objects";
 const JOB_HEADER: &str = "Aigw-Job-Id";
+/// Set on a job message whose body is in the object store (too large for one message).
+const BODY_HEADER: &str = "Aigw-Body";
 /// How long a delivered job may go without an ack before JetStream hands it to another worker.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -55,6 +59,8 @@ struct Inner {
     js: jetstream::Context,
     kv: kv::Store,
     meta: kv::Store,
+    /// Bodies and results larger than one message (`body.{id}`, `result.{id}`).
+    objects: object_store::ObjectStore,
     jobs: consumer::PullConsumer,
     hooks: consumer::PullConsumer,
 }
@@ -105,6 +111,21 @@ async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<Inner, Strin
         .map_err(|e| format!("stream {HOOKS_STREAM}: {e}"))?;
     let kv = ensure_bucket(&js, BUCKET, cfg.jobs.result_ttl.get()).await?;
     let meta = ensure_bucket(&js, META_BUCKET, Duration::ZERO).await?;
+    let objects = match js.get_object_store(OBJECTS_BUCKET).await {
+        Ok(o) => o,
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: OBJECTS_BUCKET.to_owned(),
+                description: Some(
+                    "ai-gateway: job bodies and results too large for one message".to_owned(),
+                ),
+                max_age: cfg.jobs.result_ttl.get(),
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("object store {OBJECTS_BUCKET}: {e}"))?,
+    };
     let jobs: consumer::PullConsumer = jobs_stream
         .get_or_create_consumer(
             "workers",
@@ -140,6 +161,7 @@ async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<Inner, Strin
         js,
         kv,
         meta,
+        objects,
         jobs,
         hooks,
     })
@@ -288,7 +310,11 @@ impl Nats {
             .get(record_key(id))
             .await
             .map_err(|e| store_err("read", e))?;
-        Ok(v.and_then(|b| Job::from_slice(&b)))
+        let Some(mut job) = v.and_then(|b| Job::from_slice(&b)) else {
+            return Ok(None);
+        };
+        hydrate(&inner, &mut job).await?;
+        Ok(Some(job))
     }
 
     pub async fn submit(&self, new: NewJob) -> Result<Submitted, SubmitError> {
@@ -298,11 +324,7 @@ impl Nats {
         }
         let NewJob { mut job, body } = new;
         let max = self.client.server_info().max_payload;
-        if body.len() + MESSAGE_OVERHEAD > max {
-            return Err(SubmitError::TooLarge(
-                u64::try_from(max.saturating_sub(MESSAGE_OVERHEAD)).unwrap_or(0),
-            ));
-        }
+        let large = body.len() + MESSAGE_OVERHEAD > max;
         let ikey = job
             .idempotency_key
             .as_ref()
@@ -348,10 +370,26 @@ impl Nats {
             }
             Err(e) => return Err(SubmitError::Store(store_err("write", e))),
         }
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(body)
+        let mut publish = jetstream::message::PublishMessage::build()
             .message_id(&job.id)
             .header(JOB_HEADER, job.id.as_str());
+        if large {
+            // Too large for one message: the body goes to the object store (chunked).
+            if let Err(e) = inner
+                .objects
+                .put(format!("body.{}", job.id).as_str(), &mut body.as_ref())
+                .await
+            {
+                let _ = inner.kv.delete(&key).await;
+                if let Some(ik) = &ikey {
+                    let _ = inner.kv.delete(ik).await;
+                }
+                return Err(SubmitError::Store(store_err("object store", e)));
+            }
+            publish = publish.header(BODY_HEADER, "object");
+        } else {
+            publish = publish.payload(body);
+        }
         let sent = match inner.js.send_publish(JOBS_SUBJECT, publish).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -575,7 +613,25 @@ impl Nats {
                 }
             }
         };
-        let body = msg.payload.clone();
+        let in_object_store = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(BODY_HEADER))
+            .is_some_and(|v| v.as_str() == "object");
+        let body = if in_object_store {
+            match read_object(inner, &format!("body.{id}")).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a job body from the object store; redelivering later");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            msg.payload.clone()
+        };
         let outcome = {
             let exec = execute(state, &job, body);
             tokio::pin!(exec);
@@ -631,6 +687,33 @@ impl Nats {
         job: Job,
         mut revision: u64,
     ) {
+        let mut job = job;
+        let max = self.client.server_info().max_payload;
+        if job.to_bytes().len() + MESSAGE_OVERHEAD > max
+            && let Some(result) = job.result.take()
+        {
+            // A record is one KV message: a larger result goes to the object store.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match inner
+                    .objects
+                    .put(
+                        format!("result.{}", job.id).as_str(),
+                        &mut result.get().as_bytes(),
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "cannot store a large result yet; retrying");
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            job.result_in_object_store = true;
+        }
         let bytes = job.to_bytes();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -665,7 +748,15 @@ impl Nats {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(2));
         }
-        count_end(job.status);
+        count_end(&job);
+        if msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(BODY_HEADER))
+            .is_some()
+        {
+            let _ = inner.objects.delete(format!("body.{}", job.id)).await;
+        }
         if job.webhook.is_some() {
             let mut wait = Duration::from_millis(100);
             while let Err(e) = enqueue_webhook(inner, &job.id).await {
@@ -764,6 +855,27 @@ impl Nats {
     }
 }
 
+async fn read_object(inner: &Inner, name: &str) -> Result<Bytes, String> {
+    use tokio::io::AsyncReadExt;
+    let mut obj = inner.objects.get(name).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    obj.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    Ok(Bytes::from(out))
+}
+
+/// Load a result kept in the object store into the record.
+async fn hydrate(inner: &Inner, job: &mut Job) -> Result<(), StoreError> {
+    if job.result_in_object_store && job.result.is_none() {
+        let b = read_object(inner, &format!("result.{}", job.id))
+            .await
+            .map_err(|e| store_err("object store", e))?;
+        let raw = serde_json::from_slice(&b).map_err(|e| store_err("object store", e))?;
+        job.result = Some(raw);
+        job.result_in_object_store = false;
+    }
+    Ok(())
+}
+
 async fn enqueue_webhook(inner: &Inner, id: &str) -> Result<(), String> {
     let publish = jetstream::message::PublishMessage::build()
         .payload(Bytes::from(id.to_owned()))
@@ -798,7 +910,14 @@ async fn handle_hook(state: &SharedState, jobs: &Jobs, inner: &Inner, msg: jetst
         let _ = msg.ack().await;
         return;
     };
-    let Some((w, next)) = deliver_webhook(state, jobs, &job).await else {
+    let mut shown = job.clone();
+    if hydrate(inner, &mut shown).await.is_err() {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    }
+    let Some((w, next)) = deliver_webhook(state, jobs, &shown).await else {
         let _ = msg.ack().await;
         return;
     };

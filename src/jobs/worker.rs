@@ -229,8 +229,19 @@ pub async fn deliver_webhook(
 }
 
 /// Count a job that ended.
-pub fn count_end(status: JobStatus) {
-    metrics::counter!(crate::metrics::JOBS, "status" => status.as_str()).increment(1);
+/// Count (and log) a job that ended here.
+pub fn count_end(job: &Job) {
+    metrics::counter!(crate::metrics::JOBS, "status" => job.status.as_str()).increment(1);
+    tracing::info!(
+        target: "jobs",
+        job = %job.id,
+        status = job.status.as_str(),
+        attempts = job.attempts,
+        model = %job.model,
+        endpoint = %job.endpoint,
+        request_id = %job.request_id,
+        "job ended"
+    );
 }
 
 fn ttl_ms(state: &SharedState) -> u64 {
@@ -352,9 +363,9 @@ async fn run_embedded_job(
         }
         Some(Outcome::Failed { error, .. }) => job.finish(JobStatus::Failed, None, Some(error)),
     }
-    let status = job.status;
+    let ended = job.clone();
     match store.finish(job, ttl_ms(&state)).await {
-        Ok(true) => count_end(status),
+        Ok(true) => count_end(&ended),
         Ok(false) => {}
         Err(e) => {
             tracing::error!(error = %e, "could not store a job's result; it runs again at the next start");

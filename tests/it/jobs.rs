@@ -903,3 +903,43 @@ async fn nats_sigterm_finishes_or_releases_running_jobs() {
     cfg["server"] = json!({"shutdown_grace": "2s"});
     sigterm_finishes_or_releases(cfg, &up).await;
 }
+
+#[tokio::test]
+async fn nats_bodies_and_results_larger_than_a_message_go_through_the_object_store() {
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    let gw = Gateway::start(nats_config(&up, &nats)).await;
+    // nats-server's default max_payload is 1 MiB.
+    let big = "a".repeat(3 * 1024 * 1024);
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", &big),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let done = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(
+        done["status"],
+        "succeeded",
+        "{}",
+        &done.to_string()[..300.min(done.to_string().len())]
+    );
+    assert_eq!(
+        done["result"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len(),
+        big.len()
+    );
+    assert!(wait_until(Duration::from_secs(10), || !rx.deliveries().is_empty()).await);
+    let d = &rx.deliveries()[0];
+    assert!(d.verifies(SECRET));
+    assert_eq!(
+        d.json()["result"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len(),
+        big.len()
+    );
+}
