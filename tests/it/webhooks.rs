@@ -249,3 +249,47 @@ async fn redirects_are_not_followed() {
     assert!(target.deliveries().is_empty());
     server.abort();
 }
+
+#[tokio::test]
+async fn a_generated_secret_is_logged_once_and_kept_across_restarts() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["webhook"].as_object_mut().unwrap().remove("secret");
+    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+    let gw = Gateway::start(cfg.clone()).await;
+    gw.wait_log("webhook_secret").await;
+    let logs = gw.logs();
+    let secret = logs
+        .split("whsec_")
+        .nth(1)
+        .map(|rest| format!("whsec_{}", rest.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap()))
+        .unwrap();
+    assert_eq!(logs.matches("whsec_").count(), 1, "logged once");
+    drop(gw);
+    let gw = Gateway::start(cfg).await;
+    let job = submit_ok(&gw, &chat_body("gpt-test", "signed"), &[("x-webhook-url", &rx.url())]).await;
+    wait_job_until(&gw, job["id"].as_str().unwrap(), Duration::from_secs(10), |v| v["webhook"]["status"] == "delivered").await;
+    assert!(rx.deliveries()[0].verifies(&secret), "the restarted gateway signs with the logged secret");
+    assert!(!gw.logs().contains("whsec_"), "not logged again");
+}
+
+#[tokio::test]
+async fn the_queued_gauge_follows_the_queue() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_secs(5)));
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["workers"] = json!(1);
+    let gw = Gateway::start(cfg).await;
+    for i in 0..5 {
+        submit_ok(&gw, &chat_body("gpt-test", &format!("q{i}")), &[]).await;
+    }
+    let text = gw.get("/metrics", None).await.text().await.unwrap();
+    let queued: f64 = text
+        .lines()
+        .find(|l| l.starts_with("ai_gateway_jobs_queued "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!((4.0..=5.0).contains(&queued), "{queued}");
+}
