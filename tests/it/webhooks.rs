@@ -256,7 +256,10 @@ async fn a_generated_secret_is_logged_once_and_kept_across_restarts() {
     let rx = WebhookReceiver::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut cfg = jobs_config(&up);
-    cfg["jobs"]["webhook"].as_object_mut().unwrap().remove("secret");
+    cfg["jobs"]["webhook"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret");
     cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
     let gw = Gateway::start(cfg.clone()).await;
     gw.wait_log("webhook_secret").await;
@@ -264,14 +267,35 @@ async fn a_generated_secret_is_logged_once_and_kept_across_restarts() {
     let secret = logs
         .split("whsec_")
         .nth(1)
-        .map(|rest| format!("whsec_{}", rest.split(|c: char| c == '"' || c.is_whitespace()).next().unwrap()))
+        .map(|rest| {
+            format!(
+                "whsec_{}",
+                rest.split(|c: char| c == '"' || c.is_whitespace())
+                    .next()
+                    .unwrap()
+            )
+        })
         .unwrap();
     assert_eq!(logs.matches("whsec_").count(), 1, "logged once");
     drop(gw);
     let gw = Gateway::start(cfg).await;
-    let job = submit_ok(&gw, &chat_body("gpt-test", "signed"), &[("x-webhook-url", &rx.url())]).await;
-    wait_job_until(&gw, job["id"].as_str().unwrap(), Duration::from_secs(10), |v| v["webhook"]["status"] == "delivered").await;
-    assert!(rx.deliveries()[0].verifies(&secret), "the restarted gateway signs with the logged secret");
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "signed"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    wait_job_until(
+        &gw,
+        job["id"].as_str().unwrap(),
+        Duration::from_secs(10),
+        |v| v["webhook"]["status"] == "delivered",
+    )
+    .await;
+    assert!(
+        rx.deliveries()[0].verifies(&secret),
+        "the restarted gateway signs with the logged secret"
+    );
     assert!(!gw.logs().contains("whsec_"), "not logged again");
 }
 
