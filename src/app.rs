@@ -26,12 +26,19 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::accounting::Ledger;
 use crate::api;
+use crate::auth::{Caller, Identified, check_usable};
 use crate::cache::Cache;
 use crate::config::{self, Config};
 use crate::error::{Error, Flavor};
+use crate::keys::KeyStore;
+use crate::limits::Limiter;
+use crate::limits::spend::Spend;
+use crate::pipeline::Services;
 use crate::runtime::{ClientPool, Runtime};
 use crate::state::Redis;
+use crate::store::Store;
 
 /// State shared by every request.
 pub struct AppState {
@@ -43,8 +50,10 @@ pub struct AppState {
     clients: Mutex<ClientPool>,
     /// Redis of `state.redis_url` (read at start; a reload does not change it).
     pub redis: Option<Arc<Redis>>,
-    /// The response cache (sized at start; a reload changes its policy, not its size).
-    pub cache: Arc<Cache>,
+    /// Cache, limits and spend (created at start; a reload changes their policy, not them).
+    pub services: Arc<Services>,
+    /// Admin-created keys (Redis or the embedded store).
+    pub keys: Arc<KeyStore>,
     /// The Prometheus recorder (`None` when another app in this process installed it first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The async job system, set once at start (unset: async endpoints answer 503).
@@ -60,6 +69,17 @@ impl AppState {
             None => None,
         };
         let cache = Cache::new(&config.cache, redis.clone());
+        // The embedded store holds keys and spend when Redis does not.
+        let store = if redis.is_none() && config.auth.is_some() {
+            Some(Store::open(std::path::Path::new(&config.state.data_dir))?)
+        } else {
+            None
+        };
+        let ledger = Arc::new(Ledger {
+            limiter: Limiter::new(&config.rate_limits, redis.clone()),
+            spend: Spend::new(redis.clone(), store.clone()),
+        });
+        let keys = Arc::new(KeyStore::new(redis.clone(), store));
         let mut clients = ClientPool::default();
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
@@ -68,7 +88,8 @@ impl AppState {
             draining: AtomicBool::new(false),
             clients: Mutex::new(clients),
             redis,
-            cache,
+            services: Arc::new(Services { cache, ledger }),
+            keys,
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),
         }))
@@ -135,6 +156,7 @@ struct Finish {
     endpoint: &'static str,
     status: u16,
     model: String,
+    key: String,
     provider: String,
     deployment_model: String,
     attempts: String,
@@ -161,6 +183,7 @@ impl Drop for Finish {
             path = %self.path,
             status = self.status,
             model = %self.model,
+            key = %self.key,
             provider = %self.provider,
             deployment_model = %self.deployment_model,
             attempts = %self.attempts,
@@ -171,7 +194,23 @@ impl Drop for Finish {
     }
 }
 
+/// Request headers larger than this in total are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 async fn request_context(mut req: Request, next: Next) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let mut r = Error::invalid(format!(
+            "the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        ))
+        .into_response_for(flavor_of(req.uri().path()));
+        *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return r;
+    }
     let started = Instant::now();
     metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let id = req
@@ -202,6 +241,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
             .get::<ModelLabel>()
             .map(|m| m.0.clone())
             .unwrap_or_default(),
+        key: resp
+            .extensions()
+            .get::<KeyLabel>()
+            .map(|m| m.0.clone())
+            .unwrap_or_default(),
         provider: hv("x-gateway-provider"),
         deployment_model: hv("x-gateway-deployment-model"),
         attempts: hv("x-gateway-attempts"),
@@ -218,12 +262,25 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     })
 }
 
+/// The caller's key name (a log label).
+#[derive(Debug, Clone)]
+pub struct KeyLabel(pub String);
+
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let rt = state.runtime.load();
-    match rt.auth.authenticate(req.headers()) {
+    let identified = state.runtime.load().auth.identify(req.headers());
+    let caller = match identified {
+        Ok(Identified::Open) => Ok(Caller { key: None }),
+        Ok(Identified::Known(entry)) => Ok(Caller { key: Some(entry) }),
+        Ok(Identified::Unknown(hash)) => match state.keys.lookup(hash).await {
+            Ok(Some(entry)) => check_usable(&entry).map(|()| Caller { key: Some(entry) }),
+            Ok(None) => Err(Error::Unauthenticated("the API key is not valid")),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match caller {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
-            drop(rt);
             next.run(req).await
         }
         Err(e) => e.into_response_for(flavor_of(req.uri().path())),
@@ -277,6 +334,16 @@ pub fn router(state: SharedState) -> Router {
     let admin = Router::new()
         .route("/admin/reload", post(api::admin::reload))
         .route("/admin/deployments", get(api::admin::deployments))
+        .route(
+            "/admin/keys",
+            post(api::admin::create_key).get(api::admin::list_keys),
+        )
+        .route(
+            "/admin/keys/{id}",
+            get(api::admin::get_key)
+                .patch(api::admin::update_key)
+                .delete(api::admin::revoke_key),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_master,
@@ -349,6 +416,22 @@ pub async fn serve_app(
                 tokio::select! {
                     _ = stop.changed() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => redis.maintain().await,
+                }
+            }
+        });
+    }
+    {
+        let ledger = state.services.ledger.clone();
+        ledger.spend.load().await;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => {
+                        ledger.spend.flush().await;
+                        return;
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(1)) => ledger.spend.flush().await,
                 }
             }
         });

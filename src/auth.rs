@@ -30,12 +30,15 @@ pub fn hash_hex(key: &str) -> String {
 /// One gateway key's record.
 #[derive(Debug)]
 pub struct KeyEntry {
+    /// Stable id: `cfg_<name>` for keys from the file, `key_…` for admin-created ones.
+    pub id: String,
     pub name: String,
     models: ModelGlobs,
     pub expires_at: Option<SystemTime>,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_usd: Option<f64>,
+    pub budget_period: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -45,31 +48,79 @@ enum ModelGlobs {
 }
 
 impl KeyEntry {
-    fn from_config(k: &KeyConfig) -> Result<Self, String> {
-        let models = if k.models.iter().any(|m| m == "*") {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor for both key sources"
+    )]
+    pub fn build(
+        id: &str,
+        name: &str,
+        models: &[String],
+        expires_at: Option<&str>,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+        budget_usd: Option<f64>,
+        budget_period: Option<&str>,
+    ) -> Result<Self, String> {
+        let models = if models.iter().any(|m| m == "*") {
             ModelGlobs::All
         } else {
             let mut b = GlobSetBuilder::new();
-            for m in &k.models {
-                b.add(Glob::new(m).map_err(|e| format!("auth.keys {}: models: {e}", k.name))?);
+            for m in models {
+                b.add(Glob::new(m).map_err(|e| format!("key {name}: models: {e}"))?);
             }
             ModelGlobs::Some(b.build().map_err(|e| e.to_string())?)
         };
-        let expires_at = match &k.expires_at {
+        let expires_at = match expires_at {
             Some(t) => Some(
                 humantime::parse_rfc3339_weak(t)
-                    .map_err(|e| format!("auth.keys {}: expires_at: {e}", k.name))?,
+                    .map_err(|e| format!("key {name}: expires_at: {e}"))?,
+            ),
+            None => None,
+        };
+        let budget_period = match budget_period {
+            Some(p) => Some(
+                p.parse::<crate::config::Dur>()
+                    .map_err(|e| format!("key {name}: budget_period: {e}"))?
+                    .get(),
             ),
             None => None,
         };
         Ok(Self {
-            name: k.name.clone(),
+            id: id.to_owned(),
+            name: name.to_owned(),
             models,
             expires_at,
-            rpm: k.rpm,
-            tpm: k.tpm,
-            budget_usd: k.budget_usd,
+            rpm,
+            tpm,
+            budget_usd,
+            budget_period,
         })
+    }
+
+    fn from_config(k: &KeyConfig) -> Result<Self, String> {
+        let mut e = Self::build(
+            &format!("cfg_{}", k.name),
+            &k.name,
+            &k.models,
+            k.expires_at.as_deref(),
+            k.rpm,
+            k.tpm,
+            k.budget_usd,
+            None,
+        )?;
+        e.budget_period = k.budget_period.map(|d| d.get());
+        Ok(e)
+    }
+
+    /// The period spend and usage are counted over.
+    pub fn period(&self) -> std::time::Duration {
+        self.budget_period
+            .unwrap_or(crate::limits::spend::DEFAULT_PERIOD)
+    }
+
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|t| t <= SystemTime::now())
     }
 
     pub fn may_use(&self, model: &str) -> bool {
@@ -103,6 +154,11 @@ impl Caller {
     /// The key's name for logs and metrics ("" when open).
     pub fn name(&self) -> &str {
         self.key.as_ref().map_or("", |k| k.name.as_str())
+    }
+
+    /// The key's id ("" when open).
+    pub fn id(&self) -> &str {
+        self.key.as_ref().map_or("", |k| k.id.as_str())
     }
 }
 
@@ -155,24 +211,37 @@ impl Auth {
         self.master.is_some()
     }
 
-    /// Who is calling, from the request's headers.
+    /// Who is calling, from the request's headers, among the keys of the file.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Error> {
+        match self.identify(headers)? {
+            Identified::Open => Ok(Caller { key: None }),
+            Identified::Known(entry) => Ok(Caller { key: Some(entry) }),
+            Identified::Unknown(_) => Err(Error::Unauthenticated("the API key is not valid")),
+        }
+    }
+
+    /// The first step of authentication: the file's keys; an unknown key's hash is returned so
+    /// the admin-created keys can be looked up next.
+    pub fn identify(&self, headers: &HeaderMap) -> Result<Identified, Error> {
         if !self.enabled {
-            return Ok(Caller { key: None });
+            return Ok(Identified::Open);
         }
         let key = presented_key(headers).ok_or(Error::Unauthenticated(
             "no API key given; send it as Authorization: Bearer KEY, x-api-key or api-key",
         ))?;
-        let entry = self
-            .keys
-            .get(&hash_key(key))
-            .ok_or(Error::Unauthenticated("the API key is not valid"))?;
-        if entry.expires_at.is_some_and(|t| t <= SystemTime::now()) {
-            return Err(Error::Unauthenticated("the API key has expired"));
+        let hash = hash_key(key);
+        match self.keys.get(&hash) {
+            Some(entry) => {
+                check_usable(entry)?;
+                Ok(Identified::Known(entry.clone()))
+            }
+            None => Ok(Identified::Unknown(hash)),
         }
-        Ok(Caller {
-            key: Some(entry.clone()),
-        })
+    }
+
+    /// Records of the file's keys (for the admin listing).
+    pub fn static_keys(&self) -> impl Iterator<Item = &Arc<KeyEntry>> {
+        self.keys.values()
     }
 
     /// Whether the headers carry the master key (constant-time comparison of digests).
@@ -188,17 +257,27 @@ impl Auth {
     }
 }
 
+/// What the file's keys say of a request.
+pub enum Identified {
+    /// No auth section: everyone is let in.
+    Open,
+    Known(Arc<KeyEntry>),
+    /// A key not in the file: its hash, for the key store.
+    Unknown(KeyHash),
+}
+
+/// Refuse expired keys.
+pub fn check_usable(entry: &KeyEntry) -> Result<(), Error> {
+    if entry.is_expired() {
+        return Err(Error::Unauthenticated("the API key has expired"));
+    }
+    Ok(())
+}
+
 impl Auth {
-    /// The caller for a key name (a job runs as the key that submitted it); `None` when no key
-    /// has that name any more.
-    pub fn caller_by_name(&self, name: &str) -> Option<Caller> {
-        self.keys
-            .values()
-            .find(|k| k.name == name)
-            .filter(|k| k.expires_at.is_none_or(|t| t > SystemTime::now()))
-            .map(|k| Caller {
-                key: Some(k.clone()),
-            })
+    /// A key from the file by its id (a job runs as the key that submitted it).
+    pub fn entry_by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
+        self.keys.values().find(|k| k.id == id).cloned()
     }
 }
 

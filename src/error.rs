@@ -63,9 +63,12 @@ impl UpstreamError {
     }
 
     /// A caller's mistake (400, 404 on the provider's model, content filter…) is passed back as is.
+    /// An upstream 401/403 is the gateway's own credentials failing: not the caller's fault, so
+    /// it is tried elsewhere and ends as a 502.
     pub fn is_caller_fault(&self) -> bool {
         !self.is_retryable()
-            && matches!(self.kind, UpstreamKind::Status(s) if (400..500).contains(&s))
+            && matches!(self.kind, UpstreamKind::Status(s)
+                if (400..500).contains(&s) && s != 401 && s != 403)
     }
 }
 
@@ -103,6 +106,17 @@ pub enum LimitReason {
     Tokens,
 }
 
+fn rate_message(reason: &LimitReason, retry_after: &Duration) -> String {
+    let what = match reason {
+        LimitReason::Requests => "requests per minute",
+        LimitReason::Tokens => "tokens per minute",
+    };
+    format!(
+        "rate limit reached for {what}; retry in {:.1}s",
+        retry_after.as_secs_f64()
+    )
+}
+
 /// The contract's error table.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -116,7 +130,7 @@ pub enum Error {
     ModelNotFound(String),
     #[error("the request body is larger than the {limit} bytes this gateway accepts")]
     TooLarge { limit: u64 },
-    #[error("rate limit reached for {reason:?}; retry after {retry_after:?}")]
+    #[error("{}", rate_message(.reason, .retry_after))]
     RateLimited {
         reason: LimitReason,
         retry_after: Duration,
@@ -320,6 +334,8 @@ mod tests {
         assert!(!e(400).is_retryable());
         assert!(e(400).is_caller_fault());
         assert!(e(404).is_caller_fault());
+        assert!(!e(401).is_caller_fault());
+        assert!(!e(403).is_caller_fault());
         assert!(!e(503).is_caller_fault());
     }
 }

@@ -2,6 +2,7 @@
 //! each request to OpenAI, Azure OpenAI, Anthropic, any OpenAI-compatible server or the built-in
 //! mock. `ARCHITECTURE.md` maps the modules; `app` documents the request path.
 
+pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -9,6 +10,8 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod mock_server;
 pub mod pipeline;
@@ -17,7 +20,10 @@ pub mod router;
 pub mod runtime;
 pub mod sse;
 pub mod state;
+pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod translate;
+pub mod usage;
 pub mod webhooks;
 pub mod wire;

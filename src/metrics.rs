@@ -77,7 +77,6 @@ fn describe() {
         "Time from the request to the first streamed chunk"
     );
     describe_counter!(TOKENS, "Tokens by model, provider and type (input, output)");
-    describe_counter!(COST, "Computed cost in USD by model, provider and key name");
     describe_counter!(
         CACHE,
         "Cache look-ups by layer (l1, l2) and result (hit, miss)"
@@ -156,6 +155,48 @@ pub fn time_to_first_token(model: &str, provider: &str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
+/// USD totals by (model, provider, key). The `metrics` facade only counts integers, so this one
+/// counter is kept here (updated once per answer, under a short lock) and rendered with the rest.
+type CostTable = std::sync::Mutex<std::collections::BTreeMap<(String, String, String), f64>>;
+static COSTS: std::sync::LazyLock<CostTable> = std::sync::LazyLock::new(Default::default);
+
+/// Add an answer's cost.
+pub fn cost(model: &str, provider: &str, key: &str, usd: f64) {
+    if !usd.is_finite() || usd <= 0.0 {
+        return;
+    }
+    if let Ok(mut m) = COSTS.lock() {
+        *m.entry((model.to_owned(), provider.to_owned(), key.to_owned()))
+            .or_insert(0.0) += usd;
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_costs(out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP {COST} Computed cost in USD by model, provider and key name"
+    );
+    let _ = writeln!(out, "# TYPE {COST} counter");
+    if let Ok(m) = COSTS.lock() {
+        for ((model, provider, key), v) in m.iter() {
+            let _ = writeln!(
+                out,
+                "{COST}{{model=\"{}\",provider=\"{}\",key=\"{}\"}} {v}",
+                escape(model),
+                escape(provider),
+                escape(key)
+            );
+        }
+    }
+}
+
 /// Text exposition, with the circuit gauges read from the deployments at scrape time.
 pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
     let mut seen = std::collections::HashSet::new();
@@ -169,5 +210,7 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
             }
         }
     }
-    handle.render()
+    let mut out = handle.render();
+    render_costs(&mut out);
+    out
 }

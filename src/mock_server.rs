@@ -43,7 +43,7 @@ fn answer(
             r
         }
         Ok(UpstreamBody::Stream(s)) => {
-            let mut r = Response::new(relay(s, conv, far_deadline(), None));
+            let mut r = Response::new(relay(s, conv, far_deadline(), None, None));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),

@@ -19,9 +19,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use crate::accounting::{Accounting, Ledger};
 use crate::auth::Caller;
 use crate::cache::{self, Cache, Entry, Layer, Leader, Lookup, Policy};
+use crate::error::LimitReason;
 use crate::error::{Error, UpstreamError};
+use crate::limits::Bucket;
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::router::{self, Call};
 use crate::runtime::{Deployment, Runtime};
@@ -40,6 +43,186 @@ pub struct ChatCall<'a> {
     pub ctx: &'a CallCtx,
     /// When the gateway received the request.
     pub started: Instant,
+}
+
+/// The process-wide services the pipeline uses.
+pub struct Services {
+    pub cache: std::sync::Arc<Cache>,
+    pub ledger: std::sync::Arc<Ledger>,
+}
+
+/// `x-ratelimit-*` headers for the caller's own limits.
+pub type RateHeaders = Vec<(&'static str, HeaderValue)>;
+
+/// Tokens reserved for the answer when the request does not set `max_tokens`.
+pub const DEFAULT_RESERVED_OUTPUT: u64 = 256;
+
+/// Check the caller's and the model's limits and the caller's budget; take from the buckets.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
+async fn admit(
+    rt: &Runtime,
+    svc: &Services,
+    caller: &Caller,
+    model: &str,
+    body: &[u8],
+    openai_chat: bool,
+    max_tokens: Option<u64>,
+    rate: &mut Option<RateHeaders>,
+) -> Result<Accounting, Error> {
+    let needs_tokens = caller.key.as_ref().is_some_and(|k| k.tpm.is_some())
+        || rt
+            .config
+            .rate_limits
+            .models
+            .get(model)
+            .is_some_and(|m| m.tpm.is_some());
+    let input_tokens = if needs_tokens && openai_chat {
+        crate::tokens::count_openai_chat(body).unwrap_or_else(|| estimate_tokens(body))
+    } else {
+        estimate_tokens(body)
+    };
+    let tokens = input_tokens + max_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT);
+    let mut buckets = Vec::new();
+    let mut own = (None, None);
+    if let Some(k) = &caller.key {
+        if let Some(rpm) = k.rpm {
+            own.0 = Some(buckets.len());
+            buckets.push(Bucket {
+                key: format!("k:{}:rpm", k.id),
+                limit: rpm,
+                cost: 1,
+                reason: LimitReason::Requests,
+            });
+        }
+        if let Some(tpm) = k.tpm {
+            own.1 = Some(buckets.len());
+            buckets.push(Bucket {
+                key: format!("k:{}:tpm", k.id),
+                limit: tpm,
+                cost: tokens,
+                reason: LimitReason::Tokens,
+            });
+        }
+    }
+    if let Some(ml) = rt.config.rate_limits.models.get(model) {
+        if let Some(rpm) = ml.rpm {
+            buckets.push(Bucket {
+                key: format!("m:{model}:rpm"),
+                limit: rpm,
+                cost: 1,
+                reason: LimitReason::Requests,
+            });
+        }
+        if let Some(tpm) = ml.tpm {
+            buckets.push(Bucket {
+                key: format!("m:{model}:tpm"),
+                limit: tpm,
+                cost: tokens,
+                reason: LimitReason::Tokens,
+            });
+        }
+    }
+    let budget = caller.key.as_ref().and_then(|k| {
+        k.budget_usd.map(|b| {
+            let period = k.period();
+            (
+                crate::limits::spend::redis_key(&k.id, period),
+                b,
+                svc.ledger.spend.local_totals(&k.id, period).spend_usd,
+            )
+        })
+    });
+    let token_buckets: Vec<Bucket> = buckets
+        .iter()
+        .filter(|b| b.reason == LimitReason::Tokens)
+        .cloned()
+        .collect();
+    if buckets.is_empty() && budget.is_none() {
+        return Ok(Accounting::new(
+            svc.ledger.clone(),
+            caller,
+            model,
+            input_tokens,
+            token_buckets,
+        ));
+    }
+    let verdict = svc
+        .ledger
+        .limiter
+        .check(
+            &buckets,
+            budget.as_ref().map(|(k, b, s)| (k.as_str(), *b, *s)),
+        )
+        .await?;
+    if verdict.budget_exceeded {
+        metrics::counter!(crate::metrics::RATE_LIMITED, "reason" => "budget").increment(1);
+        let period = caller
+            .key
+            .as_ref()
+            .map(|k| k.period())
+            .unwrap_or(crate::limits::spend::DEFAULT_PERIOD);
+        return Err(Error::BudgetExceeded {
+            retry_after: std::time::Duration::from_millis(crate::limits::spend::until_period_end(
+                period,
+            )),
+        });
+    }
+    let mut headers = RateHeaders::new();
+    let fmt = |v: u64| HeaderValue::from(v);
+    if let (Some(i), Some(k)) = (own.0, caller.key.as_ref()) {
+        let st = verdict.states.get(i).copied().unwrap_or_default();
+        headers.push(("x-ratelimit-limit-requests", fmt(k.rpm.unwrap_or(0))));
+        headers.push(("x-ratelimit-remaining-requests", fmt(st.remaining)));
+        if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
+            headers.push(("x-ratelimit-reset-requests", v));
+        }
+    }
+    if let (Some(i), Some(k)) = (own.1, caller.key.as_ref()) {
+        let st = verdict.states.get(i).copied().unwrap_or_default();
+        headers.push(("x-ratelimit-limit-tokens", fmt(k.tpm.unwrap_or(0))));
+        headers.push(("x-ratelimit-remaining-tokens", fmt(st.remaining)));
+        if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
+            headers.push(("x-ratelimit-reset-tokens", v));
+        }
+    }
+    if !headers.is_empty() {
+        *rate = Some(headers);
+    }
+    if !verdict.allowed {
+        let reason = verdict
+            .denied
+            .and_then(|i| buckets.get(i))
+            .map_or(LimitReason::Requests, |b| b.reason);
+        let label = match reason {
+            LimitReason::Requests => "requests",
+            LimitReason::Tokens => "tokens",
+        };
+        metrics::counter!(crate::metrics::RATE_LIMITED, "reason" => label).increment(1);
+        if reason == LimitReason::Tokens
+            && verdict
+                .denied
+                .and_then(|i| buckets.get(i))
+                .is_some_and(|b| b.cost > b.limit)
+        {
+            return Err(Error::invalid(format!(
+                "this request needs about {tokens} tokens, more than the tokens-per-minute limit allows; send a smaller request or lower max_tokens"
+            )));
+        }
+        return Err(Error::RateLimited {
+            reason,
+            retry_after: std::time::Duration::from_millis(verdict.retry_after_ms.max(1)),
+        });
+    }
+    Ok(Accounting::new(
+        svc.ledger.clone(),
+        caller,
+        model,
+        input_tokens,
+        token_buckets,
+    ))
 }
 
 /// The cache key and policy for a request, or `None` to bypass the cache.
@@ -148,9 +331,11 @@ fn translate_err(e: translate::TranslateError) -> Error {
 /// Run a chat request (either API) and build the client's answer.
 pub async fn chat(
     rt: &Runtime,
-    cache: &std::sync::Arc<Cache>,
+    svc: &Services,
     call: ChatCall<'_>,
+    rate: &mut Option<RateHeaders>,
 ) -> Result<Response, Error> {
+    let cache = &svc.cache;
     let model = rt
         .models
         .get(&call.head.model)
@@ -163,6 +348,23 @@ pub async fn chat(
         Format::OpenAi => cache::Endpoint::ChatCompletions,
         Format::Anthropic => cache::Endpoint::Messages,
     };
+    let input_tokens = estimate_tokens(body);
+    let openai_chat = client == Format::OpenAi
+        && model
+            .deployments
+            .first()
+            .is_some_and(|d| d.provider.format() == Format::OpenAi);
+    let mut acct = admit(
+        rt,
+        svc,
+        call.caller,
+        &head.model,
+        body,
+        openai_chat,
+        head.max_tokens,
+        rate,
+    )
+    .await?;
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,
@@ -174,7 +376,10 @@ pub async fn chat(
     )
     .await
     {
-        Ok(hit) => return Ok(hit),
+        Ok(hit) => {
+            acct.cache_hit();
+            return Ok(hit);
+        }
         Err(leader) => leader,
     };
     let build = move |d: &Deployment| -> Result<Bytes, Error> {
@@ -199,41 +404,30 @@ pub async fn chat(
         stream: head.stream,
         deadline: call.deadline,
         ctx: call.ctx,
-        input_tokens: estimate_tokens(body),
+        input_tokens,
         max_tokens: head.max_tokens.unwrap_or(translate::DEFAULT_MAX_TOKENS),
         started: call.started,
     };
     let served = router::send(rt, model, &rcall, &build).await?;
+    acct.served_by(&served.deployment);
     let upstream_format = served.deployment.provider.format();
     let mut resp = match served.body {
         UpstreamBody::Full(bytes) => {
-            let out = match (upstream_format, client) {
-                (a, b) if a == b => bytes,
-                (Format::Anthropic, Format::OpenAi) => Bytes::from(
-                    translate::messages_response_to_chat(&bytes, &head.model).map_err(|e| {
-                        Error::Upstream {
-                            attempts: served.attempts,
-                            last: UpstreamError::new(
-                                &served.deployment.provider.name,
-                                crate::error::UpstreamKind::Protocol,
-                                format!("unreadable answer: {e}"),
-                            ),
-                        }
-                    })?,
-                ),
-                _ => Bytes::from(
-                    translate::chat_response_to_messages(&bytes, &head.model).map_err(|e| {
-                        Error::Upstream {
-                            attempts: served.attempts,
-                            last: UpstreamError::new(
-                                &served.deployment.provider.name,
-                                crate::error::UpstreamKind::Protocol,
-                                format!("unreadable answer: {e}"),
-                            ),
-                        }
-                    })?,
-                ),
+            let translated = match (upstream_format, client) {
+                (a, b) if a == b => Ok(bytes),
+                (Format::Anthropic, Format::OpenAi) => {
+                    translate::messages_response_to_chat(&bytes, &head.model).map(Bytes::from)
+                }
+                _ => translate::chat_response_to_messages(&bytes, &head.model).map(Bytes::from),
             };
+            let out = translated.map_err(|e| Error::Upstream {
+                attempts: served.attempts,
+                last: UpstreamError::new(
+                    &served.deployment.provider.name,
+                    crate::error::UpstreamKind::Protocol,
+                    format!("unreadable answer: {e}"),
+                ),
+            })?;
             store(
                 cache,
                 plan.as_ref(),
@@ -242,7 +436,10 @@ pub async fn chat(
                 &served.deployment,
             )
             .await;
-            json_response(out)
+            let cost = acct.complete(&out);
+            let mut r = json_response(out);
+            cost_header(&mut r, cost);
+            r
         }
         UpstreamBody::Stream(stream) => {
             let conv = Converter::new(upstream_format, client, &head.model, head.include_usage);
@@ -253,7 +450,7 @@ pub async fn chat(
                 leader,
                 deployment: served.deployment.clone(),
             });
-            sse_response(relay(stream, conv, call.deadline, tap))
+            sse_response(relay(stream, conv, call.deadline, tap, Some(acct)))
         }
     };
     x_cache(&mut resp, plan.as_ref());
@@ -268,19 +465,23 @@ pub async fn chat(
 )]
 pub async fn embeddings(
     rt: &Runtime,
-    cache: &std::sync::Arc<Cache>,
+    svc: &Services,
     caller: &Caller,
     headers: &HeaderMap,
     body: &Bytes,
     head: &wire::EmbeddingsHead,
     deadline: Instant,
     ctx: &CallCtx,
+    rate: &mut Option<RateHeaders>,
 ) -> Result<Response, Error> {
+    let cache = &svc.cache;
     let model = rt
         .models
         .get(&head.model)
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
+    let input_tokens = estimate_tokens(body);
+    let mut acct = admit(rt, svc, caller, &head.model, body, false, Some(0), rate).await?;
     let plan = cache_plan(
         rt,
         model.cache,
@@ -291,7 +492,10 @@ pub async fn embeddings(
     );
     let leader =
         match cache_lookup(cache, plan.as_ref(), Format::OpenAi, false, false, deadline).await {
-            Ok(hit) => return Ok(hit),
+            Ok(hit) => {
+                acct.cache_hit();
+                return Ok(hit);
+            }
             Err(leader) => leader,
         };
     let build = |d: &Deployment| Ok(wire::splice_model(body, &head.model_span, &d.model));
@@ -300,15 +504,19 @@ pub async fn embeddings(
         stream: false,
         deadline,
         ctx,
-        input_tokens: estimate_tokens(body),
+        input_tokens,
         max_tokens: 0,
         started: Instant::now(),
     };
     let served = router::send(rt, model, &rcall, &build).await?;
+    acct.served_by(&served.deployment);
     let mut resp = match served.body {
         UpstreamBody::Full(b) => {
             store(cache, plan.as_ref(), leader, b.clone(), &served.deployment).await;
-            json_response(b)
+            let cost = acct.complete(&b);
+            let mut r = json_response(b);
+            cost_header(&mut r, cost);
+            r
         }
         UpstreamBody::Stream(s) => {
             // Not expected for embeddings; pass it on as it came.
@@ -329,7 +537,15 @@ pub async fn embeddings(
 
 /// A cheap token estimate for routing and capacity: about four bytes of JSON per token.
 pub fn estimate_tokens(body: &[u8]) -> u64 {
-    (body.len() as u64).div_ceil(4)
+    crate::tokens::estimate(body)
+}
+
+fn cost_header(resp: &mut Response, cost: Option<f64>) {
+    if let Some(c) = cost
+        && let Ok(v) = HeaderValue::from_str(&format!("{c:.8}"))
+    {
+        resp.headers_mut().insert("x-gateway-cost-usd", v);
+    }
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -441,6 +657,7 @@ struct RelayState {
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
     tap: Option<CacheTap>,
+    acct: Option<Accounting>,
 }
 
 /// The client body of a stream: upstream chunks converted as they arrive. With a cache tap, the
@@ -450,6 +667,7 @@ pub fn relay(
     conv: Converter,
     deadline: Instant,
     tap: Option<CacheTap>,
+    acct: Option<Accounting>,
 ) -> Body {
     let state = RelayState {
         upstream,
@@ -457,6 +675,7 @@ pub fn relay(
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
         done: false,
         tap,
+        acct,
     };
     let s = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -471,10 +690,19 @@ pub fn relay(
             let out = match next {
                 Some(Some(Ok(chunk))) => st.conv.feed(chunk),
                 Some(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "upstream stream failed after it started");
                     st.done = true;
                     st.tap = None;
-                    st.conv.error("upstream_error", &e.message)
+                    // The idle timeout of the last attempt is bounded by the same deadline: when
+                    // both fire together, it is the deadline that ended the stream.
+                    if Instant::now() + std::time::Duration::from_millis(20)
+                        >= st.deadline.deadline()
+                    {
+                        st.conv
+                            .error("timeout", "the request did not finish within its deadline")
+                    } else {
+                        tracing::warn!(error = %e, "upstream stream failed after it started");
+                        st.conv.error("upstream_error", &e.message)
+                    }
                 }
                 Some(None) => {
                     st.done = true;
@@ -505,6 +733,9 @@ pub fn relay(
                 && !st.done
             {
                 tap.assembler.push(&out);
+            }
+            if let Some(acct) = st.acct.as_mut() {
+                acct.stream().push(&out);
             }
             if !out.is_empty() {
                 return Some((Ok::<_, std::io::Error>(out), st));

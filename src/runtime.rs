@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::config::{Config, RoutingStrategy};
-use crate::providers::{Provider, http_client};
+use crate::providers::{Op, Provider, http_client};
 use crate::router::state::DeploymentState;
 
 /// One way to serve a model: a provider and its upstream model name.
@@ -24,6 +24,18 @@ pub struct Deployment {
     pub tpm: Option<u64>,
     /// Breaker, latency, in-flight and capacity counters (kept across reloads).
     pub state: Arc<DeploymentState>,
+    /// Upstream URLs parsed once: chat, embeddings (`None` for the mock, or where the provider
+    /// has no such API).
+    pub urls: [Option<reqwest::Url>; 2],
+}
+
+impl Deployment {
+    pub fn url(&self, op: Op) -> Option<&reqwest::Url> {
+        match op {
+            Op::Chat => self.urls[0].as_ref(),
+            Op::Embeddings => self.urls[1].as_ref(),
+        }
+    }
 }
 
 /// A model name clients can ask for.
@@ -93,7 +105,12 @@ impl Runtime {
                         ))
                     })
                     .clone();
+                let urls = [
+                    provider.parsed_url(Op::Chat, &d.model),
+                    provider.parsed_url(Op::Embeddings, &d.model),
+                ];
                 deployments.push(Deployment {
+                    urls,
                     provider,
                     rpm: d.rpm,
                     tpm: d.tpm,

@@ -131,6 +131,10 @@ fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Error> {
             return Err(Error::invalid("the request body must be a JSON object"));
         }
     }
+    // The fast path: plain serde. Only a body that fails is parsed again to name the field.
+    if let Ok(v) = serde_json::from_str(text) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize(de) {
         Ok(v) => Ok(v),

@@ -140,6 +140,25 @@ async fn submit_inner(
     *label = Some(model.clone());
     caller.check_model(&model)?;
     // limits: check budget at submission
+    if let Some(k) = &caller.key
+        && let Some(budget) = k.budget_usd
+    {
+        let spent = state
+            .services
+            .ledger
+            .spend
+            .totals(&k.id, k.period())
+            .await
+            .spend_usd;
+        if spent >= budget {
+            metrics::counter!(crate::metrics::RATE_LIMITED, "reason" => "budget").increment(1);
+            return Err(Error::BudgetExceeded {
+                retry_after: std::time::Duration::from_millis(
+                    crate::limits::spend::until_period_end(k.period()),
+                ),
+            });
+        }
+    }
     let webhook = match header_str(&parts.headers, "x-webhook-url") {
         Some(url) => {
             let allow = rt.config.jobs.webhook.allow_private_networks;
@@ -181,6 +200,7 @@ async fn submit_inner(
         endpoint: path.to_owned(),
         model,
         caller: caller.name().to_owned(),
+        caller_id: caller.id().to_owned(),
         request_id,
         created_at: crate::jobs::now_unix(),
         started_at: None,

@@ -14,38 +14,58 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::app::{ModelLabel, SharedState, deadline};
+use crate::app::{KeyLabel, ModelLabel, SharedState, deadline};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::wire::{self, Format};
 
+/// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
+/// a broken pipe; past this, or after [`DRAIN_TIME`], the connection is simply closed.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Read a request body, answering 413 over `limit` bytes.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Error> {
-    if let Some(len) = headers
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    if declared.is_some_and(|len| len > limit) {
+        drain(&mut body).await;
         return Err(Error::TooLarge { limit });
     }
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(Error::TooLarge { limit })
-            } else {
-                Err(Error::invalid(format!(
-                    "could not read the request body: {e}"
-                )))
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::invalid(format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit_usize {
+                drain(&mut body).await;
+                return Err(Error::TooLarge { limit });
             }
+            buf.extend_from_slice(&data);
         }
     }
+    Ok(buf.freeze())
+}
+
+async fn drain(body: &mut Body) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                seen += d.len();
+                if seen > DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// What is forwarded upstream with every attempt.
@@ -62,6 +82,16 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
 pub enum Endpoint {
     Chat(Format),
     Embeddings,
+}
+
+impl Endpoint {
+    /// The error shape of the endpoint.
+    pub fn flavor(self) -> Flavor {
+        match self {
+            Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
+            _ => Flavor::OpenAi,
+        }
+    }
 }
 
 /// The shared body of the chat, messages and embeddings handlers: read the body, then
@@ -81,8 +111,18 @@ pub async fn serve_call(
     let body = match tokio::time::timeout_at(deadline, read_body(&parts.headers, body, limit)).await
     {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return e.into_response_for(flavor),
-        Err(_) => return Error::Timeout.into_response_for(flavor),
+        Ok(Err(e)) => {
+            let mut r = e.into_response_for(flavor);
+            r.extensions_mut()
+                .insert(KeyLabel(caller.name().to_owned()));
+            return r;
+        }
+        Err(_) => {
+            let mut r = Error::Timeout.into_response_for(flavor);
+            r.extensions_mut()
+                .insert(KeyLabel(caller.name().to_owned()));
+            return r;
+        }
     };
     run_call(
         state,
@@ -94,16 +134,6 @@ pub async fn serve_call(
         started,
     )
     .await
-}
-
-impl Endpoint {
-    /// The error shape of the endpoint.
-    pub fn flavor(self) -> Flavor {
-        match self {
-            Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
-            _ => Flavor::OpenAi,
-        }
-    }
 }
 
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
@@ -122,6 +152,7 @@ pub async fn run_call(
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
     let rt = state.runtime.load_full();
     let mut label: Option<String> = None;
+    let mut rate: Option<pipeline::RateHeaders> = None;
     let fut = async {
         let ctx = call_ctx(request_id, headers);
         match endpoint {
@@ -143,7 +174,7 @@ pub async fn run_call(
                     ctx: &ctx,
                     started,
                 };
-                pipeline::chat(&rt, &state.cache, call).await
+                pipeline::chat(&rt, &state.services, call, &mut rate).await
             }
             Endpoint::Embeddings => {
                 let head = wire::parse_embeddings(&body)?;
@@ -152,13 +183,14 @@ pub async fn run_call(
                 }
                 pipeline::embeddings(
                     &rt,
-                    &state.cache,
+                    &state.services,
                     caller,
                     headers,
                     &body,
                     &head,
                     deadline,
                     &ctx,
+                    &mut rate,
                 )
                 .await
             }
@@ -173,5 +205,12 @@ pub async fn run_call(
     if let Some(model) = label {
         resp.extensions_mut().insert(ModelLabel(model));
     }
+    if let Some(headers) = rate {
+        for (name, value) in headers {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp.extensions_mut()
+        .insert(KeyLabel(caller.name().to_owned()));
     resp
 }

@@ -33,6 +33,7 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     if state.draining.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
             axum::Json(json!({"status": "draining", "redis": redis, "nats": nats})),
         )
             .into_response();

@@ -465,3 +465,58 @@ pub fn replay(format: Format, body: &[u8], include_usage: bool) -> Option<Vec<u8
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(format: Format, full: &Value) -> Value {
+        let sse = replay(format, full.to_string().as_bytes(), true).unwrap();
+        let mut a = Assembler::new(format);
+        // Feed in awkward pieces, as a network would.
+        for piece in sse.chunks(7) {
+            a.push(piece);
+        }
+        serde_json::from_slice(&a.finish().expect("complete")).unwrap()
+    }
+
+    #[test]
+    fn openai_answers_replay_and_reassemble() {
+        let full = json!({"id":"chatcmpl-1","object":"chat.completion","created":5,"model":"m",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"hi there","refusal":null,
+              "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+              "logprobs":null,"finish_reason":"tool_calls"}],
+            "usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}});
+        let back = round_trip(Format::OpenAi, &full);
+        assert_eq!(back["choices"][0]["message"]["content"], "hi there");
+        assert_eq!(
+            back["choices"][0]["message"]["tool_calls"],
+            full["choices"][0]["message"]["tool_calls"]
+        );
+        assert_eq!(back["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(back["usage"], full["usage"]);
+        assert_eq!(back["id"], "chatcmpl-1");
+    }
+
+    #[test]
+    fn anthropic_answers_replay_and_reassemble() {
+        let full = json!({"id":"msg_1","type":"message","role":"assistant","model":"m",
+            "content":[{"type":"text","text":"hello"},{"type":"tool_use","id":"toolu_1","name":"f","input":{"x":[1,2]}}],
+            "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":4}});
+        let back = round_trip(Format::Anthropic, &full);
+        assert_eq!(back["content"], full["content"]);
+        assert_eq!(back["stop_reason"], "tool_use");
+        assert_eq!(back["usage"]["output_tokens"], 4);
+        assert_eq!(back["usage"]["input_tokens"], 7);
+    }
+
+    #[test]
+    fn partial_streams_are_not_stored() {
+        let mut a = Assembler::new(Format::OpenAi);
+        a.push(b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n");
+        assert!(a.finish().is_none());
+        let mut b = Assembler::new(Format::Anthropic);
+        b.push(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[]}}\n\n");
+        assert!(b.finish().is_none());
+    }
+}

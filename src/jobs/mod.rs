@@ -93,6 +93,9 @@ pub struct Job {
     pub model: String,
     /// The name of the key that created it ("" with auth off): only that key sees it.
     pub caller: String,
+    /// The id of that key (`cfg_…` from the file, `key_…` from the admin API): the job runs as it.
+    #[serde(default)]
+    pub caller_id: String,
     pub request_id: String,
     pub created_at: u64,
     #[serde(default)]
@@ -455,6 +458,7 @@ mod tests {
             endpoint: "/v1/chat/completions".into(),
             model: "m".into(),
             caller: "secret-key-name".into(),
+            caller_id: "cfg_secret-key-name".into(),
             request_id: "req_1".into(),
             created_at: 1,
             started_at: None,

@@ -65,6 +65,24 @@ fn headers_of(job: &Job) -> HeaderMap {
     h
 }
 
+/// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
+/// revoked or expired.
+async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
+    if !state.runtime.load().auth.enabled() {
+        return Ok(Some(Caller { key: None }));
+    }
+    let entry = match state.runtime.load().auth.entry_by_id(&job.caller_id) {
+        Some(e) => Some(e),
+        None => match state.keys.get(&job.caller_id).await? {
+            Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
+            _ => None,
+        },
+    };
+    Ok(entry
+        .filter(|e| !e.is_expired())
+        .map(|e| Caller { key: Some(e) }))
+}
+
 /// Run a job once through the pipeline, as its key.
 pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
     let Some(endpoint) = endpoint_of(&job.endpoint) else {
@@ -73,20 +91,19 @@ pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
             retryable: false,
         };
     };
-    let caller = {
-        let rt = state.runtime.load();
-        if rt.auth.enabled() {
-            match rt.auth.caller_by_name(&job.caller) {
-                Some(c) => c,
-                None => {
-                    return Outcome::Failed {
-                        error: json!({"message": "the key that submitted this job no longer exists", "type": "authentication_error", "param": null, "code": "invalid_api_key"}),
-                        retryable: false,
-                    };
-                }
-            }
-        } else {
-            Caller { key: None }
+    let caller = match caller_of(state, job).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Outcome::Failed {
+                error: json!({"message": "the key that submitted this job no longer exists, is revoked or expired", "type": "authentication_error", "param": null, "code": "invalid_api_key"}),
+                retryable: false,
+            };
+        }
+        Err(e) => {
+            return Outcome::Failed {
+                error: json!({"message": format!("cannot look the job's key up: {}", e.client_message()), "type": "service_unavailable", "param": null, "code": null}),
+                retryable: true,
+            };
         }
     };
     let headers = headers_of(job);

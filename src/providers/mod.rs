@@ -54,8 +54,7 @@ enum Kind {
     Mock { latency: Duration },
 }
 
-/// One configured provider.
-#[derive(Debug)]
+/// One configured provider. (`Debug` is written by hand: it never shows the key.)
 pub struct Provider {
     pub name: String,
     kind: Kind,
@@ -63,6 +62,18 @@ pub struct Provider {
     headers: HeaderMap,
     pub timeout: Duration,
     http: reqwest::Client,
+    /// The provider's key, only to remove it from upstream error messages.
+    secret: Option<String>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -180,6 +191,7 @@ impl Provider {
             headers,
             timeout: cfg.timeout.get(),
             http,
+            secret: key.map(str::to_owned),
         })
     }
 
@@ -203,6 +215,15 @@ impl Provider {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The parsed upstream URL of `op` for `model`, computed once per deployment at load.
+    pub fn parsed_url(&self, op: Op, model: &str) -> Option<reqwest::Url> {
+        let u = self.url(op, model).ok()?;
+        if u.is_empty() {
+            return None;
+        }
+        reqwest::Url::parse(&u).ok()
     }
 
     fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
@@ -237,10 +258,15 @@ impl Provider {
     /// Send one attempt. `body` is already in this provider's format with the upstream model set.
     /// `timeout` bounds a non-streamed answer to its last byte, and a streamed one to its headers
     /// and then each gap between chunks.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's parts, each used once"
+    )]
     pub async fn send(
         &self,
         op: Op,
         model: &str,
+        url: Option<&reqwest::Url>,
         body: Bytes,
         stream: bool,
         timeout: Duration,
@@ -262,10 +288,11 @@ impl Provider {
                 }
             };
         }
-        let url = self.url(op, model)?;
-        let mut req = self
-            .http
-            .post(url)
+        let mut req = match url {
+            Some(u) => self.http.post(u.clone()),
+            None => self.http.post(self.url(op, model)?),
+        };
+        req = req
             .headers(self.headers.clone())
             .header("x-request-id", &ctx.request_id)
             .body(body);
@@ -349,6 +376,10 @@ impl Provider {
                 },
             )
         });
+        let msg = match &self.secret {
+            Some(k) if k.len() >= 4 => msg.replace(k.as_str(), "[redacted]"),
+            _ => msg,
+        };
         let mut e = UpstreamError::new(
             &self.name,
             UpstreamKind::Status(status),

@@ -187,10 +187,19 @@ pub async fn send(
             let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
             let result = d
                 .provider
-                .send(call.op, &d.model, body, call.stream, timeout, call.ctx)
+                .send(
+                    call.op,
+                    &d.model,
+                    d.url(call.op),
+                    body,
+                    call.stream,
+                    timeout,
+                    call.ctx,
+                )
                 .await;
             let result = match result {
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
+                Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name),
                 other => other,
             };
             let took = started.elapsed();
@@ -285,6 +294,18 @@ fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error 
     }
 }
 
+/// A 200 whose body is not JSON is a broken answer: a failed (retryable) attempt.
+fn valid_json(body: Bytes, provider: &str) -> Result<UpstreamBody, UpstreamError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        Ok(_) => Ok(UpstreamBody::Full(body)),
+        Err(e) => Err(UpstreamError::new(
+            provider,
+            UpstreamKind::Protocol,
+            format!("the answer is not valid JSON ({e})"),
+        )),
+    }
+}
+
 /// Wait for a stream's first chunk: until then, a failure is an ordinary failed attempt.
 async fn first_chunk(
     mut s: crate::providers::ByteStream,
@@ -361,6 +382,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
                 .send(
                     Op::Chat,
                     &d.model,
+                    d.url(Op::Chat),
                     Bytes::from(body.to_string()),
                     false,
                     timeout,

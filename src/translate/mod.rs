@@ -1,60 +1,168 @@
-//! TEMPORARY stub: replaced by the real translation layer.
+//! OpenAI Chat Completions <-> Anthropic Messages translation, as pure functions over bytes.
+//!
+//! - [`chat_request_to_messages`] / [`messages_request_to_chat`]: request bodies.
+//! - [`messages_response_to_chat`] / [`chat_response_to_messages`]: non-streaming answers.
+//! - [`MessagesToChatStream`] / [`ChatToMessagesStream`]: streams, one upstream event at a time,
+//!   written straight into the caller's output buffer.
+//! - [`error_from_anthropic`] / [`error_from_openai`]: upstream error bodies.
+//!
+//! What one API can say and the other cannot is dropped with a `debug` log, never an error;
+//! `docs/translation.md` has the mapping table and the list of what is dropped. Request and
+//! response bodies are parsed into borrowed structs and text is copied through as raw JSON (never
+//! unescaped and re-escaped); the stream path avoids `serde_json::Value` altogether.
+
+mod json;
+mod request;
+mod response;
+mod stream;
+
+pub use request::{chat_request_to_messages, messages_request_to_chat};
+pub use response::{
+    chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
+};
+pub use stream::{
+    ChatToMessagesStream, MessagesToChatStream, anthropic_stream_error, openai_stream_error,
+};
+
+/// max_tokens sent to Anthropic when an OpenAI request has neither max_tokens nor
+/// max_completion_tokens.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// A body that cannot be translated. The message is client-facing (it becomes a 400).
 #[derive(Debug, thiserror::Error)]
 pub enum TranslateError {
     #[error("{0}")]
     Invalid(String),
 }
-fn no() -> TranslateError {
-    TranslateError::Invalid("translation not available yet".into())
-}
-pub fn chat_request_to_messages(_b: &[u8], _m: &str) -> Result<Vec<u8>, TranslateError> {
-    Err(no())
-}
-pub fn messages_request_to_chat(_b: &[u8], _m: &str) -> Result<Vec<u8>, TranslateError> {
-    Err(no())
-}
-pub fn messages_response_to_chat(_b: &[u8], _m: &str) -> Result<Vec<u8>, TranslateError> {
-    Err(no())
-}
-pub fn chat_response_to_messages(_b: &[u8], _m: &str) -> Result<Vec<u8>, TranslateError> {
-    Err(no())
-}
-pub fn error_from_anthropic(body: &[u8]) -> Option<(String, String)> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Some((
-        v["error"]["type"].as_str()?.to_owned(),
-        v["error"]["message"].as_str()?.to_owned(),
-    ))
-}
-pub fn error_from_openai(body: &[u8]) -> Option<(String, String)> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Some((
-        v["error"]["type"].as_str().unwrap_or("").to_owned(),
-        v["error"]["message"].as_str()?.to_owned(),
-    ))
-}
-pub struct MessagesToChatStream;
-impl MessagesToChatStream {
-    pub fn new(_m: &str, _u: bool) -> Self {
-        Self
+
+impl TranslateError {
+    fn json(what: &str, e: &serde_json::Error) -> Self {
+        TranslateError::Invalid(format!("invalid {what}: {e}"))
     }
-    pub fn on_event(&mut self, _e: &str, _d: &str, _o: &mut Vec<u8>) {}
-    pub fn finish(&mut self, _o: &mut Vec<u8>) {}
 }
-pub struct ChatToMessagesStream;
-impl ChatToMessagesStream {
-    pub fn new(_m: &str) -> Self {
-        Self
+
+/// Seconds since the Unix epoch (for OpenAI's `created`).
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh id with the given prefix, for when the other side sent none.
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// OpenAI chunk/completion id for an Anthropic message id: `chatcmpl-` + the message id.
+fn chat_id_from_msg(msg_id: &str) -> String {
+    if msg_id.is_empty() {
+        new_id("chatcmpl-")
+    } else {
+        format!("chatcmpl-{msg_id}")
     }
-    pub fn on_data(&mut self, _d: &str, _o: &mut Vec<u8>) {}
-    pub fn finish(&mut self, _o: &mut Vec<u8>) {}
 }
-pub fn openai_stream_error(kind: &str, message: &str, out: &mut Vec<u8>) {
-    let v = serde_json::json!({"error":{"type":kind,"message":message}});
-    out.extend_from_slice(format!("data: {v}\n\ndata: [DONE]\n\n").as_bytes());
+
+/// Anthropic message id for an OpenAI id: a `chatcmpl-msg_X` id made by this module turns back
+/// into `msg_X`; any other id `chatcmpl-X` (or `X`) becomes `msg_X`.
+fn msg_id_from_chat(chat_id: &str) -> String {
+    let base = chat_id.strip_prefix("chatcmpl-").unwrap_or(chat_id);
+    if base.is_empty() {
+        new_id("msg_")
+    } else if base.starts_with("msg_") {
+        base.to_owned()
+    } else {
+        format!("msg_{base}")
+    }
 }
-pub fn anthropic_stream_error(kind: &str, message: &str, out: &mut Vec<u8>) {
-    let v = serde_json::json!({"type":"error","error":{"type":kind,"message":message}});
-    out.extend_from_slice(format!("event: error\ndata: {v}\n\n").as_bytes());
+
+/// Anthropic `stop_reason` -> OpenAI `finish_reason`.
+fn finish_reason_from_stop(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        // end_turn, stop_sequence, pause_turn and anything new
+        _ => "stop",
+    }
 }
+
+/// OpenAI `finish_reason` -> Anthropic `stop_reason`.
+fn stop_reason_from_finish(finish_reason: &str) -> &'static str {
+    match finish_reason {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        // stop and anything new
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic requires tool ids to match `^[a-zA-Z0-9_-]+$`; ids that do pass unchanged, others
+/// get every other character replaced by `_` (done the same way for `tool_use` and
+/// `tool_result`, so pairs still match).
+fn anthropic_tool_id(id: &str) -> std::borrow::Cow<'_, str> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !id.is_empty() && id.chars().all(ok) {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    tracing::debug!(
+        id,
+        "tool call id has characters Anthropic refuses; replacing them"
+    );
+    if id.is_empty() {
+        return std::borrow::Cow::Owned(new_id("toolu_"));
+    }
+    std::borrow::Cow::Owned(id.chars().map(|c| if ok(c) { c } else { '_' }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_map_both_ways() {
+        assert_eq!(chat_id_from_msg("msg_01ABC"), "chatcmpl-msg_01ABC");
+        assert_eq!(msg_id_from_chat("chatcmpl-msg_01ABC"), "msg_01ABC");
+        assert_eq!(
+            msg_id_from_chat("chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG"),
+            "msg_B9MHDbslfkBeAs8l4bebGdFOJ6PeG"
+        );
+        assert!(msg_id_from_chat("").starts_with("msg_"));
+        assert!(chat_id_from_msg("").starts_with("chatcmpl-"));
+    }
+
+    #[test]
+    fn tool_ids() {
+        assert_eq!(anthropic_tool_id("call_abc-1"), "call_abc-1");
+        assert_eq!(anthropic_tool_id("call.0:x"), "call_0_x");
+        assert!(anthropic_tool_id("").starts_with("toolu_"));
+    }
+
+    #[test]
+    fn reasons() {
+        for (a, o) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("pause_turn", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+        ] {
+            assert_eq!(finish_reason_from_stop(a), o);
+        }
+        for (o, a) in [
+            ("stop", "end_turn"),
+            ("length", "max_tokens"),
+            ("tool_calls", "tool_use"),
+            ("function_call", "tool_use"),
+            ("content_filter", "refusal"),
+        ] {
+            assert_eq!(stop_reason_from_finish(o), a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod roundtrip_tests;
+#[cfg(test)]
+mod snapshot_tests;

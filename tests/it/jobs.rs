@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use nix::sys::signal::Signal;
+
 use crate::support::*;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -573,7 +575,7 @@ async fn embedded_queue_survives_kill_9_with_200_jobs_in_flight() {
     let ids = submit_many(&gw, 200, &rx.url()).await;
     // Let some finish, then kill -9 with jobs running and queued.
     assert!(wait_until(Duration::from_secs(20), || up.request_count() >= 40).await);
-    gw.send_signal(9);
+    gw.send_signal(Signal::SIGKILL);
     gw.wait_exit(Duration::from_secs(5)).await;
     let done_before = rx.deliveries().len();
     assert!(done_before < 200, "the kill came too late to test anything");
@@ -735,7 +737,7 @@ async fn nats_kill_9_gateway_with_200_jobs_in_flight_loses_none() {
     let mut gw = Gateway::start(cfg.clone()).await;
     let ids = submit_many(&gw, 200, &rx.url()).await;
     assert!(wait_until(Duration::from_secs(20), || up.request_count() >= 40).await);
-    gw.send_signal(9);
+    gw.send_signal(Signal::SIGKILL);
     gw.wait_exit(Duration::from_secs(5)).await;
     assert!(
         rx.deliveries().len() < 200,
@@ -862,7 +864,7 @@ async fn sigterm_finishes_or_releases(cfg: serde_json::Value, up: &FakeUpstream)
     })
     .await;
     let t = std::time::Instant::now();
-    gw.send_signal(15);
+    gw.send_signal(Signal::SIGTERM);
     gw.wait_exit(Duration::from_secs(6)).await;
     assert!(
         t.elapsed() < Duration::from_secs(4),

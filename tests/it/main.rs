@@ -10,10 +10,23 @@
     clippy::print_stderr,
     clippy::print_stdout
 )]
-// The shared harness has helpers other test modules use.
-#![allow(dead_code)]
 
 mod support;
 
+mod anthropic;
+mod auth;
+mod azure;
+mod cache;
+mod chat;
+mod cli;
+mod embeddings;
+mod errors;
 mod jobs;
+mod limits;
+mod reload;
+mod resilience;
+mod routing;
+mod secrets;
+mod shutdown;
+mod streaming;
 mod webhooks;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::jobs::{SECRET, get_job, jobs_config, submit, submit_ok, wait_job, wait_job_until};
+use nix::sys::signal::Signal;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -110,7 +112,7 @@ async fn the_retry_schedule_survives_a_restart() {
     .await;
     assert_eq!(v["webhook"]["status"], "pending");
     assert!(v["webhook"]["next_attempt_at"].as_u64().is_some(), "{v}");
-    gw.send_signal(9);
+    gw.send_signal(Signal::SIGKILL);
     gw.wait_exit(Duration::from_secs(5)).await;
     let gw = Gateway::start(cfg).await;
     let v = wait_job_until(&gw, &id, Duration::from_secs(15), |v| {
@@ -183,7 +185,7 @@ async fn a_name_that_turns_private_after_submission_is_refused_at_connect_time()
     let id = job["id"].as_str().unwrap();
     cfg["jobs"]["webhook"]["allow_private_networks"] = json!(false);
     gw.write_config(cfg);
-    gw.send_signal(1); // SIGHUP: reload
+    gw.send_signal(Signal::SIGHUP);
     gw.wait_log("configuration reloaded").await;
     let v = wait_job(&gw, id, Duration::from_secs(10)).await;
     assert_eq!(v["status"], "succeeded");

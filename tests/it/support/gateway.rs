@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::{client, client_builder, free_port, wait_until};
@@ -122,6 +124,13 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Everything that could panic is built before the child exists, so a child is always
+        // owned by a `Gateway` (whose Drop kills it).
+        let client = client();
+        let probe = client_builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
         let mut child = cmd.spawn().expect("spawn ai-gateway");
         let logs = Arc::new(Mutex::new(String::new()));
         capture(child.stdout.take().unwrap(), logs.clone());
@@ -132,13 +141,9 @@ impl Gateway {
             _dir: dir,
             config_path,
             logs,
-            client: client(),
+            client,
         };
         let health = g.url("/health");
-        let probe = client_builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = g.child.try_wait() {
@@ -171,14 +176,10 @@ impl Gateway {
         self.child.id()
     }
 
-    /// Send a signal to the process (by pid, with kill(1): the crate forbids unsafe code).
-    pub fn send_signal(&self, sig: i32) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{sig} {} failed", self.pid());
+    /// Send a signal (e.g. `Signal::SIGTERM`, `Signal::SIGHUP`) to the process, by pid.
+    pub fn send_signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.pid()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
     }
 
     /// Wait for the process to exit; panics (with the logs) past `timeout`.

@@ -4,6 +4,7 @@
 pub mod gateway;
 pub mod nats;
 pub mod receiver;
+pub mod redis;
 pub mod upstream;
 
 use std::time::Duration;
@@ -94,13 +95,17 @@ pub fn keys() -> Value {
     ]})
 }
 
-/// A configuration with these providers and models, the standard keys and quick backoff.
+/// A configuration with these providers and models, the standard keys and quick backoff. The
+/// response cache is off and the circuit breaker out of reach, so every request reaches the
+/// upstream and failures stay independent (the tests here are about the request path itself).
 pub fn config(providers: Vec<Value>, models: Vec<Value>) -> Value {
     json!({
         "providers": providers,
         "models": models,
         "auth": keys(),
-        "resilience": {"retries": 2, "backoff_initial": "10ms", "backoff_max": "50ms"},
+        "resilience": {"retries": 2, "backoff_initial": "10ms", "backoff_max": "50ms",
+                       "circuit_breaker": {"failure_threshold": 1000, "open_for": "1s"}},
+        "cache": {"enabled": false},
     })
 }
 
@@ -236,4 +241,101 @@ pub async fn read_until(
         }
     }
     true
+}
+
+/// A raw HTTP/1.1 exchange: the request head and body are written by a separate task (write
+/// errors ignored: the server may answer early and close) while the answer is read, so an early
+/// answer such as a 413 is seen whatever happens to the rest of the upload. Returns (status,
+/// headers lowercased, body).
+pub async fn raw_request(
+    addr: &str,
+    head: String,
+    body: Vec<u8>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for piece in body.chunks(64 * 1024) {
+            if wr.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        // Keep the write half open until the test is done reading.
+        std::future::pending::<()>().await;
+    });
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let parsed = loop {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => 0,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let status: u16 = lines
+                .next()
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|s| s.parse().ok())
+                .expect("status line");
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let len: Option<usize> = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .and_then(|(_, v)| v.parse().ok());
+            let chunked = headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+            let rest = &buf[end + 4..];
+            if chunked {
+                if let Some(body) = dechunk(rest) {
+                    break Some((status, headers, body));
+                }
+            } else if len.is_some_and(|l| rest.len() >= l) {
+                break Some((status, headers, rest[..len.unwrap_or(0)].to_vec()));
+            }
+            if n == 0 {
+                break Some((status, headers, rest.to_vec()));
+            }
+        }
+        if n == 0 {
+            break None;
+        }
+    };
+    writer.abort();
+    parsed.unwrap_or_else(|| {
+        panic!(
+            "no complete HTTP answer; got {:?}",
+            String::from_utf8_lossy(&buf)
+        )
+    })
+}
+
+/// Decode a complete chunked body; `None` while its last chunk has not arrived.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
 }

@@ -154,6 +154,11 @@ impl FakeUpstream {
         self.shared.faults.lock().unwrap().extend(faults);
     }
 
+    /// Forget the queued faults not used yet.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
     /// What to do once the queue is empty.
     pub fn set_default(&self, f: Fault) {
         *self.shared.default.lock().unwrap() = f;

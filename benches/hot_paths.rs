@@ -1,0 +1,78 @@
+//! Criterion benches of the gateway's hot paths: request parsing and the `model` splice, the
+//! cache key, the routing decision over 10 deployments, the local rate-limit check, and the
+//! circuit breaker's admission.
+
+#![allow(clippy::unwrap_used, reason = "benchmark setup")]
+
+use std::hint::black_box;
+
+use ai_gateway::cache::key::{Endpoint, key};
+use ai_gateway::config::{RateLimitsConfig, RoutingStrategy};
+use ai_gateway::error::LimitReason;
+use ai_gateway::limits::{Bucket, Limiter};
+use ai_gateway::router::breaker::Breaker;
+use ai_gateway::router::strategy::{Candidate, pick};
+use ai_gateway::wire::{parse_openai_chat, splice_model};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence, and then explain in two more sentences why greetings matter in human cultures."}],"max_tokens":64,"temperature":0.7,"stream":false}"#;
+
+fn request(c: &mut Criterion) {
+    c.bench_function("parse_openai_chat", |b| {
+        b.iter(|| parse_openai_chat(black_box(BODY)))
+    });
+    let head = parse_openai_chat(BODY).unwrap();
+    c.bench_function("splice_model", |b| {
+        b.iter(|| splice_model(black_box(BODY), &head.model_span, "gpt-4o-mini-2024-07-18"))
+    });
+    c.bench_function("cache_key", |b| {
+        b.iter(|| key(Endpoint::ChatCompletions, "team-a", black_box(BODY)))
+    });
+}
+
+fn routing(c: &mut Criterion) {
+    let cands: Vec<Candidate> = (0..10)
+        .map(|i| Candidate {
+            index: i,
+            priority: i as i32,
+            weight: 1 + i as u32,
+            latency_ms: Some(10.0 + i as f64),
+            in_flight: (i % 3) as u32,
+            cost: Some(0.001 * (10 - i) as f64),
+        })
+        .collect();
+    let mut rng = rand::rng();
+    for (name, s) in [
+        ("route_priority_10", RoutingStrategy::Priority),
+        ("route_weighted_10", RoutingStrategy::Weighted),
+        ("route_latency_10", RoutingStrategy::Latency),
+        ("route_cost_10", RoutingStrategy::Cost),
+        ("route_least_busy_10", RoutingStrategy::LeastBusy),
+    ] {
+        c.bench_function(name, |b| b.iter(|| pick(s, black_box(&cands), &mut rng)));
+    }
+    let breaker = Breaker::new(5, 30_000);
+    c.bench_function("breaker_admit", |b| {
+        b.iter(|| breaker.admit(black_box(1000)))
+    });
+}
+
+fn limits(c: &mut Criterion) {
+    let limiter = Limiter::new(&RateLimitsConfig::default(), None);
+    let buckets = [Bucket {
+        key: "k:key_abc:rpm".into(),
+        limit: u64::MAX / 2,
+        cost: 1,
+        reason: LimitReason::Requests,
+    }];
+    let mut now = 0.0;
+    c.bench_function("rate_limit_local_check", |b| {
+        b.iter(|| {
+            now += 1.0;
+            limiter.check_local(black_box(&buckets), now)
+        })
+    });
+}
+
+criterion_group!(benches, request, routing, limits);
+criterion_main!(benches);

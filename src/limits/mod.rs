@@ -1,0 +1,344 @@
+//! Requests- and tokens-per-minute limits and spend budgets.
+//!
+//! Every limit is a GCRA bucket ("generic cell rate algorithm": one theoretical arrival time per
+//! bucket) of `limit` units per minute with a burst of a whole minute's worth. A request takes 1
+//! unit from each requests bucket and its estimated tokens from each tokens bucket — the caller
+//! key's `rpm`/`tpm` and the model's `rate_limits.models` ceiling — all or nothing. Token buckets
+//! are corrected with the real usage when the answer ends ([`Limiter::adjust`]).
+//!
+//! With `rate_limits.shared` and Redis, buckets live in Redis and one Lua script checks and takes
+//! from all of a request's buckets, and reads its key's spend, in one round trip. Otherwise (or
+//! while Redis fails, with `on_redis_error: local`) buckets live in process, in sharded maps.
+
+pub mod spend;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{OnRedisError, RateLimitsConfig};
+use crate::error::{Error, LimitReason};
+use crate::router::state::now_ms;
+use crate::state::{REDIS_TIMEOUT, Redis};
+
+/// The window every limit is expressed over.
+pub const PERIOD_MS: u64 = 60_000;
+const SHARDS: usize = 32;
+
+/// One bucket a request takes from.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub key: String,
+    pub limit: u64,
+    pub cost: u64,
+    pub reason: LimitReason,
+}
+
+/// The state of one bucket after a check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BucketState {
+    pub remaining: u64,
+    pub reset_ms: u64,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub retry_after_ms: u64,
+    /// The bucket that refused (index into the buckets given).
+    pub denied: Option<usize>,
+    pub budget_exceeded: bool,
+    pub states: Vec<BucketState>,
+}
+
+pub struct Limiter {
+    shards: Vec<Mutex<HashMap<String, f64>>>,
+    redis: Option<Arc<Redis>>,
+    on_error: OnRedisError,
+    fallback_logged: AtomicBool,
+    gcra: redis::Script,
+    adjust: redis::Script,
+}
+
+impl Limiter {
+    pub fn new(cfg: &RateLimitsConfig, redis: Option<Arc<Redis>>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            redis: if cfg.shared { redis } else { None },
+            on_error: cfg.on_redis_error,
+            fallback_logged: AtomicBool::new(false),
+            gcra: redis::Script::new(include_str!("gcra.lua")),
+            adjust: redis::Script::new(include_str!("adjust.lua")),
+        }
+    }
+
+    /// Whether buckets are counted in Redis (all replicas together).
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<String, f64>> {
+        let mut h: usize = 0;
+        for b in key.bytes() {
+            h = h.wrapping_mul(31).wrapping_add(usize::from(b));
+        }
+        &self.shards[h % SHARDS]
+    }
+
+    /// Check (and on success take from) every bucket. `budget`: (usage hash key in Redis, budget
+    /// USD, spend so far as known locally).
+    pub async fn check(
+        &self,
+        buckets: &[Bucket],
+        budget: Option<(&str, f64, f64)>,
+    ) -> Result<Verdict, Error> {
+        if buckets.is_empty() && budget.is_none() {
+            return Ok(Verdict {
+                allowed: true,
+                ..Verdict::default()
+            });
+        }
+        if let Some(redis) = &self.redis {
+            match redis.conn() {
+                Some(conn) => match self.check_redis(conn, buckets, budget).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => redis.report_error("rate limit", &e, true),
+                },
+                None => redis.report_error("rate limit", &"redis is down", false),
+            }
+            match self.on_error {
+                OnRedisError::Deny => {
+                    return Err(Error::Unavailable {
+                        message: "rate limits cannot be checked (Redis is unreachable)".into(),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+                OnRedisError::Allow => {
+                    return Ok(Verdict {
+                        allowed: true,
+                        states: vec![BucketState::default(); buckets.len()],
+                        ..Verdict::default()
+                    });
+                }
+                OnRedisError::Local => {
+                    if !self.fallback_logged.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "Redis unreachable: rate limits fall back to counting in this process"
+                        );
+                    }
+                }
+            }
+        }
+        if let Some((_, limit, spent)) = budget
+            && spent >= limit
+        {
+            return Ok(Verdict {
+                budget_exceeded: true,
+                ..Verdict::default()
+            });
+        }
+        Ok(self.check_local(buckets, now_ms() as f64))
+    }
+
+    async fn check_redis(
+        &self,
+        mut conn: redis::aio::ConnectionManager,
+        buckets: &[Bucket],
+        budget: Option<(&str, f64, f64)>,
+    ) -> Result<Verdict, String> {
+        let mut inv = self.gcra.prepare_invoke();
+        for b in buckets {
+            inv.key(format!("aigw:rl:{}", b.key));
+        }
+        inv.arg(PERIOD_MS).arg(buckets.len());
+        for b in buckets {
+            inv.arg(b.limit.max(1)).arg(b.cost);
+        }
+        if let Some((usage_key, limit, _)) = budget {
+            inv.key(usage_key).arg(limit);
+        }
+        let res: Vec<i64> = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async(&mut conn))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let get = |i: usize| res.get(i).copied().unwrap_or(0).max(0) as u64;
+        if get(3) == 1 {
+            return Ok(Verdict {
+                budget_exceeded: true,
+                ..Verdict::default()
+            });
+        }
+        let denied = get(2) as usize;
+        Ok(Verdict {
+            allowed: get(0) == 1,
+            retry_after_ms: get(1),
+            denied: (denied > 0).then(|| denied - 1),
+            budget_exceeded: false,
+            states: (0..buckets.len())
+                .map(|i| BucketState {
+                    remaining: get(4 + 2 * i),
+                    reset_ms: get(5 + 2 * i),
+                })
+                .collect(),
+        })
+    }
+
+    /// The same algorithm in process.
+    pub fn check_local(&self, buckets: &[Bucket], now: f64) -> Verdict {
+        let period = PERIOD_MS as f64;
+        let mut v = Verdict {
+            allowed: true,
+            ..Verdict::default()
+        };
+        // (current TAT, TAT if this request is taken)
+        let mut tats = Vec::with_capacity(buckets.len());
+        for (i, b) in buckets.iter().enumerate() {
+            let emission = period / b.limit.max(1) as f64;
+            let tat = self
+                .shard(&b.key)
+                .lock()
+                .map(|m| m.get(&b.key).copied().unwrap_or(0.0))
+                .unwrap_or(0.0)
+                .max(now);
+            let new_tat = tat + emission * b.cost as f64;
+            let allow_at = new_tat - period;
+            if allow_at > now {
+                let wait = (allow_at - now).ceil() as u64;
+                if v.allowed || wait > v.retry_after_ms {
+                    v.retry_after_ms = wait;
+                    v.denied = Some(i);
+                }
+                v.allowed = false;
+            }
+            tats.push((tat, new_tat));
+        }
+        for (b, (tat, new_tat)) in buckets.iter().zip(&tats) {
+            let kept = if v.allowed { *new_tat } else { *tat };
+            let emission = period / b.limit.max(1) as f64;
+            v.states.push(BucketState {
+                remaining: ((period - (kept - now)) / emission).floor().max(0.0) as u64,
+                reset_ms: (kept - now).ceil().max(0.0) as u64,
+            });
+            if v.allowed
+                && let Ok(mut m) = self.shard(&b.key).lock()
+            {
+                m.insert(b.key.clone(), kept);
+            }
+        }
+        v
+    }
+
+    /// Give back (negative) or take (positive) tokens once the real usage is known.
+    pub async fn adjust(&self, bucket: &Bucket, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        if let Some(redis) = &self.redis
+            && let Some(mut conn) = redis.conn()
+        {
+            let mut inv = self.adjust.prepare_invoke();
+            inv.key(format!("aigw:rl:{}", bucket.key))
+                .arg(PERIOD_MS)
+                .arg(bucket.limit.max(1))
+                .arg(delta);
+            match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn)).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => redis.report_error("rate limit adjust", &e, e.is_io_error()),
+                Err(_) => redis.report_error("rate limit adjust", &"timed out", true),
+            }
+        }
+        let emission = PERIOD_MS as f64 / bucket.limit.max(1) as f64;
+        if let Ok(mut m) = self.shard(&bucket.key).lock()
+            && let Some(tat) = m.get_mut(&bucket.key)
+        {
+            *tat += emission * delta as f64;
+        }
+    }
+}
+
+/// A duration in OpenAI's `x-ratelimit-reset-*` form: `850ms`, `6s`, `1m30s`, `6m0s`.
+pub fn openai_duration(ms: u64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1000);
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> Limiter {
+        Limiter::new(&RateLimitsConfig::default(), None)
+    }
+
+    fn b(key: &str, limit: u64, cost: u64, reason: LimitReason) -> Bucket {
+        Bucket {
+            key: key.into(),
+            limit,
+            cost,
+            reason,
+        }
+    }
+
+    #[test]
+    fn exactly_the_limit_per_minute() {
+        let l = limiter();
+        let rpm = [b("k:rpm", 10, 1, LimitReason::Requests)];
+        let mut ok = 0;
+        for _ in 0..25 {
+            if l.check_local(&rpm, 1_000.0).allowed {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 10);
+        let v = l.check_local(&rpm, 1_000.0);
+        assert!(!v.allowed);
+        assert_eq!(v.retry_after_ms, 6_000);
+        // One emission interval later, one more.
+        assert!(l.check_local(&rpm, 7_000.0).allowed);
+        assert!(!l.check_local(&rpm, 7_000.0).allowed);
+    }
+
+    #[test]
+    fn all_or_nothing_and_tokens() {
+        let l = limiter();
+        let both = [
+            b("k:rpm", 100, 1, LimitReason::Requests),
+            b("k:tpm", 1000, 600, LimitReason::Tokens),
+        ];
+        let v = l.check_local(&both, 0.0);
+        assert!(v.allowed);
+        assert_eq!(v.states[1].remaining, 400);
+        let v = l.check_local(&both, 0.0);
+        assert!(!v.allowed);
+        assert_eq!(v.denied, Some(1));
+        // The refused request took nothing from the requests bucket.
+        assert_eq!(v.states[0].remaining, 99);
+    }
+
+    #[tokio::test]
+    async fn adjust_gives_tokens_back() {
+        let l = limiter();
+        let tpm = [b("k:tpm", 1000, 900, LimitReason::Tokens)];
+        assert!(l.check_local(&tpm, 0.0).allowed);
+        l.adjust(&tpm[0], -800).await;
+        let again = [b("k:tpm", 1000, 800, LimitReason::Tokens)];
+        assert!(l.check_local(&again, 0.0).allowed);
+    }
+
+    #[test]
+    fn openai_durations() {
+        assert_eq!(openai_duration(850), "850ms");
+        assert_eq!(openai_duration(6_000), "6s");
+        assert_eq!(openai_duration(360_000), "6m0s");
+        assert_eq!(openai_duration(61_500), "1m2s");
+    }
+}

@@ -1,0 +1,183 @@
+//! Spend and usage per key per budget period.
+//!
+//! Periods are fixed windows of `budget_period` aligned to the Unix epoch (a `30d` budget resets
+//! every 30 days counted from 1970-01-01). With Redis, every replica adds to one hash per key and
+//! period (`aigw:usage:{key}:{period_start}`: spend, requests, input and output tokens) and the
+//! budget check reads it inside the rate-limit script. Without Redis, totals are kept in process
+//! and written to the embedded store once a second (and at shutdown), so at most a second of
+//! spend can be lost by a crash.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{REDIS_TIMEOUT, Redis};
+use crate::store::{Store, Table};
+use crate::usage::Usage;
+
+/// The default period for keys without `budget_period`, for usage reporting.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    pub spend_usd: f64,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Start (unix ms) and end of the period containing now.
+pub fn period_bounds(period: Duration) -> (u64, u64) {
+    let p = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+    let now = unix_ms();
+    let start = now - now % p;
+    (start, start.saturating_add(p))
+}
+
+/// Milliseconds until the current period ends.
+pub fn until_period_end(period: Duration) -> u64 {
+    period_bounds(period).1.saturating_sub(unix_ms())
+}
+
+pub fn redis_key(key_id: &str, period: Duration) -> String {
+    format!("aigw:usage:{key_id}:{}", period_bounds(period).0)
+}
+
+fn local_key(key_id: &str, period: Duration) -> String {
+    format!("{key_id}:{}", period_bounds(period).0)
+}
+
+pub struct Spend {
+    redis: Option<Arc<Redis>>,
+    store: Option<Store>,
+    local: Mutex<HashMap<String, Totals>>,
+    dirty: AtomicBool,
+}
+
+impl Spend {
+    pub fn new(redis: Option<Arc<Redis>>, store: Option<Store>) -> Self {
+        Self {
+            redis,
+            store,
+            local: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// Load the embedded store's totals (embedded mode, at start).
+    pub async fn load(&self) {
+        let Some(store) = &self.store else { return };
+        match store.scan(Table::Usage, String::new()).await {
+            Ok(rows) => {
+                if let Ok(mut m) = self.local.lock() {
+                    for (k, v) in rows {
+                        if let Ok(t) = serde_json::from_str::<Totals>(&v) {
+                            m.insert(k, t);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read spend from the embedded store"),
+        }
+    }
+
+    /// Write changed totals to the embedded store (run once a second and at shutdown).
+    pub async fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let rows: Vec<(String, Option<String>)> = match self.local.lock() {
+            Ok(m) => m
+                .iter()
+                .filter_map(|(k, t)| serde_json::to_string(t).ok().map(|v| (k.clone(), Some(v))))
+                .collect(),
+            Err(_) => return,
+        };
+        if let Err(e) = store.put_many(Table::Usage, rows).await {
+            self.dirty.store(true, Ordering::Release);
+            tracing::warn!(error = %e, "cannot write spend to the embedded store");
+        }
+    }
+
+    /// Add one answer's usage and cost to the key's current period.
+    pub async fn record(&self, key_id: &str, period: Duration, usage: Usage, cost: f64) {
+        if let Ok(mut m) = self.local.lock() {
+            let t = m.entry(local_key(key_id, period)).or_default();
+            t.spend_usd += cost;
+            t.requests += 1;
+            t.input_tokens += usage.input;
+            t.output_tokens += usage.output;
+        }
+        self.dirty.store(true, Ordering::Release);
+        if let Some(redis) = &self.redis
+            && let Some(mut conn) = redis.conn()
+        {
+            let k = redis_key(key_id, period);
+            let ttl = period.as_secs().saturating_mul(2).max(60);
+            let mut pipe = redis::pipe();
+            pipe.cmd("HINCRBYFLOAT")
+                .arg(&k)
+                .arg("spend")
+                .arg(cost)
+                .ignore();
+            pipe.cmd("HINCRBY").arg(&k).arg("requests").arg(1).ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&k)
+                .arg("input_tokens")
+                .arg(usage.input)
+                .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&k)
+                .arg("output_tokens")
+                .arg(usage.output)
+                .ignore();
+            pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
+            match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => redis.report_error("spend", &e, e.is_io_error()),
+                Err(_) => redis.report_error("spend", &"timed out", true),
+            }
+        }
+    }
+
+    /// Totals of the key's current period (Redis when it answers, else this process's).
+    pub async fn totals(&self, key_id: &str, period: Duration) -> Totals {
+        if let Some(redis) = &self.redis
+            && let Some(mut conn) = redis.conn()
+        {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(redis_key(key_id, period));
+            let fut = cmd.query_async::<HashMap<String, String>>(&mut conn);
+            if let Ok(Ok(h)) = tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+                let f = |k: &str| h.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                return Totals {
+                    spend_usd: f("spend"),
+                    requests: f("requests") as u64,
+                    input_tokens: f("input_tokens") as u64,
+                    output_tokens: f("output_tokens") as u64,
+                };
+            }
+        }
+        self.local_totals(key_id, period)
+    }
+
+    /// This process's view (the embedded mode's truth).
+    pub fn local_totals(&self, key_id: &str, period: Duration) -> Totals {
+        self.local
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&local_key(key_id, period)).copied())
+            .unwrap_or_default()
+    }
+}

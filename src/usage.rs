@@ -1,0 +1,199 @@
+//! Tokens and cost of an answer, read from what the client receives (so translated answers count
+//! the same as passed-through ones).
+//!
+//! Non-streamed: the answer's `usage` object (OpenAI `prompt_tokens`/`completion_tokens`,
+//! Anthropic `input_tokens` + cache tokens / `output_tokens`). Streamed: only SSE frames that
+//! contain `"usage"` are parsed (OpenAI's final usage chunk with `include_usage`; Anthropic's
+//! `message_start` and `message_delta`). When an OpenAI stream carries no usage (the client did
+//! not ask for it), output tokens are estimated as the number of content frames (about one token
+//! each) and input tokens stay at the admission estimate.
+
+use memchr::memmem;
+use serde::Deserialize;
+
+/// Tokens of one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    /// True when read from the answer; false when estimated.
+    pub exact: bool,
+}
+
+impl Usage {
+    /// USD at the deployment's prices (per million tokens); `None` when it has none.
+    pub fn cost(&self, input_per_mtok: Option<f64>, output_per_mtok: Option<f64>) -> Option<f64> {
+        crate::router::strategy::estimate_cost(
+            self.input,
+            self.output,
+            input_per_mtok,
+            output_per_mtok,
+        )
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct UsageObj {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl UsageObj {
+    fn input(&self) -> Option<u64> {
+        self.prompt_tokens.or_else(|| {
+            self.input_tokens.map(|i| {
+                i + self.cache_read_input_tokens.unwrap_or(0)
+                    + self.cache_creation_input_tokens.unwrap_or(0)
+            })
+        })
+    }
+    fn output(&self) -> Option<u64> {
+        self.completion_tokens.or(self.output_tokens)
+    }
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<UsageObj>,
+    #[serde(default)]
+    message: Option<Box<WithUsage>>,
+}
+
+/// Usage of a complete (non-streamed) answer in either format.
+pub fn from_body(body: &[u8]) -> Option<Usage> {
+    let v: WithUsage = serde_json::from_slice(body).ok()?;
+    let u = v.usage?;
+    Some(Usage {
+        input: u.input().unwrap_or(0),
+        output: u.output().unwrap_or(0),
+        exact: true,
+    })
+}
+
+/// Follows a client-format stream for its usage.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    input: Option<u64>,
+    output: Option<u64>,
+    content_frames: u64,
+    pending: Vec<u8>,
+}
+
+impl StreamUsage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed bytes sent to the client.
+    pub fn push(&mut self, bytes: &[u8]) {
+        // Work on whole lines; keep a partial line for the next chunk.
+        self.pending.extend_from_slice(bytes);
+        let Some(last_nl) = memchr::memrchr(b'\n', &self.pending) else {
+            if self.pending.len() > 1 << 20 {
+                self.pending.clear();
+            }
+            return;
+        };
+        let lines: Vec<u8> = self.pending.drain(..=last_nl).collect();
+        for line in lines.split(|b| *b == b'\n') {
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            if memmem::find(data, b"\"usage\"").is_some() {
+                if let Ok(v) = serde_json::from_slice::<WithUsage>(data) {
+                    let u = v.usage.or_else(|| v.message.and_then(|m| m.usage));
+                    if let Some(u) = u {
+                        if let Some(i) = u.input().filter(|i| *i > 0) {
+                            self.input = Some(i);
+                        }
+                        if let Some(o) = u.output().filter(|o| *o > 0) {
+                            self.output = Some(o);
+                        }
+                    }
+                }
+            } else if memmem::find(data, b"\"content\"").is_some()
+                || memmem::find(data, b"_delta\"").is_some()
+            {
+                self.content_frames += 1;
+            }
+        }
+    }
+
+    /// Usage so far; `estimated_input` when the stream did not say.
+    pub fn usage(&self, estimated_input: u64) -> Usage {
+        Usage {
+            input: self.input.unwrap_or(estimated_input),
+            output: self.output.unwrap_or(self.content_frames),
+            exact: self.input.is_some() && self.output.is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_bodies() {
+        let openai = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert_eq!(
+            from_body(openai),
+            Some(Usage {
+                input: 12,
+                output: 5,
+                exact: true
+            })
+        );
+        let anthropic = br#"{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":4,"output_tokens":3}}"#;
+        assert_eq!(
+            from_body(anthropic),
+            Some(Usage {
+                input: 14,
+                output: 3,
+                exact: true
+            })
+        );
+        assert_eq!(from_body(b"{}"), None);
+    }
+
+    #[test]
+    fn streams() {
+        let mut s = StreamUsage::new();
+        s.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"con");
+        s.push(b"tent\":\"b\"}}]}\n\n");
+        assert_eq!(
+            s.usage(7),
+            Usage {
+                input: 7,
+                output: 2,
+                exact: false
+            }
+        );
+        s.push(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n");
+        assert_eq!(
+            s.usage(7),
+            Usage {
+                input: 9,
+                output: 2,
+                exact: true
+            }
+        );
+
+        let mut a = StreamUsage::new();
+        a.push(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n");
+        a.push(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":15}}\n\n");
+        assert_eq!(
+            a.usage(0),
+            Usage {
+                input: 25,
+                output: 15,
+                exact: true
+            }
+        );
+    }
+}

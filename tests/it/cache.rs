@@ -1,0 +1,361 @@
+//! The response cache against a real redis-server: L1 and L2 hits, a second gateway sharing
+//! Redis, single flight, stream replay, Cache-Control, key canonicalisation, Redis outages.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::redis::RedisServer;
+use crate::support::*;
+
+fn cached_config(up: &FakeUpstream, redis: Option<&RedisServer>) -> Value {
+    let mut cfg = basic_config(Some(up));
+    cfg["cache"] = json!({"enabled": true, "ttl": "1h"});
+    if let Some(r) = redis {
+        cfg["state"] = json!({"redis_url": r.url()});
+    }
+    cfg
+}
+
+async fn ask(
+    gw: &Gateway,
+    body: &Value,
+) -> (reqwest::StatusCode, Option<String>, Option<String>, Value) {
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), body).await;
+    let status = r.status();
+    let cache = header(&r, "x-cache").map(str::to_owned);
+    let layer = header(&r, "x-cache-layer").map(str::to_owned);
+    (status, cache, layer, json_of(r).await)
+}
+
+async fn wait_redis_ok(gw: &Gateway) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = json_of(gw.get("/ready", None).await).await;
+        if v["redis"] == "ok" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never became ok: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn l1_hit_after_a_miss() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let body = chat_body("gpt-test", "cache this");
+    let (s, c, _, first) = ask(&gw, &body).await;
+    assert_eq!((s.as_u16(), c.as_deref()), (200, Some("MISS")));
+    let (s, c, layer, second) = ask(&gw, &body).await;
+    assert_eq!(
+        (s.as_u16(), c.as_deref(), layer.as_deref()),
+        (200, Some("HIT"), Some("l1"))
+    );
+    assert_eq!(first, second);
+    assert_eq!(up.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_second_gateway_hits_through_redis() {
+    let redis = RedisServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let one = Gateway::start(cached_config(&up, Some(&redis))).await;
+    let two = Gateway::start(cached_config(&up, Some(&redis))).await;
+    wait_redis_ok(&one).await;
+    wait_redis_ok(&two).await;
+    let body = chat_body("gpt-test", "shared by replicas");
+    let (_, c, _, a) = ask(&one, &body).await;
+    assert_eq!(c.as_deref(), Some("MISS"));
+    // The L2 write goes in the background.
+    let mut hit = None;
+    for _ in 0..50 {
+        let (_, c, layer, b) = ask(&two, &body).await;
+        if c.as_deref() == Some("HIT") {
+            hit = Some((layer, b));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (layer, b) = hit.expect("the second replica hit the shared cache");
+    assert_eq!(layer.as_deref(), Some("l2"));
+    assert_eq!(a, b);
+    // Copied into its L1.
+    let (_, c, layer, _) = ask(&two, &body).await;
+    assert_eq!((c.as_deref(), layer.as_deref()), (Some("HIT"), Some("l1")));
+}
+
+#[tokio::test]
+async fn twenty_identical_concurrent_requests_reach_the_upstream_once() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_millis(300)));
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let body = chat_body("gpt-test", "only once please");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (url, body) = (gw.url("/v1/chat/completions"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(GW_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert_eq!(s, 200);
+        answers.push(v["choices"][0]["message"]["content"].clone());
+    }
+    assert!(answers.iter().all(|a| a == "only once please"));
+    assert_eq!(up.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_stored_and_replayed() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let mut body = chat_body("gpt-test", "stream and replay me");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let first = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(header(&first, "x-cache"), Some("MISS"));
+    let first = first.text().await.unwrap();
+    let second = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(header(&second, "x-cache"), Some("HIT"));
+    assert_eq!(
+        header(&second, "content-type").map(|c| c.starts_with("text/event-stream")),
+        Some(true)
+    );
+    let second = second.text().await.unwrap();
+    assert_eq!(
+        joined_content(&sse_data(&first)),
+        joined_content(&sse_data(&second))
+    );
+    assert_eq!(sse_data(&second).last().map(String::as_str), Some("[DONE]"));
+    let usage = |t: &str| {
+        sse_data(t)
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find_map(|v| v.get("usage").filter(|u| !u.is_null()).cloned())
+    };
+    assert_eq!(usage(&first), usage(&second));
+    // A replay of the same stored answer is the same every time.
+    let third = gw
+        .post("/v1/chat/completions", Some(GW_KEY), &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(second, third);
+    // A non-streamed request is served from it too.
+    let (_, c, _, v) = ask(&gw, &chat_body("gpt-test", "stream and replay me")).await;
+    assert_eq!(c.as_deref(), Some("HIT"));
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "stream and replay me"
+    );
+    assert_eq!(up.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_broken_stream_is_not_stored() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::DropMidStream(2)]);
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let mut body = chat_body("gpt-test", "one two three four");
+    body["stream"] = json!(true);
+    let _ = gw
+        .post("/v1/chat/completions", Some(GW_KEY), &body)
+        .await
+        .text()
+        .await;
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(header(&r, "x-cache"), Some("MISS"));
+    assert_eq!(up.request_count(), 2);
+}
+
+#[tokio::test]
+async fn cache_control_semantics() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let body = chat_body("gpt-test", "control");
+    let send = |cc: Option<&'static str>, ttl: Option<&'static str>| {
+        let mut rb = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(GW_KEY)
+            .json(&body);
+        if let Some(cc) = cc {
+            rb = rb.header("cache-control", cc);
+        }
+        if let Some(t) = ttl {
+            rb = rb.header("x-gateway-cache-ttl", t);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            header(&r, "x-cache").map(str::to_owned)
+        }
+    };
+    // no-store: neither read nor written.
+    assert_eq!(
+        send(Some("no-store"), None).await.as_deref(),
+        Some("BYPASS")
+    );
+    assert_eq!(send(None, Some("1")).await.as_deref(), Some("MISS"));
+    assert_eq!(send(None, None).await.as_deref(), Some("HIT"));
+    // no-cache: not read, but the fresh answer is stored.
+    assert_eq!(send(Some("no-cache"), None).await.as_deref(), Some("MISS"));
+    // max-age: an entry older than N seconds is not accepted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send(Some("max-age=0"), None).await.as_deref(), Some("MISS"));
+    assert_eq!(send(Some("max-age=60"), None).await.as_deref(), Some("HIT"));
+    // x-gateway-cache-ttl: 1 second, then expired.
+    let other = chat_body("gpt-test", "short lived");
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(GW_KEY)
+        .header("x-gateway-cache-ttl", "1")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-cache"), Some("MISS"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &other).await;
+    assert_eq!(header(&r, "x-cache"), Some("MISS"));
+}
+
+#[tokio::test]
+async fn per_model_cache_false_bypasses() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = cached_config(&up, None);
+    cfg["models"][1]["cache"] = json!(false);
+    let gw = Gateway::start(cfg).await;
+    for _ in 0..2 {
+        let (_, c, _, _) = ask(&gw, &chat_body("gpt-test", "no cache for me")).await;
+        assert_eq!(c.as_deref(), Some("BYPASS"));
+    }
+    assert_eq!(up.request_count(), 2);
+}
+
+#[tokio::test]
+async fn field_order_hits_and_semantic_changes_miss() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let url = gw.url("/v1/chat/completions");
+    let raw = |s: &'static str| {
+        let url = url.clone();
+        async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(GW_KEY)
+                .header("content-type", "application/json")
+                .body(s)
+                .send()
+                .await
+                .unwrap();
+            header(&r, "x-cache").map(str::to_owned)
+        }
+    };
+    assert_eq!(raw(r#"{"model":"gpt-test","temperature":0.5,"messages":[{"role":"user","content":"order"}]}"#).await.as_deref(), Some("MISS"));
+    assert_eq!(raw(r#"{ "messages" : [ {"content":"order","role":"user"} ], "temperature":0.50, "model":"gpt-test", "user":"u-1" }"#).await.as_deref(), Some("HIT"));
+    assert_eq!(raw(r#"{"model":"gpt-test","temperature":0.7,"messages":[{"role":"user","content":"order"}]}"#).await.as_deref(), Some("MISS"));
+    assert_eq!(raw(r#"{"model":"gpt-test","temperature":0.5,"messages":[{"role":"user","content":"order!"}]}"#).await.as_deref(), Some("MISS"));
+    assert_eq!(up.request_count(), 3);
+}
+
+#[tokio::test]
+async fn keys_do_not_share_entries_by_default() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let body = chat_body("gpt-test", "scoped");
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GW_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("MISS")
+    );
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("MISS")
+    );
+    assert_eq!(
+        header(
+            &gw.post("/v1/chat/completions", Some(GPT_KEY), &body).await,
+            "x-cache"
+        ),
+        Some("HIT")
+    );
+}
+
+#[tokio::test]
+async fn redis_down_never_fails_a_request_and_l2_resumes() {
+    let mut redis = RedisServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, Some(&redis))).await;
+    wait_redis_ok(&gw).await;
+    redis.stop();
+    for i in 0..30 {
+        let (s, _, _, _) = ask(&gw, &chat_body("gpt-test", &format!("during outage {i}"))).await;
+        assert_eq!(s, 200);
+    }
+    let ready = gw.get("/ready", None).await;
+    assert_eq!(ready.status(), 200);
+    let v = json_of(ready).await;
+    assert_eq!(v["redis"], "down", "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    redis.restart().await;
+    wait_redis_ok(&gw).await;
+    // L2 works again: a second gateway sees what this one stores now.
+    let body = chat_body("gpt-test", "after the outage");
+    ask(&gw, &body).await;
+    let two = Gateway::start(cached_config(&up, Some(&redis))).await;
+    wait_redis_ok(&two).await;
+    let mut layer = None;
+    for _ in 0..50 {
+        let (_, c, l, _) = ask(&two, &body).await;
+        if c.as_deref() == Some("HIT") {
+            layer = l;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(layer.as_deref(), Some("l2"));
+}
+
+#[tokio::test]
+async fn anthropic_clients_are_cached_in_their_own_format() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cached_config(&up, None)).await;
+    let body = messages_body("gpt-test", "anthropic cache");
+    let r = gw.post("/v1/messages", Some(GW_KEY), &body).await;
+    assert_eq!(header(&r, "x-cache"), Some("MISS"));
+    let first = json_of(r).await;
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let r = gw.post("/v1/messages", Some(GW_KEY), &sbody).await;
+    assert_eq!(header(&r, "x-cache"), Some("HIT"));
+    let text = r.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(
+        events.first().and_then(|e| e.0.as_deref()),
+        Some("message_start")
+    );
+    assert_eq!(
+        events.last().and_then(|e| e.0.as_deref()),
+        Some("message_stop")
+    );
+    assert_eq!(first["content"][0]["text"], "anthropic cache");
+    assert_eq!(up.request_count(), 1);
+}

@@ -1,0 +1,312 @@
+//! Streaming: SSE relayed frame by frame as it arrives, `[DONE]`, usage chunks, and a client that
+//! goes away cancelling the upstream request.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn stream_body(model: &str, text: &str, include_usage: bool) -> Value {
+    let mut b = json!({"model": model, "stream": true,
+        "messages": [{"role": "user", "content": text}]});
+    if include_usage {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+fn assert_sse(r: &reqwest::Response) {
+    assert_eq!(r.status(), 200);
+    let ct = header(r, "content-type").unwrap_or("");
+    assert!(ct.starts_with("text/event-stream"), "content-type {ct}");
+}
+
+/// Checks an OpenAI stream: chunks, then optionally a usage chunk, then `[DONE]`.
+fn check_openai_stream(body: &str, echo: &str, usage: bool) {
+    let datas = sse_data(body);
+    assert_eq!(datas.last().map(String::as_str), Some("[DONE]"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body:?}");
+    for d in &datas[..datas.len() - 1] {
+        let v: Value = serde_json::from_str(d).unwrap_or_else(|_| panic!("chunk {d}"));
+        assert_eq!(v["object"], "chat.completion.chunk", "{d}");
+    }
+    assert_eq!(joined_content(&datas), echo);
+    let last: Value = serde_json::from_str(&datas[datas.len() - 2]).unwrap();
+    if usage {
+        assert_eq!(
+            last["choices"],
+            json!([]),
+            "usage chunk has no choices: {last}"
+        );
+        assert!(last["usage"]["prompt_tokens"].as_u64().is_some(), "{last}");
+        assert!(
+            last["usage"]["completion_tokens"].as_u64().is_some(),
+            "{last}"
+        );
+        assert!(last["usage"]["total_tokens"].as_u64().is_some(), "{last}");
+    } else {
+        assert!(
+            datas.iter().all(|d| !d.contains("\"usage\":{")),
+            "no usage chunk without include_usage: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_streams_word_by_word_with_done() {
+    let gw = Gateway::start(basic_config(None)).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("mock", "one two three four", false),
+        )
+        .await;
+    assert_sse(&r);
+    assert_eq!(header(&r, "x-gateway-provider"), Some("local"));
+    let body = r.text().await.unwrap();
+    check_openai_stream(&body, "one two three four", false);
+    // One chunk per word (plus role and finish chunks).
+    assert!(sse_data(&body).len() >= 4 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_stream_include_usage() {
+    let gw = Gateway::start(basic_config(None)).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("mock", "count these words", true),
+        )
+        .await;
+    assert_sse(&r);
+    check_openai_stream(&r.text().await.unwrap(), "count these words", true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_stream_passes_through_with_usage() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", "stream me please", true),
+        )
+        .await;
+    assert_sse(&r);
+    assert_eq!(header(&r, "x-gateway-provider"), Some("fake"));
+    assert_eq!(header(&r, "x-gateway-attempts"), Some("1"));
+    let body = r.text().await.unwrap();
+    check_openai_stream(&body, "stream me please", true);
+    let req = up.only_request().json();
+    assert_eq!(req["stream"], true);
+    assert_eq!(req["stream_options"], json!({"include_usage": true}));
+    // The upstream's frames arrive untouched: the fake's model and fingerprint are in every chunk.
+    for d in sse_data(&body).iter().filter(|d| *d != "[DONE]") {
+        let v: Value = serde_json::from_str(d).unwrap();
+        assert_eq!(v["model"], "upstream-model");
+        assert_eq!(v["system_fingerprint"], "fp_fake");
+        assert_eq!(v["id"], "chatcmpl-fake0001");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_is_relayed_before_upstream_finishes() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    // Two frames (role chunk, first word), then the upstream waits for the test.
+    up.push([Fault::Gated(2)]);
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let mut r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", "alpha beta gamma", false),
+        )
+        .await;
+    assert_sse(&r);
+    let mut buf = String::new();
+    let got_first = read_until(&mut r, &mut buf, Duration::from_secs(10), |b| {
+        b.contains("alpha ")
+    })
+    .await;
+    assert!(
+        got_first,
+        "the first chunk did not reach the client while the upstream held the rest: {buf:?}"
+    );
+    assert_eq!(
+        up.streams_completed(),
+        0,
+        "the upstream has not finished yet"
+    );
+    assert!(!buf.contains("[DONE]"));
+    up.release();
+    assert!(
+        read_until(&mut r, &mut buf, Duration::from_secs(10), |b| b
+            .contains("[DONE]"))
+        .await,
+        "{buf:?}"
+    );
+    check_openai_stream(&buf, "alpha beta gamma", false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_stream_first_chunk_arrives_before_upstream_sends_last() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::SlowStream {
+        gap: Duration::from_millis(100),
+    }]);
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let text = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12";
+    // role + 12 words + finish + [DONE]
+    let total_frames = 15;
+    let mut r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", text, false),
+        )
+        .await;
+    assert_sse(&r);
+    let mut buf = String::new();
+    assert!(
+        read_until(&mut r, &mut buf, Duration::from_secs(10), |b| b
+            .contains("w1 "))
+        .await,
+        "{buf:?}"
+    );
+    let sent_when_first_seen = up.frames_sent();
+    assert!(
+        sent_when_first_seen < total_frames,
+        "the client saw the first chunk only after the upstream sent all {total_frames} frames"
+    );
+    assert!(
+        read_until(&mut r, &mut buf, Duration::from_secs(15), |b| b
+            .contains("[DONE]"))
+        .await,
+        "{buf:?}"
+    );
+    check_openai_stream(&buf, text, false);
+    assert_eq!(up.frames_sent(), total_frames);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_cancels_upstream_stream() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::SlowStream {
+        gap: Duration::from_millis(50),
+    }]);
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    // 300 words at 50 ms: the upstream would take 15 s to finish on its own.
+    let text = (0..300)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", &text, false),
+        )
+        .await;
+    assert_sse(&r);
+    let mut buf = String::new();
+    assert!(
+        read_until(&mut r, &mut buf, Duration::from_secs(10), |b| b
+            .contains("w1 "))
+        .await
+    );
+    assert_eq!(up.streams_started(), 1);
+    drop(r);
+    let cancelled = wait_until(Duration::from_secs(8), || up.streams_cancelled() == 1).await;
+    assert!(
+        cancelled,
+        "the upstream stream was not cancelled after the client went away (completed: {})",
+        up.streams_completed()
+    );
+    assert_eq!(up.streams_completed(), 0);
+    // And the gateway still serves.
+    let r = gw.get("/health", None).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_breaking_mid_stream_ends_with_error_event() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::DropMidStream(3)]);
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", "a b c d e f g", false),
+        )
+        .await;
+    assert_sse(&r);
+    let body = tokio::time::timeout(Duration::from_secs(15), r.text())
+        .await
+        .expect("the stream must end when the upstream breaks")
+        .unwrap_or_default();
+    let datas = sse_data(&body);
+    // The frames sent before the break were relayed...
+    assert!(joined_content(&datas).starts_with("a b"), "{body}");
+    // ...and the stream ends with an error event in OpenAI's format, not silently.
+    let err = datas
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some());
+    assert!(
+        err.is_some(),
+        "no error event after the upstream broke: {body}"
+    );
+    assert!(!body.contains(PROVIDER_KEY));
+}
+
+/// Starts a stream whose upstream sends two frames then stalls, under `request_timeout: 1s`;
+/// returns the error event the client got at the deadline.
+async fn stream_until_deadline() -> Value {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::Gated(2)]);
+    let mut cfg = basic_config(Some(&up));
+    cfg["server"] = json!({"request_timeout": "1s"});
+    let gw = Gateway::start(cfg).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &stream_body("gpt-test", "x y z", false),
+        )
+        .await;
+    assert_sse(&r);
+    let body = tokio::time::timeout(Duration::from_secs(15), r.text())
+        .await
+        .expect("the deadline must end the stream")
+        .unwrap_or_default();
+    let datas = sse_data(&body);
+    assert!(joined_content(&datas).starts_with('x'), "{body}");
+    assert_eq!(datas.last().map(String::as_str), Some("[DONE]"), "{body}");
+    datas
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no error event at the deadline: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_cut_by_request_deadline() {
+    let err = stream_until_deadline().await;
+    assert!(err["error"]["message"].is_string(), "{err}");
+}
+
+/// The per-attempt idle timeout is clamped to the time left before the deadline, so both fire
+/// together and the idle timeout often wins: the client is told `upstream_error` ("no data for
+/// 999ms mid-stream") instead of `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_cut_by_request_deadline_says_timeout() {
+    for _ in 0..5 {
+        let err = stream_until_deadline().await;
+        assert_eq!(err["error"]["type"], "timeout", "{err}");
+    }
+}
