@@ -945,3 +945,98 @@ async fn nats_bodies_and_results_larger_than_a_message_go_through_the_object_sto
         big.len()
     );
 }
+
+#[tokio::test]
+async fn a_job_runs_as_its_admin_made_key_and_fails_once_the_key_is_revoked() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_millis(800)));
+    let mut cfg = jobs_config(&up);
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    cfg["jobs"]["workers"] = json!(1);
+    let gw = Gateway::start(cfg).await;
+    let r = gw
+        .client()
+        .post(gw.url("/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .json(&json!({"name": "made", "models": ["gpt-*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rec = json_of(r).await;
+    let (id, key) = (
+        rec["id"].as_str().unwrap().to_owned(),
+        rec["key"].as_str().unwrap().to_owned(),
+    );
+    let path = "/v1/async/chat/completions";
+    let first =
+        json_of(submit(&gw, &key, path, &chat_body("gpt-test", "by made key"), &[]).await).await;
+    wait_until(Duration::from_secs(5), || up.request_count() == 1).await;
+    let _second =
+        json_of(submit(&gw, &key, path, &chat_body("gpt-test", "after revoke"), &[]).await).await;
+    let (s, _) = get_job(&gw, GW_KEY, first["id"].as_str().unwrap()).await;
+    assert_eq!(s, 404, "another key does not see it");
+    // Revoke while the first runs and the second waits.
+    let r = gw
+        .client()
+        .delete(gw.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // The revoked key can no longer read its jobs; the metrics tell how they ended.
+    let ended = wait_until_async(Duration::from_secs(15), || async {
+        metric(&gw, "ai_gateway_jobs_total{status=\"succeeded\"}").await == 1.0
+            && metric(&gw, "ai_gateway_jobs_total{status=\"failed\"}").await == 1.0
+    })
+    .await;
+    assert!(
+        ended,
+        "one job succeeded as the key, the other failed once it was revoked"
+    );
+    assert_eq!(
+        up.request_count(),
+        1,
+        "a revoked key's queued job does not run"
+    );
+    assert!(String::from_utf8_lossy(&up.requests()[0].body).contains("by made key"));
+}
+
+async fn wait_until_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_over_budget_is_refused_at_submission() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["auth"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "broke", "key": "sk-gw-broke-0009", "budget_usd": 0.0}));
+    let gw = Gateway::start(cfg).await;
+    let r = submit(
+        &gw,
+        "sk-gw-broke-0009",
+        "/v1/async/chat/completions",
+        &chat_body("gpt-test", "x"),
+        &[],
+    )
+    .await;
+    assert_openai_error(r, 429, "insufficient_quota", Some("budget_exceeded")).await;
+    assert_eq!(up.request_count(), 0);
+}
