@@ -56,6 +56,8 @@ pub struct AppState {
     pub keys: Arc<KeyStore>,
     /// The Prometheus recorder (`None` when another app in this process installed it first).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The async job system, set once at start (unset: async endpoints answer 503).
+    pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -89,6 +91,7 @@ impl AppState {
             services: Arc::new(Services { cache, ledger }),
             keys,
             metrics: crate::metrics::install(),
+            jobs: std::sync::OnceLock::new(),
         }))
     }
 
@@ -358,6 +361,16 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/embeddings", post(api::openai::embeddings))
         .route("/v1/models", get(api::openai::models))
         .route("/v1/messages", post(api::anthropic::messages))
+        .route(
+            "/v1/async/chat/completions",
+            post(api::jobs::submit_chat_completions),
+        )
+        .route("/v1/async/embeddings", post(api::jobs::submit_embeddings))
+        .route("/v1/async/messages", post(api::jobs::submit_messages))
+        .route(
+            "/v1/jobs/{id}",
+            get(api::jobs::get_job).delete(api::jobs::cancel_job),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = Router::new()
         .route("/admin/reload", post(api::admin::reload))
@@ -390,11 +403,36 @@ pub fn router(state: SharedState) -> Router {
         ))
 }
 
+/// The HTTP stack of `ai-gateway worker`: only `/health`, `/ready` and `/metrics`.
+pub fn worker_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/health", get(api::ops::health))
+        .route("/ready", get(api::ops::ready))
+        .route("/metrics", get(api::ops::metrics))
+        .fallback(fallback)
+        .with_state(state)
+        .layer(middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
 /// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
 pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
+    let app = router(state.clone());
+    serve_app(state, listener, app).await
+}
+
+/// Serve `app` and run this process's job workers until SIGTERM/SIGINT, then drain both for at
+/// most `shutdown_grace`: workers take no new jobs, running ones finish or, shortly before the
+/// grace ends, are released to the queue.
+pub async fn serve_app(
+    state: SharedState,
+    listener: TcpListener,
+    app: Router,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let grace = state.runtime.load().config.server.shutdown_grace.get();
-    let app = router(state.clone());
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -465,6 +503,19 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
             }
         }
     });
+    let (hard_tx, hard_rx) = tokio::sync::watch::channel(false);
+    let jobs_task = state
+        .jobs
+        .get()
+        .map(|j| j.run(state.clone(), stop_rx.clone(), hard_rx));
+    let mut hard_stop_rx = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = hard_stop_rx.wait_for(|v| *v).await;
+        // Leave time to release running jobs before the process exits.
+        let margin = (grace / 5).min(Duration::from_secs(2));
+        tokio::time::sleep(grace.saturating_sub(margin)).await;
+        let _ = hard_tx.send(true);
+    });
     let mut stop_rx2 = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut rx = stop_rx;
@@ -474,13 +525,21 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
         let _ = stop_rx2.wait_for(|v| *v).await;
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = server => r,
         () = hard_stop => {
             tracing::warn!("shutdown grace passed with requests still in flight; exiting");
             Ok(())
         }
+    };
+    if let Some(task) = jobs_task
+        && tokio::time::timeout(grace + Duration::from_secs(2), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("job workers did not stop within the shutdown grace; exiting");
     }
+    result
 }
 
 /// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.

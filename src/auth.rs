@@ -274,6 +274,13 @@ pub fn check_usable(entry: &KeyEntry) -> Result<(), Error> {
     Ok(())
 }
 
+impl Auth {
+    /// A key from the file by its id (a job runs as the key that submitted it).
+    pub fn entry_by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
+        self.keys.values().find(|k| k.id == id).cloned()
+    }
+}
+
 /// The key from `Authorization: Bearer`, `x-api-key` or `api-key`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION)

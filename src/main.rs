@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ai_gateway::{app, auth, config, mock_server, telemetry};
+use ai_gateway::{app, auth, config, jobs, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Serve the gateway (the default).
     Serve,
+    /// Run only job workers and webhook deliveries (needs `state.nats_url`), with `/health`,
+    /// `/ready` and `/metrics` on `server.listen`: scale workers apart from the API.
+    Worker,
     /// Validate a configuration file without starting; exits non-zero with its errors.
     Check,
     /// Print the SHA-256 hex of a key, for `key_sha256` in the configuration.
@@ -102,7 +105,25 @@ fn main() -> ExitCode {
             };
             // Kept to the end: dropping it flushes the spans still queued for export.
             let _telemetry = telemetry::init(&cfg.telemetry);
-            run(serve(cfg, path))
+            run(serve(cfg, path, false))
+        }
+        Command::Worker => {
+            let (cfg, path) = match load(cli.config.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("invalid configuration:\n{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if cfg.state.nats_url.is_none() {
+                eprintln!(
+                    "ai-gateway worker needs state.nats_url: the embedded job queue belongs to the one process that serves the API (run `ai-gateway serve`, which runs workers too)"
+                );
+                return ExitCode::from(2);
+            }
+            // Kept to the end: dropping it flushes the spans still queued for export.
+            let _telemetry = telemetry::init(&cfg.telemetry);
+            run(serve(cfg, path, true))
         }
     }
 }
@@ -127,7 +148,11 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     }
 }
 
-async fn serve(cfg: config::Config, path: Option<PathBuf>) -> Result<(), String> {
+async fn serve(
+    cfg: config::Config,
+    path: Option<PathBuf>,
+    worker_only: bool,
+) -> Result<(), String> {
     let listen = cfg.server.listen;
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
@@ -139,15 +164,34 @@ async fn serve(cfg: config::Config, path: Option<PathBuf>) -> Result<(), String>
     if cfg.auth.is_none() {
         tracing::warn!("no auth section: the gateway serves every caller without a key");
     }
+    // The metrics recorder is installed with the state, before the jobs set their gauges.
+    let jobs_cfg = cfg.clone();
     let state = app::AppState::new(cfg, path)?;
+    match jobs::Jobs::start(&jobs_cfg).await {
+        Ok(j) => {
+            let _ = state.jobs.set(j);
+        }
+        Err(e) if worker_only => return Err(e),
+        Err(e) => {
+            tracing::error!(error = %e, "async jobs are unavailable (their endpoints answer 503); the rest of the API serves");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(listen = %local, "ai-gateway ready");
-    app::serve(state, listener)
-        .await
-        .map_err(|e| e.to_string())?;
+    if worker_only {
+        tracing::info!(listen = %local, "ai-gateway worker ready (job workers; /health, /ready, /metrics)");
+        let router = app::worker_router(state.clone());
+        app::serve_app(state, listener, router)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        tracing::info!(listen = %local, "ai-gateway ready");
+        app::serve(state, listener)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod jobs;
 pub mod openai;
 pub mod ops;
 
@@ -77,15 +78,24 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
 }
 
 /// Which operation a body-carrying endpoint performs.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Endpoint {
     Chat(Format),
     Embeddings,
 }
 
-/// The shared body of the chat, messages and embeddings handlers: read, parse, run the pipeline
-/// under the whole-request deadline, render errors in the endpoint's shape, label the response
-/// with the model for metrics and logs.
+impl Endpoint {
+    /// The error shape of the endpoint.
+    pub fn flavor(self) -> Flavor {
+        match self {
+            Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
+            _ => Flavor::OpenAi,
+        }
+    }
+}
+
+/// The shared body of the chat, messages and embeddings handlers: read the body, then
+/// [`run_call`].
 pub async fn serve_call(
     state: SharedState,
     caller: Caller,
@@ -93,22 +103,51 @@ pub async fn serve_call(
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
-    let flavor = match endpoint {
-        Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
-        _ => Flavor::OpenAi,
-    };
+    let flavor = endpoint.flavor();
     let started = tokio::time::Instant::now();
     let deadline = deadline(&state);
     let (parts, body) = req.into_parts();
+    let limit = state.runtime.load().config.server.max_body_size.0;
+    let body = match tokio::time::timeout_at(deadline, read_body(&parts.headers, body, limit)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return e.into_response_for(flavor),
+        Err(_) => return Error::Timeout.into_response_for(flavor),
+    };
+    run_call(
+        state,
+        &caller,
+        &request_id,
+        &parts.headers,
+        body,
+        endpoint,
+        started,
+    )
+    .await
+}
+
+/// Parse a read body, run the pipeline under the whole-request deadline (counted from
+/// `started`), render errors in the endpoint's shape, label the response with the model for
+/// metrics and logs. Also what a job worker runs, with the stored body.
+pub async fn run_call(
+    state: SharedState,
+    caller: &Caller,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    endpoint: Endpoint,
+    started: tokio::time::Instant,
+) -> Response {
+    let flavor = endpoint.flavor();
+    let deadline = started + state.runtime.load().config.server.request_timeout.get();
     let rt = state.runtime.load_full();
     let mut label: Option<String> = None;
     let mut rate: Option<pipeline::RateHeaders> = None;
     let fut = async {
-        let body = read_body(&parts.headers, body, rt.config.server.max_body_size.0).await?;
         if rt.config.telemetry.log_bodies {
-            crate::telemetry::log_request_body(&request_id, &body);
+            crate::telemetry::log_request_body(request_id, &body);
         }
-        let ctx = call_ctx(&request_id, &parts.headers);
+        let ctx = call_ctx(request_id, headers);
         match endpoint {
             Endpoint::Chat(format) => {
                 let head = match format {
@@ -120,8 +159,8 @@ pub async fn serve_call(
                 }
                 crate::telemetry::record_request(&head.model, head.max_tokens, &body);
                 let call = ChatCall {
-                    caller: &caller,
-                    headers: &parts.headers,
+                    caller,
+                    headers,
                     client: format,
                     head: &head,
                     body: &body,
@@ -140,8 +179,8 @@ pub async fn serve_call(
                 pipeline::embeddings(
                     &rt,
                     &state.services,
-                    &caller,
-                    &parts.headers,
+                    caller,
+                    headers,
                     &body,
                     &head,
                     deadline,

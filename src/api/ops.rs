@@ -20,11 +20,15 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
         Some(r) if r.is_healthy() => "ok",
         Some(_) => "down",
     };
-    let status = if redis == "down" { "degraded" } else { "ok" };
-    let nats = if rt.config.state.nats_url.is_some() {
-        "ok"
+    let nats = match state.jobs.get() {
+        Some(j) => j.nats_state(),
+        None if rt.config.state.nats_url.is_some() => "down",
+        None => "unused",
+    };
+    let status = if redis == "down" || nats == "down" {
+        "degraded"
     } else {
-        "unused"
+        "ok"
     };
     if state.draining.load(Ordering::SeqCst) {
         return (

@@ -80,9 +80,18 @@ impl Gateway {
     }
 
     pub async fn start_with_env(config: Value, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config, env, &[]).await
+    }
+
+    /// Start `ai-gateway worker` (job workers only, with /health, /ready, /metrics).
+    pub async fn start_worker(config: Value) -> Self {
+        Self::start_with_args(config, &[], &["worker"]).await
+    }
+
+    pub async fn start_with_args(config: Value, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut last_logs = String::new();
         for _ in 0..3 {
-            match Self::try_start(config.clone(), env).await {
+            match Self::try_start(config.clone(), env, args).await {
                 Ok(g) => return g,
                 Err(logs) if logs.contains("cannot listen") => last_logs = logs,
                 Err(logs) => panic!("the gateway did not start; its output:\n{logs}"),
@@ -91,7 +100,11 @@ impl Gateway {
         panic!("the gateway could not get a port; its output:\n{last_logs}")
     }
 
-    async fn try_start(mut config: Value, env: &[(&str, &str)]) -> Result<Self, String> {
+    async fn try_start(
+        mut config: Value,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         if !config["server"].is_object() {
@@ -101,7 +114,8 @@ impl Gateway {
         let config_path = dir.path().join("gateway.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let mut cmd = command();
-        cmd.arg("--config")
+        cmd.args(args)
+            .arg("--config")
             .arg(&config_path)
             .current_dir(dir.path())
             .stdin(Stdio::null())

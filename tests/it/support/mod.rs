@@ -2,6 +2,8 @@
 //! assertion helpers.
 
 pub mod gateway;
+pub mod nats;
+pub mod receiver;
 pub mod redis;
 pub mod upstream;
 
@@ -10,6 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use gateway::Gateway;
+pub use nats::NatsServer;
+pub use receiver::WebhookReceiver;
 pub use upstream::{FakeUpstream, Fault, Kind};
 
 /// The caller's gateway key allowed every model.

@@ -1,0 +1,493 @@
+//! Running jobs: [`execute`] sends a stored request through the same pipeline as a synchronous
+//! one (routing, cache, retries, fallbacks, limits) and captures its answer; the embedded
+//! backend's worker pool and webhook dispatcher live here too (JetStream's are in `nats.rs`).
+//!
+//! Rate limits wait rather than fail: a `429 rate_limit_error` from the pipeline makes the job
+//! sleep for the `retry-after` and try again without spending an attempt. Other failures with a
+//! status ≥ 500 (or 408) are retried as new attempts after a backoff, up to `jobs.max_attempts`;
+//! caller errors (4xx) end the job at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::embedded::Embedded;
+use super::{Job, JobStatus, Jobs, WebhookState, WebhookStatus, backoff, now_unix, now_unix_ms};
+use crate::api::Endpoint;
+use crate::app::SharedState;
+use crate::auth::Caller;
+use crate::webhooks::Attempt;
+use crate::wire::Format;
+
+/// What running a job once came to.
+pub enum Outcome {
+    Succeeded(Box<RawValue>),
+    Failed { error: Value, retryable: bool },
+}
+
+/// The error of a job whose process stopped while it ran, with no attempts left.
+pub fn interrupted_error(attempts: u32) -> Value {
+    json!({
+        "message": format!("the job was interrupted {attempts} time(s) (the gateway running it stopped) and has no attempts left"),
+        "type": "job_interrupted",
+        "param": null,
+        "code": null,
+    })
+}
+
+fn endpoint_of(path: &str) -> Option<Endpoint> {
+    match path {
+        "/v1/chat/completions" => Some(Endpoint::Chat(Format::OpenAi)),
+        "/v1/messages" => Some(Endpoint::Chat(Format::Anthropic)),
+        "/v1/embeddings" => Some(Endpoint::Embeddings),
+        _ => None,
+    }
+}
+
+fn headers_of(job: &Job) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in &job.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    h
+}
+
+/// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
+/// revoked or expired.
+async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
+    if !state.runtime.load().auth.enabled() {
+        return Ok(Some(Caller { key: None }));
+    }
+    let entry = match state.runtime.load().auth.entry_by_id(&job.caller_id) {
+        Some(e) => Some(e),
+        None => match state.keys.get(&job.caller_id).await? {
+            Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
+            _ => None,
+        },
+    };
+    Ok(entry
+        .filter(|e| !e.is_expired())
+        .map(|e| Caller { key: Some(e) }))
+}
+
+/// Run a job once through the pipeline, as its key.
+pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
+    let Some(endpoint) = endpoint_of(&job.endpoint) else {
+        return Outcome::Failed {
+            error: json!({"message": format!("unknown endpoint {}", job.endpoint), "type": "invalid_request_error", "param": null, "code": null}),
+            retryable: false,
+        };
+    };
+    let caller = match caller_of(state, job).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Outcome::Failed {
+                error: json!({"message": "the key that submitted this job no longer exists, is revoked or expired", "type": "authentication_error", "param": null, "code": "invalid_api_key"}),
+                retryable: false,
+            };
+        }
+        Err(e) => {
+            return Outcome::Failed {
+                error: json!({"message": format!("cannot look the job's key up: {}", e.client_message()), "type": "service_unavailable", "param": null, "code": null}),
+                retryable: true,
+            };
+        }
+    };
+    let headers = headers_of(job);
+    loop {
+        let started = tokio::time::Instant::now();
+        let resp = crate::api::run_call(
+            state.clone(),
+            &caller,
+            &job.request_id,
+            &headers,
+            body.clone(),
+            endpoint,
+            started,
+        )
+        .await;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let timeout = state.runtime.load().config.server.request_timeout.get();
+        let bytes = match tokio::time::timeout(timeout, resp.into_body().collect()).await {
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(e)) => {
+                return Outcome::Failed {
+                    error: json!({"message": format!("the answer broke off: {e}"), "type": "upstream_error", "param": null, "code": null}),
+                    retryable: true,
+                };
+            }
+            Err(_) => {
+                return Outcome::Failed {
+                    error: json!({"message": "the request did not finish within its deadline", "type": "timeout", "param": null, "code": null}),
+                    retryable: true,
+                };
+            }
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<Box<RawValue>>(&bytes) {
+                Ok(raw) => Outcome::Succeeded(raw),
+                Err(e) => Outcome::Failed {
+                    error: json!({"message": format!("the answer was not JSON: {e}"), "type": "upstream_error", "param": null, "code": null}),
+                    retryable: true,
+                },
+            };
+        }
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| json!({"error": {"message": String::from_utf8_lossy(&bytes), "type": "upstream_error"}}),
+        );
+        let error = v.get("error").cloned().unwrap_or(v);
+        let ty = error.get("type").and_then(Value::as_str).unwrap_or("");
+        // limits: a rate limit makes the job wait, not fail (a budget does fail it).
+        if status.as_u16() == 429 && ty == "rate_limit_error" {
+            let wait = retry_after
+                .unwrap_or(Duration::from_secs(1))
+                .clamp(Duration::from_millis(100), Duration::from_secs(60));
+            tracing::debug!(job = %job.id, wait_ms = wait.as_millis() as u64, "job waits for a rate limit");
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let retryable = status.is_server_error() || status.as_u16() == 408;
+        return Outcome::Failed { error, retryable };
+    }
+}
+
+/// The delay before attempt `attempts + 1` of a job that failed with a retryable error.
+pub fn retry_delay(state: &SharedState, attempts: u32) -> Duration {
+    let r = &state.runtime.load().config.resilience;
+    backoff(attempts, r.backoff_initial.get(), r.backoff_max.get())
+}
+
+/// One webhook delivery attempt for an ended job: its new webhook state, and the delay before
+/// the next attempt if one follows.
+pub async fn deliver_webhook(
+    state: &SharedState,
+    jobs: &Jobs,
+    job: &Job,
+) -> Option<(WebhookState, Option<Duration>)> {
+    let mut w = job.webhook.clone()?;
+    if w.status != WebhookStatus::Pending {
+        return None;
+    }
+    let cfg = state.runtime.load().config.jobs.webhook.clone();
+    let attempt_no = w.attempts + 1;
+    let mut shown = job.clone();
+    if let Some(sw) = shown.webhook.as_mut() {
+        sw.attempts = attempt_no;
+        sw.next_attempt_at = None;
+    }
+    let body = serde_json::to_vec(&shown.public()).unwrap_or_default();
+    let result = jobs
+        .webhooks
+        .attempt(
+            &w.url,
+            &job.id,
+            &body,
+            cfg.timeout.get(),
+            cfg.allow_private_networks,
+        )
+        .await;
+    metrics::counter!(crate::metrics::WEBHOOKS, "outcome" => result.outcome()).increment(1);
+    w.attempts = attempt_no;
+    w.next_attempt_at = None;
+    let next = match result {
+        Attempt::Delivered => {
+            w.status = WebhookStatus::Delivered;
+            w.last_error = None;
+            None
+        }
+        Attempt::Stop { reason, .. } => {
+            w.status = WebhookStatus::Failed;
+            w.last_error = Some(reason);
+            None
+        }
+        Attempt::Retry {
+            reason,
+            retry_after,
+            ..
+        } => {
+            w.last_error = Some(reason);
+            if attempt_no >= cfg.max_attempts {
+                w.status = WebhookStatus::Failed;
+                None
+            } else {
+                let mut d = backoff(attempt_no, cfg.backoff_initial.get(), cfg.backoff_max.get());
+                if let Some(ra) = retry_after {
+                    d = d.max(ra.min(cfg.backoff_max.get()));
+                }
+                w.next_attempt_at = Some(now_unix() + d.as_secs());
+                Some(d)
+            }
+        }
+    };
+    if w.status != WebhookStatus::Pending {
+        tracing::info!(job = %job.id, status = ?w.status, attempts = w.attempts, "webhook delivery ended");
+    }
+    Some((w, next))
+}
+
+/// Count a job that ended.
+/// Count (and log) a job that ended here.
+pub fn count_end(job: &Job) {
+    metrics::counter!(crate::metrics::JOBS, "status" => job.status.as_str()).increment(1);
+    tracing::info!(
+        target: "jobs",
+        job = %job.id,
+        status = job.status.as_str(),
+        attempts = job.attempts,
+        model = %job.model,
+        endpoint = %job.endpoint,
+        request_id = %job.request_id,
+        "job ended"
+    );
+}
+
+fn ttl_ms(state: &SharedState) -> u64 {
+    u64::try_from(
+        state
+            .runtime
+            .load()
+            .config
+            .jobs
+            .result_ttl
+            .get()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// The embedded backend's worker pool: up to `workers` jobs at a time until `stop`; then running
+/// jobs finish, or are put back in the queue when `hard` fires (shutdown grace passed).
+pub async fn run_embedded(
+    state: SharedState,
+    store: Arc<Embedded>,
+    workers: usize,
+    mut stop: watch::Receiver<bool>,
+    hard: watch::Receiver<bool>,
+) {
+    let sem = Arc::new(Semaphore::new(workers.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < 256 {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        match store.take(permits.len()).await {
+            Ok((taken, next)) if taken.is_empty() => {
+                drop(permits);
+                let wait_ms = next
+                    .map(|due| due.saturating_sub(now_unix_ms()))
+                    .unwrap_or(1000)
+                    .clamp(2, 1000);
+                tokio::select! {
+                    () = store.work.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            Ok((taken, _)) => {
+                for ((job, body), permit) in taken.into_iter().zip(permits) {
+                    let state = state.clone();
+                    let store = store.clone();
+                    let hard = hard.clone();
+                    tasks.spawn(async move {
+                        run_embedded_job(state, store, job, body, hard).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                drop(permits);
+                tracing::error!(error = %e, "cannot take jobs from the store; retrying in 1s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+    let running = tasks.len();
+    if running > 0 {
+        tracing::info!(
+            running,
+            "job workers stopped taking jobs; waiting for running ones"
+        );
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn run_embedded_job(
+    state: SharedState,
+    store: Arc<Embedded>,
+    mut job: Job,
+    body: Bytes,
+    mut hard: watch::Receiver<bool>,
+) {
+    let outcome = tokio::select! {
+        o = execute(&state, &job, body) => Some(o),
+        _ = hard.wait_for(|v| *v) => None,
+    };
+    let max_attempts = state.runtime.load().config.jobs.max_attempts;
+    match outcome {
+        None => {
+            // Shutdown grace passed: give the job back (this attempt does not count).
+            job.attempts = job.attempts.saturating_sub(1);
+            if let Err(e) = store.requeue(job, now_unix_ms()).await {
+                tracing::warn!(error = %e, "could not release a running job; it is re-queued at the next start");
+            }
+            return;
+        }
+        Some(Outcome::Succeeded(raw)) => job.finish(JobStatus::Succeeded, Some(raw), None),
+        Some(Outcome::Failed { error, retryable }) if retryable && job.attempts < max_attempts => {
+            let delay = retry_delay(&state, job.attempts);
+            tracing::info!(job = %job.id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
+            job.error = Some(error);
+            let due = now_unix_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(0));
+            if let Err(e) = store.requeue(job, due).await {
+                tracing::error!(error = %e, "could not re-queue a job; it is re-queued at the next start");
+            }
+            return;
+        }
+        Some(Outcome::Failed { error, .. }) => job.finish(JobStatus::Failed, None, Some(error)),
+    }
+    let ended = job.clone();
+    match store.finish(job, ttl_ms(&state)).await {
+        Ok(true) => count_end(&ended),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a job's result; it runs again at the next start");
+        }
+    }
+}
+
+/// The embedded backend's webhook dispatcher: delivers due webhooks (at most 64 at a time) and
+/// reschedules failed ones, until `stop`.
+pub async fn run_embedded_webhooks(
+    state: SharedState,
+    jobs: Arc<Jobs>,
+    store: Arc<Embedded>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sem = Arc::new(Semaphore::new(64));
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        let free = sem.available_permits();
+        let snapshot = busy.lock().map(|b| b.clone()).unwrap_or_default();
+        let (due, next) = if free == 0 {
+            (Vec::new(), None)
+        } else {
+            match store.webhooks_due(free, snapshot).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read due webhooks");
+                    (Vec::new(), None)
+                }
+            }
+        };
+        if due.is_empty() {
+            let wait_ms = next
+                .map(|d| d.saturating_sub(now_unix_ms()))
+                .unwrap_or(1000)
+                .clamp(2, 1000);
+            tokio::select! {
+                () = store.webhook_work.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                _ = stop.changed() => break,
+            }
+            continue;
+        }
+        for (old_due, job) in due {
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                break;
+            };
+            if let Ok(mut b) = busy.lock() {
+                b.insert(job.id.clone());
+            }
+            let (state, jobs, store, busy) =
+                (state.clone(), jobs.clone(), store.clone(), busy.clone());
+            tasks.spawn(async move {
+                let id = job.id.clone();
+                match deliver_webhook(&state, &jobs, &job).await {
+                    Some((w, next)) => {
+                        let next_due = next.map(|d| {
+                            now_unix_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(0))
+                        });
+                        if let Err(e) = store.webhook_done(&id, old_due, w, next_due).await {
+                            tracing::error!(error = %e, "cannot record a webhook attempt");
+                        }
+                    }
+                    None => {
+                        // Nothing to deliver (no webhook, or it already ended): drop the entry.
+                        if let Some(w) = job.webhook.clone()
+                            && let Err(e) = store.webhook_done(&id, old_due, w, None).await
+                        {
+                            tracing::error!(error = %e, "cannot record a webhook attempt");
+                        }
+                    }
+                }
+                if let Ok(mut b) = busy.lock() {
+                    b.remove(&id);
+                }
+                store.webhook_work.notify_one();
+                drop(permit);
+            });
+        }
+    }
+    // Deliveries in flight finish (each is bounded by jobs.webhook.timeout).
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Drop expired embedded records once a minute.
+pub async fn run_embedded_expiry(store: Arc<Embedded>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            match store.expire().await {
+                Ok(n) if n >= 1000 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot expire old job records");
+                    break;
+                }
+            }
+        }
+    }
+}

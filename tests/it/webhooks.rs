@@ -1,0 +1,321 @@
+//! Webhooks of ended jobs: retries with the same `webhook-id`, the delivery status in the record,
+//! a schedule that survives a restart, and the SSRF guard (loopback URLs only: no traffic ever
+//! leaves this machine).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::jobs::{SECRET, get_job, jobs_config, submit, submit_ok, wait_job, wait_job_until};
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_receiver_failing_twice_gets_the_same_webhook_id_three_times() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    rx.push(&[500, 502]);
+    let gw = Gateway::start(jobs_config(&up)).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "retry"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
+        v["webhook"]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(v["webhook"]["attempts"], 3, "{v}");
+    let d = rx.deliveries();
+    assert_eq!(d.len(), 3);
+    assert!(d.iter().all(|d| d.id == id && d.verifies(SECRET)));
+    // Backoff: 50 ms then 100 ms steps, each at least half the step (jitter).
+    assert!(
+        d[1].at - d[0].at >= Duration::from_millis(25),
+        "{:?}",
+        d[1].at - d[0].at
+    );
+    assert!(
+        d[2].at - d[1].at >= Duration::from_millis(50),
+        "{:?}",
+        d[2].at - d[1].at
+    );
+    assert!(
+        metric_lines(&gw)
+            .await
+            .contains("ai_gateway_webhook_deliveries_total{outcome=\"http_error\"} 2")
+    );
+}
+
+async fn metric_lines(gw: &Gateway) -> String {
+    gw.get("/metrics", None).await.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_ends_failed_after_max_attempts_and_410_stops_at_once() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    rx.push(&[500, 500, 500, 500, 500, 410]);
+    let gw = Gateway::start(jobs_config(&up)).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "never delivered"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
+        v["webhook"]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(v["webhook"]["attempts"], 5, "{v}");
+    assert!(v["webhook"]["last_error"].as_str().unwrap().contains("500"));
+    assert_eq!(rx.deliveries().len(), 5);
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "gone"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
+        v["webhook"]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(v["webhook"]["attempts"], 1, "410 Gone stops retrying: {v}");
+}
+
+#[tokio::test]
+async fn the_retry_schedule_survives_a_restart() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    rx.push(&[500]);
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+    cfg["jobs"]["webhook"]["backoff_initial"] = json!("3s");
+    cfg["jobs"]["webhook"]["backoff_max"] = json!("3s");
+    let mut gw = Gateway::start(cfg.clone()).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "later"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let v = wait_job_until(&gw, &id, Duration::from_secs(10), |v| {
+        v["webhook"]["attempts"] == 1
+    })
+    .await;
+    assert_eq!(v["webhook"]["status"], "pending");
+    assert!(v["webhook"]["next_attempt_at"].as_u64().is_some(), "{v}");
+    gw.send_signal(Signal::SIGKILL);
+    gw.wait_exit(Duration::from_secs(5)).await;
+    let gw = Gateway::start(cfg).await;
+    let v = wait_job_until(&gw, &id, Duration::from_secs(15), |v| {
+        v["webhook"]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(v["webhook"]["attempts"], 2);
+    let d = rx.deliveries();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0].id, d[1].id);
+}
+
+#[tokio::test]
+async fn private_webhook_urls_are_refused_at_submission() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["webhook"]["allow_private_networks"] = json!(false);
+    let gw = Gateway::start(cfg).await;
+    let port = rx.addr.port();
+    // Loopback in every spelling, and a name that resolves to it. (Only loopback is ever
+    // contacted: the other private ranges are covered by unit tests without traffic.)
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://2130706433:{port}/hook"),
+        format!("http://0x7f.0.0.1:{port}/hook"),
+        format!("http://127.1:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/hook".to_owned(),
+        "http://192.168.1.1/hook".to_owned(),
+        "http://100.64.0.1/hook".to_owned(),
+    ] {
+        let r = submit(
+            &gw,
+            GW_KEY,
+            "/v1/async/chat/completions",
+            &chat_body("gpt-test", "x"),
+            &[("x-webhook-url", &url)],
+        )
+        .await;
+        let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
+        assert!(
+            e["message"].as_str().unwrap().contains("x-webhook-url"),
+            "{url}: {e}"
+        );
+    }
+    assert_eq!(up.request_count(), 0);
+    assert!(rx.deliveries().is_empty());
+}
+
+#[tokio::test]
+async fn a_name_that_turns_private_after_submission_is_refused_at_connect_time() {
+    // Submission allowed private networks; a reload forbids them before the delivery, so the
+    // delivery goes through the connect-time guard (the resolver), as after DNS re-binding.
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_millis(1500)));
+    let rx = WebhookReceiver::start().await;
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["webhook"]["max_attempts"] = json!(2);
+    let gw = Gateway::start(cfg.clone()).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "rebind"),
+        &[("x-webhook-url", &rx.localhost_url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    cfg["jobs"]["webhook"]["allow_private_networks"] = json!(false);
+    gw.write_config(cfg);
+    gw.send_signal(Signal::SIGHUP);
+    gw.wait_log("configuration reloaded").await;
+    let v = wait_job(&gw, id, Duration::from_secs(10)).await;
+    assert_eq!(v["status"], "succeeded");
+    let v = wait_job_until(&gw, id, Duration::from_secs(10), |v| {
+        v["webhook"]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(v["webhook"]["attempts"], 2, "{v}");
+    assert!(
+        v["webhook"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{v}"
+    );
+    assert!(
+        rx.deliveries().is_empty(),
+        "no request reached the private address"
+    );
+    assert!(
+        metric_lines(&gw)
+            .await
+            .contains("ai_gateway_webhook_deliveries_total{outcome=\"refused\"} 2")
+    );
+    let (_, v) = get_job(&gw, GW_KEY, id).await;
+    assert_eq!(v["webhook"]["url"], rx.localhost_url());
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    use axum::response::IntoResponse;
+    // A receiver that redirects to another (loopback) receiver.
+    let target = WebhookReceiver::start().await;
+    let to = target.url();
+    let app = axum::Router::new().fallback(move || {
+        let to = to.clone();
+        async move { (axum::http::StatusCode::FOUND, [("location", to)], "").into_response() }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["webhook"]["max_attempts"] = json!(1);
+    let gw = Gateway::start(cfg).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "redirected"),
+        &[("x-webhook-url", &format!("http://127.0.0.1:{port}/r"))],
+    )
+    .await;
+    let v = wait_job_until(
+        &gw,
+        job["id"].as_str().unwrap(),
+        Duration::from_secs(10),
+        |v| v["webhook"]["status"] == "failed",
+    )
+    .await;
+    assert!(
+        v["webhook"]["last_error"].as_str().unwrap().contains("302"),
+        "{v}"
+    );
+    assert!(target.deliveries().is_empty());
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_generated_secret_is_logged_once_and_kept_across_restarts() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["webhook"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret");
+    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+    let gw = Gateway::start(cfg.clone()).await;
+    gw.wait_log("webhook_secret").await;
+    let logs = gw.logs();
+    let secret = logs
+        .split("whsec_")
+        .nth(1)
+        .map(|rest| {
+            format!(
+                "whsec_{}",
+                rest.split(|c: char| c == '"' || c.is_whitespace())
+                    .next()
+                    .unwrap()
+            )
+        })
+        .unwrap();
+    assert_eq!(logs.matches("whsec_").count(), 1, "logged once");
+    drop(gw);
+    let gw = Gateway::start(cfg).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "signed"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    wait_job_until(
+        &gw,
+        job["id"].as_str().unwrap(),
+        Duration::from_secs(10),
+        |v| v["webhook"]["status"] == "delivered",
+    )
+    .await;
+    assert!(
+        rx.deliveries()[0].verifies(&secret),
+        "the restarted gateway signs with the logged secret"
+    );
+    assert!(!gw.logs().contains("whsec_"), "not logged again");
+}
+
+#[tokio::test]
+async fn the_queued_gauge_follows_the_queue() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_secs(5)));
+    let mut cfg = jobs_config(&up);
+    cfg["jobs"]["workers"] = json!(1);
+    let gw = Gateway::start(cfg).await;
+    for i in 0..5 {
+        submit_ok(&gw, &chat_body("gpt-test", &format!("q{i}")), &[]).await;
+    }
+    let text = gw.get("/metrics", None).await.text().await.unwrap();
+    let queued: f64 = text
+        .lines()
+        .find(|l| l.starts_with("ai_gateway_jobs_queued "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!((4.0..=5.0).contains(&queued), "{queued}");
+}
