@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::LocalKey;
@@ -127,15 +128,35 @@ const LIMIT_REASONS: [&str; 3] = ["requests", "tokens", "budget"];
 /// thread's increments land in the same series.
 struct Local<H> {
     key: String,
-    map: HashMap<Box<str>, H>,
+    map: HashMap<Box<str>, H, BuildHasherDefault<FxHasher>>,
 }
 
 impl<H> Local<H> {
     fn new() -> RefCell<Self> {
         RefCell::new(Self {
             key: String::with_capacity(128),
-            map: HashMap::new(),
+            map: HashMap::default(),
         })
+    }
+}
+
+/// A fast non-cryptographic hash (the Fx multiply-rotate, 8 bytes at a time): the keys are label
+/// values from the configuration and fixed words, nothing a caller chooses, so no flooding risk.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
