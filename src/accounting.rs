@@ -30,6 +30,8 @@ pub struct Accounting {
     stream: Option<StreamUsage>,
     /// A cache hit: no upstream tokens were spent.
     free: bool,
+    /// The request's usage cell (access log, server span).
+    report: Option<Arc<crate::telemetry::Usage>>,
 }
 
 impl Accounting {
@@ -50,7 +52,13 @@ impl Accounting {
             usage: None,
             stream: None,
             free: false,
+            report: None,
         }
+    }
+
+    /// Also report tokens and cost to the request's usage cell.
+    pub fn report_to(&mut self, cell: Option<Arc<crate::telemetry::Usage>>) {
+        self.report = cell;
     }
 
     /// Served from the cache: give the reserved tokens back, spend nothing.
@@ -105,13 +113,14 @@ impl Accounting {
             ),
             _ => (String::new(), None),
         };
+        if let Some(cell) = &self.report {
+            cell.set_tokens(usage.input, usage.output);
+            if let Some(c) = cost {
+                cell.set_cost(c);
+            }
+        }
         if !self.free && !provider.is_empty() {
-            metrics::counter!(crate::metrics::TOKENS, "model" => self.model.clone(),
-                "provider" => provider.clone(), "type" => "input")
-            .increment(usage.input);
-            metrics::counter!(crate::metrics::TOKENS, "model" => self.model.clone(),
-                "provider" => provider.clone(), "type" => "output")
-            .increment(usage.output);
+            crate::metrics::tokens(&self.model, &provider, usage.input, usage.output);
             if let Some(c) = cost {
                 crate::metrics::cost(&self.model, &provider, self.caller.name(), c);
             }

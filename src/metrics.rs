@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::LocalKey;
@@ -128,15 +128,35 @@ const LIMIT_REASONS: [&str; 3] = ["requests", "tokens", "budget"];
 /// thread's increments land in the same series.
 struct Local<H> {
     key: String,
-    map: HashMap<Box<str>, H>,
+    map: HashMap<Box<str>, H, BuildHasherDefault<FxHasher>>,
 }
 
 impl<H> Local<H> {
     fn new() -> RefCell<Self> {
         RefCell::new(Self {
             key: String::with_capacity(128),
-            map: HashMap::new(),
+            map: HashMap::default(),
         })
+    }
+}
+
+/// A fast non-cryptographic hash (the Fx multiply-rotate, 8 bytes at a time): the keys are label
+/// values from the configuration and fixed words, nothing a caller chooses, so no flooding risk.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -147,9 +167,14 @@ fn with_handles<H>(
     make: impl FnOnce() -> H,
     f: impl FnOnce(&H),
 ) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        // No recorder of ours (metrics off, or another app in this process installed it): the
+        // `metrics` macros would build owned label sets only to drop them.
+        return;
+    }
     let mut make = Some(make);
     let mut f = Some(f);
-    if INSTALLED.load(Ordering::Acquire) {
+    {
         let _ = cache.try_with(|c| {
             let Ok(mut c) = c.try_borrow_mut() else {
                 return;
@@ -173,9 +198,25 @@ fn with_handles<H>(
             }
         });
     }
-    // Not installed, or this thread's storage is gone (thread exit): the registry's own path.
+    // This thread's storage is gone (thread exit): the registry's own path.
     if let (Some(make), Some(f)) = (make, f) {
         f(&make());
+    }
+}
+
+fn push_u16(buf: &mut String, mut v: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in &digits[i..] {
+        buf.push(char::from(*d));
     }
 }
 
@@ -279,7 +320,7 @@ pub fn request(endpoint: &'static str, model: &str, provider: &str, status: u16,
         &REQUEST_HANDLES,
         |k| {
             push_parts(k, &[endpoint, model, provider]);
-            let _ = write!(k, "{status}");
+            push_u16(k, status);
         },
         || {
             (
@@ -372,9 +413,8 @@ pub fn cache(layer: &'static str, result: &'static str) {
         (_, "hit") => 2,
         _ => 3,
     };
-    match FIXED.get() {
-        Some(f) => f.cache[i].increment(1),
-        None => metrics::counter!(CACHE, "layer" => layer, "result" => result).increment(1),
+    if let Some(f) = FIXED.get() {
+        f.cache[i].increment(1);
     }
 }
 
@@ -382,16 +422,16 @@ pub fn cache(layer: &'static str, result: &'static str) {
 pub fn rate_limited(reason: &'static str) {
     match (FIXED.get(), LIMIT_REASONS.iter().position(|r| *r == reason)) {
         (Some(f), Some(i)) => f.rate_limited[i].increment(1),
-        _ => metrics::counter!(RATE_LIMITED, "reason" => reason).increment(1),
+        (Some(_), None) => metrics::counter!(RATE_LIMITED, "reason" => reason).increment(1),
+        (None, _) => {}
     }
 }
 
 /// `ai_gateway_in_flight_requests` up (`true`) or down.
 pub fn in_flight(up: bool) {
     let delta = if up { 1.0 } else { -1.0 };
-    match FIXED.get() {
-        Some(f) => f.in_flight.increment(delta),
-        None => metrics::gauge!(IN_FLIGHT).increment(delta),
+    if let Some(f) = FIXED.get() {
+        f.in_flight.increment(delta);
     }
 }
 
@@ -422,4 +462,29 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
         &format!("# TYPE {COST} counter"),
         1,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_digits() {
+        for v in [0u16, 7, 42, 200, 404, 599, 65535] {
+            let mut s = String::new();
+            push_u16(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
+
+    #[test]
+    fn endpoint_labels_are_bounded() {
+        assert_eq!(
+            endpoint_label("/v1/chat/completions"),
+            "/v1/chat/completions"
+        );
+        assert_eq!(endpoint_label("/v1/jobs/job_123"), "/v1/jobs");
+        assert_eq!(endpoint_label("/admin/keys/abc"), "/admin");
+        assert_eq!(endpoint_label("/v1/anything-else"), "other");
+    }
 }

@@ -370,6 +370,7 @@ pub async fn chat(
         rate,
     )
     .await?;
+    acct.report_to(call.ctx.usage.clone());
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,
@@ -487,6 +488,7 @@ pub async fn embeddings(
     caller.check_model(&head.model)?;
     let input_tokens = estimate_tokens(body);
     let mut acct = admit(rt, svc, caller, &head.model, body, false, Some(0), rate).await?;
+    acct.report_to(ctx.usage.clone());
     let plan = cache_plan(
         rt,
         model.cache,

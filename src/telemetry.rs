@@ -126,6 +126,8 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
                 .with_target(false)
                 .with_level(false)
                 .with_tracked_inactivity(false)
+                // Nothing reads OpenTelemetry's current context: no attach/detach on every poll.
+                .with_context_activation(false)
                 .with_filter(filter_fn(|m| m.is_span() && m.target() == SPAN_TARGET));
             if tracing_subscriber::registry()
                 .with(fmt)

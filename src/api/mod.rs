@@ -74,6 +74,7 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
         request_id: request_id.to_owned(),
         traceparent: headers.get("traceparent").cloned(),
         anthropic_beta: headers.get("anthropic-beta").cloned(),
+        usage: None,
     }
 }
 
@@ -114,6 +115,7 @@ pub async fn serve_call(
         Ok(Err(e)) => return e.into_response_for(flavor),
         Err(_) => return Error::Timeout.into_response_for(flavor),
     };
+    let usage = parts.extensions.get::<std::sync::Arc<crate::telemetry::Usage>>().cloned();
     run_call(
         state,
         &caller,
@@ -122,6 +124,7 @@ pub async fn serve_call(
         body,
         endpoint,
         started,
+        usage,
     )
     .await
 }
@@ -129,6 +132,7 @@ pub async fn serve_call(
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
 /// `started`), render errors in the endpoint's shape, label the response with the model for
 /// metrics and logs. Also what a job worker runs, with the stored body.
+#[expect(clippy::too_many_arguments, reason = "the request's parts, each used once")]
 pub async fn run_call(
     state: SharedState,
     caller: &Caller,
@@ -137,6 +141,7 @@ pub async fn run_call(
     body: Bytes,
     endpoint: Endpoint,
     started: tokio::time::Instant,
+    usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
 ) -> Response {
     let flavor = endpoint.flavor();
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
@@ -147,7 +152,8 @@ pub async fn run_call(
         if rt.config.telemetry.log_bodies {
             crate::telemetry::log_request_body(request_id, &body);
         }
-        let ctx = call_ctx(request_id, headers);
+        let mut ctx = call_ctx(request_id, headers);
+        ctx.usage = usage;
         match endpoint {
             Endpoint::Chat(format) => {
                 let head = match format {

@@ -117,6 +117,7 @@ pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
             body.clone(),
             endpoint,
             started,
+            None,
         )
         .await;
         let status = resp.status();

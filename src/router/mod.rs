@@ -360,6 +360,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
         request_id: format!("healthcheck_{}", uuid::Uuid::new_v4().simple()),
         traceparent: None,
         anthropic_beta: None,
+        usage: None,
     };
     let mut seen = std::collections::HashSet::new();
     for m in rt.models.values() {

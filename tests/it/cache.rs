@@ -28,6 +28,22 @@ async fn ask(
     (status, cache, layer, json_of(r).await)
 }
 
+/// Wait until Redis holds a cache entry (L2 writes go in the background).
+async fn wait_l2_entry(redis: &RedisServer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "--scan", "--pattern", "aigw:cache:*"])
+            .output()
+            .expect("redis-cli");
+        if !out.stdout.is_empty() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no L2 entry was written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_redis_ok(gw: &Gateway) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -70,18 +86,9 @@ async fn a_second_gateway_hits_through_redis() {
     let body = chat_body("gpt-test", "shared by replicas");
     let (_, c, _, a) = ask(&one, &body).await;
     assert_eq!(c.as_deref(), Some("MISS"));
-    // The L2 write goes in the background.
-    let mut hit = None;
-    for _ in 0..50 {
-        let (_, c, layer, b) = ask(&two, &body).await;
-        if c.as_deref() == Some("HIT") {
-            hit = Some((layer, b));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (layer, b) = hit.expect("the second replica hit the shared cache");
-    assert_eq!(layer.as_deref(), Some("l2"));
+    wait_l2_entry(&redis).await;
+    let (_, c, layer, b) = ask(&two, &body).await;
+    assert_eq!((c.as_deref(), layer.as_deref()), (Some("HIT"), Some("l2")));
     assert_eq!(a, b);
     // Copied into its L1.
     let (_, c, layer, _) = ask(&two, &body).await;
@@ -320,6 +327,7 @@ async fn redis_down_never_fails_a_request_and_l2_resumes() {
     // L2 works again: a second gateway sees what this one stores now.
     let body = chat_body("gpt-test", "after the outage");
     ask(&gw, &body).await;
+    wait_l2_entry(&redis).await;
     let two = Gateway::start(cached_config(&up, Some(&redis))).await;
     wait_redis_ok(&two).await;
     let mut layer = None;
