@@ -9,18 +9,32 @@
 #      direct       the mock itself (the baseline that "added" latency is taken against)
 #      gateway      ai-gateway pinned to $GW_CPU, an `openai` provider pointing at the mock
 #      nginx-proxy  nginx `proxy_pass` to the mock, pinned to $GW_CPU: the physical limit
-#    over each of $SCENARIOS (chat: non-streaming at $CONCS; stream: SSE at $STREAM_CONCS);
-# 5. prints a markdown report and writes it, the raw rows and the logs to
+#    over each of $SCENARIOS (chat: non-streaming at $CONCS; stream, stream-via-anthropic,
+#    messages-stream: SSE at $STREAM_CONCS), then the feature targets (routing over 3
+#    deployments, auth + rate limits local and shared through Redis, cache L1 / L2 hits, RSS with
+#    $FILL_N cached answers) on the scenarios that concern them; a redis-server is started on a
+#    free port for the targets that need one;
+# 5. runs the criterion hot-path benches (`cargo bench --bench hot_paths`, HOT_PATHS=1);
+# 6. prints a markdown report and writes it, the raw rows and the logs to
 #    bench/results/<UTC time>/ (and bench/results/latest.md).
 # Every process it starts is stopped by its pid on exit. Loopback only.
 #
 # Knobs (environment):
 #   DURATION=5  WARMUP=2  CONCS="1 16 64"  STREAM_CONCS="1 16"  STARTUP_RUNS=5
-#   TARGETS="direct gateway nginx-proxy"   (also: gateway-auth, gateway-cache, gateway-log;
-#                                           add target_<name>)
-#   SCENARIOS="chat stream"                (also: embeddings, messages-stream; add scenario_<name>)
+#   TARGETS="direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency
+#            gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k"
+#                                          (also: gateway-log; add target_<name>)
+#   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings; add scenario_<name>)
+#   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
+#   FILL_N=100000      cached answers for the RSS figure   REDIS_CALLS_N=1000  requests counted in Redis
+#   L2_KEYS=10000      distinct requests the L2 rows cycle over
+#   STARTUP_MODELS=100 models of the second startup configuration (0 = skip)
+#   HOT_PATHS=1        run `cargo bench --bench hot_paths` (0 = skip; needs cargo)
+#   HOT_PATHS_BIN=path run this prebuilt criterion executable of hot_paths instead of building it
+#   REDIS_PORT=0       redis-server port (0 = a free one)
 #   GW_CPU=0  LOAD_CPU=1  MOCK_PORT=18080  GW_PORT=18081  PROXY_PORT=18090
-#   GATEWAY_BIN=path   use this binary, skip the build
+#   NGINX_SCENARIOS="chat stream"  the scenarios the nginx row runs (it does not translate)
+#   GATEWAY_BIN=path   use this binary, skip the build (GATEWAY_REV=text: what it was built from)
 #   GW_LOG_LEVEL=warn  the gateway's telemetry.log_level (info = one access-log line per request)
 #   INSTALL=0          never run apt-get (targets whose tools are missing are skipped)
 #   NICE=-10           scheduling priority of everything measured (default -10 as root, else 0)
@@ -28,19 +42,27 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cmdline="bench/run.sh${*:+ $*}"
-for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE; do
+for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE \
+         ROUTE_CONCS AUTH_CONCS CACHE_CONCS FILL_N L2_KEYS STARTUP_MODELS HOT_PATHS HOT_PATHS_BIN; do
   [[ -n "${!v:-}" ]] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
 DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-2}"
 CONCS="${CONCS:-1 16 64}"; STREAM_CONCS="${STREAM_CONCS:-1 16}"
 STARTUP_RUNS="${STARTUP_RUNS:-5}"
-TARGETS="${TARGETS:-direct gateway nginx-proxy}"; SCENARIOS="${SCENARIOS:-chat stream}"
+TARGETS="${TARGETS:-direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k}"
+SCENARIOS="${SCENARIOS:-chat stream stream-via-anthropic messages-stream}"
+NGINX_SCENARIOS="${NGINX_SCENARIOS:-chat stream}"
+ROUTE_CONCS="${ROUTE_CONCS:-64}"; AUTH_CONCS="${AUTH_CONCS:-64}"; CACHE_CONCS="${CACHE_CONCS:-1 64}"
+FILL_N="${FILL_N:-100000}"; REDIS_CALLS_N="${REDIS_CALLS_N:-1000}"; L2_KEYS="${L2_KEYS:-10000}"; STARTUP_MODELS="${STARTUP_MODELS:-100}"
+REDIS_PORT="${REDIS_PORT:-0}"
+if command -v cargo >/dev/null; then HOT_PATHS="${HOT_PATHS:-1}"; else HOT_PATHS="${HOT_PATHS:-0}"; fi
 GW_CPU="${GW_CPU:-0}"; LOAD_CPU="${LOAD_CPU:-1}"
 MOCK_PORT="${MOCK_PORT:-18080}"; GW_PORT="${GW_PORT:-18081}"; PROXY_PORT="${PROXY_PORT:-18090}"
 GW_LOG_LEVEL="${GW_LOG_LEVEL:-warn}"; INSTALL="${INSTALL:-1}"
 if [[ "$(id -u)" == 0 ]]; then NICE="${NICE:--10}"; else NICE="${NICE:-0}"; fi
 MODEL="gpt-4o-mini"; API_KEY="sk-bench-fake"
+XMODEL="claude-bench"   # served by the `anthropic`-type provider pointed at the mock (translated)
 
 # ---------------------------------------------------------------- request bodies
 # The mock echoes the last user message; streamed, one chunk per word. 18 words -> role chunk,
@@ -51,6 +73,11 @@ CHAT_BODY="{\"model\":\"$MODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64}"
 STREAM_BODY="{\"model\":\"$MODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
 EMB_BODY="{\"model\":\"$MODEL\",\"input\":\"The quick brown fox jumps over the lazy dog\"}"
 MSG_STREAM_BODY="{\"model\":\"$MODEL\",\"max_tokens\":64,\"stream\":true,\"system\":\"You are a helpful assistant.\",\"messages\":[$USR]}"
+# The same OpenAI stream request for a model served by the `anthropic` provider: the gateway
+# sends Anthropic's request to the mock's /v1/messages and turns its events into OpenAI chunks.
+XLATE_STREAM_BODY="{\"model\":\"$XMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
+# Distinct chat requests of the same shape (18 words, one of them the index): cache fills and L2.
+CHAT_FMT="{\"model\":\"$MODEL\",\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"Please write one short friendly sentence that greets the reader and wishes them a %d pleasant productive day\"}],\"max_tokens\":64}"
 
 # ---------------------------------------------------------------- processes we start
 tmp="$(mktemp -d -t ai-gateway-bench.XXXXXX)"
@@ -83,6 +110,7 @@ say() { echo "== $*" >&2; }
 note() { notes+=("$*"); echo "note: $*" >&2; }
 notes=()
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_http() { # url timeout_s: until a 200
   python3 - "$1" "$2" <<'PY'
 import sys, time, urllib.request
@@ -138,7 +166,8 @@ git_rev="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
 dirty="$(cd "$root" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
 [[ "$dirty" != 0 ]] && git_rev="$git_rev + $dirty uncommitted file(s) in src/Cargo"
 if [[ "$built" == 0 ]]; then
-  git_rev="unknown: prebuilt GATEWAY_BIN of $(date -u -r "$GATEWAY_BIN" '+%Y-%m-%d %H:%M UTC'); the work tree is at $git_rev"
+  # GATEWAY_REV: what the prebuilt binary was built from, when the caller knows it.
+  git_rev="${GATEWAY_REV:-unknown: prebuilt GATEWAY_BIN of $(date -u -r "$GATEWAY_BIN" '+%Y-%m-%d %H:%M UTC'); the work tree is at $git_rev}"
 fi
 # Every measured process (mock, targets, load generator) runs through lib/prio.py at $NICE:
 # its own session and scheduler autogroup at that nice, so that other sessions' builds on this
@@ -155,12 +184,14 @@ done
 
 stamp="$(date -u +%Y%m%d-%H%M%S)"
 out="$here/results/$stamp"; mkdir -p "$out"; rows="$out/rows.jsonl"; : > "$rows"
-loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"; run_start="$(date +%s)"
 
 # ---------------------------------------------------------------- gateway configuration
 # gateway_config FILE [OVERLAY_JSON]: the bench configuration, deep-merged with OVERLAY_JSON.
-# JSON (valid YAML too). Base = the bare proxy path: one `openai` provider at the mock, one model,
-# no auth section, cache off.
+# JSON (valid YAML too). Base = the bare proxy path: one `openai` provider at the mock, model
+# gpt-4o-mini with one deployment on it, no auth section, cache off; plus an `anthropic` provider
+# at the same mock serving model claude-bench (the translated stream scenario). Lists in the
+# overlay replace the base's.
 gateway_config() {
   local file="$1" overlay="${2:-{\}}"
   mkdir -p "$(dirname "$file")/data"
@@ -170,8 +201,11 @@ base = {
   "server": {"listen": "127.0.0.1:$GW_PORT"},
   "state": {"data_dir": sys.argv[1].rsplit("/", 1)[0] + "/data"},
   "providers": [{"name": "upstream", "type": "openai", "base_url": "http://127.0.0.1:$MOCK_PORT/v1",
-                 "api_key": "sk-upstream-fake"}],
-  "models": [{"name": "$MODEL", "deployments": [{"provider": "upstream", "model": "$MODEL"}]}],
+                 "api_key": "sk-upstream-fake"},
+                {"name": "upstream-anthropic", "type": "anthropic", "base_url": "http://127.0.0.1:$MOCK_PORT",
+                 "api_key": "sk-ant-upstream-fake"}],
+  "models": [{"name": "$MODEL", "deployments": [{"provider": "upstream", "model": "$MODEL"}]},
+             {"name": "$XMODEL", "deployments": [{"provider": "upstream-anthropic", "model": "claude-3-5-haiku-bench"}]}],
   "cache": {"enabled": False},
   "telemetry": {"log_level": "$GW_LOG_LEVEL", "log_format": "json"},
 }
@@ -184,6 +218,33 @@ with open(sys.argv[1], "w") as f:
 PY
 }
 gateway_cmd() { GW_CMD=(env -u RUST_LOG "$GATEWAY_BIN" --config "$1" serve); }
+# Overlays. routing_overlay STRATEGY: model gpt-4o-mini over three `openai` providers, all at the
+# mock. auth_overlay: one static key with rpm/tpm so high that nothing is refused (checked and
+# counted on every request). models_overlay N: N models over 4 providers, 2 deployments each
+# (the startup configuration).
+routing_overlay() {
+  local i provs="" deps=""
+  for i in 1 2 3; do
+    provs+="{\"name\":\"up$i\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT/v1\",\"api_key\":\"sk-upstream-fake\"},"
+    deps+="{\"provider\":\"up$i\",\"model\":\"$MODEL\"},"
+  done
+  echo "\"providers\":[${provs%,}],\"models\":[{\"name\":\"$MODEL\",\"routing\":\"$1\",\"deployments\":[${deps%,}]}]"
+}
+auth_overlay() { echo "\"auth\":{\"keys\":[{\"name\":\"bench\",\"key\":\"$API_KEY\",\"rpm\":1000000000,\"tpm\":1000000000000}]}"; }
+models_overlay() {
+  python3 - "$1" "$MOCK_PORT" <<'PY'
+import json, sys
+n, port = int(sys.argv[1]), sys.argv[2]
+strategies = ["priority", "weighted", "latency", "cost", "least-busy"]
+provs = [{"name": f"p{i}", "type": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-fake"}
+         for i in range(4)]
+models = [{"name": f"model-{m:03d}", "routing": strategies[m % 5],
+           "deployments": [{"provider": f"p{(m + d) % 4}", "model": f"upstream-{m:03d}-{d}",
+                            "input_cost_per_mtok": 0.15, "output_cost_per_mtok": 0.6} for d in range(2)]}
+          for m in range(n)]
+print(json.dumps({"providers": provs, "models": models}))
+PY
+}
 
 # ---------------------------------------------------------------- measuring functions
 # measure KIND SCENARIO PATH BODY [HEADER ...] -> rows for the current target
@@ -192,13 +253,14 @@ gateway_cmd() { GW_CMD=(env -u RUST_LOG "$GATEWAY_BIN" --config "$1" serve); }
 #   the current target is T_LABEL (row label), T_BASE (http://127.0.0.1:port), T_PID, T_HDRS
 measure() {
   local kind="$1" scenario="$2" path="$3" body="$4"; shift 4
-  local concs="$CONCS"; [[ "$kind" == sse ]] && concs="$STREAM_CONCS"
+  local concs="${T_CONCS:-$CONCS}"; [[ "$kind" == sse ]] && concs="${T_STREAM_CONCS:-$STREAM_CONCS}"
   local h args=()
   for h in "${T_HDRS[@]}" "$@"; do args+=(-H "$h"); done
   run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/measure.py" --target "$T_LABEL" \
     --scenario "$scenario" --kind "$kind" --url "$T_BASE$path" --body "$body" --concs "$concs" \
     --duration "$DURATION" --warmup "$WARMUP" --pid "$T_PID" --gw-cpu "$GW_CPU" --load-cpu "$LOAD_CPU" \
-    --out "$rows" --expect "${EXPECT:-}" "${args[@]}"
+    --out "$rows" --expect "${EXPECT:-}" --aux-pid "${T_AUX_PID:-0}" --metrics-url "${T_METRICS:-}" \
+    ${T_WRK_ARGS[@]+"${T_WRK_ARGS[@]}"} "${args[@]}"
 }
 # Scenarios: one function each, over (label, url, body, headers) through `measure`.
 scenario_chat()            { measure wrk chat /v1/chat/completions "$CHAT_BODY"; }
@@ -208,17 +270,55 @@ scenario_embeddings()      { EXPECT='"embedding"' measure wrk embeddings /v1/emb
 # `direct` serves /v1/messages from the mock itself (its own translation), so "added" compares
 # against that.
 scenario_messages_stream() { measure sse messages-stream /v1/messages "$MSG_STREAM_BODY" 'anthropic-version: 2023-06-01'; }
+# OpenAI client -> gateway /v1/chat/completions -> `anthropic` provider (the mock's /v1/messages),
+# the Anthropic events translated to OpenAI chunks. `direct` does not run it: its baseline is
+# direct's `stream` (the same OpenAI stream straight from the mock).
+scenario_stream_via_anthropic() { measure sse stream-via-anthropic /v1/chat/completions "$XLATE_STREAM_BODY"; }
 
-# bench_target LABEL BASE PID [HEADER ...]: idle RSS, then every scenario
+# bench_target LABEL BASE PID [HEADER ...]: idle RSS, then every scenario. A target narrows what
+# it runs with (dynamically scoped) locals: T_SCENARIOS (default $SCENARIOS), T_CONCS /
+# T_STREAM_CONCS, T_AUX_PID (Redis: its CPU is recorded too), T_ACTION (a function run instead of
+# the scenarios), T_AFTER (a function run after them).
 bench_target() {
   T_LABEL="$1"; T_BASE="$2"; T_PID="$3"; shift 3; T_HDRS=("$@")
   python3 -c 'import json,sys; print(json.dumps({"target":sys.argv[1],"scenario":"idle","kind":"idle","rss_mib":float(sys.argv[2])}))' \
     "$T_LABEL" "$(rss_of "$T_PID")" >> "$rows"
+  if [[ -n "${T_ACTION:-}" ]]; then "$T_ACTION"; return 0; fi
   local s
-  for s in $SCENARIOS; do
+  for s in ${T_SCENARIOS:-$SCENARIOS}; do
     declare -F "scenario_${s//-/_}" >/dev/null || { note "unknown scenario $s"; continue; }
     "scenario_${s//-/_}"
   done
+  if [[ -n "${T_AFTER:-}" ]]; then "$T_AFTER"; fi
+}
+hdr_args() { HDR_ARGS=(); local h; for h in "${T_HDRS[@]}"; do HDR_ARGS+=(-H "$h"); done; }
+# Redis commands per request (INFO commandstats around $REDIS_CALLS_N sequential chat requests;
+# with T_CALLS_FORMAT, distinct ones).
+count_redis_calls() {
+  hdr_args
+  local fmt=(); [[ -n "${T_CALLS_FORMAT:-}" ]] && fmt=(--format "$T_CALLS_FORMAT")
+  run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/redis_calls.py" --url "$T_BASE/v1/chat/completions" \
+    --body "$CHAT_BODY" --redis-port "$REDIS_PORT" --n "$REDIS_CALLS_N" --target "$T_LABEL" --out "$rows" \
+    ${fmt[@]+"${fmt[@]}"} ${HDR_ARGS[@]+"${HDR_ARGS[@]}"}
+}
+# fill_cache [N]: N (default $FILL_N) distinct requests through the cache, RSS before / after
+# (lib/cache_fill.py).
+fill_cache() {
+  local n="${1:-$FILL_N}"
+  hdr_args
+  say "$T_LABEL: $n distinct requests through the cache"
+  run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/cache_fill.py" --url "$T_BASE/v1/chat/completions" \
+    --pid "$T_PID" --n "$n" --conc 64 --format "$CHAT_FMT" --metrics-url "$T_BASE/metrics" --target "$T_LABEL" \
+    --out "$rows" ${HDR_ARGS[@]+"${HDR_ARGS[@]}"}
+}
+# L2 hits: fill $L2_KEYS distinct answers (stored in Redis), then cycle over them (`chat` rows at
+# $CACHE_CONCS, lib/fill.lua), then count Redis commands per request over distinct ones.
+bench_l2() {
+  fill_cache "$L2_KEYS"
+  local T_WRK_ARGS=(--wrk-script fill.lua --wrk-env "FILL_N=$L2_KEYS" --wrk-env FILL_STOP=0 --wrk-env "FILL_FORMAT=$CHAT_FMT")
+  measure wrk chat /v1/chat/completions "${CHAT_FMT/\%d/0}"
+  local T_CALLS_FORMAT="$CHAT_FMT"
+  count_redis_calls
 }
 
 start_bg() { # NAME CPU CMD...: start pinned, in the background, log to $out/NAME.log; sets BG_PID
@@ -247,17 +347,95 @@ run_gateway() {
     note "$label did not start: $(tail -c 300 "$out/$label.log" | tr '\n' ' ')"; failed=1
     stop_pid "$pid"; return 0
   fi
+  local T_METRICS="http://127.0.0.1:$GW_PORT/metrics"
   bench_target "$label" "http://127.0.0.1:$GW_PORT" "$pid" "${auth[@]}" "$@"
   stop_pid "$pid"
 }
-target_direct()  { say "direct: the mock itself"; bench_target direct "http://127.0.0.1:$MOCK_PORT" "$mock_pid" "${auth[@]}"; }
-target_gateway() { run_gateway gateway '{}'; }
-# Same path plus auth: a static key (checked on every request) with generous rate limits.
-target_gateway_auth() {
-  run_gateway gateway-auth "{\"auth\": {\"keys\": [{\"name\": \"bench\", \"key\": \"$API_KEY\", \"rpm\": 1000000000, \"tpm\": 1000000000000}]}}"
+# ensure_redis LABEL: a redis-server of our own (pinned to $LOAD_CPU, no persistence) on
+# $REDIS_PORT, started once and emptied for each target; 1 (and a note) if there is none.
+redis_pid=""
+ensure_redis() {
+  if [[ -n "$redis_pid" ]]; then redis-cli -h 127.0.0.1 -p "$REDIS_PORT" flushall >/dev/null; return 0; fi
+  if ! command -v redis-server >/dev/null; then
+    say "installing redis-server"; apt_install redis-server redis-tools || true
+  fi
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+    || { note "redis-server not available: $1 skipped"; return 1; }
+  [[ "$REDIS_PORT" != 0 ]] || REDIS_PORT="$(free_port)"
+  if port_busy "$REDIS_PORT"; then note "127.0.0.1:$REDIS_PORT is taken: $1 skipped"; return 1; fi
+  say "redis-server on 127.0.0.1:$REDIS_PORT (CPU $LOAD_CPU)"
+  mkdir -p "$tmp/redis"
+  start_bg redis "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$tmp/redis" --protected-mode yes
+  redis_pid="$BG_PID"
+  local i
+  for i in $(seq 100); do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.05
+  done
+  note "redis-server did not start: $(tail -c 300 "$out/redis.log" | tr '\n' ' ')"; stop_pid "$redis_pid"; redis_pid=""
+  return 1
 }
-# Cache on (L1 only, no Redis): after the first request every identical request is a hit.
-target_gateway_cache() { run_gateway gateway-cache '{"cache": {"enabled": true}}'; }
+redis_overlay() { echo "\"state\":{\"redis_url\":\"redis://127.0.0.1:$REDIS_PORT\"}"; }
+target_direct()  {
+  say "direct: the mock itself"
+  local T_SCENARIOS="" s
+  for s in $SCENARIOS; do [[ "$s" == stream-via-anthropic ]] || T_SCENARIOS+="$s "; done
+  bench_target direct "http://127.0.0.1:$MOCK_PORT" "$mock_pid" "${auth[@]}"
+}
+target_gateway() { run_gateway gateway '{}'; }
+# Routing: gateway-full = auth (local limits) + model over 3 deployments (least-busy) + metrics
+# (always on): the configuration of the ">= 0.7x nginx" target. gateway-route-*: the same model
+# without auth, one row per strategy. Non-streaming, at $ROUTE_CONCS.
+target_gateway_full() {
+  local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"
+  run_gateway gateway-full "{$(routing_overlay least-busy), $(auth_overlay)}"
+}
+target_gateway_route_least_busy() { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-least-busy "{$(routing_overlay least-busy)}"; }
+target_gateway_route_latency()    { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-latency "{$(routing_overlay latency)}"; }
+# Auth: a static key (checked on every request) with rpm/tpm limits nothing reaches; limits
+# counted in process (gateway-auth) or in Redis with one script per check (gateway-auth-shared,
+# followed by the Redis commands per request).
+target_gateway_auth() { local T_SCENARIOS="chat" T_CONCS="$AUTH_CONCS"; run_gateway gateway-auth "{$(auth_overlay)}"; }
+target_gateway_auth_shared() {
+  ensure_redis gateway-auth-shared || return 0
+  local T_SCENARIOS="chat" T_CONCS="$AUTH_CONCS" T_AUX_PID="$redis_pid" T_AFTER=count_redis_calls
+  run_gateway gateway-auth-shared "{$(auth_overlay), $(redis_overlay), \"rate_limits\":{\"shared\":true}}"
+}
+# A second mock pinned to the gateway's CPU: the upstream served directly from the core the
+# gateway runs on (wrk on the other core, as for the gateway), the fair baseline for cache hits;
+# `direct` shares the load generator's core, so it never pays a cross-core wake-up.
+target_mock_on_gw_cpu() {
+  local port; port="$(free_port)"
+  say "mock-on-gw-cpu: a second mock on 127.0.0.1:$port (CPU $GW_CPU)"
+  start_bg mock-on-gw-cpu "$GW_CPU" "$GATEWAY_BIN" mock-server --listen "127.0.0.1:$port"
+  local pid="$BG_PID"
+  if ! wait_http "http://127.0.0.1:$port/health" 10; then
+    note "mock-on-gw-cpu did not start: $(tail -c 300 "$out/mock-on-gw-cpu.log" | tr '\n' ' ')"; failed=1
+    stop_pid "$pid"; return 0
+  fi
+  local T_SCENARIOS="chat" T_CONCS="$CACHE_CONCS"
+  bench_target mock-on-gw-cpu "http://127.0.0.1:$port" "$pid" "${auth[@]}"
+  stop_pid "$pid"
+}
+# Cache on, L1 only: after the first request every identical request is an L1 hit.
+target_gateway_cache() { local T_SCENARIOS="chat" T_CONCS="$CACHE_CONCS"; run_gateway gateway-cache '{"cache": {"enabled": true}}'; }
+# L2 hits only: Redis as L2 and an L1 that cannot keep an answer (l1_max_bytes: 1: every entry
+# weighs more than the whole L1, so L1 drops it at its next maintenance; until then it can still
+# answer, which is why one repeated request is not enough). $L2_KEYS distinct requests are stored
+# first, then cycled over: a request comes back only after $L2_KEYS - 1 others, long after L1
+# dropped it, so it misses L1 and hits L2. Each row records the cache counters of /metrics
+# (which layer answered), and Redis's CPU.
+target_gateway_cache_l2() {
+  ensure_redis gateway-cache-l2 || return 0
+  local T_ACTION=bench_l2 T_CONCS="$CACHE_CONCS" T_AUX_PID="$redis_pid"
+  run_gateway gateway-cache-l2 "{$(redis_overlay), \"cache\":{\"enabled\":true,\"l1_max_bytes\":1}}"
+}
+# RSS with $FILL_N answers in L1 (room for 2x that many entries, the default 256 MiB).
+target_gateway_cache_100k() {
+  local T_ACTION=fill_cache
+  run_gateway gateway-cache-100k "{\"cache\":{\"enabled\":true,\"l1_max_entries\":$((FILL_N * 2))}}"
+}
 # Same path with one access-log line per request (JSON, to the log file).
 target_gateway_log() { GW_LOG_LEVEL=info run_gateway gateway-log '{}'; }
 target_nginx_proxy() {
@@ -271,6 +449,7 @@ target_nginx_proxy() {
     note "nginx-proxy did not start: $(tail -c 300 "$out/nginx-proxy.log" | tr '\n' ' ')"; failed=1
     stop_pid "$pid"; return 0
   fi
+  local T_SCENARIOS="$NGINX_SCENARIOS"
   bench_target nginx-proxy "http://127.0.0.1:$PROXY_PORT" "$pid" "${auth[@]}"
   stop_pid "$pid"
 }
@@ -290,16 +469,47 @@ if [[ " $TARGETS " == *" gateway "* && "$STARTUP_RUNS" -gt 0 ]]; then
   run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/startup.py" --runs "$STARTUP_RUNS" \
     --port "$GW_PORT" --gw-cpu "$GW_CPU" --cwd "$tmp/startup" --log "$out/gateway-startup.log" \
     --out "$rows" -- "${GW_CMD[@]}"
+  if [[ "$STARTUP_MODELS" -gt 0 ]]; then
+    say "gateway startup to ready with $STARTUP_MODELS models, $STARTUP_RUNS starts"
+    mkdir -p "$tmp/startup-models"
+    gateway_config "$tmp/startup-models/gateway.json" "$(models_overlay "$STARTUP_MODELS")"
+    gateway_cmd "$tmp/startup-models/gateway.json"
+    run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/startup.py" --runs "$STARTUP_RUNS" \
+      --port "$GW_PORT" --gw-cpu "$GW_CPU" --cwd "$tmp/startup-models" --log "$out/gateway-startup-models.log" \
+      --scenario "startup-$STARTUP_MODELS-models" --models "$STARTUP_MODELS" --out "$rows" -- "${GW_CMD[@]}"
+  fi
 fi
 for t in $TARGETS; do
   if declare -F "target_${t//-/_}" >/dev/null; then "target_${t//-/_}"; else note "unknown target $t"; fi
 done
 
-# ---------------------------------------------------------------- 5. report
+# ---------------------------------------------------------------- 5. hot paths (criterion)
+# Built at the normal priority (like the gateway), then the bench executable itself is run
+# pinned to $GW_CPU at $NICE; its figures become rows (scenario hot-path).
+if [[ "$HOT_PATHS" == 1 ]]; then
+  say "hot paths: cargo bench --bench hot_paths -- --warm-up-time 1 --measurement-time 2"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway/target}"
+  if [[ -n "${HOT_PATHS_BIN:-}" ]]; then hp_exe="$HOT_PATHS_BIN"; say "(prebuilt: $hp_exe)"; fi
+  if [[ -n "${HOT_PATHS_BIN:-}" && -x "$hp_exe" ]] || hp_exe="$(cd "$root" && cargo bench --bench hot_paths --no-run --message-format=json 2>"$out/hot_paths-build.log" \
+      | python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m = json.loads(l)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "hot_paths": print(m["executable"])' | tail -1)" \
+      && [[ -n "$hp_exe" ]]; then
+    run_wait "${prio[@]}" taskset -c "$GW_CPU" "$hp_exe" --bench --warm-up-time 1 --measurement-time 2 >"$out/hot_paths.log" 2>&1 </dev/null
+    python3 "$here/lib/criterion_rows.py" "$out/hot_paths.log" >> "$rows"
+  else
+    note "cargo bench --bench hot_paths did not build (someone editing src/?): $(tail -c 300 "$out/hot_paths-build.log" | tr '\n' ' ')"
+  fi
+fi
+
+# ---------------------------------------------------------------- 6. report
 notes_json="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' ${notes[@]+"${notes[@]}"})"
 META_OUT="$out/meta.json" CMDLINE="$cmdline" GIT_REV="$git_rev" LOADAVG_START="$loadavg_start" \
 GATEWAY_BIN="$GATEWAY_BIN" NGINX_BIN="$NGINX_BIN" TARGETS="$TARGETS" NOTES="$notes_json" \
 GW_CPU="$GW_CPU" LOAD_CPU="$LOAD_CPU" DURATION="$DURATION" WARMUP="$WARMUP" GW_LOG_LEVEL="$GW_LOG_LEVEL" NICE="$NICE" \
+REDIS_VERSION="$( (redis-server --version 2>/dev/null || true) | cut -d' ' -f1-3)" RUN_START="$run_start" \
 python3 - <<'PY'
 import datetime, json, os, platform, subprocess
 e = os.environ
@@ -322,6 +532,7 @@ meta = {
     "nginx": first_line(e["NGINX_BIN"], "-v") if "nginx-proxy" in e["TARGETS"].split() else None,
     "gw_cpu": int(e["GW_CPU"]), "load_cpu": int(e["LOAD_CPU"]), "duration": float(e["DURATION"]),
     "warmup": float(e["WARMUP"]), "log_level": e["GW_LOG_LEVEL"], "notes": json.loads(e["NOTES"]), "nice": int(e["NICE"]),
+    "redis": e.get("REDIS_VERSION") or None, "wall_s": round(__import__("time").time() - float(e["RUN_START"])),
 }
 with open(e["META_OUT"], "w") as f:
     json.dump(meta, f, indent=1)

@@ -13,8 +13,10 @@ not stop the run. Then, per concurrency:
   sse: `sse_probe.py --conc <c> --duration <duration>` (closed loop, keep-alive).
 Around each step it reads, from /proc: the CPU seconds of --pid's process tree (the target:
 gateway, nginx, or the mock for `direct`), each core's busy share (/proc/stat), and it samples
-the tree's RSS every 0.1 s (step peak). The load generator inherits this process's CPU
-affinity: start it with `taskset -c <load cpu>`.
+the tree's RSS every 0.1 s (step peak). With --aux-pid (Redis) it also reads that process's CPU
+seconds; with --metrics-url (the gateway's /metrics) it reads the cache counters before and after
+each step (outside the CPU window), so a row says which cache layer answered. The load generator
+inherits this process's CPU affinity: start it with `taskset -c <load cpu>`.
 Loopback targets only.
 """
 import argparse
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,6 +95,23 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.period)
 
 
+def cache_counters(metrics_url):
+    """{'l1_hit': n, 'l1_miss': n, 'l2_hit': n, 'l2_miss': n} from the gateway's /metrics."""
+    out = {}
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as r:
+            text = r.read().decode()
+    except Exception:  # noqa: BLE001
+        return None
+    for line in text.splitlines():
+        if line.startswith("ai_gateway_cache_requests_total{"):
+            labels, _, value = line.rpartition(" ")
+            layer = labels.split('layer="', 1)[1].split('"', 1)[0]
+            result = labels.split('result="', 1)[1].split('"', 1)[0]
+            out[f"{layer}_{result}"] = out.get(f"{layer}_{result}", 0) + int(float(value))
+    return out
+
+
 def smoke(url, body, headers, expect, timeout=20.0):
     """One request; return None if fine, else the reason."""
     u = urlsplit(url)
@@ -112,13 +132,17 @@ def smoke(url, body, headers, expect, timeout=20.0):
     return None
 
 
+WRK_SCRIPT = "post.lua"
+WRK_ENV = {}
+
+
 def run_wrk(url, body, headers, conc, duration):
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-           "-s", os.path.join(HERE, "post.lua")]
+           "-s", os.path.join(HERE, WRK_SCRIPT)]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     cmd.append(url)
-    env = dict(os.environ, BENCH_BODY=body)
+    env = dict(os.environ, BENCH_BODY=body, **WRK_ENV)
     out = run_child(cmd, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("WRK_JSON "):
@@ -145,6 +169,7 @@ def run_sse(url, body, headers, conc, duration):
                     "p50_ms": s["total_p50_ms"], "p99_ms": s["total_p99_ms"],
                     "errors": s["errors"], "first_error": s["first_error"],
                     "events_per_response": s["events_per_response"],
+                    "content_events": s.get("content_events"),
                     "no_terminator": s.get("no_terminator", 0)}
     raise RuntimeError(f"sse_probe gave no summary (rc {out.returncode}): {out.stderr.strip()[:300]}")
 
@@ -160,6 +185,10 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--warmup", type=float, default=2, help="seconds at c=16 before the first step, 0 = none")
     ap.add_argument("--pid", type=int, default=0, help="root pid of the target's process tree")
+    ap.add_argument("--wrk-script", default="post.lua", help="wrk Lua script in lib/ (fill.lua: distinct bodies)")
+    ap.add_argument("--wrk-env", action="append", default=[], help="NAME=value for the wrk script")
+    ap.add_argument("--aux-pid", type=int, default=0, help="another process whose CPU is recorded (Redis)")
+    ap.add_argument("--metrics-url", default="", help="the gateway's /metrics, for cache counters")
     ap.add_argument("--gw-cpu", type=int, default=0)
     ap.add_argument("--load-cpu", type=int, default=1)
     ap.add_argument("--expect", default=None)
@@ -168,6 +197,9 @@ def main():
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    global WRK_SCRIPT
+    WRK_SCRIPT = a.wrk_script
+    WRK_ENV.update(kv.split("=", 1) for kv in a.wrk_env)
 
     u = urlsplit(a.url)
     if u.scheme != "http" or u.hostname not in LOOPBACK:
@@ -180,6 +212,8 @@ def main():
     sbody = a.body
     base_row = {"target": a.target, "scenario": a.scenario, "kind": a.kind,
                 "path": u.path, "duration_s": a.duration}
+    if a.wrk_script != "post.lua":
+        base_row["wrk_script"] = a.wrk_script
 
     def emit(row):
         with open(a.out, "a") as f:
@@ -201,7 +235,9 @@ def main():
             sampler = RssSampler(a.pid)
             sampler.sample()
             sampler.start()
+        m0 = cache_counters(a.metrics_url) if a.metrics_url else None
         cpu0 = procstat.total(a.pid, procstat.cpu_seconds) if a.pid else None
+        aux0 = procstat.cpu_seconds(a.aux_pid) if a.aux_pid else None
         j0, t0 = core_jiffies(), time.monotonic()
         try:
             r = step(a.url, a.body, headers, c, a.duration)
@@ -216,9 +252,16 @@ def main():
         wall = time.monotonic() - t0
         j1 = core_jiffies()
         cpu1 = procstat.total(a.pid, procstat.cpu_seconds) if a.pid else None
+        aux1 = procstat.cpu_seconds(a.aux_pid) if a.aux_pid else None
+        m1 = cache_counters(a.metrics_url) if a.metrics_url else None
         cpu = round(cpu1 - cpu0, 3) if a.pid else None
         n = r["requests"]
         row = dict(base_row, conc=c, **r)
+        if aux0 is not None:
+            row["aux_cpu_s"] = round(aux1 - aux0, 3)
+            row["aux_cpu_ms_per_req"] = round((aux1 - aux0) / n * 1000, 4) if n else None
+        if m0 is not None and m1 is not None:
+            row["cache"] = {k: m1.get(k, 0) - m0.get(k, 0) for k in sorted(set(m0) | set(m1))}
         row.update({
             "wall_s": round(wall, 2),
             "cpu_s": cpu,

@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--log", default=os.devnull, help="append the gateway's output here")
     ap.add_argument("--cwd", default=None, help="working directory of the gateway")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--scenario", default="startup", help="row name (e.g. startup-100-models)")
+    ap.add_argument("--models", type=int, default=None, help="models in the configuration (recorded)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_signal)
@@ -125,7 +127,8 @@ def main():
 
     med, lo, hi = stats(ready_ms, 2)
     rmed, rlo, rhi = stats(rss_ready, 1)
-    row = {"target": "gateway", "scenario": "startup", "kind": "startup", "runs": len(ready_ms),
+    row = {"target": "gateway", "scenario": a.scenario, "kind": "startup", "models": a.models,
+           "runs": len(ready_ms),
            "ready_ms_median": med, "ready_ms_min": lo, "ready_ms_max": hi,
            "ready_ms_all": [round(x, 2) for x in ready_ms],
            "rss_ready_mib_median": rmed, "rss_ready_mib_min": rlo, "rss_ready_mib_max": rhi,
@@ -133,7 +136,7 @@ def main():
            "settle_s": a.settle, "errors": errors}
     with open(a.out, "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(f"  startup to ready: median {med} ms (min {lo}, max {hi}, {len(ready_ms)} runs); "
+    print(f"  {a.scenario} to ready: median {med} ms (min {lo}, max {hi}, {len(ready_ms)} runs); "
           f"RSS at ready {rmed} MiB" + (f"; errors: {errors}" if errors else ""), file=sys.stderr)
 
 
