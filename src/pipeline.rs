@@ -305,6 +305,9 @@ async fn store(
     d: &Deployment,
 ) {
     let Some((key, policy)) = plan else { return };
+    // A tight copy: the answer's bytes may share a much larger read buffer, which the cache
+    // would otherwise keep alive while counting only the answer's length.
+    let body = Bytes::copy_from_slice(&body);
     let entry = std::sync::Arc::new(Entry::new(body, policy.ttl, &d.provider.name, &d.model));
     if policy.write {
         cache.put(*key, entry.clone()).await;

@@ -60,6 +60,8 @@ pub struct Guard {
     provider: Option<SdkTracerProvider>,
     /// The runtime the gRPC exporter's connection lives on (gRPC only).
     runtime: Option<tokio::runtime::Runtime>,
+    /// Flushes the log lines still queued for stderr when dropped.
+    log: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Drop for Guard {
@@ -72,6 +74,8 @@ impl Drop for Guard {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+        // Last, so the lines above are written too.
+        drop(self.log.take());
     }
 }
 
@@ -89,17 +93,29 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
             LogFormat::Json
         });
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    // Log lines are written by a background thread, never by the async runtime's workers: a
+    // slow stderr (a full pipe, a stalled log shipper) cannot stall requests. When its queue is
+    // full, lines are dropped rather than blocking (lossy), and counted by tracing-appender.
+    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(64 * 1024)
+        .lossy(true)
+        .thread_name("ai-gateway-log")
+        .finish(std::io::stderr());
     let plan = match export_plan(cfg, &env) {
         Some(plan) => plan,
         None => {
             let builder = tracing_subscriber::fmt()
                 .with_env_filter(filter)
-                .with_writer(std::io::stderr);
+                .with_writer(writer);
             let _ = match format {
                 LogFormat::Json => builder.json().flatten_event(true).try_init(),
                 LogFormat::Pretty => builder.try_init(),
             };
-            return Guard::default();
+            return Guard {
+                provider: None,
+                runtime: None,
+                log: Some(log_guard),
+            };
         }
     };
     let built = build_provider(cfg, &plan, &env);
@@ -107,11 +123,9 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
     };
     // Logs never see the trace spans, so their lines are the same with traces on or off.
     let fmt =
@@ -144,12 +158,17 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
             Guard {
                 provider: Some(provider),
                 runtime,
+                log: Some(log_guard),
             }
         }
         Err(e) => {
             let _ = tracing_subscriber::registry().with(fmt).try_init();
             tracing::error!(error = %e, "trace export off: the OTLP exporter could not be built");
-            Guard::default()
+            Guard {
+                provider: None,
+                runtime: None,
+                log: Some(log_guard),
+            }
         }
     }
 }

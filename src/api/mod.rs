@@ -115,7 +115,10 @@ pub async fn serve_call(
         Ok(Err(e)) => return e.into_response_for(flavor),
         Err(_) => return Error::Timeout.into_response_for(flavor),
     };
-    let usage = parts.extensions.get::<std::sync::Arc<crate::telemetry::Usage>>().cloned();
+    let usage = parts
+        .extensions
+        .get::<std::sync::Arc<crate::telemetry::Usage>>()
+        .cloned();
     run_call(
         state,
         &caller,
@@ -132,7 +135,10 @@ pub async fn serve_call(
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
 /// `started`), render errors in the endpoint's shape, label the response with the model for
 /// metrics and logs. Also what a job worker runs, with the stored body.
-#[expect(clippy::too_many_arguments, reason = "the request's parts, each used once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
 pub async fn run_call(
     state: SharedState,
     caller: &Caller,
