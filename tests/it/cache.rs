@@ -33,13 +33,22 @@ async fn wait_l2_entry(redis: &RedisServer) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let out = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "--scan", "--pattern", "aigw:cache:*"])
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "--scan",
+                "--pattern",
+                "aigw:cache:*",
+            ])
             .output()
             .expect("redis-cli");
         if !out.stdout.is_empty() {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no L2 entry was written");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no L2 entry was written"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
