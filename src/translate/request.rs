@@ -209,20 +209,21 @@ struct ChatFile<'a> {
     filename: Option<JStr<'a>>,
 }
 
+/// An OpenAI tool call as it appears in requests and responses alike.
 #[derive(Deserialize)]
-struct ChatToolCall<'a> {
+pub(super) struct ChatToolCall<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    function: Option<ChatFnCall<'a>>,
+    pub(super) function: Option<ChatFnCall<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ChatFnCall<'a> {
+pub(super) struct ChatFnCall<'a> {
     #[serde(borrow)]
-    name: JStr<'a>,
+    pub(super) name: JStr<'a>,
     #[serde(borrow)]
-    arguments: Option<Cow<'a, str>>,
+    pub(super) arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use super::request::ChatToolCall;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -273,24 +274,8 @@ struct RMsg<'a> {
     #[serde(borrow)]
     refusal: Option<JStr<'a>>,
     #[serde(borrow)]
-    tool_calls: Option<Vec<RToolCall<'a>>>,
+    tool_calls: Option<Vec<ChatToolCall<'a>>>,
     reasoning_content: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct RToolCall<'a> {
-    #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    function: Option<RFn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RFn<'a> {
-    #[serde(borrow)]
-    name: JStr<'a>,
-    #[serde(borrow)]
-    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
