@@ -12,7 +12,7 @@ pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
@@ -54,12 +54,7 @@ impl Entry {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use crate::clock::unix_ms;
 
 /// Which layer answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,7 @@ impl TranslateError {
 }
 
 /// Seconds since the Unix epoch (for OpenAI's `created`).
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::clock::unix_secs as now_unix;
 
 /// A fresh id with the given prefix, for when the other side sent none.
 fn new_id(prefix: &str) -> String {

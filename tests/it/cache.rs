@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, wait_redis_ok};
 use crate::support::*;
 
 fn cached_config(up: &FakeUpstream, redis: Option<&RedisServer>) -> Value {
@@ -50,21 +50,6 @@ async fn wait_l2_entry(redis: &RedisServer) {
             "no L2 entry was written"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_redis_ok(gw: &Gateway) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = json_of(gw.get("/ready", None).await).await;
-        if v["redis"] == "ok" {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis never became ok: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

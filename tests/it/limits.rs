@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, wait_redis_ok};
 use crate::support::*;
 
 fn limited_config(redis: Option<&RedisServer>, keys: Value) -> Value {
@@ -21,17 +21,6 @@ fn limited_config(redis: Option<&RedisServer>, keys: Value) -> Value {
         cfg["state"] = json!({"redis_url": r.url()});
     }
     cfg
-}
-
-async fn wait_redis_ok(gw: &Gateway) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while json_of(gw.get("/ready", None).await).await["redis"] != "ok" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "redis never became ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn create_key(gw: &Gateway, body: Value) -> (String, String) {

@@ -87,3 +87,19 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Wait until the gateway's `/ready` says Redis is reachable.
+pub async fn wait_redis_ok(gw: &super::Gateway) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = super::json_of(gw.get("/ready", None).await).await;
+        if v["redis"] == "ok" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never became ok: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
