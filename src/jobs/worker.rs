@@ -197,16 +197,20 @@ pub async fn deliver_webhook(
         sw.next_attempt_at = None;
     }
     let body = serde_json::to_vec(&shown.public()).unwrap_or_default();
-    let result = jobs
-        .webhooks
-        .attempt(
+    // One client span per delivery attempt (a no-op span when trace export is off).
+    let span = crate::telemetry::webhook_span(&w.url, &job.id, attempt_no, None);
+    let result = tracing::Instrument::instrument(
+        jobs.webhooks.attempt(
             &w.url,
             &job.id,
             &body,
             cfg.timeout.get(),
             cfg.allow_private_networks,
-        )
-        .await;
+        ),
+        span.clone(),
+    )
+    .await;
+    span.record("gateway.webhook.outcome", result.outcome());
     metrics::counter!(crate::metrics::WEBHOOKS, "outcome" => result.outcome()).increment(1);
     w.attempts = attempt_no;
     w.next_attempt_at = None;

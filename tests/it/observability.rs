@@ -1329,3 +1329,30 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
             .any(|v| v["status"] == 403 && v["key"] == "gpt-only")
     );
 }
+
+/// Each webhook delivery attempt is a CLIENT span with the job id and its outcome.
+#[tokio::test]
+async fn a_webhook_delivery_is_a_client_span() {
+    let (endpoint, received) = otlp_receiver().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = crate::support::receiver::WebhookReceiver::start().await;
+    let mut cfg = traced_config(&up, &endpoint);
+    cfg["jobs"] = crate::jobs::jobs_config(&up)["jobs"].clone();
+    let gw = Gateway::start_with_env(cfg, FAST_EXPORT).await;
+    let job = crate::jobs::submit_ok(
+        &gw,
+        &chat_body("gpt-test", "hook me"),
+        &[("x-webhook-url", &rx.url())],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let spans = spans_until(&received, |s| s.iter().any(|s| s.name == "POST webhook")).await;
+    let w = spans.iter().find(|s| s.name == "POST webhook").unwrap();
+    assert_eq!(w.kind, CLIENT);
+    assert_eq!(attr(w, "gateway.job.id").as_deref(), Some(id.as_str()));
+    assert_eq!(attr(w, "gateway.webhook.attempt").as_deref(), Some("1"));
+    assert_eq!(
+        attr(w, "gateway.webhook.outcome").as_deref(),
+        Some("delivered")
+    );
+}
