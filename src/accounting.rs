@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::auth::Caller;
 use crate::limits::{Bucket, Limiter, spend::Spend};
 use crate::runtime::Deployment;
+use crate::state::{REDIS_TIMEOUT, Redis};
 use crate::usage::{StreamUsage, Usage};
 
 /// The services accounting writes to.
@@ -22,7 +23,7 @@ pub struct Accounting {
     ledger: Arc<Ledger>,
     caller: Caller,
     model: String,
-    deployment: Option<Deployment>,
+    deployment: Option<Arc<Deployment>>,
     estimated_input: u64,
     /// Token buckets taken from at admission, with what was taken.
     token_buckets: Vec<Bucket>,
@@ -66,7 +67,7 @@ impl Accounting {
         self.free = true;
     }
 
-    pub fn served_by(&mut self, d: &Deployment) {
+    pub fn served_by(&mut self, d: &Arc<Deployment>) {
         self.deployment = Some(d.clone());
     }
 
@@ -108,10 +109,10 @@ impl Accounting {
             .collect();
         let (provider, cost) = match (&self.deployment, self.free) {
             (Some(d), false) => (
-                d.provider.name.clone(),
+                d.provider.name.as_str(),
                 usage.cost(d.input_cost_per_mtok, d.output_cost_per_mtok),
             ),
-            _ => (String::new(), None),
+            _ => ("", None),
         };
         if let Some(cell) = &self.report {
             cell.set_tokens(usage.input, usage.output);
@@ -120,10 +121,15 @@ impl Accounting {
             }
         }
         if !self.free && !provider.is_empty() {
-            crate::metrics::tokens(&self.model, &provider, usage.input, usage.output);
+            crate::metrics::tokens(&self.model, provider, usage.input, usage.output);
             if let Some(c) = cost {
-                crate::metrics::cost(&self.model, &provider, self.caller.name(), c);
+                crate::metrics::cost(&self.model, provider, self.caller.name(), c);
             }
+        }
+        let record = !self.free && self.deployment.is_some() && self.caller.key.is_some();
+        if corrections.is_empty() && !record {
+            // Nothing to write (no key, or a cache hit that reserved no tokens).
+            return None;
         }
         Some(Settlement {
             ledger: self.ledger.clone(),
@@ -131,7 +137,7 @@ impl Accounting {
             usage,
             cost: if self.free { None } else { cost.or(Some(0.0)) },
             corrections,
-            record: !self.free && self.deployment.is_some(),
+            record,
         })
     }
 }
@@ -148,16 +154,71 @@ struct Settlement {
 
 impl Settlement {
     async fn apply(self) {
+        let key = self.caller.key.as_ref().filter(|_| self.record);
+        if !self.corrections.is_empty()
+            && let Some(key) = key
+            && let Some(redis) = self.ledger.limiter.shared_redis()
+            && self
+                .ledger
+                .spend
+                .redis()
+                .is_some_and(|r| Arc::ptr_eq(r, redis))
+        {
+            self.apply_in_one_round_trip(key, redis).await;
+            return;
+        }
         for (b, delta) in &self.corrections {
             self.ledger.limiter.adjust(b, *delta).await;
         }
-        if self.record
-            && let Some(key) = &self.caller.key
-        {
+        if let Some(key) = key {
             self.ledger
                 .spend
                 .record(&key.id, key.period(), self.usage, self.cost.unwrap_or(0.0))
                 .await;
+        }
+    }
+
+    /// Shared limits and spend in the same Redis: the token corrections and the spend record in
+    /// one pipeline (one round trip after the answer instead of two).
+    async fn apply_in_one_round_trip(&self, key: &crate::auth::KeyEntry, redis: &Arc<Redis>) {
+        let (ledger, cost) = (&self.ledger, self.cost.unwrap_or(0.0));
+        ledger
+            .spend
+            .record_local(&key.id, key.period(), self.usage, cost);
+        let Some(mut conn) = redis.conn() else {
+            for (b, delta) in &self.corrections {
+                ledger.limiter.adjust_local(b, *delta);
+            }
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for (b, delta) in &self.corrections {
+            ledger.limiter.push_adjust(&mut pipe, b, *delta);
+        }
+        crate::limits::spend::push_record(&mut pipe, &key.id, key.period(), self.usage, cost);
+        match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {}
+            // Redis lost its scripts (a restart, SCRIPT FLUSH): the spend commands went through
+            // (a pipeline is not a transaction); the corrections again, loading the script.
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                for (b, delta) in &self.corrections {
+                    ledger.limiter.adjust(b, *delta).await;
+                }
+            }
+            Ok(Err(e)) => {
+                redis.report_error("settle", &e, e.is_io_error());
+                for (b, delta) in &self.corrections {
+                    ledger.limiter.adjust_local(b, *delta);
+                }
+            }
+            Err(_) => {
+                redis.report_error("settle", &"timed out", true);
+                for (b, delta) in &self.corrections {
+                    ledger.limiter.adjust_local(b, *delta);
+                }
+            }
         }
     }
 }

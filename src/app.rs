@@ -130,7 +130,7 @@ fn valid_request_id(v: &HeaderValue) -> Option<&str> {
 }
 
 fn new_request_id() -> String {
-    format!("req_{}", uuid::Uuid::new_v4().simple())
+    crate::ids::random_id("req_")
 }
 
 /// Which error shape a path answers in.
@@ -148,20 +148,23 @@ pub struct ModelLabel(pub String);
 
 /// Records the request's metrics and access-log line when its body ends (streams included),
 /// or when the client goes away.
+///
+/// It holds what the line needs as cheap clones (the request's URI, the answer's header values,
+/// the caller's key entry) and turns them into text only when the line is written.
 struct Finish {
     started: Instant,
     id: String,
     method: axum::http::Method,
-    path: String,
+    uri: axum::http::Uri,
     endpoint: &'static str,
     status: u16,
-    model: String,
-    provider: String,
-    deployment_model: String,
-    attempts: String,
-    cache: String,
-    /// The caller's key name (never the key), empty without one.
-    key: String,
+    model: Option<ModelLabel>,
+    provider: Option<HeaderValue>,
+    deployment_model: Option<HeaderValue>,
+    attempts: Option<HeaderValue>,
+    cache: Option<HeaderValue>,
+    /// The caller (for its key name, never the key).
+    caller: Option<crate::auth::Caller>,
     /// Time to the first body frame of a stream.
     ttft: Option<Duration>,
     stream: bool,
@@ -177,45 +180,48 @@ impl Finish {
     }
 }
 
+fn header_str(v: Option<&HeaderValue>) -> &str {
+    v.and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
 impl Drop for Finish {
     fn drop(&mut self) {
         let took = self.started.elapsed();
         crate::metrics::in_flight(false);
         let tokens = self.usage.tokens();
+        let provider = header_str(self.provider.as_ref());
+        let deployment_model = header_str(self.deployment_model.as_ref());
+        let attempts = header_str(self.attempts.as_ref());
+        let cache = header_str(self.cache.as_ref());
+        let key = self.caller.as_ref().map_or("", |c| c.name());
+        let model = self.model.as_ref().map_or("", |m| m.0.as_str());
         crate::telemetry::server_end(
             &self.span,
             &crate::telemetry::ServerEnd {
                 status: self.status,
-                key_name: &self.key,
-                provider: &self.provider,
-                deployment_model: &self.deployment_model,
-                attempts: &self.attempts,
-                cache: &self.cache,
+                key_name: key,
+                provider,
+                deployment_model,
+                attempts,
+                cache,
                 usage: tokens,
             },
         );
         if self.endpoint != "/metrics" && self.endpoint != "/health" && self.endpoint != "/ready" {
-            crate::metrics::request(
-                self.endpoint,
-                &self.model,
-                &self.provider,
-                self.status,
-                took,
-            );
+            crate::metrics::request(self.endpoint, model, provider, self.status, took);
         }
         tracing::info!(
             target: "access",
             request_id = %self.id,
             method = %self.method,
-            path = %self.path,
+            path = %self.uri.path(),
             status = self.status,
-            model = %self.model,
-            key = %self.key,
-            provider = %self.provider,
-            deployment_model = %self.deployment_model,
-            attempts = %self.attempts,
-            cache = %self.cache,
-            key = %self.key,
+            model = %model,
+            key = %key,
+            provider = %provider,
+            deployment_model = %deployment_model,
+            attempts = %attempts,
+            cache = %cache,
             input_tokens = tokens.map(|t| t.0),
             output_tokens = tokens.map(|t| t.1),
             cost_usd = self.usage.cost(),
@@ -255,46 +261,34 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let usage = Arc::new(crate::telemetry::Usage::new());
     req.extensions_mut().insert(usage.clone());
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let span = crate::telemetry::server_span(&method, &path, req.headers(), &id);
+    let uri = req.uri().clone();
+    let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    let caller = resp.extensions_mut().remove::<crate::auth::Caller>();
+    let model = resp.extensions_mut().remove::<ModelLabel>();
     let h = resp.headers();
-    let hv = |n: &str| {
-        h.get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
     let mut finish = Finish {
         started,
-        key: resp
-            .extensions()
-            .get::<crate::auth::Caller>()
-            .map(|c| c.name().to_owned())
-            .unwrap_or_default(),
+        caller,
         ttft: None,
         stream: h
             .get(axum::http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
         usage,
         span,
-        endpoint: crate::metrics::endpoint_label(&path),
+        endpoint: crate::metrics::endpoint_label(uri.path()),
         status: resp.status().as_u16(),
-        model: resp
-            .extensions()
-            .get::<ModelLabel>()
-            .map(|m| m.0.clone())
-            .unwrap_or_default(),
-        provider: hv("x-gateway-provider"),
-        deployment_model: hv("x-gateway-deployment-model"),
-        attempts: hv("x-gateway-attempts"),
-        cache: hv("x-cache"),
+        model,
+        provider: h.get("x-gateway-provider").cloned(),
+        deployment_model: h.get("x-gateway-deployment-model").cloned(),
+        attempts: h.get("x-gateway-attempts").cloned(),
+        cache: h.get("x-cache").cloned(),
         id,
         method,
-        path,
+        uri,
     };
     resp.map(|body| {
         axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {

@@ -329,7 +329,7 @@ pub struct CacheTap {
     cache: std::sync::Arc<Cache>,
     plan: (cache::Key, Policy),
     leader: Option<Leader>,
-    deployment: Deployment,
+    deployment: std::sync::Arc<Deployment>,
 }
 
 fn translate_err(e: translate::TranslateError) -> Error {
@@ -582,13 +582,22 @@ fn sse_response(body: Body) -> Response {
 
 fn gateway_headers(resp: &mut Response, d: &Deployment, attempts: u32) {
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&d.provider.name) {
-        h.insert("x-gateway-provider", v);
+    if let Some(v) = &d.headers.provider {
+        h.insert("x-gateway-provider", v.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&d.model) {
-        h.insert("x-gateway-deployment-model", v);
+    if let Some(v) = &d.headers.model {
+        h.insert("x-gateway-deployment-model", v.clone());
     }
-    h.insert("x-gateway-attempts", HeaderValue::from(attempts));
+    h.insert("x-gateway-attempts", attempts_header(attempts));
+}
+
+/// `x-gateway-attempts` (the small counts without formatting a number each time).
+fn attempts_header(attempts: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(attempts as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(attempts),
+    }
 }
 
 /// How upstream stream bytes become client stream bytes.

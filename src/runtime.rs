@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::auth::Auth;
 use crate::config::{Config, RoutingStrategy};
+use crate::providers::http::Http;
 use crate::providers::{Op, Provider, http_client};
 use crate::router::state::DeploymentState;
 
@@ -26,11 +27,20 @@ pub struct Deployment {
     pub state: Arc<DeploymentState>,
     /// Upstream URLs parsed once: chat, embeddings (`None` for the mock, or where the provider
     /// has no such API).
-    pub urls: [Option<reqwest::Url>; 2],
+    pub urls: [Option<http::Uri>; 2],
+    /// `x-gateway-provider` and `x-gateway-deployment-model`, made once.
+    pub headers: DeploymentHeaders,
+}
+
+/// The response headers naming a deployment (`None` where a name cannot be a header value).
+#[derive(Debug, Clone)]
+pub struct DeploymentHeaders {
+    pub provider: Option<http::HeaderValue>,
+    pub model: Option<http::HeaderValue>,
 }
 
 impl Deployment {
-    pub fn url(&self, op: Op) -> Option<&reqwest::Url> {
+    pub fn url(&self, op: Op) -> Option<&http::Uri> {
         match op {
             Op::Chat => self.urls[0].as_ref(),
             Op::Embeddings => self.urls[1].as_ref(),
@@ -44,7 +54,7 @@ pub struct Model {
     pub name: String,
     pub routing: RoutingStrategy,
     /// In routing order for `priority` (lowest `priority` first, then file order).
-    pub deployments: Vec<Deployment>,
+    pub deployments: Vec<Arc<Deployment>>,
     pub fallbacks: Vec<String>,
     pub retries: u32,
     pub timeout: Option<Duration>,
@@ -56,7 +66,7 @@ pub struct Model {
 /// deployment's run-time state (per provider and upstream model).
 #[derive(Default)]
 pub struct ClientPool {
-    clients: HashMap<(String, Duration), reqwest::Client>,
+    clients: HashMap<(String, Duration, String), Http>,
     states: HashMap<(String, String), Arc<DeploymentState>>,
 }
 
@@ -76,11 +86,16 @@ impl Runtime {
         let mut providers = HashMap::new();
         for p in &config.providers {
             let ct = p.connect_timeout.get();
-            let client = match clients.clients.get(&(p.name.clone(), ct)) {
+            let base = crate::providers::base_url_of(p);
+            let key = (p.name.clone(), ct, base);
+            let client = match clients.clients.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = http_client(ct)?;
-                    clients.clients.insert((p.name.clone(), ct), c.clone());
+                    let c = http_client(ct, &key.2)?;
+                    if c.is_proxied() {
+                        tracing::info!(provider = %p.name, "the environment's proxy settings route this provider through a proxy");
+                    }
+                    clients.clients.insert(key, c.clone());
                     c
                 }
             };
@@ -109,8 +124,13 @@ impl Runtime {
                     provider.parsed_url(Op::Chat, &d.model),
                     provider.parsed_url(Op::Embeddings, &d.model),
                 ];
-                deployments.push(Deployment {
+                let headers = DeploymentHeaders {
+                    provider: http::HeaderValue::from_str(&provider.name).ok(),
+                    model: http::HeaderValue::from_str(&d.model).ok(),
+                };
+                deployments.push(Arc::new(Deployment {
                     urls,
+                    headers,
                     provider,
                     rpm: d.rpm,
                     tpm: d.tpm,
@@ -120,7 +140,7 @@ impl Runtime {
                     output_cost_per_mtok: d.output_cost_per_mtok,
                     weight: d.weight,
                     priority: d.priority,
-                });
+                }));
             }
             deployments.sort_by_key(|d| d.priority);
             model_names.push(m.name.clone());

@@ -224,8 +224,7 @@ pub struct Webhooks {
 impl Webhooks {
     pub fn new(allow_private: bool) -> Result<Self, String> {
         let allow = Arc::new(AtomicBool::new(allow_private));
-        // Builds the rustls provider the same way the provider clients do.
-        let _ = crate::providers::http_client(Duration::from_secs(5))?;
+        crate::providers::install_crypto();
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

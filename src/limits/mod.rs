@@ -249,6 +249,27 @@ impl Limiter {
                 Err(_) => redis.report_error("rate limit adjust", &"timed out", true),
             }
         }
+        self.adjust_local(bucket, delta);
+    }
+
+    /// The Redis the buckets live in (`rate_limits.shared`), if any.
+    pub fn shared_redis(&self) -> Option<&Arc<Redis>> {
+        self.redis.as_ref()
+    }
+
+    /// Add the correction of `bucket` by `delta` tokens to `pipe` (an `EVALSHA` of the adjust
+    /// script, which must be loaded: a `NOSCRIPT` answer means [`Limiter::adjust`] again).
+    pub fn push_adjust(&self, pipe: &mut redis::Pipeline, bucket: &Bucket, delta: i64) {
+        let mut inv = self.adjust.prepare_invoke();
+        inv.key(format!("aigw:rl:{}", bucket.key))
+            .arg(PERIOD_MS)
+            .arg(bucket.limit.max(1))
+            .arg(delta);
+        pipe.invoke_script(&inv).ignore();
+    }
+
+    /// The correction in this process's buckets (no Redis, or Redis failed).
+    pub fn adjust_local(&self, bucket: &Bucket, delta: i64) {
         let emission = PERIOD_MS as f64 / bucket.limit.max(1) as f64;
         if let Ok(mut m) = self.shard(&bucket.key).lock()
             && let Some(tat) = m.get_mut(&bucket.key)

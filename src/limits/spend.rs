@@ -44,6 +44,36 @@ pub fn until_period_end(period: Duration) -> u64 {
     period_bounds(period).1.saturating_sub(unix_ms())
 }
 
+/// Add one answer's spend and usage to the key's hash of the period: `HINCRBYFLOAT spend`,
+/// three `HINCRBY`, `EXPIRE` (two periods).
+pub fn push_record(
+    pipe: &mut redis::Pipeline,
+    key_id: &str,
+    period: Duration,
+    usage: Usage,
+    cost: f64,
+) {
+    let k = redis_key(key_id, period);
+    let ttl = period.as_secs().saturating_mul(2).max(60);
+    pipe.cmd("HINCRBYFLOAT")
+        .arg(&k)
+        .arg("spend")
+        .arg(cost)
+        .ignore();
+    pipe.cmd("HINCRBY").arg(&k).arg("requests").arg(1).ignore();
+    pipe.cmd("HINCRBY")
+        .arg(&k)
+        .arg("input_tokens")
+        .arg(usage.input)
+        .ignore();
+    pipe.cmd("HINCRBY")
+        .arg(&k)
+        .arg("output_tokens")
+        .arg(usage.output)
+        .ignore();
+    pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
+}
+
 pub fn redis_key(key_id: &str, period: Duration) -> String {
     format!("aigw:usage:{key_id}:{}", period_bounds(period).0)
 }
@@ -107,6 +137,28 @@ impl Spend {
 
     /// Add one answer's usage and cost to the key's current period.
     pub async fn record(&self, key_id: &str, period: Duration, usage: Usage, cost: f64) {
+        self.record_local(key_id, period, usage, cost);
+        if let Some(redis) = &self.redis
+            && let Some(mut conn) = redis.conn()
+        {
+            let mut pipe = redis::pipe();
+            push_record(&mut pipe, key_id, period, usage, cost);
+            match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => redis.report_error("spend", &e, e.is_io_error()),
+                Err(_) => redis.report_error("spend", &"timed out", true),
+            }
+        }
+    }
+
+    /// The Redis spend is written to, if any.
+    pub fn redis(&self) -> Option<&Arc<Redis>> {
+        self.redis.as_ref()
+    }
+
+    /// Add to this process's totals (always kept: the budget check's fallback and, without
+    /// Redis, what the embedded store is written from).
+    pub fn record_local(&self, key_id: &str, period: Duration, usage: Usage, cost: f64) {
         if let Ok(mut m) = self.local.lock() {
             let t = m.entry(local_key(key_id, period)).or_default();
             t.spend_usd += cost;
@@ -115,35 +167,6 @@ impl Spend {
             t.output_tokens += usage.output;
         }
         self.dirty.store(true, Ordering::Release);
-        if let Some(redis) = &self.redis
-            && let Some(mut conn) = redis.conn()
-        {
-            let k = redis_key(key_id, period);
-            let ttl = period.as_secs().saturating_mul(2).max(60);
-            let mut pipe = redis::pipe();
-            pipe.cmd("HINCRBYFLOAT")
-                .arg(&k)
-                .arg("spend")
-                .arg(cost)
-                .ignore();
-            pipe.cmd("HINCRBY").arg(&k).arg("requests").arg(1).ignore();
-            pipe.cmd("HINCRBY")
-                .arg(&k)
-                .arg("input_tokens")
-                .arg(usage.input)
-                .ignore();
-            pipe.cmd("HINCRBY")
-                .arg(&k)
-                .arg("output_tokens")
-                .arg(usage.output)
-                .ignore();
-            pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
-            match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => redis.report_error("spend", &e, e.is_io_error()),
-                Err(_) => redis.report_error("spend", &"timed out", true),
-            }
-        }
     }
 
     /// Totals of the key's current period (Redis when it answers, else this process's).

@@ -3,9 +3,11 @@
 //! Four types, one enum (no trait objects): `openai` (and any OpenAI-compatible server), `azure`
 //! (OpenAI's wire format behind Azure's URL scheme and `api-key` header), `anthropic` (its own
 //! wire format; the pipeline translates) and the built-in `mock`. Each provider owns one pooled
-//! `reqwest::Client` (keep-alive, `TCP_NODELAY`, HTTP/2 by ALPN) shared by every request to it.
+//! HTTP client ([`http::Http`]: keep-alive, `TCP_NODELAY`, HTTP/2 by ALPN) shared by every
+//! request to it.
 //! A provider never sees the caller's gateway key: it sends its own.
 
+pub mod http;
 pub mod mock;
 
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use http_body_util::BodyExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderConfig, ProviderType};
@@ -63,7 +66,7 @@ pub struct Provider {
     base_url: String,
     headers: HeaderMap,
     pub timeout: Duration,
-    http: reqwest::Client,
+    http: http::Http,
     /// The provider's key, only to remove it from upstream error messages.
     secret: Option<String>,
 }
@@ -82,24 +85,37 @@ pub use crate::clock::unix_secs as now_unix;
 
 static CRYPTO: Once = Once::new();
 
-/// Build the HTTP client used for one provider.
-pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+/// The base URL requests to this provider start with (the configured one, or the provider
+/// type's public API), without a trailing `/`.
+pub fn base_url_of(cfg: &ProviderConfig) -> String {
+    let default_base = match cfg.kind {
+        ProviderType::Openai => "https://api.openai.com/v1",
+        ProviderType::Anthropic => "https://api.anthropic.com",
+        ProviderType::Azure | ProviderType::Mock => "",
+    };
+    cfg.base_url
+        .as_deref()
+        .unwrap_or(default_base)
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Build the HTTP client used for one provider at `base_url`.
+pub fn http_client(connect_timeout: Duration, base_url: &str) -> Result<http::Http, String> {
+    install_crypto();
+    http::Http::new(connect_timeout, base_url)
+}
+
+/// Install rustls's crypto provider (ring) for the process, once.
+pub fn install_crypto() {
     CRYPTO.call_once(|| {
         // Ignored when a provider was already installed by another caller.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
 
 impl Provider {
-    pub fn new(cfg: &ProviderConfig, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(cfg: &ProviderConfig, http: http::Http) -> Result<Self, String> {
         let kind = match cfg.kind {
             ProviderType::Openai => Kind::OpenAi,
             ProviderType::Azure => Kind::Azure {
@@ -113,17 +129,7 @@ impl Provider {
                 latency: cfg.latency.map(|d| d.get()).unwrap_or_default(),
             },
         };
-        let default_base = match cfg.kind {
-            ProviderType::Openai => "https://api.openai.com/v1",
-            ProviderType::Anthropic => "https://api.anthropic.com",
-            ProviderType::Azure | ProviderType::Mock => "",
-        };
-        let base_url = cfg
-            .base_url
-            .as_deref()
-            .unwrap_or(default_base)
-            .trim_end_matches('/')
-            .to_owned();
+        let base_url = base_url_of(cfg);
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -215,12 +221,12 @@ impl Provider {
     }
 
     /// The parsed upstream URL of `op` for `model`, computed once per deployment at load.
-    pub fn parsed_url(&self, op: Op, model: &str) -> Option<reqwest::Url> {
+    pub fn parsed_url(&self, op: Op, model: &str) -> Option<::http::Uri> {
         let u = self.url(op, model).ok()?;
         if u.is_empty() {
             return None;
         }
-        reqwest::Url::parse(&u).ok()
+        u.parse().ok()
     }
 
     fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
@@ -263,7 +269,7 @@ impl Provider {
         &self,
         op: Op,
         model: &str,
-        url: Option<&reqwest::Url>,
+        url: Option<&::http::Uri>,
         body: Bytes,
         stream: bool,
         timeout: Duration,
@@ -285,30 +291,50 @@ impl Provider {
                 }
             };
         }
-        let mut req = match url {
-            Some(u) => self.http.post(u.clone()),
-            None => self.http.post(self.url(op, model)?),
+        let parsed;
+        let uri = match url {
+            Some(u) => u,
+            None => {
+                let u = self.url(op, model)?;
+                parsed = u.parse::<::http::Uri>().map_err(|e| {
+                    UpstreamError::new(
+                        &self.name,
+                        UpstreamKind::Connect,
+                        format!("the upstream URL {u} is not valid: {e}"),
+                    )
+                })?;
+                &parsed
+            }
         };
-        req = req
-            .headers(self.headers.clone())
-            .header("x-request-id", &ctx.request_id)
-            .body(body);
+        let mut headers = self.headers.clone();
+        if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+            headers.insert("x-request-id", id);
+        }
         if let Some(tp) = &ctx.traceparent {
-            req = req.header("traceparent", tp.clone());
+            headers.insert("traceparent", tp.clone());
         }
         if let (Kind::Anthropic, Some(beta)) = (&self.kind, &ctx.anthropic_beta) {
-            req = req.header("anthropic-beta", beta.clone());
+            headers.insert("anthropic-beta", beta.clone());
         }
         let fut = async {
-            let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+            let resp = self
+                .http
+                .post(uri, headers, body)
+                .await
+                .map_err(|e| self.transport_error(&e))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(self.status_error(resp).await);
             }
             if stream {
-                Ok(UpstreamBody::Stream(self.relay(resp, timeout)))
+                Ok(UpstreamBody::Stream(self.relay(resp.into_body(), timeout)))
             } else {
-                let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+                let bytes = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| self.body_error(&*e))?
+                    .to_bytes();
                 Ok(UpstreamBody::Full(bytes))
             }
         };
@@ -322,36 +348,42 @@ impl Provider {
         }
     }
 
-    fn relay(&self, resp: reqwest::Response, idle: Duration) -> ByteStream {
+    fn relay(&self, body: http::UpstreamBody, idle: Duration) -> ByteStream {
         let name = self.name.clone();
         let name2 = self.name.clone();
-        let inner = resp.bytes_stream().map_err(move |e| {
+        let inner = http_body_util::BodyDataStream::new(body).map_err(move |e| {
             UpstreamError::new(
                 &name,
                 UpstreamKind::Protocol,
-                format!("the stream broke: {}", short_reqwest(&e)),
+                format!("the stream broke: {}", http::error_chain(&*e)),
             )
         });
         Box::pin(IdleTimeout::new(inner, idle, name2))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> UpstreamError {
-        let kind = if e.is_timeout() {
-            UpstreamKind::Timeout
-        } else if e.is_connect() {
+    fn transport_error(&self, e: &http::SendError) -> UpstreamError {
+        let kind = if e.connect {
             UpstreamKind::Connect
         } else {
             UpstreamKind::Protocol
         };
-        UpstreamError::new(&self.name, kind, short_reqwest(e))
+        UpstreamError::new(&self.name, kind, e.message.clone())
     }
 
-    async fn status_error(&self, resp: reqwest::Response) -> UpstreamError {
+    fn body_error(&self, e: &(dyn std::error::Error + Send + Sync)) -> UpstreamError {
+        UpstreamError::new(
+            &self.name,
+            UpstreamKind::Protocol,
+            format!("the answer broke off: {}", http::error_chain(e)),
+        )
+    }
+
+    async fn status_error(&self, resp: ::http::Response<http::UpstreamBody>) -> UpstreamError {
         let status = resp.status().as_u16();
         let retry_after = parse_retry_after(resp.headers());
         // Bounded read of the error body.
         let mut body = Vec::new();
-        let mut s = resp.bytes_stream();
+        let mut s = http_body_util::BodyDataStream::new(resp.into_body());
         while let Some(Ok(chunk)) = s.next().await {
             body.extend_from_slice(&chunk);
             if body.len() > 64 * 1024 {
@@ -407,18 +439,6 @@ pub fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-fn short_reqwest(e: &reqwest::Error) -> String {
-    // reqwest's Display includes the URL; keep it (no secrets in our URLs) but add the cause.
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 pin_project_lite::pin_project! {

@@ -32,7 +32,7 @@ use crate::runtime::{Deployment, Model, Runtime};
 /// A successful upstream answer and who gave it.
 pub struct Served {
     pub body: UpstreamBody,
-    pub deployment: Deployment,
+    pub deployment: Arc<Deployment>,
     /// The model that served it (the requested one or a fallback).
     pub model: Arc<Model>,
     pub attempts: u32,

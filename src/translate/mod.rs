@@ -46,7 +46,7 @@ use crate::clock::unix_secs as now_unix;
 
 /// A fresh id with the given prefix, for when the other side sent none.
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+    crate::ids::random_id(prefix)
 }
 
 /// OpenAI chunk/completion id for an Anthropic message id: `chatcmpl-` + the message id.

@@ -207,3 +207,37 @@ async fn traceparent_is_sent_upstream() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.only_request().header("traceparent"), Some(tp));
 }
+
+/// Providers are reached with hyper's client directly, unless the environment's proxy settings
+/// cover their host: then through the proxy (reqwest's client). Here the fake upstream plays an
+/// HTTP proxy (it answers the absolute-form request line), and the provider's host does not
+/// even resolve, so an answer proves the request went through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_covered_by_the_environments_proxy_is_reached_through_it() {
+    let proxy = FakeUpstream::start(Kind::OpenAi).await;
+    let far = serde_json::json!({"name": "far", "type": "openai",
+        "base_url": "http://upstream.invalid/v1", "api_key": PROVIDER_KEY});
+    let cfg = config(vec![far], vec![model("gpt-far", "far", "upstream-model")]);
+    let proxy_url = format!("http://{}", proxy.addr);
+    let gw = Gateway::start_with_env(
+        cfg,
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "localhost"),
+        ],
+    )
+    .await;
+    gw.wait_log("through a proxy").await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some(GW_KEY),
+            &chat_body("gpt-far", "via the proxy"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let seen = proxy.only_request();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(seen.header("host"), Some("upstream.invalid"));
+    assert_eq!(seen.json()["model"], "upstream-model");
+}

@@ -370,3 +370,76 @@ async fn no_key_appears_in_the_logs() {
         assert!(!logs.contains(secret), "a key leaked into the logs");
     }
 }
+
+/// With shared limits, the answer's settlement (the tpm bucket given back what the reservation
+/// overestimated, and the spend record) is one Redis pipeline; after `SCRIPT FLUSH` (Redis lost
+/// its scripts) the correction is still made. tpm 6000 and `max_tokens` 3500: a second request
+/// fits only once the first's reservation was corrected to its real usage (the bucket refills
+/// 100 tokens a second, so without the correction it would take ~10 s).
+#[tokio::test]
+async fn shared_limits_settle_in_one_round_trip_and_survive_a_script_flush() {
+    let redis = RedisServer::start().await;
+    let mut cfg = limited_config(Some(&redis), json!([]));
+    cfg["rate_limits"] = json!({"shared": true});
+    let gw = Gateway::start(cfg).await;
+    wait_redis_ok(&gw).await;
+    let (id, key) = create_key(&gw, json!({"name": "settle", "tpm": 6000})).await;
+    let mut body = chat_body("mock", "hello there");
+    body["max_tokens"] = json!(3500);
+    let requests = |rec: &Value| rec["usage"]["requests"].as_u64().unwrap_or(0);
+    let settled = |n: u64| {
+        let gw = &gw;
+        let id = id.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let rec =
+                    json_of(gw.get(&format!("/admin/keys/{id}"), Some(MASTER_KEY)).await).await;
+                if requests(&rec) >= n {
+                    return rec;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the spend of {n} answers never showed: {rec}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Admitted once the earlier reservations were corrected (a 429 takes nothing).
+    let admitted = |body: Value| {
+        let gw = &gw;
+        let key = key.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                match status(gw, &key, &body).await {
+                    200 => return,
+                    429 => assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the earlier reservation was never given back"
+                    ),
+                    s => panic!("unexpected status {s}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(status(&gw, &key, &body).await, 200);
+    settled(1).await;
+    admitted(body.clone()).await;
+    let rec = settled(2).await;
+    assert!(rec["usage"]["input_tokens"].as_u64().unwrap() > 0, "{rec}");
+
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    admitted(body.clone()).await;
+    settled(3).await;
+    admitted(body.clone()).await;
+    settled(4).await;
+}

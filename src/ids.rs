@@ -1,0 +1,32 @@
+//! Identifiers the gateway makes: request ids, and the message or completion ids of translated
+//! answers when the upstream sent none.
+//!
+//! They name things; they guard nothing (keys and webhook secrets come from the OS's random
+//! source elsewhere), so they come from `fastrand`'s per-thread generator, seeded once, instead
+//! of a `getrandom` system call on every request.
+
+/// `prefix` followed by 32 random lowercase hex digits (128 bits), e.g. `req_3f9c…`.
+pub fn random_id(prefix: &str) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(prefix.len() + 32);
+    s.push_str(prefix);
+    let _ = write!(s, "{:032x}", fastrand::u128(..));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shape_and_uniqueness() {
+        let a = super::random_id("req_");
+        let b = super::random_id("req_");
+        assert_eq!(a.len(), 36);
+        assert!(a.starts_with("req_"));
+        assert!(
+            a[4..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
+}
