@@ -73,7 +73,12 @@ impl Accounting {
 
     /// A complete answer's usage; returns its cost when the deployment has prices.
     pub fn complete(&mut self, body: &[u8]) -> Option<f64> {
-        let u = crate::usage::from_body(body).unwrap_or(Usage {
+        self.complete_with(crate::usage::from_body(body))
+    }
+
+    /// A complete answer whose usage was already read (`None`: it had none).
+    pub fn complete_with(&mut self, usage: Option<Usage>) -> Option<f64> {
+        let u = usage.unwrap_or(Usage {
             input: self.estimated_input,
             output: 0,
             exact: false,

@@ -254,7 +254,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     crate::metrics::in_flight(true);
     let id = req
         .headers()
-        .get("x-request-id")
+        .get(crate::headers::X_REQUEST_ID)
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -265,7 +265,7 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
     }
     let caller = resp.extensions_mut().remove::<crate::auth::Caller>();
     let model = resp.extensions_mut().remove::<ModelLabel>();
@@ -282,10 +282,10 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         endpoint: crate::metrics::endpoint_label(uri.path()),
         status: resp.status().as_u16(),
         model,
-        provider: h.get("x-gateway-provider").cloned(),
-        deployment_model: h.get("x-gateway-deployment-model").cloned(),
-        attempts: h.get("x-gateway-attempts").cloned(),
-        cache: h.get("x-cache").cloned(),
+        provider: h.get(crate::headers::X_GATEWAY_PROVIDER).cloned(),
+        deployment_model: h.get(crate::headers::X_GATEWAY_DEPLOYMENT_MODEL).cloned(),
+        attempts: h.get(crate::headers::X_GATEWAY_ATTEMPTS).cloned(),
+        cache: h.get(crate::headers::X_CACHE).cloned(),
         id,
         method,
         uri,

@@ -25,6 +25,7 @@ use crate::auth::Caller;
 use crate::cache::{self, Cache, Entry, Layer, Leader, Lookup, Policy};
 use crate::error::LimitReason;
 use crate::error::{Error, UpstreamError};
+use crate::headers as hn;
 use crate::limits::Bucket;
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::router::{self, Call};
@@ -284,15 +285,15 @@ fn hit_response(
         json_response(e.body.clone())
     };
     let h = resp.headers_mut();
-    h.insert("x-cache", HeaderValue::from_static("HIT"));
-    h.insert("x-cache-layer", HeaderValue::from_static(layer.as_str()));
+    h.insert(hn::X_CACHE, HeaderValue::from_static("HIT"));
+    h.insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
     if let Ok(v) = HeaderValue::from_str(&e.provider) {
-        h.insert("x-gateway-provider", v);
+        h.insert(hn::X_GATEWAY_PROVIDER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&e.deployment_model) {
-        h.insert("x-gateway-deployment-model", v);
+        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v);
     }
-    h.insert("x-gateway-attempts", HeaderValue::from(0));
+    h.insert(hn::X_GATEWAY_ATTEMPTS, HeaderValue::from_static("0"));
     resp
 }
 
@@ -320,7 +321,7 @@ async fn store(
 fn x_cache(resp: &mut Response, plan: Option<&(cache::Key, Policy)>) {
     let v = if plan.is_some() { "MISS" } else { "BYPASS" };
     resp.headers_mut()
-        .insert("x-cache", HeaderValue::from_static(v));
+        .insert(hn::X_CACHE, HeaderValue::from_static(v));
 }
 
 /// What a streamed answer needs to be stored once it ended well.
@@ -429,6 +430,7 @@ pub async fn chat(
                 }
                 _ => translate::chat_response_to_messages(&bytes, &head.model).map(Bytes::from),
             };
+            let same_format = upstream_format == client;
             let out = translated.map_err(|e| Error::Upstream {
                 attempts: served.attempts,
                 last: UpstreamError::new(
@@ -445,7 +447,13 @@ pub async fn chat(
                 &served.deployment,
             )
             .await;
-            let cost = acct.complete(&out);
+            // Usage as the client receives it: read with the JSON check when the bytes are the
+            // upstream's own, from the translation otherwise.
+            let cost = if same_format {
+                acct.complete_with(served.usage)
+            } else {
+                acct.complete(&out)
+            };
             let mut r = json_response(out);
             cost_header(&mut r, cost);
             r
@@ -523,7 +531,7 @@ pub async fn embeddings(
     let mut resp = match served.body {
         UpstreamBody::Full(b) => {
             store(cache, plan.as_ref(), leader, b.clone(), &served.deployment).await;
-            let cost = acct.complete(&b);
+            let cost = acct.complete_with(served.usage);
             let mut r = json_response(b);
             cost_header(&mut r, cost);
             r
@@ -554,7 +562,7 @@ fn cost_header(resp: &mut Response, cost: Option<f64>) {
     if let Some(c) = cost
         && let Ok(v) = HeaderValue::from_str(&format!("{c:.8}"))
     {
-        resp.headers_mut().insert("x-gateway-cost-usd", v);
+        resp.headers_mut().insert(hn::X_GATEWAY_COST_USD, v);
     }
 }
 
@@ -576,19 +584,19 @@ fn sse_response(body: Body) -> Response {
         HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(hn::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     r
 }
 
 fn gateway_headers(resp: &mut Response, d: &Deployment, attempts: u32) {
     let h = resp.headers_mut();
     if let Some(v) = &d.headers.provider {
-        h.insert("x-gateway-provider", v.clone());
+        h.insert(hn::X_GATEWAY_PROVIDER, v.clone());
     }
     if let Some(v) = &d.headers.model {
-        h.insert("x-gateway-deployment-model", v.clone());
+        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
     }
-    h.insert("x-gateway-attempts", attempts_header(attempts));
+    h.insert(hn::X_GATEWAY_ATTEMPTS, attempts_header(attempts));
 }
 
 /// `x-gateway-attempts` (the small counts without formatting a number each time).

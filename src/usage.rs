@@ -66,13 +66,22 @@ struct WithUsage {
 
 /// Usage of a complete (non-streamed) answer in either format.
 pub fn from_body(body: &[u8]) -> Option<Usage> {
-    let v: WithUsage = serde_json::from_slice(body).ok()?;
-    let u = v.usage?;
-    Some(Usage {
-        input: u.input().unwrap_or(0),
-        output: u.output().unwrap_or(0),
-        exact: true,
-    })
+    parse_body(body).ok().flatten()
+}
+
+/// The same, telling an answer that is not JSON (`Err`) from one without usage (`Ok(None)`).
+/// The whole body is parsed either way, so `Ok` means one valid JSON value. An answer whose
+/// `usage` or `message` has an unexpected shape is still valid JSON without usage (a second,
+/// plain parse says so; only that rare case pays for it).
+pub fn parse_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    match serde_json::from_slice::<WithUsage>(body) {
+        Ok(v) => Ok(v.usage.map(|u| Usage {
+            input: u.input().unwrap_or(0),
+            output: u.output().unwrap_or(0),
+            exact: true,
+        })),
+        Err(_) => serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| None),
+    }
 }
 
 /// Follows a client-format stream for its usage.
@@ -137,6 +146,17 @@ impl StreamUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_body_tells_invalid_from_valid_without_usage() {
+        assert!(parse_body(b"not json").is_err());
+        assert!(parse_body(br#"{"a": 1} trailing"#).is_err());
+        assert_eq!(parse_body(br#"[1, 2]"#).ok(), Some(None));
+        let odd = br#"{"message": "text", "usage": {"prompt_tokens": 1.5}}"#;
+        assert_eq!(parse_body(odd).ok(), Some(None));
+        let u = parse_body(br#"{"usage": {"prompt_tokens": 3, "completion_tokens": 4}}"#);
+        assert_eq!(u.ok().flatten().map(|u| (u.input, u.output)), Some((3, 4)));
+    }
 
     #[test]
     fn full_bodies() {

@@ -72,8 +72,8 @@ async fn drain(body: &mut Body) {
 pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
     CallCtx {
         request_id: request_id.to_owned(),
-        traceparent: headers.get("traceparent").cloned(),
-        anthropic_beta: headers.get("anthropic-beta").cloned(),
+        traceparent: headers.get(crate::headers::TRACEPARENT).cloned(),
+        anthropic_beta: headers.get(crate::headers::ANTHROPIC_BETA).cloned(),
         usage: None,
     }
 }

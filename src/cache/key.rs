@@ -71,10 +71,13 @@ pub fn key(endpoint: Endpoint, scope: &str, body: &[u8]) -> Option<(Key, Value)>
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) {
-    // serde_json's string escaping is canonical for a given string.
-    if let Ok(v) = serde_json::to_vec(s) {
-        out.extend_from_slice(&v);
-    }
+    // serde_json's string escaping is canonical for a given string; written in place.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{v}");
 }
 
 fn write_canonical(out: &mut Vec<u8>, v: &Value) {
@@ -83,14 +86,14 @@ fn write_canonical(out: &mut Vec<u8>, v: &Value) {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                out.extend_from_slice(i.to_string().as_bytes());
+                write_display(out, i);
             } else if let Some(u) = n.as_u64() {
-                out.extend_from_slice(u.to_string().as_bytes());
+                write_display(out, u);
             } else if let Some(f) = n.as_f64() {
                 if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
-                    out.extend_from_slice((f as i64).to_string().as_bytes());
+                    write_display(out, f as i64);
                 } else {
-                    out.extend_from_slice(format!("{f:e}").as_bytes());
+                    write_display(out, format_args!("{f:e}"));
                 }
             }
         }

@@ -117,7 +117,7 @@ pub fn policy(
         }
     }
     if let Some(ttl) = headers
-        .get("x-gateway-cache-ttl")
+        .get(crate::headers::X_GATEWAY_CACHE_TTL)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
     {

@@ -308,13 +308,13 @@ impl Provider {
         };
         let mut headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-            headers.insert("x-request-id", id);
+            headers.insert(crate::headers::X_REQUEST_ID, id);
         }
         if let Some(tp) = &ctx.traceparent {
-            headers.insert("traceparent", tp.clone());
+            headers.insert(crate::headers::TRACEPARENT, tp.clone());
         }
         if let (Kind::Anthropic, Some(beta)) = (&self.kind, &ctx.anthropic_beta) {
-            headers.insert("anthropic-beta", beta.clone());
+            headers.insert(crate::headers::ANTHROPIC_BETA, beta.clone());
         }
         let fut = async {
             let resp = self

@@ -36,6 +36,9 @@ pub struct Served {
     /// The model that served it (the requested one or a fallback).
     pub model: Arc<Model>,
     pub attempts: u32,
+    /// The usage of a complete answer, read while checking it is JSON (`None` for a stream, or
+    /// an answer without usage).
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// One request as the router sees it.
@@ -201,9 +204,13 @@ pub async fn send(
                 )
                 .instrument(span.clone())
                 .await;
+            let mut usage = None;
             let result = match result {
                 Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
-                Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name),
+                Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name).map(|(b, u)| {
+                    usage = u;
+                    b
+                }),
                 other => other,
             };
             let took = started.elapsed();
@@ -231,6 +238,7 @@ pub async fn send(
                         deployment: d.clone(),
                         model: m.clone(),
                         attempts,
+                        usage,
                     });
                 }
                 Err(e) if e.is_caller_fault() => {
@@ -299,10 +307,14 @@ fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error 
     }
 }
 
-/// A 200 whose body is not JSON is a broken answer: a failed (retryable) attempt.
-fn valid_json(body: Bytes, provider: &str) -> Result<UpstreamBody, UpstreamError> {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        Ok(_) => Ok(UpstreamBody::Full(body)),
+/// A 200 whose body is not JSON is a broken answer: a failed (retryable) attempt. The one
+/// parse that checks it also reads its usage.
+fn valid_json(
+    body: Bytes,
+    provider: &str,
+) -> Result<(UpstreamBody, Option<crate::usage::Usage>), UpstreamError> {
+    match crate::usage::parse_body(&body) {
+        Ok(usage) => Ok((UpstreamBody::Full(body), usage)),
         Err(e) => Err(UpstreamError::new(
             provider,
             UpstreamKind::Protocol,

@@ -1,0 +1,20 @@
+//! Names of the headers the gateway reads or writes on every request, made once.
+//!
+//! `HeaderMap::insert("x-cache", …)` parses and validates the name on every call, and
+//! `get("x-request-id")` too; on a cache hit that was ~3 % of the gateway's CPU. These constants
+//! are built at compile time.
+
+use axum::http::HeaderName;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub const X_CACHE_LAYER: HeaderName = HeaderName::from_static("x-cache-layer");
+pub const X_GATEWAY_PROVIDER: HeaderName = HeaderName::from_static("x-gateway-provider");
+pub const X_GATEWAY_DEPLOYMENT_MODEL: HeaderName =
+    HeaderName::from_static("x-gateway-deployment-model");
+pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
+pub const X_GATEWAY_COST_USD: HeaderName = HeaderName::from_static("x-gateway-cost-usd");
+pub const X_GATEWAY_CACHE_TTL: HeaderName = HeaderName::from_static("x-gateway-cache-ttl");
+pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
