@@ -283,8 +283,17 @@ pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingsHead, Error> {
     Ok(EmbeddingsHead { model, model_span })
 }
 
-/// The body with the JSON string at `span` replaced by `model`: one copy, no re-serialisation.
-pub fn splice_model(body: &[u8], span: &Range<usize>, model: &str) -> Bytes {
+/// The body with the JSON string at `span` replaced by `model`: one copy, no re-serialisation;
+/// no copy at all when the body already names `model` exactly so (the deployment's model has
+/// the client's name, as in most configurations).
+pub fn splice_model(body: &Bytes, span: &Range<usize>, model: &str) -> Bytes {
+    if let Some(current) = body.get(span.clone())
+        && current.len() == model.len() + 2
+        && current.get(1..current.len() - 1) == Some(model.as_bytes())
+        && !model.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        return body.clone();
+    }
     let quoted = json_string(model);
     let mut out = BytesMut::with_capacity(body.len() + quoted.len());
     out.put_slice(&body[..span.start.min(body.len())]);
@@ -307,9 +316,29 @@ mod tests {
         let body = br#"{ "messages":[{"role":"user","content":"hi \"there\""}], "model" : "fast", "x":{"model":"keep"} }"#;
         let head = parse_openai_chat(body).unwrap();
         assert_eq!(head.model, "fast");
-        let out = splice_model(body, &head.model_span, "gpt-4o-mini");
+        let out = splice_model(&Bytes::from_static(body), &head.model_span, "gpt-4o-mini");
         let expected = br#"{ "messages":[{"role":"user","content":"hi \"there\""}], "model" : "gpt-4o-mini", "x":{"model":"keep"} }"#;
         assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn the_same_model_forwards_the_original_bytes() {
+        let body = Bytes::from_static(
+            br#"{"model" : "gpt-4o-mini","messages":[{"role":"user","content":"x"}]}"#,
+        );
+        let head = parse_openai_chat(&body).unwrap();
+        let out = splice_model(&body, &head.model_span, "gpt-4o-mini");
+        assert_eq!(out.as_ptr(), body.as_ptr(), "no copy");
+        // Written with an escape, the same name is spliced (the bytes differ).
+        let body = Bytes::from_static(
+            br#"{"model":"gpt\u002d4o","messages":[{"role":"user","content":"x"}]}"#,
+        );
+        let head = parse_openai_chat(&body).unwrap();
+        let out = splice_model(&body, &head.model_span, "gpt-4o");
+        assert_eq!(
+            &out[..],
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#
+        );
     }
 
     #[test]
@@ -317,7 +346,7 @@ mod tests {
         let body = br#"{"model":"a\u0062c","messages":[{"role":"user","content":"x"}]}"#;
         let head = parse_openai_chat(body).unwrap();
         assert_eq!(head.model, "abc");
-        let out = splice_model(body, &head.model_span, "q\"z");
+        let out = splice_model(&Bytes::from_static(body), &head.model_span, "q\"z");
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "q\"z");
     }

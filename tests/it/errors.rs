@@ -357,3 +357,27 @@ async fn request_id_kept_generated_or_replaced() {
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "x-request-id"), Some("err-req-1"));
 }
+
+/// A body that arrives in many chunked frames is put together whole (one frame is used as it
+/// came; a second one starts a buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_many_chunks_is_read_whole() {
+    let gw = Gateway::start(basic_config(None)).await;
+    let text = "many small pieces of one request body";
+    let body = serde_json::to_vec(&chat_body("mock", text)).unwrap();
+    let mut enc = Vec::new();
+    for piece in body.chunks(7) {
+        enc.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        enc.extend_from_slice(piece);
+        enc.extend_from_slice(b"\r\n");
+    }
+    enc.extend_from_slice(b"0\r\n\r\n");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {GW_KEY}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let (status, _headers, answer) = raw_request(&addr_of(&gw), head, enc).await;
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], text);
+}
