@@ -39,21 +39,25 @@
 #   INSTALL=0          never run apt-get (targets whose tools are missing are skipped)
 #   NICE=-10           scheduling priority of everything measured (default -10 as root, else 0)
 set -euo pipefail
+# Descriptors: the slow-streams targets hold 2 per stream in the gateway (client + upstream).
+ulimit -Hn 1048576 2>/dev/null || true
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cmdline="bench/run.sh${*:+ $*}"
 for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE \
-         ROUTE_CONCS AUTH_CONCS CACHE_CONCS FILL_N L2_KEYS STARTUP_MODELS HOT_PATHS HOT_PATHS_BIN; do
+         ROUTE_CONCS AUTH_CONCS CACHE_CONCS FILL_N L2_KEYS STARTUP_MODELS HOT_PATHS HOT_PATHS_BIN SLOW_N SLOW_LATENCY; do
   [[ -n "${!v:-}" ]] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
 DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-2}"
 CONCS="${CONCS:-1 16 64}"; STREAM_CONCS="${STREAM_CONCS:-1 16}"
 STARTUP_RUNS="${STARTUP_RUNS:-5}"
-TARGETS="${TARGETS:-direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k}"
+TARGETS="${TARGETS:-direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k gateway-slow-streams gateway-slow-streams-local}"
 SCENARIOS="${SCENARIOS:-chat stream stream-via-anthropic messages-stream}"
 NGINX_SCENARIOS="${NGINX_SCENARIOS:-chat stream}"
 ROUTE_CONCS="${ROUTE_CONCS:-64}"; AUTH_CONCS="${AUTH_CONCS:-64}"; CACHE_CONCS="${CACHE_CONCS:-1 64}"
+SLOW_N="${SLOW_N:-10000}"; SLOW_LATENCY="${SLOW_LATENCY:-500ms}"
 FILL_N="${FILL_N:-100000}"; REDIS_CALLS_N="${REDIS_CALLS_N:-1000}"; L2_KEYS="${L2_KEYS:-10000}"; STARTUP_MODELS="${STARTUP_MODELS:-100}"
 REDIS_PORT="${REDIS_PORT:-0}"
 if command -v cargo >/dev/null; then HOT_PATHS="${HOT_PATHS:-1}"; else HOT_PATHS="${HOT_PATHS:-0}"; fi
@@ -435,6 +439,36 @@ target_gateway_cache_l2() {
 target_gateway_cache_100k() {
   local T_ACTION=fill_cache
   run_gateway gateway-cache-100k "{\"cache\":{\"enabled\":true,\"l1_max_entries\":$((FILL_N * 2))}}"
+}
+# $SLOW_N slow streams held open at once (lib/slow_streams.py). `gateway-slow-streams`: through
+# a second mock with --latency $SLOW_LATENCY (each stream also holds an upstream connection, so
+# the gateway needs 2 descriptors per stream: with a lower limit, fewer streams, said in the
+# row); `gateway-slow-streams-local`: the gateway's own mock provider with that latency.
+slow_streams() {
+  hdr_args
+  local n="$SLOW_N" fds; fds="$(ulimit -Hn)"
+  if [[ "${T_FDS_PER_STREAM:-1}" == 2 && "$fds" != unlimited ]] && (( 2 * n + 1000 > fds )); then
+    n=$(( (fds - 1000) / 2 )); note "$T_LABEL: $n streams, not $SLOW_N: the descriptor limit here is $fds (2 per stream)"
+  fi
+  say "$T_LABEL: $n slow streams held open"
+  run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/slow_streams.py" --port "$GW_PORT" \
+    --pid "$T_PID" --n "$n" --body "$STREAM_BODY" --target "$T_LABEL" --out "$rows" ${HDR_ARGS[@]+"${HDR_ARGS[@]}"}
+}
+target_gateway_slow_streams() {
+  local port; port="$(free_port)"
+  start_bg slow-mock "$LOAD_CPU" "$GATEWAY_BIN" mock-server --listen "127.0.0.1:$port" --latency "$SLOW_LATENCY"
+  local mpid="$BG_PID"
+  if ! wait_http "http://127.0.0.1:$port/health" 10; then
+    note "slow mock did not start: $(tail -c 300 "$out/slow-mock.log" | tr '\n' ' ')"; failed=1
+    stop_pid "$mpid"; return 0
+  fi
+  local T_ACTION=slow_streams T_FDS_PER_STREAM=2
+  run_gateway gateway-slow-streams "{\"providers\":[{\"name\":\"upstream\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:$port/v1\",\"api_key\":\"sk-upstream-fake\"}],\"models\":[{\"name\":\"$MODEL\",\"deployments\":[{\"provider\":\"upstream\",\"model\":\"$MODEL\"}]}]}"
+  stop_pid "$mpid"
+}
+target_gateway_slow_streams_local() {
+  local T_ACTION=slow_streams
+  run_gateway gateway-slow-streams-local "{\"providers\":[{\"name\":\"upstream\",\"type\":\"mock\",\"latency\":\"$SLOW_LATENCY\"}],\"models\":[{\"name\":\"$MODEL\",\"deployments\":[{\"provider\":\"upstream\",\"model\":\"$MODEL\"}]}]}"
 }
 # Same path with one access-log line per request (JSON, to the log file).
 target_gateway_log() { GW_LOG_LEVEL=info run_gateway gateway-log '{}'; }

@@ -170,6 +170,7 @@ async fn serve(
     if cfg.auth.is_none() {
         tracing::warn!("no auth section: the gateway serves every caller without a key");
     }
+    raise_descriptor_limit();
     // The metrics recorder is installed with the state, before the jobs set their gauges.
     let jobs_cfg = cfg.clone();
     let state = app::AppState::new(cfg, path)?;
@@ -200,4 +201,18 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every stream holds a client connection and, through a provider, an upstream one: raise the
+/// soft limit on open files to the hard one (as nginx's `worker_rlimit_nofile` or Go's runtime
+/// do), so a shell's default of 1024 does not cap the gateway at ~500 concurrent streams.
+fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(
+            open_files = n,
+            "descriptor limit: about {} concurrent streams through upstream connections",
+            n.saturating_sub(100) / 2
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }

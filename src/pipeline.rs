@@ -737,13 +737,15 @@ pub fn relay(
                     if let Some(mut tap) = st.tap.take() {
                         tap.assembler.push(&tail);
                         if let Some(full) = tap.assembler.finish() {
-                            store(
+                            // Boxed: inline, the cache write's future would make every stream's
+                            // relay state as large as itself for the stream's whole life.
+                            Box::pin(store(
                                 &tap.cache,
                                 Some(&tap.plan),
                                 tap.leader,
                                 Bytes::from(full),
                                 &tap.deployment,
-                            )
+                            ))
                             .await;
                         }
                     }

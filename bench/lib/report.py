@@ -252,11 +252,12 @@ def main():
         p("")
         ev = pr.get("evalsha", 0) + pr.get("eval", 0)
         pipe = pr.get("hincrbyfloat", 0)
-        p(f"Round trips per request: {ev:g} script call(s) (EVALSHA/EVAL) + {pipe:g} pipelined spend write(s) "
-          f"(HINCRBYFLOAT + HINCRBY x3 + EXPIRE). In this build that is the limit check (`gcra.lua`: TIME, "
-          f"GET and SET per bucket, inside Redis) on the request path, then, after the answer and off the "
-          f"request path, the token correction (`adjust.lua`: TIME, GET, SET or DEL) and the spend "
-          f"record. One round trip per request for the check itself: "
+        p(f"Per request: {ev:g} script call(s) (EVALSHA/EVAL) and {pipe:g} spend write(s) "
+          f"(HINCRBYFLOAT + HINCRBY x3 + EXPIRE). In this build they take 2 round trips: the limit "
+          f"check (`gcra.lua`: TIME, GET and SET per bucket, inside Redis) on the request path; then, "
+          f"after the answer and off the request path, one pipeline with the token correction "
+          f"(`adjust.lua`: TIME, GET, SET or DEL) and the spend record (commandstats cannot see "
+          f"pipelining; `accounting.rs` builds it). One script call for the check itself: "
           f"{'yes' if ev >= 1 else 'no'}.")
         p("")
 
@@ -324,6 +325,26 @@ def main():
         p("|---:|---:|---:|---:|---:|")
         p(f"| {f['rss_before_mib']} MiB | {f['rss_after_fill_mib']} MiB | {f['rss_settled_mib']} MiB "
           f"| {f['peak_rss_mib']} MiB | {per:.2f} KiB |")
+        p("")
+
+    slows = [r for r in rows if r["kind"] == "slow-streams"]
+    if slows:
+        p("## Slow streams held open at once")
+        p("")
+        p("Streaming chat requests opened over a few seconds and held until their `[DONE]` (a word every "
+          "`SLOW_LATENCY`, 21 events each), one connection each (`lib/slow_streams.py`, asyncio). "
+          "`gateway-slow-streams`: through the gateway to a `mock-server --latency` upstream (one upstream "
+          "connection per stream too); `gateway-slow-streams-local`: the gateway's own `mock` provider with "
+          "`latency` (client connections only). The gateway's RSS sampled every 0.1 s.")
+        p("")
+        p("| target | streams | open at once | completed | errors | RSS before MiB | peak RSS MiB | per stream KiB | TTFB p50 / p99 ms | gateway CPU s | note |")
+        p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in slows:
+            per = (r["peak_rss_mib"] - r["rss_before_mib"]) * 1024 / max(1, r["max_open"])
+            p(f"| {r['target']} | {r['n']} | {r['max_open']} | {r['completed']} | {r['errors']} "
+              f"| {r['rss_before_mib']} | {r['peak_rss_mib']} | {per:.1f} "
+              f"| {fmt(r.get('ttfb_p50_ms'), 0)} / {fmt(r.get('ttfb_p99_ms'), 0)} | {r['cpu_s']} "
+              f"| {(r.get('note') or '') + (' last error: ' + str(r['last_error'])[:80] if r.get('last_error') else '')} |")
         p("")
 
     # ---- gateway vs nginx, per scenario and concurrency
@@ -432,6 +453,10 @@ def main():
          max(route) if route else None, lambda v: v < 1000, " ns", 1),
         ("local rate-limit check (criterion)", "< 200 ns", rl, lambda v: v < 200, " ns", 1),
     ]
+    for r in slows:
+        checks.append((f"{r['max_open']} concurrent slow streams (`{r['target']}`): peak RSS, no error",
+                       "<= 300 MiB, 0 errors", r["peak_rss_mib"],
+                       lambda v, e=r["errors"]: v <= 300 and e == 0, f" MiB, {r['errors']} errors", 1))
     p("## Against the targets")
     p("")
     p("| figure | target | measured | |")
