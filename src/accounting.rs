@@ -190,10 +190,13 @@ impl Settlement {
         ledger
             .spend
             .record_local(&key.id, key.period(), self.usage, cost);
-        let Some(mut conn) = redis.conn() else {
+        let in_process = || {
             for (b, delta) in &self.corrections {
                 ledger.limiter.adjust_local(b, *delta);
             }
+        };
+        let Some(mut conn) = redis.conn() else {
+            in_process();
             return;
         };
         let mut pipe = redis::pipe();
@@ -214,15 +217,11 @@ impl Settlement {
             }
             Ok(Err(e)) => {
                 redis.report_error("settle", &e, e.is_io_error());
-                for (b, delta) in &self.corrections {
-                    ledger.limiter.adjust_local(b, *delta);
-                }
+                in_process();
             }
             Err(_) => {
                 redis.report_error("settle", &"timed out", true);
-                for (b, delta) in &self.corrections {
-                    ledger.limiter.adjust_local(b, *delta);
-                }
+                in_process();
             }
         }
     }

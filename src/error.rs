@@ -311,6 +311,18 @@ fn anthropic_type(e: &Error, openai_type: &str) -> String {
     }
 }
 
+/// An error with its causes, `: `-separated (no secrets: our URLs and errors carry none).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! Identifiers the gateway makes: request ids, and the message or completion ids of translated
-//! answers when the upstream sent none.
+//! Identifiers the gateway makes: request and health-probe ids, and the message or completion
+//! ids of translated answers when the upstream sent none.
 //!
 //! They name things; they guard nothing (keys and webhook secrets come from the OS's random
 //! source elsewhere), so they come from `fastrand`'s per-thread generator, seeded once, instead

@@ -331,7 +331,7 @@ impl Webhooks {
                 }
             }
             Err(e) => {
-                let text = error_chain(&e);
+                let text = crate::error::error_chain(&e);
                 if text.contains(REFUSED) {
                     Attempt::Retry {
                         reason: format!("{REFUSED}: the host resolves to no public address"),
@@ -354,17 +354,6 @@ impl Webhooks {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::error::error_chain;
+
 /// The body of an upstream answer, from either client.
 pub type UpstreamBody = Either<Incoming, reqwest::Body>;
 
@@ -134,19 +136,4 @@ fn proxied(base_url: &str) -> bool {
     hyper_util::client::proxy::matcher::Matcher::from_env()
         .intercept(&uri)
         .is_some()
-}
-
-/// An error with its causes, `: `-separated (no secrets: our URLs and errors carry none).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let next = inner.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        src = inner.source();
-    }
-    s
 }

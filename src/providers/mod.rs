@@ -355,7 +355,7 @@ impl Provider {
             UpstreamError::new(
                 &name,
                 UpstreamKind::Protocol,
-                format!("the stream broke: {}", http::error_chain(&*e)),
+                format!("the stream broke: {}", crate::error::error_chain(&*e)),
             )
         });
         Box::pin(IdleTimeout::new(inner, idle, name2))
@@ -374,7 +374,7 @@ impl Provider {
         UpstreamError::new(
             &self.name,
             UpstreamKind::Protocol,
-            format!("the answer broke off: {}", http::error_chain(e)),
+            format!("the answer broke off: {}", crate::error::error_chain(e)),
         )
     }
 

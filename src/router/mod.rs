@@ -369,7 +369,7 @@ fn track(
 /// shows the deployment is reachable and closes the circuit.
 pub async fn probe_open_deployments(rt: &Runtime) {
     let ctx = CallCtx {
-        request_id: format!("healthcheck_{}", uuid::Uuid::new_v4().simple()),
+        request_id: crate::ids::random_id("healthcheck_"),
         traceparent: None,
         anthropic_beta: None,
         usage: None,
