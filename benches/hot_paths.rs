@@ -1,6 +1,7 @@
 //! Criterion benches of the gateway's hot paths: request parsing and the `model` splice, the
 //! cache key, the routing decision over 10 deployments, the local rate-limit check, and the
-//! circuit breaker's admission.
+//! circuit breaker's admission, and the prompt-token count of a key with a tpm limit (ours, and
+//! tiktoken-rs's for comparison).
 
 #![allow(clippy::unwrap_used, reason = "benchmark setup")]
 
@@ -25,6 +26,18 @@ fn request(c: &mut Criterion) {
     c.bench_function("splice_model", |b| {
         let body = bytes::Bytes::from_static(BODY);
         b.iter(|| splice_model(black_box(&body), &head.model_span, "gpt-4o-mini-2024-07-18"))
+    });
+    let bpe = ai_gateway::tokens::Tokenizer::o200k_base().unwrap();
+    c.bench_function("prompt_tokens", |b| {
+        b.iter(|| ai_gateway::tokens::count_openai_chat_with(&bpe, black_box(BODY)))
+    });
+    let tiktoken = tiktoken_rs::o200k_base().unwrap();
+    let text = "You are a helpful assistant.\nSay hello in one short sentence, and then explain in two more sentences why greetings matter in human cultures.";
+    c.bench_function("prompt_tokens_text", |b| {
+        b.iter(|| bpe.count(black_box(text)))
+    });
+    c.bench_function("prompt_tokens_text_tiktoken_rs", |b| {
+        b.iter(|| tiktoken.encode_ordinary(black_box(text)).len())
     });
     c.bench_function("cache_key", |b| {
         b.iter(|| key(Endpoint::ChatCompletions, "team-a", black_box(BODY)))

@@ -18,3 +18,15 @@ pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-at
 pub const X_GATEWAY_COST_USD: HeaderName = HeaderName::from_static("x-gateway-cost-usd");
 pub const X_GATEWAY_CACHE_TTL: HeaderName = HeaderName::from_static("x-gateway-cache-ttl");
 pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName =
+    HeaderName::from_static("x-ratelimit-limit-requests");
+pub const X_RATELIMIT_REMAINING_REQUESTS: HeaderName =
+    HeaderName::from_static("x-ratelimit-remaining-requests");
+pub const X_RATELIMIT_RESET_REQUESTS: HeaderName =
+    HeaderName::from_static("x-ratelimit-reset-requests");
+pub const X_RATELIMIT_LIMIT_TOKENS: HeaderName =
+    HeaderName::from_static("x-ratelimit-limit-tokens");
+pub const X_RATELIMIT_REMAINING_TOKENS: HeaderName =
+    HeaderName::from_static("x-ratelimit-remaining-tokens");
+pub const X_RATELIMIT_RESET_TOKENS: HeaderName =
+    HeaderName::from_static("x-ratelimit-reset-tokens");

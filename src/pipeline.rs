@@ -54,7 +54,7 @@ pub struct Services {
 }
 
 /// `x-ratelimit-*` headers for the caller's own limits.
-pub type RateHeaders = Vec<(&'static str, HeaderValue)>;
+pub type RateHeaders = Vec<(axum::http::HeaderName, HeaderValue)>;
 
 /// Tokens reserved for the answer when the request does not set `max_tokens`.
 pub const DEFAULT_RESERVED_OUTPUT: u64 = 256;
@@ -176,18 +176,18 @@ async fn admit(
     let fmt = |v: u64| HeaderValue::from(v);
     if let (Some(i), Some(k)) = (own.0, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();
-        headers.push(("x-ratelimit-limit-requests", fmt(k.rpm.unwrap_or(0))));
-        headers.push(("x-ratelimit-remaining-requests", fmt(st.remaining)));
+        headers.push((hn::X_RATELIMIT_LIMIT_REQUESTS, fmt(k.rpm.unwrap_or(0))));
+        headers.push((hn::X_RATELIMIT_REMAINING_REQUESTS, fmt(st.remaining)));
         if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
-            headers.push(("x-ratelimit-reset-requests", v));
+            headers.push((hn::X_RATELIMIT_RESET_REQUESTS, v));
         }
     }
     if let (Some(i), Some(k)) = (own.1, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();
-        headers.push(("x-ratelimit-limit-tokens", fmt(k.tpm.unwrap_or(0))));
-        headers.push(("x-ratelimit-remaining-tokens", fmt(st.remaining)));
+        headers.push((hn::X_RATELIMIT_LIMIT_TOKENS, fmt(k.tpm.unwrap_or(0))));
+        headers.push((hn::X_RATELIMIT_REMAINING_TOKENS, fmt(st.remaining)));
         if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
-            headers.push(("x-ratelimit-reset-tokens", v));
+            headers.push((hn::X_RATELIMIT_RESET_TOKENS, v));
         }
     }
     if !headers.is_empty() {

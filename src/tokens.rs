@@ -1,30 +1,211 @@
 //! Prompt token counts for tokens-per-minute reservations.
 //!
-//! OpenAI-format models are counted with OpenAI's own tokenizer (tiktoken's `o200k_base`, through
-//! tiktoken-rs, which embeds its ranks: no download). Building it takes ~100 ms and ~25 MB, so
-//! it is built on a blocking thread the first time a tokens limit needs it; until it is ready,
-//! and for Anthropic-format models, the estimate is body bytes / 4. Either way the reservation is
-//! corrected with the real usage when the answer ends.
+//! OpenAI-format models are counted with OpenAI's own `o200k_base` vocabulary and pre-tokenizer
+//! pattern. `build.rs` takes both out of tiktoken-rs at build time and the binary embeds the
+//! vocabulary as compact records (~1.6 MB); the first time a tokens limit needs them, a blocking
+//! thread indexes the records (~200,000 borrowed slices in one hash map, ~6 MB, a few
+//! milliseconds) and compiles the pattern. tiktoken-rs itself builds three maps (to decode as well
+//! as encode, which a rate limiter never does) and a regex per thread: ~40 MB resident.
+//! Until the index is ready, and for Anthropic-format models, the estimate is body bytes / 4.
+//! Either way the reservation is corrected with the real usage when the answer ends.
+//!
+//! The pattern's one look-ahead (`\s+(?!\S)`) would need a backtracking engine (tiktoken-rs
+//! uses fancy-regex, which ran the whole pattern in its VM: a quarter of the gateway's CPU with
+//! a tpm key). build.rs drops that alternative, the `regex` crate runs the rest, and
+//! [`Tokenizer::count`] gives a run of spaces followed by more text the piece the look-ahead
+//! would have given it.
+//!
+//! The merge is byte-pair encoding as tiktoken does it: in each piece, join the adjacent pair
+//! whose bytes have the lowest rank until no pair is a token; a piece counts as many tokens as
+//! parts remain. Tests check the counts against tiktoken-rs.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use regex::Regex;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
-use serde_json::Value;
-use tiktoken_rs::CoreBPE;
+use serde_json::value::RawValue;
 
-static BPE: OnceLock<CoreBPE> = OnceLock::new();
+/// `[len: u8][bytes]` per ordinary token, in rank order (written by build.rs).
+static VOCAB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bin"));
+/// The pre-tokenizer pattern of `o200k_base` without its look-ahead (written by build.rs).
+const PATTERN: &str = include_str!(concat!(env!("OUT_DIR"), "/o200k_base.pat"));
+/// Pieces longer than this are estimated (bytes / 4) instead of merged, which is quadratic in the
+/// piece's length. The pattern cuts ordinary text into words, numbers of up to 3 digits, runs of
+/// punctuation and of spaces, so only unusual input (a run of 256 letters) reaches it.
+const LONGEST_MERGED: usize = 256;
+
+static BPE: OnceLock<Tokenizer> = OnceLock::new();
 static LOADING: AtomicBool = AtomicBool::new(false);
 
+/// The `o200k_base` token counter.
+pub struct Tokenizer {
+    ranks: FxHashMap<&'static [u8], u32>,
+    split: Regex,
+}
+
+impl Tokenizer {
+    /// Indexes the embedded vocabulary and compiles the pattern.
+    pub fn o200k_base() -> Result<Self, regex::Error> {
+        let mut ranks = FxHashMap::with_capacity_and_hasher(200_000, Default::default());
+        let mut rest = VOCAB;
+        let mut rank = 0u32;
+        while let Some((&len, tail)) = rest.split_first() {
+            let Some((token, tail)) = tail.split_at_checked(usize::from(len)) else {
+                break;
+            };
+            ranks.insert(token, rank);
+            rank += 1;
+            rest = tail;
+        }
+        let split = Regex::new(PATTERN)?;
+        Ok(Self { ranks, split })
+    }
+
+    /// The number of tokens of `text`, without special tokens.
+    pub fn count(&self, text: &str) -> u64 {
+        if text.is_ascii() {
+            let text = text.as_bytes();
+            let mut n = 0;
+            let mut at = 0;
+            while at < text.len() {
+                let end = ascii_piece_end(text, at);
+                n += self.count_piece(&text[at..end]);
+                at = end;
+            }
+            return n;
+        }
+        let mut n = 0;
+        let mut at = 0;
+        while let Some(m) = self.split.find_at(text, at) {
+            let mut end = m.end();
+            // The pattern's `\s+(?!\S)`, taken out of it (build.rs): a run of spaces or tabs (no
+            // line break: that is an earlier alternative) with more text after it leaves its last
+            // character to the next piece.
+            let piece = m.as_str();
+            if end < text.len()
+                && let Some(last) = piece.chars().next_back()
+                && last.is_whitespace()
+                && last != '\n'
+                && last != '\r'
+                && piece.len() > last.len_utf8()
+            {
+                end -= last.len_utf8();
+            }
+            n += self.count_piece(&text.as_bytes()[m.start()..end]);
+            at = end;
+        }
+        n
+    }
+
+    fn count_piece(&self, piece: &[u8]) -> u64 {
+        if piece.len() <= 1 || self.ranks.contains_key(piece) {
+            return piece.len().min(1) as u64;
+        }
+        if piece.len() > LONGEST_MERGED {
+            return estimate(piece);
+        }
+        // Part i is piece[starts[i]..starts[i + 1]]; pair[i] is the rank of parts i and i + 1
+        // joined (u32::MAX when that is no token or there is no part i + 1).
+        let mut starts: Vec<usize> = (0..=piece.len()).collect();
+        let rank_at = |starts: &[usize], i: usize| -> u32 {
+            match starts.get(i + 2) {
+                Some(&end) => self
+                    .ranks
+                    .get(&piece[starts[i]..end])
+                    .copied()
+                    .unwrap_or(u32::MAX),
+                None => u32::MAX,
+            }
+        };
+        let mut pair: Vec<u32> = (0..starts.len()).map(|i| rank_at(&starts, i)).collect();
+        // The lowest rank (the leftmost of equal ones), while one joins two parts into a token.
+        while let Some((i, _)) = pair
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| **r)
+            .filter(|(_, r)| **r != u32::MAX)
+        {
+            starts.remove(i + 1);
+            pair.remove(i + 1);
+            pair[i] = rank_at(&starts, i);
+            if i > 0 {
+                pair[i - 1] = rank_at(&starts, i - 1);
+            }
+        }
+        (starts.len() - 1) as u64
+    }
+}
+
+/// The end of the piece that starts at `i` (< `t.len()`) of ASCII text: the pattern's
+/// alternatives, tried in order, as the backtracking engine would match them; in ASCII its letter
+/// classes are `[A-Z]` (upper) and `[a-z]` (lower) and `\s` is `[\t\n\x0B\x0C\r ]`. The regex
+/// takes a dozen times longer for the same split (it searches forwards, then backwards for the
+/// start) and prompts are mostly ASCII; a test holds the two to tiktoken's counts.
+fn ascii_piece_end(t: &[u8], i: usize) -> usize {
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let other = |b: u8| !space(b) && !b.is_ascii_alphanumeric();
+    let run = |mut j: usize, f: &dyn Fn(u8) -> bool| {
+        while j < t.len() && f(t[j]) {
+            j += 1;
+        }
+        j
+    };
+    let b = t[i];
+    // `[^\r\n\p{L}\p{N}]?` then upper case letters then lower case ones (one at least), or upper
+    // case ones (one at least) then lower case ones; then a contraction.
+    let start = if b != b'\r' && b != b'\n' && !b.is_ascii_alphanumeric() {
+        i + 1
+    } else {
+        i
+    };
+    let letters = run(run(start, &|c| c.is_ascii_uppercase()), &|c| {
+        c.is_ascii_lowercase()
+    });
+    if letters > start {
+        let rest = &t[letters..];
+        let contraction = [&b"'s"[..], b"'t", b"'re", b"'ve", b"'m", b"'ll", b"'d"]
+            .into_iter()
+            .find(|c| rest.len() >= c.len() && rest[..c.len()].eq_ignore_ascii_case(c));
+        return letters + contraction.map_or(0, <[u8]>::len);
+    }
+    // `\p{N}{1,3}`
+    if b.is_ascii_digit() {
+        return run(i, &|c| c.is_ascii_digit()).min(i + 3);
+    }
+    // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
+    let k = if b == b' ' && t.get(i + 1).is_some_and(|&c| other(c)) {
+        i + 1
+    } else {
+        i
+    };
+    if other(t[k]) {
+        return run(run(k, &other), &|c| matches!(c, b'\r' | b'\n' | b'/'));
+    }
+    // `b` is white space. `\s*[\r\n]+`: through the run's last line break.
+    let end = run(i, &space);
+    if let Some(k) = t[i..end].iter().rposition(|&c| c == b'\r' || c == b'\n') {
+        return i + k + 1;
+    }
+    // `\s+(?!\S)`, else `\s+`: a run followed by more text leaves it its last character.
+    if end == t.len() || end - i == 1 {
+        end
+    } else {
+        end - 1
+    }
+}
+
 /// The tokenizer if it is ready; starts building it (once, off the async runtime) if not.
-fn tokenizer() -> Option<&'static CoreBPE> {
+fn tokenizer() -> Option<&'static Tokenizer> {
     if let Some(b) = BPE.get() {
         return Some(b);
     }
     if !LOADING.swap(true, Ordering::AcqRel)
         && let Ok(rt) = tokio::runtime::Handle::try_current()
     {
-        rt.spawn_blocking(|| match tiktoken_rs::o200k_base() {
+        rt.spawn_blocking(|| match Tokenizer::o200k_base() {
             Ok(b) => {
                 let _ = BPE.set(b);
                 tracing::debug!("tokenizer o200k_base ready");
@@ -41,57 +222,156 @@ pub fn estimate(body: &[u8]) -> u64 {
 }
 
 #[derive(Deserialize)]
-struct Req {
-    #[serde(default)]
-    messages: Vec<Value>,
-    #[serde(default)]
-    tools: Option<Value>,
+struct Req<'a> {
+    #[serde(default, borrow)]
+    messages: Vec<Message<'a>>,
+    #[serde(default, borrow)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
 }
 
 /// Prompt tokens of an OpenAI chat request, counted the way OpenAI documents it (text of each
-/// message + 3 per message + 3 for the reply's priming; tools as their JSON). `None` while the
-/// tokenizer is not ready or the body does not parse.
+/// message + 3 per message + 3 for the reply's priming; tools and tool calls as their JSON).
+/// `None` while the tokenizer is not ready or the body does not parse.
 pub fn count_openai_chat(body: &[u8]) -> Option<u64> {
-    let bpe = tokenizer()?;
+    count_openai_chat_with(tokenizer()?, body)
+}
+
+/// [`count_openai_chat`] with a given tokenizer (`None` when the body does not parse).
+pub fn count_openai_chat_with(bpe: &Tokenizer, body: &[u8]) -> Option<u64> {
     let req: Req = serde_json::from_slice(body).ok()?;
     let mut n = 3u64;
     for m in &req.messages {
         n += 3;
-        if let Some(text) = m.get("content").map(text_of) {
-            n += bpe.encode_ordinary(&text).len() as u64;
+        if let Some(content) = m.content {
+            n += count_content(bpe, content.get());
         }
-        if let Some(name) = m.get("name").and_then(Value::as_str) {
-            n += 1 + bpe.encode_ordinary(name).len() as u64;
+        if let Some(name) = &m.name {
+            n += 1 + bpe.count(name);
         }
-        if let Some(calls) = m.get("tool_calls") {
-            n += bpe.encode_ordinary(&calls.to_string()).len() as u64;
+        if let Some(calls) = m.tool_calls {
+            n += bpe.count(calls.get());
         }
     }
-    if let Some(tools) = &req.tools {
-        n += bpe.encode_ordinary(&tools.to_string()).len() as u64;
+    if let Some(tools) = req.tools {
+        n += bpe.count(tools.get());
     }
     Some(n)
 }
 
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
+/// A message's content: a string, or the text parts of an array joined by newlines.
+fn count_content(bpe: &Tokenizer, raw: &str) -> u64 {
+    if let Ok(text) = serde_json::from_str::<Cow<str>>(raw) {
+        return bpe.count(&text);
+    }
+    match serde_json::from_str::<Vec<Part>>(raw) {
+        Ok(parts) => {
+            let mut texts = parts.iter().filter_map(|p| p.text.as_deref());
+            match (texts.next(), texts.next()) {
+                (None, _) => 0,
+                (Some(one), None) => bpe.count(one),
+                (Some(a), Some(b)) => {
+                    let mut joined = format!("{a}\n{b}");
+                    for t in texts {
+                        joined.push('\n');
+                        joined.push_str(t);
+                    }
+                    bpe.count(&joined)
+                }
+            }
+        }
+        Err(_) => 0,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn ours() -> &'static Tokenizer {
+        static T: OnceLock<Tokenizer> = OnceLock::new();
+        T.get_or_init(|| Tokenizer::o200k_base().unwrap())
+    }
+
+    fn theirs() -> &'static tiktoken_rs::CoreBPE {
+        static T: OnceLock<tiktoken_rs::CoreBPE> = OnceLock::new();
+        T.get_or_init(|| tiktoken_rs::o200k_base().unwrap())
+    }
+
+    fn same_as_tiktoken(text: &str) {
+        assert_eq!(
+            ours().count(text),
+            theirs().encode_ordinary(text).len() as u64,
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_embedded_vocabulary_is_whole() {
+        assert_eq!(ours().ranks.len(), 199_998);
+        assert_eq!(ours().ranks.get(&b"!"[..]), Some(&0));
+    }
+
+    #[test]
+    fn counts_like_tiktoken() {
+        for text in [
+            "",
+            "Hello, world! How are you today?",
+            "  leading and trailing spaces   ",
+            "line one\nline two\r\n\r\n\tindented\n\n\n",
+            "fn main() {\n    println!(\"{}\", 1 + 2_000_000);\n}\n",
+            "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{}}}",
+            "I'm sure they'll've DONE it; WE'RE here. McDonald's HELLOworld helloWorld 'S 'x",
+            "a\x0b\x0cb \x0b c\x00\x7f(d) 12345 1/2 ..//\r\n //\n\r x",
+            "数字 12345678901234567890 和中文混合的文本，还有标点。",
+            "Ünïcödé, emoji 🙂🙃👍🏽 and ZWJ 👨‍👩‍👧‍👦 family",
+            "https://example.com/a/b?c=d&e=f#frag",
+            "a  b   c\t\t d \u{a0}\u{a0}e \u{3000}\u{3000}f  \n  g   ",
+            "trailing run    ",
+            " \t \r\n  \n\n   x",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        ] {
+            same_as_tiktoken(text);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn counts_like_tiktoken_on_any_text(
+            text in "[a-zA-Z0-9 \\t\\n\\r\\x0b\\x0c\\x00\\x7f.,;:'\"!?()\\[\\]{}<>/\\\\_+=*&^%$#@~`|-]{0,200}|[a-z \\t\\n\\u{a0}\\u{3000}1.]{0,80}|\\PC{0,60}"
+        ) {
+            prop_assume!(!text.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() > LONGEST_MERGED));
+            same_as_tiktoken(&text);
+        }
+    }
+
+    #[test]
+    fn long_pieces_are_estimated_not_merged() {
+        let run = "x".repeat(10_000);
+        assert_eq!(ours().count(&run), 2_500);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counts_with_the_real_tokenizer_once_ready() {
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"Hello, world! How are you today?"}]}"#;
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"Hello, world! How are you today?"},{"role":"user","name":"bob","content":[{"type":"text","text":"Hi"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"there"}]}]}"#;
         let mut got = None;
         for _ in 0..200 {
             got = count_openai_chat(body);
@@ -100,8 +380,10 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // "Hello, world! How are you today?" is 9 tokens in o200k_base; + 3 + 3.
-        assert_eq!(got, Some(15));
+        // "Hello, world! How are you today?" is 9 tokens in o200k_base; "bob" 1 (+1); "Hi\nthere"
+        // 3; + 3 per message + 3.
+        let parts = theirs().encode_ordinary("Hi\nthere").len() as u64;
+        assert_eq!(got, Some(3 + (3 + 9) + (3 + 2 + parts)));
         assert_eq!(estimate(b"12345678"), 2);
     }
 }
