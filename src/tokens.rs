@@ -147,12 +147,12 @@ impl Tokenizer {
 fn ascii_piece_end(t: &[u8], i: usize) -> usize {
     let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
     let other = |b: u8| !space(b) && !b.is_ascii_alphanumeric();
-    let run = |mut j: usize, f: &dyn Fn(u8) -> bool| {
+    fn run(t: &[u8], mut j: usize, f: impl Fn(u8) -> bool) -> usize {
         while j < t.len() && f(t[j]) {
             j += 1;
         }
         j
-    };
+    }
     let b = t[i];
     // `[^\r\n\p{L}\p{N}]?` then upper case letters then lower case ones (one at least), or upper
     // case ones (one at least) then lower case ones; then a contraction.
@@ -161,9 +161,8 @@ fn ascii_piece_end(t: &[u8], i: usize) -> usize {
     } else {
         i
     };
-    let letters = run(run(start, &|c| c.is_ascii_uppercase()), &|c| {
-        c.is_ascii_lowercase()
-    });
+    let upper = run(t, start, |c| c.is_ascii_uppercase());
+    let letters = run(t, upper, |c| c.is_ascii_lowercase());
     if letters > start {
         let rest = &t[letters..];
         let contraction = [&b"'s"[..], b"'t", b"'re", b"'ve", b"'m", b"'ll", b"'d"]
@@ -173,7 +172,7 @@ fn ascii_piece_end(t: &[u8], i: usize) -> usize {
     }
     // `\p{N}{1,3}`
     if b.is_ascii_digit() {
-        return run(i, &|c| c.is_ascii_digit()).min(i + 3);
+        return run(t, i, |c| c.is_ascii_digit()).min(i + 3);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
     let k = if b == b' ' && t.get(i + 1).is_some_and(|&c| other(c)) {
@@ -182,10 +181,10 @@ fn ascii_piece_end(t: &[u8], i: usize) -> usize {
         i
     };
     if other(t[k]) {
-        return run(run(k, &other), &|c| matches!(c, b'\r' | b'\n' | b'/'));
+        return run(t, run(t, k, other), |c| matches!(c, b'\r' | b'\n' | b'/'));
     }
     // `b` is white space. `\s*[\r\n]+`: through the run's last line break.
-    let end = run(i, &space);
+    let end = run(t, i, space);
     if let Some(k) = t[i..end].iter().rposition(|&c| c == b'\r' || c == b'\n') {
         return i + k + 1;
     }
