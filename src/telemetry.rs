@@ -244,6 +244,15 @@ fn export_plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> O
     })
 }
 
+/// What trace export will do with this configuration and environment, for `config::describe`:
+/// `OTLP on (ENDPOINT, PROTOCOL)` or `off`. The endpoint is redacted as in the logs.
+pub fn export_summary(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match export_plan(cfg, env) {
+        Some(p) => format!("OTLP on ({}, {})", p.endpoint_for_logs, p.protocol.as_str()),
+        None => "off".to_owned(),
+    }
+}
+
 /// The endpoint without user information or query, for logs.
 fn redact_endpoint(e: &str) -> String {
     let e = e.split(['?', '#']).next().unwrap_or("");
@@ -881,6 +890,19 @@ mod tests {
                 .filter(|v| !v.is_empty())
         };
         export_plan(&cfg, &env)
+    }
+
+    #[test]
+    fn the_summary_follows_the_environment_too() {
+        let cfg = TelemetryConfig::default();
+        assert_eq!(export_summary(&cfg, &|_| None), "off");
+        let env = |k: &str| {
+            (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://user:pw@otel:4318".to_owned())
+        };
+        assert_eq!(
+            export_summary(&cfg, &env),
+            "OTLP on (http://***@otel:4318, http/protobuf)"
+        );
     }
 
     #[test]

@@ -291,11 +291,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             Some(LogFormat::Json) => "json",
             Some(LogFormat::Pretty) => "pretty",
         },
-        if t.otlp_endpoint.is_some() {
-            "OTLP on"
-        } else {
-            "off"
-        }
+        crate::telemetry::export_summary(t, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     ));
     out
 }
