@@ -7,10 +7,12 @@
 
 /// `prefix` followed by 32 random lowercase hex digits (128 bits), e.g. `req_3f9c…`.
 pub fn random_id(prefix: &str) -> String {
-    use std::fmt::Write;
+    let mut hex = [0u8; 32];
+    // 16 bytes always fit 32 digits; no `format!` machinery on every request.
+    let _ = hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut hex);
     let mut s = String::with_capacity(prefix.len() + 32);
     s.push_str(prefix);
-    let _ = write!(s, "{:032x}", fastrand::u128(..));
+    s.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     s
 }
 

@@ -153,6 +153,10 @@ async fn upstream_gets_provider_key_never_the_callers() {
             .unwrap()
             .starts_with("application/json")
     );
+    // One `host`, the provider's authority (the gateway sets it; the client would add its own).
+    let hosts: Vec<_> = got.headers.get_all("host").iter().collect();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].to_str().unwrap(), up.addr.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
