@@ -249,13 +249,7 @@ async fn openai_client_to_anthropic_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_to_anthropic_upstream_gets_a_default_max_tokens() {
     let (anth, _oai, gw) = setup().await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("claude-test", "no limit given"),
-        )
-        .await;
+    let r = gw.chat("claude-test", "no limit given").await;
     assert_eq!(r.status(), 200);
     assert!(
         anth.only_request().json()["max_tokens"]

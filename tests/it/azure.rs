@@ -18,13 +18,7 @@ fn azure_config(up: &FakeUpstream) -> serde_json::Value {
 async fn azure_chat_uses_deployment_url_and_api_key() {
     let up = FakeUpstream::start(Kind::Azure).await;
     let gw = Gateway::start(azure_config(&up)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-azure", "hello azure"),
-        )
-        .await;
+    let r = gw.chat("gpt-azure", "hello azure").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("azure-east"));
     assert_eq!(

@@ -165,13 +165,7 @@ async fn upstream_answer_passes_through_unchanged() {
     let answer = r#"{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"upstream-model","choices":[{"index":0,"message":{"role":"assistant","content":"caf\u00e9 2.50"},"logprobs":{"content":[]},"finish_reason":"stop"},{"index":1,"message":{"role":"assistant","content":"b"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"x_extra":1.0}"#;
     up.push([Fault::Body(answer.to_owned())]);
     let gw = Gateway::start(basic_config(Some(&up))).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), answer);
 }
@@ -183,13 +177,7 @@ async fn extra_provider_headers_are_sent() {
     p["headers"] = serde_json::json!({"x-org-tag": "team-a"});
     let cfg = config(vec![p], vec![model("gpt-test", "fake", "upstream-model")]);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.only_request().header("x-org-tag"), Some("team-a"));
 }
@@ -232,13 +220,7 @@ async fn a_provider_covered_by_the_environments_proxy_is_reached_through_it() {
     )
     .await;
     gw.wait_log("through a proxy").await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-far", "via the proxy"),
-        )
-        .await;
+    let r = gw.chat("gpt-far", "via the proxy").await;
     assert_eq!(r.status(), 200);
     let seen = proxy.only_request();
     assert_eq!(seen.path, "/v1/chat/completions");

@@ -180,13 +180,7 @@ async fn oversized_upload_by_ordinary_client_gets_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_model_is_404() {
     let gw = Gateway::start(basic_config(None)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-nonexistent", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-nonexistent", "hi").await;
     assert_eq!(header(&r, "x-should-retry"), Some("false"));
     let e = assert_openai_error(r, 404, "invalid_request_error", Some("model_not_found")).await;
     assert!(
@@ -239,13 +233,7 @@ async fn one_mib_header_is_refused_and_the_process_still_serves() {
             "a 1 MiB header must be refused with a 4xx, got {s}"
         );
     }
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("mock", "still here"),
-        )
-        .await;
+    let r = gw.chat("mock", "still here").await;
     assert_eq!(r.status(), 200);
     assert_eq!(gw.get("/health", None).await.status(), 200);
 }
@@ -287,13 +275,7 @@ async fn many_bad_requests_then_health_is_200() {
         assert_eq!(r.status(), 400, "case {i}");
     }
     assert_eq!(gw.get("/health", None).await.status(), 200);
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("mock", "ok"),
-        )
-        .await;
+    let r = gw.chat("mock", "ok").await;
     assert_eq!(r.status(), 200);
 }
 

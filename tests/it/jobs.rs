@@ -802,13 +802,7 @@ async fn worker_mode_runs_jobs_without_the_api() {
         json_of(worker.get("/ready", None).await).await["nats"],
         "ok"
     );
-    let r = worker
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "x"),
-        )
-        .await;
+    let r = worker.chat("gpt-test", "x").await;
     assert_eq!(r.status(), 404, "a worker serves no API");
     let mut ids = Vec::new();
     for i in 0..30 {

@@ -158,24 +158,12 @@ fn traffic_config(up: &FakeUpstream) -> Value {
 /// A fixed mix of traffic; returns how many chat requests for `gpt-test` answered 200.
 async fn send_traffic(gw: &Gateway, up: &FakeUpstream) -> usize {
     for i in 0..3 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("gpt-test", &format!("hello {i}")),
-            )
-            .await;
+        let r = gw.chat("gpt-test", &format!("hello {i}")).await;
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
     // The same again: an L1 hit.
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hello 0"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hello 0").await;
     assert_eq!(header(&r, "x-cache"), Some("HIT"));
     r.bytes().await.unwrap();
     // A stream (time to first token).
@@ -186,13 +174,7 @@ async fn send_traffic(gw: &Gateway, up: &FakeUpstream) -> usize {
     r.text().await.unwrap();
     // A failed attempt, then a good one.
     up.push([Fault::Status(500, r#"{"error":{"message":"boom"}}"#.into())]);
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "retry me"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "retry me").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     r.bytes().await.unwrap();
@@ -206,22 +188,10 @@ async fn send_traffic(gw: &Gateway, up: &FakeUpstream) -> usize {
         .await;
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("mock", "hi"),
-        )
-        .await;
+    let r = gw.chat("mock", "hi").await;
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("no-such-model-xyz", "hi"),
-        )
-        .await;
+    let r = gw.chat("no-such-model-xyz", "hi").await;
     assert_eq!(r.status(), 404);
     r.bytes().await.unwrap();
     let r = gw
@@ -1157,13 +1127,7 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
     const WRONG: &str = "sk-wrong-key-must-not-be-logged-7777";
 
     // Successes: plain, stream, messages API.
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "one"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "one").await;
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
     let mut body = chat_body("gpt-test", "two words");
@@ -1230,13 +1194,7 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
         ),
     );
     up.push([upstream_401.clone(), upstream_401.clone(), upstream_401]);
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "echo"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "echo").await;
     assert!(r.status().is_client_error() || r.status().is_server_error());
     let text = r.text().await.unwrap();
     assert!(
@@ -1246,11 +1204,7 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
 
     // A prompt that quotes a key: logged (log_bodies) with the key redacted.
     let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", &format!("remember {GW_KEY} and {PROVIDER_KEY}")),
-        )
+        .chat("gpt-test", &format!("remember {GW_KEY} and {PROVIDER_KEY}"))
         .await;
     r.bytes().await.unwrap();
 

@@ -161,13 +161,7 @@ async fn reload_changes_keys() {
     gw.write_config(next);
     let r = gw.post("/admin/reload", Some(MASTER_KEY), &json!({})).await;
     assert_eq!(r.status(), 200);
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("mock", "hi"),
-        )
-        .await;
+    let r = gw.chat("mock", "hi").await;
     assert_eq!(r.status(), 401, "the removed key no longer works");
     let r = gw
         .post(

@@ -25,13 +25,7 @@ async fn upstream_400_is_passed_back_and_not_retried() {
         ),
     ));
     let gw = Gateway::start(with_retries(basic_config(Some(&up)), 2)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
     assert!(
         e["message"]
@@ -51,13 +45,7 @@ async fn upstream_500_twice_then_ok_takes_three_attempts() {
         Fault::Status(500, openai_error("boom again", "server_error")),
     ]);
     let gw = Gateway::start(with_retries(basic_config(Some(&up)), 2)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "third time"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "third time").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("3"));
     assert_eq!(
@@ -79,13 +67,7 @@ async fn upstream_429_with_retry_after_is_retried() {
         openai_error("Rate limit reached", "requests"),
     )]);
     let gw = Gateway::start(with_retries(basic_config(Some(&up)), 1)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
 }
@@ -101,13 +83,7 @@ async fn upstream_always_500_is_502_without_the_provider_key() {
         ),
     ));
     let gw = Gateway::start(with_retries(basic_config(Some(&up)), 2)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     let e = assert_openai_error(r, 502, "upstream_error", None).await;
     let msg = e["message"].as_str().unwrap();
     assert!(
@@ -144,13 +120,7 @@ async fn provider_key_of_any_shape_is_not_echoed() {
     p["api_key"] = json!(key);
     let cfg = with_retries(config(vec![p], vec![model("gpt-test", "fake", "m")]), 0);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     let e = assert_openai_error(r, 502, "upstream_error", None).await;
     assert!(!e["message"].as_str().unwrap().contains(key), "{e}");
     assert!(
@@ -172,13 +142,7 @@ async fn upstream_401_is_502_not_the_callers_401() {
         ),
     ));
     let gw = Gateway::start(with_retries(basic_config(Some(&up)), 0)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     let e = assert_openai_error(r, 502, "upstream_error", None).await;
     assert!(!e["message"].as_str().unwrap().contains(PROVIDER_KEY));
 }
@@ -194,13 +158,7 @@ async fn per_attempt_timeout_then_502_after_retries() {
         1,
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_openai_error(r, 502, "upstream_error", None).await;
     assert_eq!(up.request_count(), 2, "1 attempt + 1 retry, each timed out");
 }
@@ -216,13 +174,7 @@ async fn slow_first_attempt_times_out_and_retry_succeeds() {
         1,
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "second try"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "second try").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     assert_eq!(
@@ -241,13 +193,7 @@ async fn model_timeout_overrides_provider_timeout() {
     m["retries"] = json!(0);
     let cfg = config(vec![openai_provider("fake", &up)], vec![m]);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_openai_error(r, 502, "upstream_error", None).await;
     assert_eq!(up.request_count(), 1);
 }
@@ -264,13 +210,7 @@ async fn request_deadline_is_504() {
     );
     cfg["server"] = json!({"request_timeout": "1s"});
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_openai_error(r, 504, "timeout", None).await;
 }
 
@@ -306,13 +246,7 @@ async fn connect_error_is_502_after_retries() {
         "api_key": PROVIDER_KEY, "connect_timeout": "1s"});
     let cfg = with_retries(config(vec![p], vec![model("gpt-test", "dead", "m")]), 1);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     let e = assert_openai_error(r, 502, "upstream_error", None).await;
     assert!(!e["message"].as_str().unwrap().contains(PROVIDER_KEY));
 }
@@ -332,13 +266,7 @@ async fn fallback_model_serves_when_every_attempt_failed() {
         vec![primary, model("mock", "local", "mock")],
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "via fallback"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "via fallback").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("local"));
     assert_eq!(header(&r, "x-gateway-attempts"), Some("3"));
@@ -365,13 +293,7 @@ async fn second_deployment_serves_after_first_fails() {
         1,
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-test", "hi"),
-        )
-        .await;
+    let r = gw.chat("gpt-test", "hi").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("good"));
     assert_eq!(header(&r, "x-gateway-deployment-model"), Some("m-good"));

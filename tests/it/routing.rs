@@ -33,13 +33,7 @@ async fn a_500_is_served_by_the_next_deployment() {
     let b = FakeUpstream::start(Kind::OpenAi).await;
     a.set_default(Fault::Status(500, error_body()));
     let gw = Gateway::start(two_deployments(&a, &b, json!({}))).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("multi", "hello"),
-        )
-        .await;
+    let r = gw.chat("multi", "hello").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     assert_eq!(header(&r, "x-gateway-provider"), Some("b"));
@@ -55,13 +49,7 @@ async fn a_caller_error_is_not_retried() {
     let bad = json!({"error": {"message": "bad tool schema", "type": "invalid_request_error", "param": null, "code": null}});
     a.set_default(Fault::Status(400, bad.to_string()));
     let gw = Gateway::start(two_deployments(&a, &b, json!({}))).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("multi", "x"),
-        )
-        .await;
+    let r = gw.chat("multi", "x").await;
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
     assert!(
         e["message"].as_str().unwrap().contains("bad tool schema"),
@@ -81,25 +69,13 @@ async fn the_breaker_opens_stays_quiet_and_recovers_through_a_probe() {
     cfg["auth"]["master_key"] = json!(MASTER_KEY);
     let gw = Gateway::start(cfg).await;
     for _ in 0..3 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("multi", "x"),
-            )
-            .await;
+        let r = gw.chat("multi", "x").await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(a.request_count(), 3, "three failures open the circuit");
     // Open: a gets no traffic.
     for _ in 0..5 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("multi", "x"),
-            )
-            .await;
+        let r = gw.chat("multi", "x").await;
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "x-gateway-attempts"), Some("1"));
         assert_eq!(header(&r, "x-gateway-provider"), Some("b"));
@@ -112,13 +88,7 @@ async fn the_breaker_opens_stays_quiet_and_recovers_through_a_probe() {
     // After open_for, one probe; a has recovered, so the circuit closes.
     a.set_default(Fault::Normal);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("multi", "x"),
-        )
-        .await;
+    let r = gw.chat("multi", "x").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("a"));
     assert_eq!(a.request_count(), 4);
@@ -141,22 +111,10 @@ async fn all_circuits_open_answers_503_with_retry_after() {
     cfg["resilience"]["circuit_breaker"] = json!({"failure_threshold": 2, "open_for": "30s"});
     let gw = Gateway::start(cfg).await;
     for _ in 0..2 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("solo", "x"),
-            )
-            .await;
+        let r = gw.chat("solo", "x").await;
         assert_openai_error(r, 502, "upstream_error", None).await;
     }
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("solo", "x"),
-        )
-        .await;
+    let r = gw.chat("solo", "x").await;
     assert!(header(&r, "retry-after").is_some());
     assert_openai_error(r, 503, "service_unavailable", None).await;
     assert_eq!(a.request_count(), 2);
@@ -179,13 +137,7 @@ async fn fallback_to_another_provider_type() {
         ],
     );
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("gpt-main", "fall back please"),
-        )
-        .await;
+    let r = gw.chat("gpt-main", "fall back please").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("an"));
     assert_eq!(header(&r, "x-gateway-attempts"), Some("3"));
@@ -215,13 +167,7 @@ async fn a_429_retry_after_is_waited_for() {
     );
     let gw = Gateway::start(cfg).await;
     let started = std::time::Instant::now();
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("solo", "x"),
-        )
-        .await;
+    let r = gw.chat("solo", "x").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
     // Behaviour, not speed: the second attempt was not sent before the upstream allowed it.
@@ -248,23 +194,11 @@ async fn cost_routing_prefers_the_cheaper_until_it_fails() {
     ))
     .await;
     for _ in 0..5 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("priced", "x"),
-            )
-            .await;
+        let r = gw.chat("priced", "x").await;
         assert_eq!(header(&r, "x-gateway-provider"), Some("cheap"));
     }
     cheap.set_default(Fault::Status(500, error_body()));
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("priced", "x"),
-        )
-        .await;
+    let r = gw.chat("priced", "x").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-provider"), Some("dear"));
     assert_eq!(dear.request_count(), 1);
@@ -286,13 +220,7 @@ async fn latency_routing_moves_traffic_to_the_fast_deployment() {
     ))
     .await;
     for _ in 0..40 {
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("quick", "x"),
-            )
-            .await;
+        let r = gw.chat("quick", "x").await;
         assert_eq!(r.status(), 200);
     }
     // Both were measured; the fast one took nearly everything after that (the slow one only gets
@@ -454,13 +382,7 @@ async fn any_fault_pattern_is_answered_within_the_attempt_bound() {
             a.push([faults[(next() % faults.len() as u64) as usize].clone()]);
             b.push([faults[(next() % faults.len() as u64) as usize].clone()]);
         }
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("multi", "x"),
-            )
-            .await;
+        let r = gw.chat("multi", "x").await;
         let status = r.status().as_u16();
         let attempts = a.request_count() + b.request_count() - before;
         assert!(attempts <= 3, "{attempts} attempts for one request");

@@ -66,13 +66,7 @@ async fn no_key_in_logs() {
             Fault::Status(500, echo.clone()),
             Fault::Status(500, echo),
         ]);
-        let r = gw
-            .post(
-                "/v1/chat/completions",
-                Some(GW_KEY),
-                &chat_body("gpt-test", "hi"),
-            )
-            .await;
+        let r = gw.chat("gpt-test", "hi").await;
         let text = r.text().await.unwrap();
         assert!(
             !text.contains(PROVIDER_KEY),

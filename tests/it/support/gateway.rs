@@ -240,6 +240,13 @@ impl Gateway {
         rb.send().await.expect("request to the gateway")
     }
 
+    /// POST a one-message chat completion for `model` with the test key (`GW_KEY`).
+    pub async fn chat(&self, model: &str, text: &str) -> reqwest::Response {
+        let body = super::chat_body(model, text);
+        self.post("/v1/chat/completions", Some(super::GW_KEY), &body)
+            .await
+    }
+
     /// POST raw bytes (content-type JSON) with the given gateway key (Bearer).
     pub async fn post_raw(
         &self,
