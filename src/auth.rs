@@ -39,6 +39,9 @@ pub struct KeyEntry {
     pub tpm: Option<u64>,
     pub budget_usd: Option<f64>,
     pub budget_period: Option<std::time::Duration>,
+    /// The names of its rate-limit buckets (`k:<id>:rpm`, `k:<id>:tpm`), made once.
+    pub rpm_bucket: Arc<str>,
+    pub tpm_bucket: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,8 @@ impl KeyEntry {
             None => None,
         };
         Ok(Self {
+            rpm_bucket: format!("k:{id}:rpm").into(),
+            tpm_bucket: format!("k:{id}:tpm").into(),
             id: id.to_owned(),
             name: name.to_owned(),
             models,

@@ -93,7 +93,7 @@ async fn admit(
         if let Some(rpm) = k.rpm {
             own.0 = Some(buckets.len());
             buckets.push(Bucket {
-                key: format!("k:{}:rpm", k.id),
+                key: k.rpm_bucket.clone(),
                 limit: rpm,
                 cost: 1,
                 reason: LimitReason::Requests,
@@ -102,7 +102,7 @@ async fn admit(
         if let Some(tpm) = k.tpm {
             own.1 = Some(buckets.len());
             buckets.push(Bucket {
-                key: format!("k:{}:tpm", k.id),
+                key: k.tpm_bucket.clone(),
                 limit: tpm,
                 cost: tokens,
                 reason: LimitReason::Tokens,
@@ -112,7 +112,7 @@ async fn admit(
     if let Some(ml) = rt.config.rate_limits.models.get(model) {
         if let Some(rpm) = ml.rpm {
             buckets.push(Bucket {
-                key: format!("m:{model}:rpm"),
+                key: format!("m:{model}:rpm").into(),
                 limit: rpm,
                 cost: 1,
                 reason: LimitReason::Requests,
@@ -120,7 +120,7 @@ async fn admit(
         }
         if let Some(tpm) = ml.tpm {
             buckets.push(Bucket {
-                key: format!("m:{model}:tpm"),
+                key: format!("m:{model}:tpm").into(),
                 limit: tpm,
                 cost: tokens,
                 reason: LimitReason::Tokens,

@@ -29,7 +29,8 @@ const SHARDS: usize = 32;
 /// One bucket a request takes from.
 #[derive(Debug, Clone)]
 pub struct Bucket {
-    pub key: String,
+    /// Its name (`k:<key id>:rpm`, `m:<model>:tpm` ...): shared, as a key's names are made once.
+    pub key: Arc<str>,
     pub limit: u64,
     pub cost: u64,
     pub reason: LimitReason,
@@ -54,7 +55,7 @@ pub struct Verdict {
 }
 
 pub struct Limiter {
-    shards: Vec<Mutex<HashMap<String, f64>>>,
+    shards: Vec<Mutex<HashMap<Arc<str>, f64>>>,
     redis: Option<Arc<Redis>>,
     on_error: OnRedisError,
     fallback_logged: AtomicBool,
@@ -79,7 +80,7 @@ impl Limiter {
         self.redis.is_some()
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, f64>> {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, f64>> {
         let mut h: usize = 0;
         for b in key.bytes() {
             h = h.wrapping_mul(31).wrapping_add(usize::from(b));
