@@ -275,8 +275,12 @@ pub fn count_openai_chat_with(bpe: &Tokenizer, body: &[u8]) -> Option<u64> {
 
 /// A message's content: a string, or the text parts of an array joined by newlines.
 fn count_content(bpe: &Tokenizer, raw: &str) -> u64 {
-    if let Ok(text) = serde_json::from_str::<Cow<str>>(raw) {
-        return bpe.count(&text);
+    if raw.starts_with('"') {
+        // Borrowed when the string has no escapes (a `Cow<str>` would always copy it).
+        return match serde_json::from_str::<&str>(raw) {
+            Ok(text) => bpe.count(text),
+            Err(_) => serde_json::from_str::<String>(raw).map_or(0, |text| bpe.count(&text)),
+        };
     }
     match serde_json::from_str::<Vec<Part>>(raw) {
         Ok(parts) => {
@@ -383,6 +387,10 @@ mod tests {
         // 3; + 3 per message + 3.
         let parts = theirs().encode_ordinary("Hi\nthere").len() as u64;
         assert_eq!(got, Some(3 + (3 + 9) + (3 + 2 + parts)));
+        // A string with escapes counts its decoded text.
+        let escaped = br#"{"messages":[{"role":"user","content":"line one\nline \"two\""}]}"#;
+        let text = theirs().encode_ordinary("line one\nline \"two\"").len() as u64;
+        assert_eq!(count_openai_chat(escaped), Some(3 + 3 + text));
         assert_eq!(estimate(b"12345678"), 2);
     }
 }
