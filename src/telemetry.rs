@@ -92,7 +92,7 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
         } else {
             LogFormat::Json
         });
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = process_env;
     // Log lines are written by a background thread, never by the async runtime's workers: a
     // slow stderr (a full pipe, a stalled log shipper) cannot stall requests. When its queue is
     // full, lines are dropped rather than blocking (lossy), and counted by tracing-appender.
@@ -242,6 +242,11 @@ fn export_plan(cfg: &TelemetryConfig, env: &dyn Fn(&str) -> Option<String>) -> O
         endpoint_for_logs,
         protocol,
     })
+}
+
+/// The process's environment as the exporter settings read it: a blank variable is unset.
+pub fn process_env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// What trace export will do with this configuration and environment, for `config::describe`:

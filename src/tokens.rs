@@ -141,9 +141,9 @@ impl Tokenizer {
 
 /// The end of the piece that starts at `i` (< `t.len()`) of ASCII text: the pattern's
 /// alternatives, tried in order, as the backtracking engine would match them; in ASCII its letter
-/// classes are `[A-Z]` (upper) and `[a-z]` (lower) and `\s` is `[\t\n\x0B\x0C\r ]`. The regex
-/// takes a dozen times longer for the same split (it searches forwards, then backwards for the
-/// start) and prompts are mostly ASCII; a test holds the two to tiktoken's counts.
+/// classes are `[A-Z]` (upper) and `[a-z]` (lower) and `\s` is `[\t\n\x0B\x0C\r ]`. Through
+/// the regex (which searches forwards, then backwards for the start) the whole count of the bench
+/// prompt took 1.9 us instead of 0.6; prompts are mostly ASCII. Tests hold both to tiktoken.
 fn ascii_piece_end(t: &[u8], i: usize) -> usize {
     let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
     let other = |b: u8| !space(b) && !b.is_ascii_alphanumeric();

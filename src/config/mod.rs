@@ -291,7 +291,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             Some(LogFormat::Json) => "json",
             Some(LogFormat::Pretty) => "pretty",
         },
-        crate::telemetry::export_summary(t, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        crate::telemetry::export_summary(t, &crate::telemetry::process_env)
     ));
     out
 }
