@@ -227,3 +227,36 @@ async fn a_provider_covered_by_the_environments_proxy_is_reached_through_it() {
     assert_eq!(seen.header("host"), Some("upstream.invalid"));
     assert_eq!(seen.json()["model"], "upstream-model");
 }
+
+/// A process that sees one CPU runs on a current-thread runtime (main.rs): chat, a stream, an
+/// async job (the embedded queue's blocking work) and the metrics all work there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cpu_runs_on_the_current_thread_runtime() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start_on_one_cpu(crate::jobs::jobs_config(&up)).await;
+    gw.wait_log("async runtime: current-thread").await;
+    let r = gw.chat("mock", "hello from one cpu").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json_of(r).await["choices"][0]["message"]["content"],
+        "hello from one cpu"
+    );
+    let mut stream = chat_body("gpt-test", "streamed on one cpu");
+    stream["stream"] = serde_json::json!(true);
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &stream).await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let job = crate::jobs::submit_ok(&gw, &chat_body("gpt-test", "queued"), &[]).await;
+    let id = job["id"].as_str().unwrap();
+    let done = crate::jobs::wait_job(&gw, id, std::time::Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let r = gw.get("/metrics", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("ai_gateway_requests_total")
+    );
+}

@@ -52,7 +52,10 @@ fn capture(pipe: impl Read + Send + 'static, logs: Arc<Mutex<String>>) {
 
 /// A command for the binary with a clean, deterministic environment.
 pub fn command() -> Command {
-    let mut c = Command::new(BIN);
+    clean(Command::new(BIN))
+}
+
+fn clean(mut c: Command) -> Command {
     for v in [
         "RUST_LOG",
         "AI_GATEWAY_CONFIG",
@@ -89,9 +92,23 @@ impl Gateway {
     }
 
     pub async fn start_with_args(config: Value, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_inner(config, env, args, false).await
+    }
+
+    /// Start `ai-gateway serve` under `taskset -c 0`: the process sees one CPU.
+    pub async fn start_on_one_cpu(config: Value) -> Self {
+        Self::start_inner(config, &[], &[], true).await
+    }
+
+    async fn start_inner(
+        config: Value,
+        env: &[(&str, &str)],
+        args: &[&str],
+        one_cpu: bool,
+    ) -> Self {
         let mut last_logs = String::new();
         for _ in 0..3 {
-            match Self::try_start(config.clone(), env, args).await {
+            match Self::try_start(config.clone(), env, args, one_cpu).await {
                 Ok(g) => return g,
                 Err(logs) if logs.contains("cannot listen") => last_logs = logs,
                 Err(logs) => panic!("the gateway did not start; its output:\n{logs}"),
@@ -104,6 +121,7 @@ impl Gateway {
         mut config: Value,
         env: &[(&str, &str)],
         args: &[&str],
+        one_cpu: bool,
     ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -113,7 +131,14 @@ impl Gateway {
         config["server"]["listen"] = Value::String(format!("127.0.0.1:{port}"));
         let config_path = dir.path().join("gateway.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let mut cmd = command();
+        let mut cmd = if one_cpu {
+            // taskset execs the binary: the child's pid stays the gateway's.
+            let mut c = clean(Command::new("taskset"));
+            c.args(["-c", "0", BIN]);
+            c
+        } else {
+            command()
+        };
         cmd.args(args)
             .arg("--config")
             .arg(&config_path)
