@@ -236,7 +236,23 @@ impl Drop for Finish {
 /// Request headers larger than this in total are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+async fn request_context(req: Request, next: Next) -> Response {
+    in_context(req, |mut req, id, usage| {
+        req.extensions_mut().insert(RequestId(id));
+        req.extensions_mut().insert(usage);
+        next.run(req)
+    })
+    .await
+}
+
+/// The request context around `next` (given the request, its id and its usage cell): the
+/// header size check, the request id, the server span, and the [`Finish`] that writes the
+/// metrics and the access-log line when the answer's body ends.
+async fn in_context<F, Fut>(req: Request, next: F) -> Response
+where
+    F: FnOnce(Request, String, Arc<crate::telemetry::Usage>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -257,13 +273,12 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         .get(crate::headers::X_REQUEST_ID)
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
     let usage = Arc::new(crate::telemetry::Usage::new());
-    req.extensions_mut().insert(usage.clone());
     let method = req.method().clone();
     let uri = req.uri().clone();
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
-    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let mut resp =
+        tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
     }
@@ -298,9 +313,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     })
 }
 
-async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    let identified = state.runtime.load().auth.identify(req.headers());
-    let caller = match identified {
+/// Who is calling: the configured or admin-created key the request presents (or nobody when
+/// the gateway has no keys), or the 401 to answer.
+async fn caller_of(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, Error> {
+    let identified = state.runtime.load().auth.identify(headers);
+    match identified {
         Ok(Identified::Open) => Ok(Caller { key: None }),
         Ok(Identified::Known(entry)) => Ok(Caller { key: Some(entry) }),
         Ok(Identified::Unknown(hash)) => match state.keys.lookup(hash).await {
@@ -309,8 +326,11 @@ async fn authenticate(State(state): State<SharedState>, mut req: Request, next: 
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
-    };
-    match caller {
+    }
+}
+
+async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
+    match caller_of(&state, req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller.clone());
             let mut resp = next.run(req).await;
@@ -397,6 +417,95 @@ pub fn router(state: SharedState) -> Router {
         ))
 }
 
+/// The HTTP service of `ai-gateway serve`. The model calls (`POST /v1/chat/completions`,
+/// `/v1/messages`, `/v1/embeddings`) go straight through the same steps as the router's layers
+/// (panic guard, request context, authentication, handler) as one future; everything else goes
+/// to [`router`]. On the calls this saves the router's per-request work: its boxed layer
+/// futures, the service clones of `from_fn` and the extension maps that carry the request id,
+/// the usage cell and the caller from layer to handler (~8 % of a request's instructions).
+#[derive(Clone)]
+pub struct HttpService {
+    state: SharedState,
+    router: Router,
+}
+
+impl HttpService {
+    pub fn new(state: SharedState) -> Self {
+        Self {
+            router: router(state.clone()),
+            state,
+        }
+    }
+}
+
+/// The model call a request is, if it is one `HttpService` serves directly.
+fn direct_endpoint(req: &Request) -> Option<api::Endpoint> {
+    if req.method() != axum::http::Method::POST {
+        return None;
+    }
+    match req.uri().path() {
+        "/v1/chat/completions" => Some(api::Endpoint::Chat(crate::wire::Format::OpenAi)),
+        "/v1/messages" => Some(api::Endpoint::Chat(crate::wire::Format::Anthropic)),
+        "/v1/embeddings" => Some(api::Endpoint::Embeddings),
+        _ => None,
+    }
+}
+
+type DirectFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
+
+impl tower::Service<Request> for HttpService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        DirectFuture,
+        axum::routing::future::RouteFuture<std::convert::Infallible>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(endpoint) = direct_endpoint(&req) else {
+            return futures_util::future::Either::Right(self.router.call(req));
+        };
+        futures_util::future::Either::Left(Box::pin(direct(self.state.clone(), req, endpoint)))
+    }
+}
+
+/// A model call on the direct path: the router's layers, in the same order, as plain calls.
+async fn direct(
+    state: SharedState,
+    req: Request,
+    endpoint: api::Endpoint,
+) -> Result<Response, std::convert::Infallible> {
+    use futures_util::FutureExt;
+    let served = std::panic::AssertUnwindSafe(in_context(req, move |req, id, usage| {
+        // Boxed apart: the handler's future is large, and the context's own stays small (moved
+        // whole, it was copied several times per request).
+        Box::pin(async move {
+            match caller_of(&state, req.headers()).await {
+                Ok(caller) => {
+                    let mut resp =
+                        api::serve_request(state, caller.clone(), id, Some(usage), req, endpoint)
+                            .await;
+                    resp.extensions_mut().insert(caller);
+                    resp
+                }
+                Err(e) => e.into_response_for(endpoint.flavor()),
+            }
+        })
+    }))
+    .catch_unwind()
+    .await;
+    Ok(served.unwrap_or_else(panic_response))
+}
+
 /// The HTTP stack of `ai-gateway worker`: only `/health`, `/ready` and `/metrics`.
 pub fn worker_router(state: SharedState) -> Router {
     Router::new()
@@ -413,18 +522,21 @@ pub fn worker_router(state: SharedState) -> Router {
 
 /// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
 pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
-    let app = router(state.clone());
+    let app = HttpService::new(state.clone());
     serve_app(state, listener, app).await
 }
 
 /// Serve `app` and run this process's job workers until SIGTERM/SIGINT, then drain both for at
 /// most `shutdown_grace`: workers take no new jobs, running ones finish or, shortly before the
 /// grace ends, are released to the queue.
-pub async fn serve_app(
-    state: SharedState,
-    listener: TcpListener,
-    app: Router,
-) -> std::io::Result<()> {
+pub async fn serve_app<S>(state: SharedState, listener: TcpListener, app: S) -> std::io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     use axum::serve::ListenerExt;
     let grace = state.runtime.load().config.server.shutdown_grace.get();
     let listener = listener.tap_io(|tcp| {
@@ -511,14 +623,17 @@ pub async fn serve_app(
         let _ = hard_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
-    // `into_make_service`: each connection gets a clone of the router (an `Arc`). Served as a
-    // bare `Router`, axum rebuilds the route table for every connection (`with_state(())` on a
-    // shared router clones it): ~9 KiB and its CPU per connection.
-    let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|v| *v).await;
-        });
+    // `into_make_service`: each connection gets a clone of the service (`Arc`s). Served as a
+    // bare `Router`, axum would rebuild the route table for every connection (`with_state(())`
+    // on a shared router clones it): ~9 KiB and its CPU per connection.
+    let server = axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|v| *v).await;
+    });
     let hard_stop = async move {
         let _ = stop_rx2.wait_for(|v| *v).await;
         tokio::time::sleep(grace).await;

@@ -87,7 +87,7 @@ async fn admit(
         estimate_tokens(body)
     };
     let tokens = input_tokens + max_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT);
-    let mut buckets = Vec::new();
+    let mut buckets = Vec::with_capacity(4);
     let mut own = (None, None);
     if let Some(k) = &caller.key {
         if let Some(rpm) = k.rpm {
@@ -172,7 +172,7 @@ async fn admit(
             )),
         });
     }
-    let mut headers = RateHeaders::new();
+    let mut headers = RateHeaders::with_capacity(6);
     let fmt = |v: u64| HeaderValue::from(v);
     if let (Some(i), Some(k)) = (own.0, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();

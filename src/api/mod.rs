@@ -123,6 +123,22 @@ pub async fn serve_call(
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
+    let usage = req
+        .extensions()
+        .get::<std::sync::Arc<crate::telemetry::Usage>>()
+        .cloned();
+    serve_request(state, caller, request_id, usage, req, endpoint).await
+}
+
+/// [`serve_call`] with the request's usage cell given (the direct path of `app::HttpService`).
+pub async fn serve_request(
+    state: SharedState,
+    caller: Caller,
+    request_id: String,
+    usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
     let flavor = endpoint.flavor();
     let started = tokio::time::Instant::now();
     let deadline = deadline(&state);
@@ -134,10 +150,6 @@ pub async fn serve_call(
         Ok(Err(e)) => return e.into_response_for(flavor),
         Err(_) => return Error::Timeout.into_response_for(flavor),
     };
-    let usage = parts
-        .extensions
-        .get::<std::sync::Arc<crate::telemetry::Usage>>()
-        .cloned();
     run_call(
         state,
         &caller,
