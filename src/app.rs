@@ -9,6 +9,10 @@
 //! 5. `/v1/*`: `authenticate` (401) puts the `Caller` in the request; handlers read the body
 //!    (413 over `server.max_body_size`), parse it (400), and run `pipeline` under the whole-request
 //!    deadline (504).
+//!
+//! [`HttpService`] runs the three model calls (`POST /v1/chat/completions`, `/v1/messages`,
+//! `/v1/embeddings`) through the same steps as plain calls, and hands every other request to the
+//! router.
 
 use std::path::PathBuf;
 use std::sync::Mutex;

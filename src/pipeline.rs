@@ -178,7 +178,7 @@ async fn admit(
         let st = verdict.states.get(i).copied().unwrap_or_default();
         headers.push((hn::X_RATELIMIT_LIMIT_REQUESTS, fmt(k.rpm.unwrap_or(0))));
         headers.push((hn::X_RATELIMIT_REMAINING_REQUESTS, fmt(st.remaining)));
-        if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
+        if let Ok(v) = HeaderValue::try_from(crate::limits::openai_duration(st.reset_ms)) {
             headers.push((hn::X_RATELIMIT_RESET_REQUESTS, v));
         }
     }
@@ -186,7 +186,7 @@ async fn admit(
         let st = verdict.states.get(i).copied().unwrap_or_default();
         headers.push((hn::X_RATELIMIT_LIMIT_TOKENS, fmt(k.tpm.unwrap_or(0))));
         headers.push((hn::X_RATELIMIT_REMAINING_TOKENS, fmt(st.remaining)));
-        if let Ok(v) = HeaderValue::from_str(&crate::limits::openai_duration(st.reset_ms)) {
+        if let Ok(v) = HeaderValue::try_from(crate::limits::openai_duration(st.reset_ms)) {
             headers.push((hn::X_RATELIMIT_RESET_TOKENS, v));
         }
     }

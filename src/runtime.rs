@@ -73,7 +73,8 @@ pub struct ClientPool {
 pub struct Runtime {
     pub config: Config,
     pub providers: HashMap<String, Arc<Provider>>,
-    pub models: HashMap<String, Arc<Model>>,
+    /// By name. FxHash: the names come from the configuration and a request only looks up.
+    pub models: rustc_hash::FxHashMap<String, Arc<Model>>,
     /// Model names in file order, for `/v1/models`.
     pub model_names: Vec<String>,
     pub auth: Auth,
@@ -101,7 +102,7 @@ impl Runtime {
             };
             providers.insert(p.name.clone(), Arc::new(Provider::new(p, client)?));
         }
-        let mut models = HashMap::new();
+        let mut models = rustc_hash::FxHashMap::default();
         let mut model_names = Vec::new();
         for m in &config.models {
             let mut deployments = Vec::new();

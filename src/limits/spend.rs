@@ -79,13 +79,20 @@ pub fn redis_key(key_id: &str, period: Duration) -> String {
 }
 
 fn local_key(key_id: &str, period: Duration) -> String {
-    format!("{key_id}:{}", period_bounds(period).0)
+    // Made on every answer of a key; `format!` was ~1 % of such a request.
+    let mut n = itoa::Buffer::new();
+    let start = n.format(period_bounds(period).0);
+    let mut s = String::with_capacity(key_id.len() + 1 + start.len());
+    s.push_str(key_id);
+    s.push(':');
+    s.push_str(start);
+    s
 }
 
 pub struct Spend {
     redis: Option<Arc<Redis>>,
     store: Option<Store>,
-    local: Mutex<HashMap<String, Totals>>,
+    local: Mutex<rustc_hash::FxHashMap<String, Totals>>,
     dirty: AtomicBool,
 }
 
@@ -94,7 +101,7 @@ impl Spend {
         Self {
             redis,
             store,
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::new(rustc_hash::FxHashMap::default()),
             dirty: AtomicBool::new(false),
         }
     }
