@@ -74,7 +74,13 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
 /// `usage` or `message` has an unexpected shape is still valid JSON without usage (a second,
 /// plain parse says so; only that rare case pays for it).
 pub fn parse_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-    match serde_json::from_slice::<WithUsage>(body) {
+    // One UTF-8 check of the whole body (a word at a time) costs less than serde's check of each
+    // string it reads; a body that fails it is parsed as bytes, exactly as before.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<WithUsage>(text),
+        Err(_) => serde_json::from_slice::<WithUsage>(body),
+    };
+    match parsed {
         Ok(v) => Ok(v.usage.map(|u| Usage {
             input: u.input().unwrap_or(0),
             output: u.output().unwrap_or(0),
@@ -156,6 +162,20 @@ mod tests {
         assert_eq!(parse_body(odd).ok(), Some(None));
         let u = parse_body(br#"{"usage": {"prompt_tokens": 3, "completion_tokens": 4}}"#);
         assert_eq!(u.ok().flatten().map(|u| (u.input, u.output)), Some((3, 4)));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_read_as_bytes_as_before() {
+        let body = b"{\"x\":\"\xff\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}";
+        let as_bytes = serde_json::from_slice::<WithUsage>(body)
+            .ok()
+            .and_then(|v| v.usage)
+            .map(|u| (u.input(), u.output()));
+        let ours = parse_body(body)
+            .ok()
+            .flatten()
+            .map(|u| (Some(u.input), Some(u.output)));
+        assert_eq!(ours, as_bytes);
     }
 
     #[test]
