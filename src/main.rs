@@ -137,7 +137,7 @@ fn main() -> ExitCode {
 fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     // On one CPU (a one-CPU container, or `taskset` to one core) the work-stealing scheduler
     // only adds cross-thread wake-ups: its one worker and the thread that accepts connections
-    // share the CPU. A current-thread runtime runs everything on this thread (measured: ~3 %
+    // share the CPU. A current-thread runtime runs everything on this thread (measured: 2-5 %
     // less CPU per request, from fewer wake-ups). Blocking work goes to the blocking pool either
     // way.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
