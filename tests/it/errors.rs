@@ -210,6 +210,35 @@ async fn unknown_endpoint_is_404() {
     assert!(v["error"]["message"].is_string(), "{v}");
 }
 
+/// The model calls are served off the router (`app::HttpService`) for POST only: other methods
+/// and near-miss paths still get the router's answers, with the request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_call_paths_answer_other_methods_and_near_misses_as_the_router() {
+    let gw = Gateway::start(basic_config(None)).await;
+    for path in ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"] {
+        let r = gw.get(path, Some(GW_KEY)).await;
+        assert_eq!(r.status(), 405, "GET {path}");
+        assert!(header(&r, "x-request-id").is_some(), "GET {path}");
+    }
+    let r = gw
+        .post(
+            "/v1/chat/completions/",
+            Some(GW_KEY),
+            &chat_body("mock", "hi"),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert!(json_of(r).await["error"]["message"].is_string());
+    let r = gw
+        .post(
+            "/v1/chat/completions?x=1",
+            Some(GW_KEY),
+            &chat_body("mock", "hi"),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "a query string does not change the path");
+}
+
 /// Sends a request with one header of `size` bytes; the status, or `None` when the connection
 /// was closed instead.
 async fn with_huge_header(gw: &Gateway, size: usize) -> Option<u16> {
