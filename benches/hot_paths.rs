@@ -28,8 +28,36 @@ fn request(c: &mut Criterion) {
         b.iter(|| splice_model(black_box(&body), &head.model_span, "gpt-4o-mini-2024-07-18"))
     });
     let bpe = ai_gateway::tokens::Tokenizer::o200k_base().unwrap();
+    // The same body again and again: both texts are remembered after the first count.
     c.bench_function("prompt_tokens", |b| {
         b.iter(|| ai_gateway::tokens::count_openai_chat_with(&bpe, black_box(BODY)))
+    });
+    // A new user message every time after the same system prompt (built outside the timing).
+    let mut n = 0u64;
+    c.bench_function("prompt_tokens_new_user_message", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                format!(
+                    r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Say hello in {n} short sentences, and then explain in two more sentences why greetings matter."}}],"max_tokens":64}}"#
+                )
+            },
+            |body| ai_gateway::tokens::count_openai_chat_with(&bpe, body.as_bytes()),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // A 4 KiB system prompt, as applications send with every call: counted each time, and
+    // remembered.
+    let long: String = "You answer questions about the user's orders. Be brief and precise; cite the order number. "
+        .repeat(45);
+    let long_body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"{long}"}},{{"role":"user","content":"Where is my order?"}}]}}"#
+    );
+    c.bench_function("prompt_tokens_4k_system_prompt_counted", |b| {
+        b.iter(|| bpe.count(black_box(&long)))
+    });
+    c.bench_function("prompt_tokens_4k_system_prompt_remembered", |b| {
+        b.iter(|| ai_gateway::tokens::count_openai_chat_with(&bpe, black_box(long_body.as_bytes())))
     });
     let tiktoken = tiktoken_rs::o200k_base().unwrap();
     let text = "You are a helpful assistant.\nSay hello in one short sentence, and then explain in two more sentences why greetings matter in human cultures.";

@@ -18,10 +18,21 @@
 //! The merge is byte-pair encoding as tiktoken does it: in each piece, join the adjacent pair
 //! whose bytes have the lowest rank until no pair is a token; a piece counts as many tokens as
 //! parts remain. Tests check the counts against tiktoken-rs.
+//!
+//! Requests repeat most of their text: an application sends the same system prompt and tool
+//! definitions with every call, and a conversation sends all its earlier turns again with each new
+//! one. [`Tokenizer::count_remembered`] keeps the counts of recent texts in a small table keyed by
+//! a seeded hash of the text (foldhash, ~0.1 ns per byte, against ~5 ns per byte to count), so a
+//! text seen before costs a hash and one atomic load. The table is a fixed array of atomics (no
+//! lock, no allocation after start): a slot holds 40 bits of the hash as its tag and the count,
+//! and a newer text takes the slot of an older one. Two texts whose hashes share the slot and the
+//! tag (2^-40 per look-up; the seed is random per process, so a client cannot aim at one) would
+//! share a count: a reservation off by one text's tokens, which the answer's usage corrects.
 
 use std::borrow::Cow;
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use regex::Regex;
 use rustc_hash::FxHashMap;
@@ -44,6 +55,37 @@ static LOADING: AtomicBool = AtomicBool::new(false);
 pub struct Tokenizer {
     ranks: FxHashMap<&'static [u8], u32>,
     split: Regex,
+    memo: Memo,
+}
+
+/// Counts of recently counted texts (see the module's documentation).
+struct Memo {
+    seed: foldhash::quality::RandomState,
+    /// `tag << COUNT_BITS | count`; 0 is an empty slot (a tag is never 0).
+    slots: Box<[AtomicU64]>,
+}
+
+/// Slots in the table: 512 KiB, touched only as texts fill it.
+const MEMO_SLOTS: usize = 1 << 16;
+const COUNT_BITS: u32 = 24;
+/// Texts shorter than this are counted each time (as fast as a look-up).
+const MEMO_SHORTEST: usize = 16;
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            seed: foldhash::quality::RandomState::default(),
+            slots: (0..MEMO_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The slot of `text` and the tag it would carry there.
+    fn place(&self, text: &str) -> (&AtomicU64, u64) {
+        let h = self.seed.hash_one(text);
+        // The index takes the low bits, the tag the high 40; `| 1` keeps a tag from being 0.
+        let slot = &self.slots[h as usize & (MEMO_SLOTS - 1)];
+        (slot, (h >> COUNT_BITS) | 1)
+    }
 }
 
 impl Tokenizer {
@@ -61,7 +103,28 @@ impl Tokenizer {
             rest = tail;
         }
         let split = Regex::new(PATTERN)?;
-        Ok(Self { ranks, split })
+        Ok(Self {
+            ranks,
+            split,
+            memo: Memo::new(),
+        })
+    }
+
+    /// [`Tokenizer::count`], remembered: a text counted recently is not counted again.
+    pub fn count_remembered(&self, text: &str) -> u64 {
+        if text.len() < MEMO_SHORTEST {
+            return self.count(text);
+        }
+        let (slot, tag) = self.memo.place(text);
+        let held = slot.load(Ordering::Relaxed);
+        if held >> COUNT_BITS == tag {
+            return held & ((1 << COUNT_BITS) - 1);
+        }
+        let n = self.count(text);
+        if n < 1 << COUNT_BITS {
+            slot.store(tag << COUNT_BITS | n, Ordering::Relaxed);
+        }
+        n
     }
 
     /// The number of tokens of `text`, without special tokens.
@@ -277,11 +340,11 @@ pub fn count_openai_chat_with(bpe: &Tokenizer, body: &[u8]) -> Option<u64> {
             n += 1 + bpe.count(name);
         }
         if let Some(calls) = m.tool_calls {
-            n += bpe.count(calls.get());
+            n += bpe.count_remembered(calls.get());
         }
     }
     if let Some(tools) = req.tools {
-        n += bpe.count(tools.get());
+        n += bpe.count_remembered(tools.get());
     }
     Some(n)
 }
@@ -291,8 +354,10 @@ fn count_content(bpe: &Tokenizer, raw: &str) -> u64 {
     if raw.starts_with('"') {
         // Borrowed when the string has no escapes (a `Cow<str>` would always copy it).
         return match serde_json::from_str::<&str>(raw) {
-            Ok(text) => bpe.count(text),
-            Err(_) => serde_json::from_str::<String>(raw).map_or(0, |text| bpe.count(&text)),
+            Ok(text) => bpe.count_remembered(text),
+            Err(_) => {
+                serde_json::from_str::<String>(raw).map_or(0, |text| bpe.count_remembered(&text))
+            }
         };
     }
     match serde_json::from_str::<Vec<Part>>(raw) {
@@ -300,14 +365,14 @@ fn count_content(bpe: &Tokenizer, raw: &str) -> u64 {
             let mut texts = parts.iter().filter_map(|p| p.text.as_deref());
             match (texts.next(), texts.next()) {
                 (None, _) => 0,
-                (Some(one), None) => bpe.count(one),
+                (Some(one), None) => bpe.count_remembered(one),
                 (Some(a), Some(b)) => {
                     let mut joined = format!("{a}\n{b}");
                     for t in texts {
                         joined.push('\n');
                         joined.push_str(t);
                     }
-                    bpe.count(&joined)
+                    bpe.count_remembered(&joined)
                 }
             }
         }
@@ -376,6 +441,38 @@ mod tests {
         ) {
             prop_assume!(!text.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() > LONGEST_MERGED));
             same_as_tiktoken(&text);
+        }
+    }
+
+    #[test]
+    fn a_remembered_count_is_the_count() {
+        let bpe = Tokenizer::o200k_base().unwrap();
+        let texts: Vec<String> = (0..3000)
+            .map(|i| {
+                format!(
+                    "Message number {i}: please summarise the text below in {} words.",
+                    i % 97
+                )
+            })
+            .chain(["short".to_owned(), String::new(), "x".repeat(5000)])
+            .collect();
+        // Twice over: the first pass counts and fills the table, the second reads it back (and
+        // any slot two texts share holds the later one, whose tag the earlier does not match).
+        for _ in 0..2 {
+            for t in &texts {
+                assert_eq!(bpe.count_remembered(t), bpe.count(t), "{t:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn remembered_counts_match_fresh_ones(texts in proptest::collection::vec("\\PC{0,80}", 1..20)) {
+            let bpe = ours();
+            for t in texts.iter().chain(texts.iter()) {
+                prop_assert_eq!(bpe.count_remembered(t), bpe.count(t));
+            }
         }
     }
 
