@@ -42,6 +42,9 @@ pub struct KeyEntry {
     /// The names of its rate-limit buckets (`k:<id>:rpm`, `k:<id>:tpm`), made once.
     pub rpm_bucket: Arc<str>,
     pub tpm_bucket: Arc<str>,
+    /// `rpm` and `tpm` as `x-ratelimit-limit-*` values, made once (a clone shares the bytes).
+    pub rpm_header: Option<http::HeaderValue>,
+    pub tpm_header: Option<http::HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -92,6 +95,8 @@ impl KeyEntry {
         Ok(Self {
             rpm_bucket: format!("k:{id}:rpm").into(),
             tpm_bucket: format!("k:{id}:tpm").into(),
+            rpm_header: rpm.map(crate::headers::number),
+            tpm_header: tpm.map(crate::headers::number),
             id: id.to_owned(),
             name: name.to_owned(),
             models,

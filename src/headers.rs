@@ -30,3 +30,9 @@ pub const X_RATELIMIT_REMAINING_TOKENS: HeaderName =
     HeaderName::from_static("x-ratelimit-remaining-tokens");
 pub const X_RATELIMIT_RESET_TOKENS: HeaderName =
     HeaderName::from_static("x-ratelimit-reset-tokens");
+
+/// A number as a header value: one allocation (`HeaderValue::from(u64)` makes two).
+pub fn number(n: u64) -> http::HeaderValue {
+    http::HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
+}

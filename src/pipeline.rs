@@ -173,22 +173,24 @@ async fn admit(
         });
     }
     let mut headers = RateHeaders::with_capacity(6);
-    let fmt = |v: u64| HeaderValue::from(v);
+    let limit = |v: &Option<HeaderValue>| v.clone().unwrap_or(HeaderValue::from_static("0"));
     if let (Some(i), Some(k)) = (own.0, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();
-        headers.push((hn::X_RATELIMIT_LIMIT_REQUESTS, fmt(k.rpm.unwrap_or(0))));
-        headers.push((hn::X_RATELIMIT_REMAINING_REQUESTS, fmt(st.remaining)));
-        if let Ok(v) = HeaderValue::try_from(crate::limits::openai_duration(st.reset_ms)) {
-            headers.push((hn::X_RATELIMIT_RESET_REQUESTS, v));
-        }
+        headers.push((hn::X_RATELIMIT_LIMIT_REQUESTS, limit(&k.rpm_header)));
+        headers.push((hn::X_RATELIMIT_REMAINING_REQUESTS, hn::number(st.remaining)));
+        headers.push((
+            hn::X_RATELIMIT_RESET_REQUESTS,
+            crate::limits::openai_duration_header(st.reset_ms),
+        ));
     }
     if let (Some(i), Some(k)) = (own.1, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();
-        headers.push((hn::X_RATELIMIT_LIMIT_TOKENS, fmt(k.tpm.unwrap_or(0))));
-        headers.push((hn::X_RATELIMIT_REMAINING_TOKENS, fmt(st.remaining)));
-        if let Ok(v) = HeaderValue::try_from(crate::limits::openai_duration(st.reset_ms)) {
-            headers.push((hn::X_RATELIMIT_RESET_TOKENS, v));
-        }
+        headers.push((hn::X_RATELIMIT_LIMIT_TOKENS, limit(&k.tpm_header)));
+        headers.push((hn::X_RATELIMIT_REMAINING_TOKENS, hn::number(st.remaining)));
+        headers.push((
+            hn::X_RATELIMIT_RESET_TOKENS,
+            crate::limits::openai_duration_header(st.reset_ms),
+        ));
     }
     if !headers.is_empty() {
         *rate = Some(headers);

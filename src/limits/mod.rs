@@ -284,23 +284,55 @@ impl Limiter {
 
 /// A duration in OpenAI's `x-ratelimit-reset-*` form: `850ms`, `6s`, `1m30s`, `6m0s`.
 pub fn openai_duration(ms: u64) -> String {
-    // Written with itoa: it is on every request with a limit, twice (`format!` cost ~500
-    // instructions each).
-    let mut n = itoa::Buffer::new();
-    let mut s = String::with_capacity(12);
-    if ms < 1000 {
-        s.push_str(n.format(ms));
-        s.push_str("ms");
-        return s;
+    String::from_utf8_lossy(DurationText::new(ms).as_bytes()).into_owned()
+}
+
+/// [`openai_duration`] as a header value, with one allocation (it is on every request with a
+/// limit, twice).
+pub fn openai_duration_header(ms: u64) -> http::HeaderValue {
+    http::HeaderValue::from_bytes(DurationText::new(ms).as_bytes())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("0ms"))
+}
+
+/// An OpenAI duration written with itoa into a fixed buffer (`u64::MAX` ms is 19 bytes).
+struct DurationText {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl DurationText {
+    fn new(ms: u64) -> Self {
+        let mut d = Self {
+            buf: [0; 24],
+            len: 0,
+        };
+        let mut n = itoa::Buffer::new();
+        if ms < 1000 {
+            d.push(n.format(ms).as_bytes());
+            d.push(b"ms");
+            return d;
+        }
+        let secs = ms.div_ceil(1000);
+        if secs >= 60 {
+            d.push(n.format(secs / 60).as_bytes());
+            d.push(b"m");
+        }
+        d.push(n.format(secs % 60).as_bytes());
+        d.push(b"s");
+        d
     }
-    let secs = ms.div_ceil(1000);
-    if secs >= 60 {
-        s.push_str(n.format(secs / 60));
-        s.push('m');
+
+    fn push(&mut self, s: &[u8]) {
+        let end = self.len + s.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(s);
+            self.len = end;
+        }
     }
-    s.push_str(n.format(secs % 60));
-    s.push('s');
-    s
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 #[cfg(test)]
@@ -372,5 +404,10 @@ mod tests {
         assert_eq!(openai_duration(6_000), "6s");
         assert_eq!(openai_duration(360_000), "6m0s");
         assert_eq!(openai_duration(61_500), "1m2s");
+        assert_eq!(openai_duration(u64::MAX), "307445734561825m52s");
+        assert_eq!(openai_duration_header(61_500), "1m2s");
+        assert_eq!(openai_duration_header(0), "0ms");
+        assert_eq!(crate::headers::number(0), "0");
+        assert_eq!(crate::headers::number(u64::MAX), "18446744073709551615");
     }
 }
