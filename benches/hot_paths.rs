@@ -46,18 +46,14 @@ fn request(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
-    // A 4 KiB system prompt, as applications send with every call: counted each time, and
-    // remembered.
+    // A 4 KiB system prompt, as applications send with every call: counted, and remembered.
     let long: String = "You answer questions about the user's orders. Be brief and precise; cite the order number. "
         .repeat(45);
-    let long_body = format!(
-        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"{long}"}},{{"role":"user","content":"Where is my order?"}}]}}"#
-    );
     c.bench_function("prompt_tokens_4k_system_prompt_counted", |b| {
         b.iter(|| bpe.count(black_box(&long)))
     });
     c.bench_function("prompt_tokens_4k_system_prompt_remembered", |b| {
-        b.iter(|| ai_gateway::tokens::count_openai_chat_with(&bpe, black_box(long_body.as_bytes())))
+        b.iter(|| bpe.count_remembered(black_box(&long)))
     });
     let tiktoken = tiktoken_rs::o200k_base().unwrap();
     let text = "You are a helpful assistant.\nSay hello in one short sentence, and then explain in two more sentences why greetings matter in human cultures.";

@@ -59,6 +59,28 @@ pub type RateHeaders = Vec<(axum::http::HeaderName, HeaderValue)>;
 /// Tokens reserved for the answer when the request does not set `max_tokens`.
 pub const DEFAULT_RESERVED_OUTPUT: u64 = 256;
 
+/// Whether the caller's or the model's limits count tokens (a `tpm`).
+fn needs_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
+    caller.key.as_ref().is_some_and(|k| k.tpm.is_some())
+        || rt
+            .config
+            .rate_limits
+            .models
+            .get(model)
+            .is_some_and(|m| m.tpm.is_some())
+}
+
+/// Whether an OpenAI-format chat request for `model` has its prompt's tokens counted: a `tpm`
+/// limit applies and the model's first deployment speaks OpenAI's format (the tokenizer is
+/// OpenAI's); others are estimated.
+pub fn counts_openai_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
+    rt.models.get(model).is_some_and(|m| {
+        m.deployments
+            .first()
+            .is_some_and(|d| d.provider.format() == Format::OpenAi)
+    }) && needs_tokens(rt, caller, model)
+}
+
 /// Check the caller's and the model's limits and the caller's budget; take from the buckets.
 #[expect(
     clippy::too_many_arguments,
@@ -71,18 +93,14 @@ async fn admit(
     model: &str,
     body: &[u8],
     openai_chat: bool,
+    counted: Option<u64>,
     max_tokens: Option<u64>,
     rate: &mut Option<RateHeaders>,
 ) -> Result<Accounting, Error> {
-    let needs_tokens = caller.key.as_ref().is_some_and(|k| k.tpm.is_some())
-        || rt
-            .config
-            .rate_limits
-            .models
-            .get(model)
-            .is_some_and(|m| m.tpm.is_some());
-    let input_tokens = if needs_tokens && openai_chat {
-        crate::tokens::count_openai_chat(body).unwrap_or_else(|| estimate_tokens(body))
+    let input_tokens = if openai_chat && needs_tokens(rt, caller, model) {
+        counted
+            .or_else(|| crate::tokens::count_openai_chat(body))
+            .unwrap_or_else(|| estimate_tokens(body))
     } else {
         estimate_tokens(body)
     };
@@ -372,6 +390,7 @@ pub async fn chat(
         &head.model,
         body,
         openai_chat,
+        head.prompt_tokens,
         head.max_tokens,
         rate,
     )
@@ -500,7 +519,18 @@ pub async fn embeddings(
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
     let input_tokens = estimate_tokens(body);
-    let mut acct = admit(rt, svc, caller, &head.model, body, false, Some(0), rate).await?;
+    let mut acct = admit(
+        rt,
+        svc,
+        caller,
+        &head.model,
+        body,
+        false,
+        None,
+        Some(0),
+        rate,
+    )
+    .await?;
     acct.report_to(ctx.usage.clone());
     let plan = cache_plan(
         rt,

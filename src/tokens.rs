@@ -272,7 +272,7 @@ fn contraction_len(rest: &[u8]) -> usize {
 }
 
 /// The tokenizer if it is ready; starts building it (once, off the async runtime) if not.
-fn tokenizer() -> Option<&'static Tokenizer> {
+pub fn tokenizer() -> Option<&'static Tokenizer> {
     if let Some(b) = BPE.get() {
         return Some(b);
     }
@@ -330,23 +330,47 @@ pub fn count_openai_chat(body: &[u8]) -> Option<u64> {
 pub fn count_openai_chat_with(bpe: &Tokenizer, body: &[u8]) -> Option<u64> {
     // As text: one UTF-8 check of the body instead of one per string serde reads.
     let req: Req = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    let messages = req.messages.into_iter().map(|m| ChatText {
+        content: m.content.map(RawValue::get),
+        name: m.name,
+        tool_calls: m.tool_calls.map(RawValue::get),
+    });
+    Some(count_chat(bpe, messages, req.tools.map(RawValue::get)))
+}
+
+/// The texts of one chat message that count, as the request's JSON holds them (`name` decoded).
+pub struct ChatText<'a> {
+    /// The raw JSON of `content`: a string or an array of parts.
+    pub content: Option<&'a str>,
+    pub name: Option<Cow<'a, str>>,
+    /// The raw JSON of `tool_calls`.
+    pub tool_calls: Option<&'a str>,
+}
+
+/// The prompt tokens of `messages` and the raw JSON of `tools`, as [`count_openai_chat`] counts
+/// them (for a caller that has parsed the request already).
+pub fn count_chat<'a>(
+    bpe: &Tokenizer,
+    messages: impl Iterator<Item = ChatText<'a>>,
+    tools: Option<&str>,
+) -> u64 {
     let mut n = 3u64;
-    for m in &req.messages {
+    for m in messages {
         n += 3;
         if let Some(content) = m.content {
-            n += count_content(bpe, content.get());
+            n += count_content(bpe, content);
         }
         if let Some(name) = &m.name {
             n += 1 + bpe.count(name);
         }
         if let Some(calls) = m.tool_calls {
-            n += bpe.count_remembered(calls.get());
+            n += bpe.count_remembered(calls);
         }
     }
-    if let Some(tools) = req.tools {
-        n += bpe.count_remembered(tools.get());
+    if let Some(tools) = tools {
+        n += bpe.count_remembered(tools);
     }
-    Some(n)
+    n
 }
 
 /// A message's content: a string, or the text parts of an array joined by newlines.

@@ -32,6 +32,8 @@ pub struct ChatHead {
     pub max_tokens: Option<u64>,
     /// Byte range of `model`'s JSON string in the body.
     pub model_span: Range<usize>,
+    /// The prompt's tokens, when the parse was asked to count them and the tokenizer was ready.
+    pub prompt_tokens: Option<u64>,
 }
 
 /// The parts of an embeddings request the gateway uses.
@@ -59,8 +61,8 @@ struct OpenAiChatProbe<'a> {
     top_p: Option<f64>,
     #[allow(dead_code, reason = "type-checked only")]
     seed: Option<i64>,
+    /// Type-checked, and read for the token count.
     #[serde(borrow)]
-    #[allow(dead_code, reason = "type-checked only")]
     tools: Option<Vec<&'a RawValue>>,
 }
 
@@ -70,6 +72,11 @@ struct OpenAiMessageProbe<'a> {
     role: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
+    /// Read for the token count only (any JSON, as before).
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +163,27 @@ fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Error> {
     }
 }
 
+/// The raw JSON of an array of `body` from its elements: from the `[` before the first to the
+/// `]` after the last (`[]` when it has none). serde reads the array element by element (to check
+/// that it is one), so its text as one piece is found around them.
+fn array_text<'a>(body: &'a str, elements: &[&RawValue]) -> &'a str {
+    let (Some(first), Some(last)) = (elements.first(), elements.last()) else {
+        return "[]";
+    };
+    let offset = |raw: &str| (raw.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let start = offset(first.get());
+    let end = offset(last.get()) + last.get().len();
+    let open = body.get(..start).and_then(|b| b.rfind('['));
+    let close = body
+        .get(end..)
+        .and_then(|b| b.find(']'))
+        .map(|i| end + i + 1);
+    match (open, close) {
+        (Some(open), Some(close)) => body.get(open..close).unwrap_or("[]"),
+        _ => "[]",
+    }
+}
+
 /// The model name and its byte span, from the raw JSON value of `model`.
 fn model_of(body: &str, raw: Option<&RawValue>) -> Result<(String, Range<usize>), Error> {
     let raw = raw.ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
@@ -174,6 +202,16 @@ fn model_of(body: &str, raw: Option<&RawValue>) -> Result<(String, Range<usize>)
 
 /// Parse and check an OpenAI chat completions request.
 pub fn parse_openai_chat(body: &[u8]) -> Result<ChatHead, Error> {
+    parse_openai_chat_counting(body, |_| false)
+}
+
+/// [`parse_openai_chat`], also counting the prompt's tokens from the same parse when
+/// `count_for(model)` says the request needs them (a tokens-per-minute limit on an OpenAI-format
+/// deployment) and the tokenizer is ready: the count then needs no parse of its own.
+pub fn parse_openai_chat_counting(
+    body: &[u8],
+    count_for: impl FnOnce(&str) -> bool,
+) -> Result<ChatHead, Error> {
     let text = utf8(body)?;
     let p: OpenAiChatProbe<'_> = parse(text)?;
     let (model, model_span) = model_of(text, p.model)?;
@@ -203,6 +241,20 @@ pub fn parse_openai_chat(body: &[u8]) -> Result<ChatHead, Error> {
             }
         }
     }
+    let prompt_tokens = if count_for(&model) {
+        crate::tokens::tokenizer().map(|bpe| {
+            let texts = messages.iter().map(|m| crate::tokens::ChatText {
+                content: m.content.map(RawValue::get),
+                name: m
+                    .name
+                    .and_then(|n| serde_json::from_str::<std::borrow::Cow<'_, str>>(n.get()).ok()),
+                tool_calls: m.tool_calls.map(RawValue::get),
+            });
+            crate::tokens::count_chat(bpe, texts, p.tools.as_deref().map(|t| array_text(text, t)))
+        })
+    } else {
+        None
+    };
     Ok(ChatHead {
         model,
         stream: p.stream.unwrap_or(false),
@@ -212,6 +264,7 @@ pub fn parse_openai_chat(body: &[u8]) -> Result<ChatHead, Error> {
             .unwrap_or(false),
         max_tokens: p.max_completion_tokens.or(p.max_tokens),
         model_span,
+        prompt_tokens,
     })
 }
 
@@ -250,6 +303,7 @@ pub fn parse_anthropic_messages(body: &[u8]) -> Result<ChatHead, Error> {
         include_usage: true,
         max_tokens: Some(max_tokens),
         model_span,
+        prompt_tokens: None,
     })
 }
 
@@ -408,5 +462,39 @@ mod tests {
         assert!(parse_embeddings(br#"{"model":"e","input":5}"#).is_err());
         assert!(parse_embeddings(br#"{"model":"e","input":[]}"#).is_err());
         assert!(parse_embeddings(br#"{"model":"e","input":"a","encoding_format":"hex"}"#).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_the_prompt_as_the_token_counter_does() {
+        let mut bpe = None;
+        for _ in 0..500 {
+            bpe = crate::tokens::tokenizer();
+            if bpe.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let bpe = bpe.expect("the tokenizer loads");
+        for body in [
+            &br#"{"model":"m","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Hello, world! How are you today?"}]}"#[..],
+            br#"{"model":"m","messages":[{"role":"user","name":"bob","content":[{"type":"text","text":"Hi"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"there"}]}]}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"line one\nline \"two\" \u00e9"}]}"#,
+            br#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"18C"}], "tools" : [ {"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}} , {"type":"function","function":{"name":"x"}} ] }"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"hi","name":7}],"tools":[]}"#,
+        ] {
+            let head = parse_openai_chat_counting(body, |model| model == "m").unwrap();
+            let apart = crate::tokens::count_openai_chat_with(bpe, body);
+            // A `name` that is not a string fails the counter's own parse; the head parse counts
+            // the rest.
+            if apart.is_some() {
+                assert_eq!(head.prompt_tokens, apart, "{}", String::from_utf8_lossy(body));
+            } else {
+                assert!(head.prompt_tokens.is_some());
+            }
+            assert_eq!(
+                parse_openai_chat_counting(body, |_| false).unwrap().prompt_tokens,
+                None
+            );
+        }
     }
 }

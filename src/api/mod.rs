@@ -194,7 +194,9 @@ pub async fn run_call(
         match endpoint {
             Endpoint::Chat(format) => {
                 let head = match format {
-                    Format::OpenAi => wire::parse_openai_chat(&body)?,
+                    Format::OpenAi => wire::parse_openai_chat_counting(&body, |model| {
+                        pipeline::counts_openai_tokens(&rt, caller, model)
+                    })?,
                     Format::Anthropic => wire::parse_anthropic_messages(&body)?,
                 };
                 if rt.models.contains_key(&head.model) {
