@@ -172,7 +172,7 @@ fn array_text<'a>(body: &'a str, elements: &[&RawValue]) -> &'a str {
     };
     let offset = |raw: &str| (raw.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
     let start = offset(first.get());
-    let end = offset(last.get()) + last.get().len();
+    let end = offset(last.get()).saturating_add(last.get().len());
     let open = body.get(..start).and_then(|b| b.rfind('['));
     let close = body
         .get(end..)
