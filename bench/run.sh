@@ -38,6 +38,8 @@
 #   GW_LOG_LEVEL=warn  the gateway's telemetry.log_level (info = one access-log line per request)
 #   INSTALL=0          never run apt-get (targets whose tools are missing are skipped)
 #   NICE=-10           scheduling priority of everything measured (default -10 as root, else 0)
+#   REPEAT=1           rounds of the whole target list (targets interleaved round by round); the
+#                      report gives each wrk/stream figure as the median over the rounds
 set -euo pipefail
 # Descriptors: the slow-streams targets hold 2 per stream in the gateway (client + upstream).
 ulimit -Hn 1048576 2>/dev/null || true
@@ -45,12 +47,12 @@ ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cmdline="bench/run.sh${*:+ $*}"
-for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE \
+for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE REPEAT \
          ROUTE_CONCS AUTH_CONCS CACHE_CONCS FILL_N L2_KEYS STARTUP_MODELS HOT_PATHS HOT_PATHS_BIN SLOW_N SLOW_LATENCY; do
   [[ -n "${!v:-}" ]] && cmdline="$v=\"${!v}\" $cmdline"
 done
 
-DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-2}"
+DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-2}"; REPEAT="${REPEAT:-1}"
 CONCS="${CONCS:-1 16 64}"; STREAM_CONCS="${STREAM_CONCS:-1 16}"
 STARTUP_RUNS="${STARTUP_RUNS:-5}"
 TARGETS="${TARGETS:-direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k gateway-slow-streams gateway-slow-streams-local}"
@@ -513,8 +515,11 @@ if [[ " $TARGETS " == *" gateway "* && "$STARTUP_RUNS" -gt 0 ]]; then
       --scenario "startup-$STARTUP_MODELS-models" --models "$STARTUP_MODELS" --out "$rows" -- "${GW_CMD[@]}"
   fi
 fi
-for t in $TARGETS; do
-  if declare -F "target_${t//-/_}" >/dev/null; then "target_${t//-/_}"; else note "unknown target $t"; fi
+for round in $(seq "$REPEAT"); do
+  [[ "$REPEAT" -gt 1 ]] && say "round $round of $REPEAT"
+  for t in $TARGETS; do
+    if declare -F "target_${t//-/_}" >/dev/null; then "target_${t//-/_}"; else note "unknown target $t"; fi
+  done
 done
 
 # ---------------------------------------------------------------- 5. hot paths (criterion)
@@ -542,7 +547,7 @@ fi
 notes_json="$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' ${notes[@]+"${notes[@]}"})"
 META_OUT="$out/meta.json" CMDLINE="$cmdline" GIT_REV="$git_rev" LOADAVG_START="$loadavg_start" \
 GATEWAY_BIN="$GATEWAY_BIN" NGINX_BIN="$NGINX_BIN" TARGETS="$TARGETS" NOTES="$notes_json" \
-GW_CPU="$GW_CPU" LOAD_CPU="$LOAD_CPU" DURATION="$DURATION" WARMUP="$WARMUP" GW_LOG_LEVEL="$GW_LOG_LEVEL" NICE="$NICE" \
+GW_CPU="$GW_CPU" LOAD_CPU="$LOAD_CPU" DURATION="$DURATION" WARMUP="$WARMUP" GW_LOG_LEVEL="$GW_LOG_LEVEL" NICE="$NICE" REPEAT="$REPEAT" \
 REDIS_VERSION="$( (redis-server --version 2>/dev/null || true) | cut -d' ' -f1-3)" RUN_START="$run_start" \
 python3 - <<'PY'
 import datetime, json, os, platform, subprocess
@@ -567,6 +572,7 @@ meta = {
     "gw_cpu": int(e["GW_CPU"]), "load_cpu": int(e["LOAD_CPU"]), "duration": float(e["DURATION"]),
     "warmup": float(e["WARMUP"]), "log_level": e["GW_LOG_LEVEL"], "notes": json.loads(e["NOTES"]), "nice": int(e["NICE"]),
     "redis": e.get("REDIS_VERSION") or None, "wall_s": round(__import__("time").time() - float(e["RUN_START"])),
+    "repeat": int(e["REPEAT"]),
 }
 with open(e["META_OUT"], "w") as f:
     json.dump(meta, f, indent=1)

@@ -8,6 +8,7 @@
 For `direct` the CPU and RSS columns are the mock upstream's (marked "mock").
 """
 import json
+import statistics
 import os
 import sys
 
@@ -48,6 +49,36 @@ def load(run_dir):
     return rows, meta
 
 
+def median_rounds(measured):
+    """One row per (target, scenario, conc): with REPEAT > 1 each number is the median over the
+    rounds (each field on its own; peak RSS the highest), in the order rows first appeared."""
+    groups = {}
+    for r in measured:
+        groups.setdefault((r["target"], r["scenario"], r["conc"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        if len(rs) == 1:
+            out.append(rs[0])
+            continue
+        merged = dict(rs[0])
+        for k in merged:
+            vals = [r.get(k) for r in rs]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                merged[k] = max(vals) if k.startswith("peak") else statistics.median(vals)
+        merged["rounds"] = len(rs)
+        out.append(merged)
+    return out
+
+
+def per_round(raw, target, scenario, conc):
+    """target's req / CPU-s over nginx-proxy's, round by round (the i-th row of each)."""
+    def series(t):
+        return [r.get("req_per_cpu_s") for r in raw
+                if r["target"] == t and r["scenario"] == scenario and r["conc"] == conc]
+    pairs = zip(series(target), series("nginx-proxy"))
+    return [g / n for g, n in pairs if g and n]
+
+
 def order_key(targets):
     def key(t):
         return (TARGET_ORDER.index(t) if t in TARGET_ORDER else len(TARGET_ORDER) + targets.index(t))
@@ -70,7 +101,8 @@ def main():
         if r["kind"] in ("wrk", "sse") and r["scenario"] not in scenarios:
             scenarios.append(r["scenario"])
 
-    measured = [r for r in rows if r["kind"] in ("wrk", "sse") and "skipped" not in r]
+    raw = [r for r in rows if r["kind"] in ("wrk", "sse") and "skipped" not in r]
+    measured = median_rounds(raw)
     skipped = [r for r in rows if "skipped" in r]
     base = {(r["scenario"], r["conc"]): r for r in measured if r["target"] == "direct"}
     get = {(r["target"], r["scenario"], r["conc"]): r for r in measured}
@@ -115,6 +147,10 @@ def main():
           f"{meta.get('duration')} s per step after {meta.get('warmup')} s warm-up at c=16; streams: "
           f"bench/lib/sse_probe.py (Python asyncio, keep-alive); gateway log level "
           f"`{meta.get('log_level')}`")
+        if meta.get("repeat", 1) > 1:
+            p(f"- Rounds: {meta['repeat']} (`REPEAT`), the targets interleaved round by round; each "
+              f"load figure below is the median over the rounds (peak RSS: the highest); idle RSS, "
+              f"slow streams, Redis calls and the cache fill are from one round")
         if meta.get("nginx"):
             p(f"- nginx-proxy: {meta['nginx']} as a plain reverse proxy (`proxy_pass`, keepalive "
               f"upstream, `proxy_buffering off`), 1 worker")
@@ -359,10 +395,21 @@ def main():
     if ratios:
         p("## Gateway CPU efficiency versus nginx `proxy_pass` (requests per CPU-second of each)")
         p("")
-        p("| target | scenario | conc | gateway req / CPU-s | nginx req / CPU-s | gateway / nginx |")
-        p("|---|---|---:|---:|---:|---:|")
+        rounds = meta.get("repeat", 1) > 1
+        p("| target | scenario | conc | gateway req / CPU-s | nginx req / CPU-s | gateway / nginx |"
+          + (" each round (gateway / nginx of the same round) | median of the rounds |" if rounds else ""))
+        p("|---|---|---:|---:|---:|---:|" + ("---|---:|" if rounds else ""))
         for t, s, c, g, n in ratios:
-            p(f"| {t} | {s} | {c} | {g:.0f} | {n:.0f} | {g / n:.2f}x |")
+            extra = ""
+            if rounds:
+                each = per_round(raw, t, s, c)
+                extra = (f" {' '.join(f'{x:.2f}' for x in each)} | "
+                         f"{statistics.median(each):.2f}x |" if each else " | |")
+            p(f"| {t} | {s} | {c} | {g:.0f} | {n:.0f} | {g / n:.2f}x |{extra}")
+        if rounds:
+            p("")
+            p("With rounds, \"gateway / nginx\" is the ratio of the two medians; the last columns pair "
+              "each round's gateway with the nginx of the same round, which shared the machine's state.")
         p("")
 
     starts = [r for r in rows if r["kind"] == "startup"]
