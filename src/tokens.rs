@@ -65,7 +65,7 @@ struct Memo {
     slots: Box<[AtomicU64]>,
 }
 
-/// Slots in the table: 512 KiB, touched only as texts fill it.
+/// Slots in the table: 512 KiB, made (zeroed) with the tokenizer, which only a `tpm` limit loads.
 const MEMO_SLOTS: usize = 1 << 16;
 const COUNT_BITS: u32 = 24;
 /// Texts shorter than this are counted each time (as fast as a look-up).
