@@ -74,11 +74,15 @@ fn needs_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
 /// limit applies and the model's first deployment speaks OpenAI's format (the tokenizer is
 /// OpenAI's); others are estimated.
 pub fn counts_openai_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
-    rt.models.get(model).is_some_and(|m| {
-        m.deployments
-            .first()
-            .is_some_and(|d| d.provider.format() == Format::OpenAi)
-    }) && needs_tokens(rt, caller, model)
+    rt.models.get(model).is_some_and(|m| speaks_openai(m)) && needs_tokens(rt, caller, model)
+}
+
+/// Whether the model's first deployment speaks OpenAI's format (whose tokenizer we have).
+fn speaks_openai(model: &crate::runtime::Model) -> bool {
+    model
+        .deployments
+        .first()
+        .is_some_and(|d| d.provider.format() == Format::OpenAi)
 }
 
 /// Check the caller's and the model's limits and the caller's budget; take from the buckets.
@@ -97,13 +101,14 @@ async fn admit(
     max_tokens: Option<u64>,
     rate: &mut Option<RateHeaders>,
 ) -> Result<Accounting, Error> {
-    let input_tokens = if openai_chat && needs_tokens(rt, caller, model) {
-        counted
-            .or_else(|| crate::tokens::count_openai_chat(body))
-            .unwrap_or_else(|| estimate_tokens(body))
-    } else {
-        estimate_tokens(body)
-    };
+    // A count from the head parse was made under the same condition (`counts_openai_tokens`).
+    let input_tokens = counted
+        .or_else(|| {
+            (openai_chat && needs_tokens(rt, caller, model))
+                .then(|| crate::tokens::count_openai_chat(body))
+                .flatten()
+        })
+        .unwrap_or_else(|| estimate_tokens(body));
     let tokens = input_tokens + max_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT);
     let mut buckets = Vec::with_capacity(4);
     let mut own = (None, None);
@@ -378,11 +383,7 @@ pub async fn chat(
         Format::Anthropic => cache::Endpoint::Messages,
     };
     let input_tokens = estimate_tokens(body);
-    let openai_chat = client == Format::OpenAi
-        && model
-            .deployments
-            .first()
-            .is_some_and(|d| d.provider.format() == Format::OpenAi);
+    let openai_chat = client == Format::OpenAi && speaks_openai(model);
     let mut acct = admit(
         rt,
         svc,
