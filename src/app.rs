@@ -289,7 +289,7 @@ where
     let caller = resp.extensions_mut().remove::<crate::auth::Caller>();
     let model = resp.extensions_mut().remove::<ModelLabel>();
     let h = resp.headers();
-    let mut finish = Finish {
+    let finish = Finish {
         started,
         caller,
         ttft: None,
@@ -309,12 +309,39 @@ where
         method,
         uri,
     };
-    resp.map(|body| {
-        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-            finish.on_frame();
-            frame
-        }))
-    })
+    resp.map(|inner| axum::body::Body::new(Finished { inner, finish }))
+}
+
+/// An answer's body that keeps its [`Finish`] until the body ends or is dropped. Its size is
+/// the inner body's, so a whole answer goes out with `content-length` (http-body-util's
+/// `MapFrame` loses the size hint, and hyper then frames the answer as chunked).
+struct Finished {
+    inner: axum::body::Body,
+    finish: Finish,
+}
+
+impl hyper::body::Body for Finished {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+            self.finish.on_frame();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Who is calling: the configured or admin-created key the request presents (or nobody when

@@ -10,6 +10,7 @@
 //! case) needs CONNECT tunnels and proxy authentication, which reqwest already does well, so a
 //! provider whose base URL the environment sends through a proxy keeps reqwest.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,16 +22,20 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::pool::{Pool, PooledBody};
 use crate::error::error_chain;
 
-/// The body of an upstream answer, from either client.
-pub type UpstreamBody = Either<Incoming, reqwest::Body>;
+/// The body of an upstream answer, from any of the clients.
+pub type UpstreamBody = Either<PooledBody, Either<Incoming, reqwest::Body>>;
 
 type Direct = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// One provider's pooled client (cheap to clone: the pool is shared).
 #[derive(Clone)]
 pub enum Http {
+    /// Plain `http://`: hyper's HTTP/1.1 connections in a pool of our own (`pool`).
+    Plain(Arc<Pool>),
+    /// `https://`: hyper-util's pooled client (TLS, HTTP/2 when the server offers it).
     Direct(Box<Direct>),
     Proxied(reqwest::Client),
 }
@@ -59,6 +64,13 @@ impl Http {
                 .build()
                 .map(Http::Proxied)
                 .map_err(|e| format!("cannot build an HTTP client: {e}"));
+        }
+        if let Some(pool) = base_url
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| Pool::for_url(&uri, connect_timeout, IDLE, MAX_IDLE_PER_HOST))
+        {
+            return Ok(Http::Plain(pool));
         }
         use rustls_platform_verifier::BuilderVerifierExt;
         let tls = rustls::ClientConfig::builder()
@@ -96,6 +108,7 @@ impl Http {
         body: Bytes,
     ) -> Result<Response<UpstreamBody>, SendError> {
         match self {
+            Http::Plain(pool) => Ok(pool.post(uri, headers, body).await?.map(Either::Left)),
             Http::Direct(client) => {
                 let mut req = Request::new(Full::new(body));
                 *req.method_mut() = http::Method::POST;
@@ -115,7 +128,7 @@ impl Http {
                     req.headers_mut().entry(http::header::HOST).or_insert(host);
                 }
                 match client.request(req).await {
-                    Ok(resp) => Ok(resp.map(Either::Left)),
+                    Ok(resp) => Ok(resp.map(|b| Either::Right(Either::Left(b)))),
                     Err(e) => Err(SendError {
                         connect: e.is_connect(),
                         message: error_chain(&e),
@@ -130,7 +143,7 @@ impl Http {
                     .send()
                     .await;
                 match sent {
-                    Ok(resp) => Ok(Response::from(resp).map(Either::Right)),
+                    Ok(resp) => Ok(Response::from(resp).map(|b| Either::Right(Either::Right(b)))),
                     Err(e) => Err(SendError {
                         connect: e.is_connect(),
                         message: error_chain(&e),

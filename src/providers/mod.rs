@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod mock;
+pub mod pool;
 
 use std::pin::Pin;
 use std::sync::Once;
