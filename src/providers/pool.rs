@@ -15,7 +15,8 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct Pool {
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<VecDeque<Idle>>,
+    /// Whether a task is closing the connections left idle past the timeout.
+    sweeping: AtomicBool,
 }
 
 struct Idle {
@@ -79,6 +82,7 @@ impl Pool {
             idle_timeout,
             max_idle,
             idle: Mutex::new(VecDeque::new()),
+            sweeping: AtomicBool::new(false),
         }))
     }
 
@@ -104,23 +108,63 @@ impl Pool {
     }
 
     /// Give back a connection whose last answer was read to the end.
-    fn put(&self, sender: SendRequest<Full<Bytes>>) {
+    fn put(self: &Arc<Self>, sender: SendRequest<Full<Bytes>>) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle();
+        {
+            let mut idle = self.idle();
+            self.evict(&mut idle, now);
+            if idle.len() >= self.max_idle {
+                idle.pop_front();
+            }
+            idle.push_back(Idle { sender, since: now });
+        }
+        if !self.sweeping.swap(true, Ordering::AcqRel) {
+            self.sweep_later();
+        }
+    }
+
+    /// Drop the oldest connections while they are closed or past the idle timeout.
+    fn evict(&self, idle: &mut VecDeque<Idle>, now: Instant) {
         while let Some(oldest) = idle.front() {
-            if idle.len() >= self.max_idle
-                || oldest.sender.is_closed()
-                || now.duration_since(oldest.since) >= self.idle_timeout
-            {
+            if oldest.sender.is_closed() || now.duration_since(oldest.since) >= self.idle_timeout {
                 idle.pop_front();
             } else {
                 break;
             }
         }
-        idle.push_back(Idle { sender, since: now });
+    }
+
+    /// Close idle connections once past the timeout even when no request comes to take them:
+    /// a task per pool, while the pool has idle connections (it ends with the pool, which a
+    /// configuration reload drops).
+    fn sweep_later(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        let every = self.idle_timeout;
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else { return };
+                let left = {
+                    let mut idle = pool.idle();
+                    pool.evict(&mut idle, Instant::now());
+                    idle.len()
+                };
+                if left == 0 {
+                    pool.sweeping.store(false, Ordering::Release);
+                    // A connection given back since the count was taken found the flag set.
+                    if pool.idle().is_empty() || pool.sweeping.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Number of idle connections (for tests).
@@ -275,6 +319,15 @@ mod tests {
 
     /// A server that answers each request on a connection with `answer`, and counts connections.
     async fn server(answer: &'static [u8]) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
+        server_closing(answer, false).await
+    }
+
+    /// `server`, closing each connection after its first answer when `close` (without saying
+    /// so in the answer, as a server whose keep-alive timeout ran out does).
+    async fn server_closing(
+        answer: &'static [u8],
+        close: bool,
+    ) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -298,7 +351,7 @@ mod tests {
                                 break;
                             }
                             seen.drain(..end + 4 + 2);
-                            if sock.write_all(answer).await.is_err() {
+                            if sock.write_all(answer).await.is_err() || close {
                                 return;
                             }
                         }
@@ -368,6 +421,41 @@ mod tests {
         let pool = pool(&uri);
         for _ in 0..3 {
             assert_eq!(call(&pool, &uri).await, "ok");
+        }
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let (uri, conns) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let idle = Duration::from_millis(50);
+        let pool = Pool::for_url(&uri, Duration::from_secs(2), idle, 4).unwrap();
+        assert_eq!(call(&pool, &uri).await, "ok");
+        assert_eq!(pool.idle_count(), 1);
+        // No request comes: the sweeper closes it (waited for, up to 10 s).
+        for _ in 0..200 {
+            if pool.idle_count() == 0 && !pool.sweeping.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(idle).await;
+        }
+        assert_eq!(pool.idle_count(), 0);
+        assert!(!pool.sweeping.load(Ordering::Acquire));
+        // A new connection afterwards, and a sweeper again.
+        assert_eq!(call(&pool, &uri).await, "ok");
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert!(pool.sweeping.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_not_used() {
+        let (uri, conns) =
+            server_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+        let pool = pool(&uri);
+        for _ in 0..3 {
+            assert_eq!(call(&pool, &uri).await, "ok");
+            // Time for the connection's task to see the close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
