@@ -205,9 +205,10 @@ impl Pool {
     }
 
     /// POST `body` to `uri`'s path on this pool's host (every URL of a provider is under its
-    /// base URL) with `headers`; the answer's head, its body
-    /// still to read. A request that an idle connection could not take (it closed meanwhile)
-    /// goes on the next one, or on a new connection: it was not sent.
+    /// base URL) with `headers`; the answer's head, its body still to read. A request that an
+    /// idle connection could not take (it closed meanwhile) goes on the next one, or on a new
+    /// connection: it was not sent. The addresses a host name resolves to are tried in turn
+    /// (tokio's `TcpStream::connect`), all within the connect timeout.
     pub async fn post(
         self: &Arc<Self>,
         uri: &Uri,
