@@ -9,7 +9,8 @@ Run:
 The session starts `ai-gateway mock-server` on a free port and the gateway on another, with models
 `mock` (built-in mock provider), `gpt-echo` (OpenAI-type provider -> the mock-server's /v1) and
 `claude-echo` (Anthropic-type provider -> the mock-server's /v1/messages); key `sk-test-sdk` may use
-every model, `sk-test-gpt` only `gpt-*`. Everything started is stopped by pid at the end.
+every model, `sk-test-gpt` only `gpt-*`. Job webhooks are signed with `WEBHOOK_SECRET` and may go
+to loopback (for test_webhooks.py). Everything started is stopped by pid at the end.
 """
 
 import json
@@ -24,6 +25,8 @@ import pytest
 ALL_KEY = "sk-test-sdk"
 GPT_KEY = "sk-test-gpt"
 UPSTREAM_KEY = "sk-upstream-mock-unused"
+# A Standard Webhooks secret: "whsec_" + base64 of the HMAC key (here 32 bytes of 0x2a).
+WEBHOOK_SECRET = "whsec_KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
 
 # Never send loopback traffic through a proxy.
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
@@ -149,6 +152,16 @@ def gateway_url(tmp_path_factory):
                 ]
             },
             "resilience": {"retries": 1, "backoff_initial": "10ms", "backoff_max": "50ms"},
+            # Webhooks to the tests' own listener on loopback (test_webhooks.py).
+            "jobs": {
+                "webhook": {
+                    "secret": WEBHOOK_SECRET,
+                    "allow_private_networks": True,
+                    "timeout": "5s",
+                    "backoff_initial": "100ms",
+                    "backoff_max": "1s",
+                }
+            },
         }
         cfg_path = tmp / "gateway.json"  # JSON is valid YAML
         cfg_path.write_text(json.dumps(config, indent=2))
