@@ -765,12 +765,67 @@ pub fn webhook_span(url: &str, job_id: &str, attempt: u32, parent: Option<&str>)
         gateway.webhook.attempt = attempt,
         gateway.webhook.outcome = Empty,
     );
-    if let Some(tp) = parent.and_then(|p| HeaderValue::from_str(p).ok()) {
+    set_traceparent(&span, parent);
+    span
+}
+
+/// Make `span` a child of the W3C `traceparent` value, when there is a valid one.
+fn set_traceparent(span: &Span, traceparent: Option<&str>) {
+    if let Some(tp) = traceparent.and_then(|p| HeaderValue::from_str(p).ok()) {
         let mut h = HeaderMap::new();
         h.insert("traceparent", tp);
-        set_remote_parent(&span, &h);
+        set_remote_parent(span, &h);
     }
+}
+
+/// The span of one run of an async job: a CONSUMER span (the job came off a queue), in the trace
+/// of the request that submitted it when that request carried a `traceparent`. The pipeline
+/// records the model call's attributes (`gen_ai.*`, the deployment, the attempts) on it as on a
+/// request's SERVER span, and the attempts' CLIENT spans are its children. `endpoint` is the
+/// job's synchronous endpoint, `attempt` counts from 1.
+pub fn job_span(job_id: &str, endpoint: &str, attempt: u32, traceparent: Option<&str>) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "job",
+        otel.name = %format_args!("job {endpoint}"),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        error.type = Empty,
+        gen_ai.operation.name = operation_of(endpoint),
+        gen_ai.provider.name = Empty,
+        gen_ai.request.model = Empty,
+        gen_ai.request.max_tokens = Empty,
+        gen_ai.response.model = Empty,
+        gen_ai.response.id = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        gateway.job.id = job_id,
+        gateway.job.attempt = attempt,
+        gateway.job.outcome = Empty,
+        gateway.deployment.provider = Empty,
+        gateway.deployment.model = Empty,
+        gateway.attempts = Empty,
+    );
+    set_traceparent(&span, traceparent);
     span
+}
+
+/// End a job run's span: `succeeded` or `failed`, with the error's `type` when it failed.
+pub fn job_end(span: &Span, error_type: Option<&str>) {
+    if span.is_disabled() {
+        return;
+    }
+    match error_type {
+        None => span.record("gateway.job.outcome", "succeeded"),
+        Some(ty) => {
+            span.record("gateway.job.outcome", "failed");
+            span.record("otel.status_code", "error");
+            span.record("error.type", if ty.is_empty() { "error" } else { ty })
+        }
+    };
 }
 
 /// End a webhook delivery span: `outcome` as in `ai_gateway_webhook_deliveries_total`.

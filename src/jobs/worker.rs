@@ -83,8 +83,34 @@ async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, cra
         .map(|e| Caller { key: Some(e) }))
 }
 
-/// Run a job once through the pipeline, as its key.
+/// The job's `traceparent`, if its submission carried one.
+fn traceparent_of(job: &Job) -> Option<&str> {
+    job.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Run a job once through the pipeline, as its key, in a span of its own (`telemetry::job_span`).
 pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
+    let span = crate::telemetry::job_span(
+        &job.id,
+        &job.endpoint,
+        job.attempts.max(1),
+        traceparent_of(job),
+    );
+    let outcome = tracing::Instrument::instrument(run_once(state, job, body), span.clone()).await;
+    let error_type = match &outcome {
+        Outcome::Succeeded(_) => None,
+        Outcome::Failed { error, .. } => {
+            Some(error.get("type").and_then(Value::as_str).unwrap_or(""))
+        }
+    };
+    crate::telemetry::job_end(&span, error_type);
+    outcome
+}
+
+async fn run_once(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
     let Some(endpoint) = endpoint_of(&job.endpoint) else {
         return Outcome::Failed {
             error: json!({"message": format!("unknown endpoint {}", job.endpoint), "type": "invalid_request_error", "param": null, "code": null}),
@@ -198,7 +224,7 @@ pub async fn deliver_webhook(
     }
     let body = serde_json::to_vec(&shown.public()).unwrap_or_default();
     // One client span per delivery attempt (a no-op span when trace export is off).
-    let span = crate::telemetry::webhook_span(&w.url, &job.id, attempt_no, None);
+    let span = crate::telemetry::webhook_span(&w.url, &job.id, attempt_no, traceparent_of(job));
     let result = tracing::Instrument::instrument(
         jobs.webhooks.attempt(
             &w.url,

@@ -849,6 +849,7 @@ fn hexs(b: &[u8]) -> String {
 
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
+const CONSUMER: i32 = 5;
 const INTERNAL: i32 = 1;
 
 /// Wait until the receiver holds spans satisfying `done`.
@@ -1309,4 +1310,51 @@ async fn a_webhook_delivery_is_a_client_span() {
         attr(w, "gateway.webhook.outcome").as_deref(),
         Some("delivered")
     );
+}
+
+/// A job's run is a CONSUMER span in the trace of the request that submitted it (its
+/// `traceparent`), with the model call's attributes; the upstream attempt is its child, and the
+/// webhook delivery is in the same trace.
+#[tokio::test]
+async fn a_job_run_is_a_consumer_span_in_the_submitters_trace() {
+    let (endpoint, received) = otlp_receiver().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = crate::support::receiver::WebhookReceiver::start().await;
+    let mut cfg = traced_config(&up, &endpoint);
+    cfg["jobs"] = crate::jobs::jobs_config(&up)["jobs"].clone();
+    let gw = Gateway::start_with_env(cfg, FAST_EXPORT).await;
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let job = crate::jobs::submit_ok(
+        &gw,
+        &chat_body("gpt-test", "trace my job"),
+        &[("x-webhook-url", &rx.url()), ("traceparent", &traceparent)],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let spans = spans_until(&received, |s| {
+        s.iter().any(|s| s.kind == CONSUMER) && s.iter().any(|s| s.name == "POST webhook")
+    })
+    .await;
+    let run = spans.iter().find(|s| s.kind == CONSUMER).unwrap();
+    assert_eq!(run.name, "job /v1/chat/completions");
+    assert_eq!(hexs(&run.trace_id), CALLER_TRACE);
+    assert_eq!(hexs(&run.parent_span_id), CALLER_SPAN);
+    assert_eq!(attr(run, "gateway.job.id").as_deref(), Some(id.as_str()));
+    assert_eq!(attr(run, "gateway.job.attempt").as_deref(), Some("1"));
+    assert_eq!(
+        attr(run, "gateway.job.outcome").as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(attr(run, "gen_ai.operation.name").as_deref(), Some("chat"));
+    assert_eq!(
+        attr(run, "gen_ai.request.model").as_deref(),
+        Some("gpt-test")
+    );
+    let attempt = spans
+        .iter()
+        .find(|s| s.kind == CLIENT && s.parent_span_id == run.span_id)
+        .expect("the upstream attempt is a child of the job's span");
+    assert_eq!(attempt.trace_id, run.trace_id);
+    let hook = spans.iter().find(|s| s.name == "POST webhook").unwrap();
+    assert_eq!(hexs(&hook.trace_id), CALLER_TRACE);
 }
