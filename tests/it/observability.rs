@@ -1285,23 +1285,42 @@ async fn access_log_has_its_fields_and_no_key_is_ever_logged() {
     );
 }
 
-/// Each webhook delivery attempt is a CLIENT span with the job id and its outcome.
-#[tokio::test]
-async fn a_webhook_delivery_is_a_client_span() {
+/// One chat job submitted (with `headers` and a webhook) to a traced gateway with jobs, and what
+/// must stay alive while its spans arrive.
+struct TracedJob {
+    received: Store,
+    id: String,
+    _up: FakeUpstream,
+    _rx: crate::support::receiver::WebhookReceiver,
+    _gw: Gateway,
+}
+
+async fn traced_job(text: &str, headers: &[(&str, &str)]) -> TracedJob {
     let (endpoint, received) = otlp_receiver().await;
     let up = FakeUpstream::start(Kind::OpenAi).await;
     let rx = crate::support::receiver::WebhookReceiver::start().await;
     let mut cfg = traced_config(&up, &endpoint);
     cfg["jobs"] = crate::jobs::jobs_config(&up)["jobs"].clone();
     let gw = Gateway::start_with_env(cfg, FAST_EXPORT).await;
-    let job = crate::jobs::submit_ok(
-        &gw,
-        &chat_body("gpt-test", "hook me"),
-        &[("x-webhook-url", &rx.url())],
-    )
-    .await;
-    let id = job["id"].as_str().unwrap().to_owned();
-    let spans = spans_until(&received, |s| s.iter().any(|s| s.name == "POST webhook")).await;
+    let url = rx.url();
+    let mut all = vec![("x-webhook-url", url.as_str())];
+    all.extend_from_slice(headers);
+    let job = crate::jobs::submit_ok(&gw, &chat_body("gpt-test", text), &all).await;
+    TracedJob {
+        received,
+        id: job["id"].as_str().unwrap().to_owned(),
+        _up: up,
+        _rx: rx,
+        _gw: gw,
+    }
+}
+
+/// Each webhook delivery attempt is a CLIENT span with the job id and its outcome.
+#[tokio::test]
+async fn a_webhook_delivery_is_a_client_span() {
+    let job = traced_job("hook me", &[]).await;
+    let (received, id) = (&job.received, &job.id);
+    let spans = spans_until(received, |s| s.iter().any(|s| s.name == "POST webhook")).await;
     let w = spans.iter().find(|s| s.name == "POST webhook").unwrap();
     assert_eq!(w.kind, CLIENT);
     assert_eq!(attr(w, "gateway.job.id").as_deref(), Some(id.as_str()));
@@ -1317,21 +1336,10 @@ async fn a_webhook_delivery_is_a_client_span() {
 /// webhook delivery is in the same trace.
 #[tokio::test]
 async fn a_job_run_is_a_consumer_span_in_the_submitters_trace() {
-    let (endpoint, received) = otlp_receiver().await;
-    let up = FakeUpstream::start(Kind::OpenAi).await;
-    let rx = crate::support::receiver::WebhookReceiver::start().await;
-    let mut cfg = traced_config(&up, &endpoint);
-    cfg["jobs"] = crate::jobs::jobs_config(&up)["jobs"].clone();
-    let gw = Gateway::start_with_env(cfg, FAST_EXPORT).await;
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let job = crate::jobs::submit_ok(
-        &gw,
-        &chat_body("gpt-test", "trace my job"),
-        &[("x-webhook-url", &rx.url()), ("traceparent", &traceparent)],
-    )
-    .await;
-    let id = job["id"].as_str().unwrap().to_owned();
-    let spans = spans_until(&received, |s| {
+    let job = traced_job("trace my job", &[("traceparent", &traceparent)]).await;
+    let (received, id) = (&job.received, &job.id);
+    let spans = spans_until(received, |s| {
         s.iter().any(|s| s.kind == CONSUMER) && s.iter().any(|s| s.name == "POST webhook")
     })
     .await;
