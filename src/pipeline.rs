@@ -283,7 +283,7 @@ async fn cache_lookup(
         return Err(None);
     };
     match cache
-        .lookup(*key, policy)
+        .lookup(*key, policy, deadline)
         .instrument(crate::telemetry::cache_span())
         .await
     {
@@ -335,12 +335,7 @@ async fn store(
     // would otherwise keep alive while counting only the answer's length.
     let body = Bytes::copy_from_slice(&body);
     let entry = std::sync::Arc::new(Entry::new(body, policy.ttl, &d.provider.name, &d.model));
-    if policy.write {
-        cache.put(*key, entry.clone()).await;
-    }
-    if let Some(l) = leader {
-        l.complete(entry);
-    }
+    cache.finish(*key, entry, policy.write, leader).await;
 }
 
 fn x_cache(resp: &mut Response, plan: Option<&(cache::Key, Policy)>) {

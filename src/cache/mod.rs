@@ -1,6 +1,7 @@
 //! The response cache: L1 in process (moka, bounded by entries and bytes, TTL per entry), L2 in
 //! Redis (shared by replicas, compressed, TTL set by Redis), single flight for concurrent
-//! identical misses, and the `Cache-Control` / `x-gateway-cache-ttl` semantics of the contract.
+//! identical misses (in a process, and across replicas through a claim in Redis), and the
+//! `Cache-Control` / `x-gateway-cache-ttl` semantics of the contract.
 //!
 //! Only complete, successful answers are stored, in the format of the endpoint that was asked
 //! (a streamed answer is assembled once it ended well; see `stream.rs`). It never caches errors or
@@ -11,7 +12,7 @@ pub mod key;
 pub mod stream;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -169,6 +170,123 @@ pub struct Leader {
     cache: Arc<Cache>,
     key: Key,
     tx: watch::Sender<Option<Arc<Entry>>>,
+    /// This replica's claim on the key in Redis, when L2 is on (other replicas wait for the
+    /// answer in L2 instead of fetching it too).
+    claim: Option<Claim>,
+}
+
+/// Cross-replica single flight. A replica about to fetch a key claims it in Redis
+/// (`SET aigw:claim:cache:v1:<hex> <token> NX PX 5000`) and renews the claim while it fetches; a
+/// replica that finds the key claimed looks for the answer in L2 instead of fetching it too,
+/// until the answer is there, the claim is gone (the fetch failed: it claims and fetches
+/// itself), or its own deadline. The claim is released (if still ours) once the answer is in
+/// L2, or when the fetch is abandoned; a replica that dies holding one lets it lapse in 5 s.
+const CLAIM_TTL: Duration = Duration::from_secs(5);
+/// How often a claim is renewed while its fetch runs.
+const CLAIM_RENEW: Duration = Duration::from_millis(1500);
+/// First and longest pause between two looks into L2 while another replica fetches.
+const CLAIM_POLL_FIRST: Duration = Duration::from_millis(10);
+const CLAIM_POLL_MAX: Duration = Duration::from_millis(200);
+/// Claim a key (1), unless another replica holds it (0) or its answer is already stored (the
+/// answer): one atomic round trip, so that an answer stored just after this replica's L2 miss is
+/// not fetched again.
+const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) if v then return v end if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end return 0";
+/// Renew the claim if it is still ours (1), else leave it (0).
+const CLAIM_RENEW_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+/// Delete the claim if it is still ours.
+const CLAIM_RELEASE_SCRIPT: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// The claim scripts, hashed once (`EVALSHA`, loaded on first use).
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CLAIM_SCRIPT));
+static CLAIM_RENEW_LUA: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(CLAIM_RENEW_SCRIPT));
+static CLAIM_RELEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(CLAIM_RELEASE_SCRIPT));
+
+/// This replica's claim on fetching a key: renewed in the background while held, released (if
+/// still ours) when dropped.
+pub struct Claim {
+    redis: Arc<Redis>,
+    key: String,
+    token: String,
+    renew: tokio::task::AbortHandle,
+}
+
+impl Claim {
+    fn new(redis: Arc<Redis>, key: String, token: String) -> Self {
+        let (r, k, t) = (redis.clone(), key.clone(), token.clone());
+        let renew = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CLAIM_RENEW).await;
+                let Some(mut conn) = r.conn() else { continue };
+                let mut inv = CLAIM_RENEW_LUA.key(&k);
+                inv.arg(&t).arg(CLAIM_TTL.as_millis() as u64);
+                match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn)).await
+                {
+                    Ok(Ok(1)) => {}
+                    // Not ours any more: another replica may fetch too; nothing to renew.
+                    Ok(Ok(_)) => return,
+                    Ok(Err(e)) => r.report_error("cache claim renewal", &e, e.is_io_error()),
+                    Err(_) => r.report_error("cache claim renewal", &"timed out", true),
+                }
+            }
+        })
+        .abort_handle();
+        Self {
+            redis,
+            key,
+            token,
+            renew,
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.renew.abort();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(mut conn) = self.redis.conn() else {
+            return;
+        };
+        let (redis, key, token) = (
+            self.redis.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        rt.spawn(async move {
+            let mut inv = CLAIM_RELEASE.key(&key);
+            inv.arg(&token);
+            match tokio::time::timeout(REDIS_TIMEOUT * 4, inv.invoke_async::<i64>(&mut conn)).await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => redis.report_error("cache claim release", &e, e.is_io_error()),
+                Err(_) => redis.report_error("cache claim release", &"timed out", true),
+            }
+        });
+    }
+}
+
+/// What claiming a key in Redis gave.
+enum Claimed {
+    Won(Claim),
+    /// The answer was stored meanwhile.
+    Stored(Entry),
+    /// Another replica holds it.
+    Held,
+    /// Redis is down, slow or failed: fetch without a claim.
+    Unavailable,
+}
+
+/// What waiting on another replica's fetch gave.
+enum Remote {
+    Answer(Arc<Entry>),
+    /// The claim went without an answer: claim the key again.
+    Released,
+    /// The deadline is near, or Redis failed: fetch without waiting.
+    GaveUp,
 }
 
 impl Leader {
@@ -218,8 +336,14 @@ impl Cache {
         })
     }
 
-    /// L1, then L2 (copied into L1 on a hit), then single flight.
-    pub async fn lookup(self: &Arc<Self>, key: Key, policy: &Policy) -> Lookup {
+    /// L1, then L2 (copied into L1 on a hit), then single flight: in this process, then across
+    /// replicas (see [`CLAIM_TTL`]), waiting at most until `until`.
+    pub async fn lookup(
+        self: &Arc<Self>,
+        key: Key,
+        policy: &Policy,
+        until: tokio::time::Instant,
+    ) -> Lookup {
         if policy.read {
             if let Some(e) = self.l1.get(&key).await {
                 if fresh(&e, policy) {
@@ -241,23 +365,59 @@ impl Cache {
                 }
             }
         }
-        let Ok(mut flights) = self.flights.lock() else {
-            return Lookup::Miss(self.leader_unlisted(key));
+        let tx = {
+            let Ok(mut flights) = self.flights.lock() else {
+                return Lookup::Miss(self.leader_unlisted(key));
+            };
+            if policy.read
+                && let Some(rx) = flights.get(&key)
+            {
+                crate::telemetry::cache_result("l1", "wait");
+                return Lookup::Wait(rx.clone());
+            }
+            let (tx, rx) = watch::channel(None);
+            flights.insert(key, rx);
+            tx
         };
-        if policy.read
-            && let Some(rx) = flights.get(&key)
-        {
-            crate::telemetry::cache_result("l1", "wait");
-            return Lookup::Wait(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(key, rx);
-        drop(flights);
-        Lookup::Miss(Leader {
+        let mut leader = Leader {
             cache: self.clone(),
             key,
             tx,
-        })
+            claim: None,
+        };
+        // Across replicas: only for answers that will be stored where the others can see them.
+        if let Some(redis) = self.l2.as_ref().filter(|r| r.is_healthy())
+            && policy.read
+            && policy.write
+        {
+            loop {
+                match self.claim(redis, &key).await {
+                    Claimed::Won(claim) => {
+                        leader.claim = Some(claim);
+                        break;
+                    }
+                    Claimed::Stored(e) if fresh(&e, policy) => {
+                        count("l2", "hit");
+                        let e = Arc::new(e);
+                        self.l1.insert(key, e.clone()).await;
+                        leader.complete(e.clone());
+                        return Lookup::Hit(e, Layer::L2);
+                    }
+                    Claimed::Stored(_) | Claimed::Unavailable => break,
+                    Claimed::Held => match self.wait_claimed(redis, &key, policy, until).await {
+                        Remote::Answer(e) => {
+                            count("l2", "hit");
+                            self.l1.insert(key, e.clone()).await;
+                            leader.complete(e.clone());
+                            return Lookup::Hit(e, Layer::L2);
+                        }
+                        Remote::Released => continue,
+                        Remote::GaveUp => break,
+                    },
+                }
+            }
+        }
+        Lookup::Miss(leader)
     }
 
     fn leader_unlisted(self: &Arc<Self>, key: Key) -> Leader {
@@ -266,6 +426,82 @@ impl Cache {
             cache: self.clone(),
             key,
             tx,
+            claim: None,
+        }
+    }
+
+    /// Claim `key` for this replica's fetch.
+    async fn claim(&self, redis: &Arc<Redis>, key: &Key) -> Claimed {
+        let Some(mut conn) = redis.conn() else {
+            return Claimed::Unavailable;
+        };
+        let (k, token) = (claim_key(key), format!("{:016x}", fastrand::u64(..)));
+        let mut inv = CLAIM.key(l2_key(key));
+        inv.key(&k).arg(&token).arg(CLAIM_TTL.as_millis() as u64);
+        let fut = inv.invoke_async::<redis::Value>(&mut conn);
+        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+            Ok(Ok(redis::Value::Int(1))) => Claimed::Won(Claim::new(redis.clone(), k, token)),
+            Ok(Ok(redis::Value::BulkString(v))) => match decode(&v) {
+                Some(e) => Claimed::Stored(e),
+                None => Claimed::Unavailable,
+            },
+            Ok(Ok(redis::Value::Int(0))) => Claimed::Held,
+            Ok(Ok(_)) => Claimed::Unavailable,
+            Ok(Err(e)) => {
+                redis.report_error("cache claim", &e, e.is_io_error());
+                Claimed::Unavailable
+            }
+            Err(_) => {
+                redis.report_error("cache claim", &"timed out", true);
+                Claimed::Unavailable
+            }
+        }
+    }
+
+    /// Another replica fetches `key`: look for its answer in L2 (and whether its claim stands,
+    /// in the same round trip) at growing intervals.
+    async fn wait_claimed(
+        &self,
+        redis: &Redis,
+        key: &Key,
+        policy: &Policy,
+        until: tokio::time::Instant,
+    ) -> Remote {
+        crate::telemetry::cache_result("l2", "wait");
+        let (value_key, claim) = (l2_key(key), claim_key(key));
+        let mut pause = CLAIM_POLL_FIRST;
+        loop {
+            if tokio::time::Instant::now() + pause + REDIS_TIMEOUT >= until {
+                return Remote::GaveUp;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(CLAIM_POLL_MAX);
+            let Some(mut conn) = redis.conn() else {
+                return Remote::GaveUp;
+            };
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(&value_key).cmd("EXISTS").arg(&claim);
+            let fut = pipe.query_async::<(Option<Vec<u8>>, bool)>(&mut conn);
+            match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+                Ok(Ok((value, claimed))) => {
+                    if let Some(e) = value.as_deref().and_then(decode)
+                        && fresh(&e, policy)
+                    {
+                        return Remote::Answer(Arc::new(e));
+                    }
+                    if !claimed {
+                        return Remote::Released;
+                    }
+                }
+                Ok(Err(e)) => {
+                    redis.report_error("cache read", &e, e.is_io_error());
+                    return Remote::GaveUp;
+                }
+                Err(_) => {
+                    redis.report_error("cache read", &"timed out", true);
+                    return Remote::GaveUp;
+                }
+            }
         }
     }
 
@@ -278,8 +514,27 @@ impl Cache {
         }
     }
 
+    /// Store a fetched answer (when `write`) and hand it to the leader's waiters. The leader's
+    /// claim is released once the answer is in L2, so that replicas waiting on the claim find
+    /// it there.
+    pub async fn finish(&self, key: Key, entry: Arc<Entry>, write: bool, leader: Option<Leader>) {
+        let mut leader = leader;
+        let claim = leader.as_mut().and_then(|l| l.claim.take());
+        if write {
+            self.put_claimed(key, entry.clone(), claim).await;
+        }
+        if let Some(l) = leader {
+            l.complete(entry);
+        }
+    }
+
     /// Store an answer in L1 and (in the background) L2.
     pub async fn put(&self, key: Key, entry: Arc<Entry>) {
+        self.put_claimed(key, entry, None).await;
+    }
+
+    /// `put`, then release `claim` after the L2 write.
+    async fn put_claimed(&self, key: Key, entry: Arc<Entry>, claim: Option<Claim>) {
         self.l1.insert(key, entry.clone()).await;
         if let Some(redis) = self.l2.clone()
             && let Some(mut conn) = redis.conn()
@@ -296,6 +551,7 @@ impl Cache {
                     Ok(Err(e)) => redis.report_error("cache write", &e, e.is_io_error()),
                     Err(_) => redis.report_error("cache write", &"timed out", true),
                 }
+                drop(claim);
             });
         }
     }
@@ -338,6 +594,10 @@ fn count(layer: &'static str, result: &'static str) {
 
 fn l2_key(key: &Key) -> String {
     format!("aigw:cache:v{L2_VERSION}:{}", hex::encode(key))
+}
+
+fn claim_key(key: &Key) -> String {
+    format!("aigw:claim:cache:v{L2_VERSION}:{}", hex::encode(key))
 }
 
 /// `[version][lz4( header-json \n body )]`.
@@ -422,15 +682,19 @@ mod tests {
         assert!(decode(b"\x09garbage").is_none());
     }
 
+    fn far() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(60)
+    }
+
     #[tokio::test]
     async fn single_flight_and_l1() {
         let cache = Cache::new(&cfg(), None);
         let p = policy(&HeaderMap::new(), &cfg(), None, false).unwrap();
         let k = [7u8; 32];
-        let Lookup::Miss(leader) = cache.lookup(k, &p).await else {
+        let Lookup::Miss(leader) = cache.lookup(k, &p, far()).await else {
             panic!("miss expected")
         };
-        let Lookup::Wait(rx) = cache.lookup(k, &p).await else {
+        let Lookup::Wait(rx) = cache.lookup(k, &p, far()).await else {
             panic!("wait expected")
         };
         let e = Arc::new(Entry::new(
@@ -444,7 +708,7 @@ mod tests {
         let got = Cache::wait(rx, tokio::time::Instant::now() + Duration::from_secs(1)).await;
         assert_eq!(got.unwrap().body, Bytes::from_static(b"x"));
         assert!(matches!(
-            cache.lookup(k, &p).await,
+            cache.lookup(k, &p, far()).await,
             Lookup::Hit(_, Layer::L1)
         ));
     }
@@ -454,16 +718,16 @@ mod tests {
         let cache = Cache::new(&cfg(), None);
         let p = policy(&HeaderMap::new(), &cfg(), None, false).unwrap();
         let k = [8u8; 32];
-        let Lookup::Miss(leader) = cache.lookup(k, &p).await else {
+        let Lookup::Miss(leader) = cache.lookup(k, &p, far()).await else {
             panic!()
         };
-        let Lookup::Wait(rx) = cache.lookup(k, &p).await else {
+        let Lookup::Wait(rx) = cache.lookup(k, &p, far()).await else {
             panic!()
         };
         drop(leader);
         let got = Cache::wait(rx, tokio::time::Instant::now() + Duration::from_secs(1)).await;
         assert!(got.is_none());
-        assert!(matches!(cache.lookup(k, &p).await, Lookup::Miss(_)));
+        assert!(matches!(cache.lookup(k, &p, far()).await, Lookup::Miss(_)));
     }
 
     #[tokio::test]

@@ -28,6 +28,22 @@ async fn ask(
     (status, cache, layer, json_of(r).await)
 }
 
+/// Send `body` to `gw` in a task of its own: status, `x-cache-layer` and the JSON answer.
+fn spawn_ask(gw: &Gateway, body: &Value) -> tokio::task::JoinHandle<(u16, Option<String>, Value)> {
+    let (url, body) = (gw.url("/v1/chat/completions"), body.clone());
+    tokio::spawn(async move {
+        let r = client()
+            .post(url)
+            .bearer_auth(GW_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let layer = header(&r, "x-cache-layer").map(str::to_owned);
+        (r.status().as_u16(), layer, r.json::<Value>().await.unwrap())
+    })
+}
+
 /// Wait until Redis holds a cache entry (L2 writes go in the background).
 async fn wait_l2_entry(redis: &RedisServer) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -97,26 +113,78 @@ async fn twenty_identical_concurrent_requests_reach_the_upstream_once() {
     let body = chat_body("gpt-test", "only once please");
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let (url, body) = (gw.url("/v1/chat/completions"), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = client()
-                .post(url)
-                .bearer_auth(GW_KEY)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }));
+        tasks.push(spawn_ask(&gw, &body));
     }
     let mut answers = Vec::new();
     for t in tasks {
-        let (s, v) = t.await.unwrap();
+        let (s, _, v) = t.await.unwrap();
         assert_eq!(s, 200);
         answers.push(v["choices"][0]["message"]["content"].clone());
     }
     assert!(answers.iter().all(|a| a == "only once please"));
     assert_eq!(up.request_count(), 1);
+}
+
+/// Identical requests on two replicas at once: one replica claims the key in Redis and fetches,
+/// the other waits for the answer in L2. The upstream is asked once.
+#[tokio::test]
+async fn identical_requests_on_two_replicas_reach_the_upstream_once() {
+    let redis = RedisServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_millis(400)));
+    let one = Gateway::start(cached_config(&up, Some(&redis))).await;
+    let two = Gateway::start(cached_config(&up, Some(&redis))).await;
+    wait_redis_ok(&one).await;
+    wait_redis_ok(&two).await;
+    let body = chat_body("gpt-test", "once across replicas");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        tasks.push(spawn_ask(if i % 2 == 0 { &one } else { &two }, &body));
+    }
+    let mut layers = Vec::new();
+    for t in tasks {
+        let (s, layer, v) = t.await.unwrap();
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "once across replicas"
+        );
+        layers.push(layer);
+    }
+    assert_eq!(up.request_count(), 1, "{layers:?}");
+    assert!(layers.contains(&Some("l2".to_owned())), "{layers:?}");
+}
+
+/// The replica that claimed a key gives up (its deadline passes on a hanging upstream): the
+/// claim goes with it, and the waiting replica fetches the answer itself.
+#[tokio::test]
+async fn a_replica_waiting_on_a_failed_claim_fetches_itself() {
+    let redis = RedisServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::Hang]);
+    let mut short = cached_config(&up, Some(&redis));
+    short["server"] = json!({"request_timeout": "500ms"});
+    short["resilience"]["retries"] = json!(0);
+    let one = Gateway::start(short).await;
+    let two = Gateway::start(cached_config(&up, Some(&redis))).await;
+    wait_redis_ok(&one).await;
+    wait_redis_ok(&two).await;
+    let body = chat_body("gpt-test", "the first fetch hangs");
+    let first = spawn_ask(&one, &body);
+    // The first replica holds the claim once its request reached the upstream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while up.request_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no upstream call");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (s, c, _, v) = ask(&two, &body).await;
+    assert_eq!((s.as_u16(), c.as_deref()), (200, Some("MISS")), "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "the first fetch hangs"
+    );
+    assert_eq!(first.await.unwrap().0, 504);
+    assert_eq!(up.request_count(), 2);
 }
 
 #[tokio::test]
