@@ -362,14 +362,7 @@ async fn a_job_is_visible_only_to_its_key() {
     let id = job["id"].as_str().unwrap();
     let (s, _) = get_job(&gw, GPT_KEY, id).await;
     assert_eq!(s, 404);
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{id}")))
-        .bearer_auth(GPT_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(delete_job(&gw, GPT_KEY, id).await.status(), 404);
     let (s, _) = get_job(&gw, GW_KEY, id).await;
     assert_eq!(s, 200);
 }
@@ -381,50 +374,56 @@ async fn cancel_a_queued_job_and_409_once_it_runs() {
     let mut cfg = jobs_config(&up);
     cfg["jobs"]["workers"] = json!(1);
     let gw = Gateway::start(cfg).await;
-    let a = submit_ok(&gw, &chat_body("gpt-test", "first"), &[]).await;
+    cancel_while_one_runs(&gw, &up).await;
+}
+
+/// `DELETE /v1/jobs/{id}` with `key`.
+async fn delete_job(gw: &Gateway, key: &str, id: &str) -> reqwest::Response {
+    gw.client()
+        .delete(gw.url(&format!("/v1/jobs/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// With one worker busy on a slow job, a queued job is cancelled (200, `cancelled`), never reaches
+/// the upstream, and cannot be cancelled again once ended (409); the running one cannot be
+/// cancelled (409) and succeeds. `gw` has one worker and `up` answers slowly.
+async fn cancel_while_one_runs(gw: &Gateway, up: &FakeUpstream) {
+    let a = submit_ok(gw, &chat_body("gpt-test", "slow first"), &[]).await;
     let a_id = a["id"].as_str().unwrap();
-    wait_job_until(&gw, a_id, Duration::from_secs(5), |v| {
+    wait_job_until(gw, a_id, Duration::from_secs(5), |v| {
         v["status"] == "running"
     })
     .await;
-    let b = submit_ok(&gw, &chat_body("gpt-test", "second"), &[]).await;
+    let b = submit_ok(gw, &chat_body("gpt-test", "never runs"), &[]).await;
     let b_id = b["id"].as_str().unwrap();
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{b_id}")))
-        .bearer_auth(GW_KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = delete_job(gw, GW_KEY, b_id).await;
     assert_eq!(r.status(), 200);
-    let v = json_of(r).await;
-    assert_eq!(v["status"], "cancelled");
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{a_id}")))
-        .bearer_auth(GW_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_openai_error(r, 409, "invalid_request_error", None).await;
-    let a = wait_job(&gw, a_id, Duration::from_secs(10)).await;
+    assert_eq!(json_of(r).await["status"], "cancelled");
+    assert_openai_error(
+        delete_job(gw, GW_KEY, a_id).await,
+        409,
+        "invalid_request_error",
+        None,
+    )
+    .await;
+    let a = wait_job(gw, a_id, Duration::from_secs(10)).await;
     assert_eq!(a["status"], "succeeded");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let b = wait_job(&gw, b_id, Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = wait_job(gw, b_id, Duration::from_secs(1)).await;
     assert_eq!(b["status"], "cancelled");
     assert!(
         up.requests()
             .iter()
-            .all(|r| !String::from_utf8_lossy(&r.body).contains("second"))
+            .all(|r| !String::from_utf8_lossy(&r.body).contains("never runs"))
     );
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{b_id}")))
-        .bearer_auth(GW_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "an ended job cannot be cancelled");
+    assert_eq!(
+        delete_job(gw, GW_KEY, b_id).await.status(),
+        409,
+        "an ended job cannot be cancelled"
+    );
 }
 
 #[tokio::test]
@@ -670,44 +669,7 @@ async fn nats_idempotent_submission_and_cancel() {
     let mut cfg = nats_config(&up, &nats);
     cfg["jobs"]["workers"] = json!(1);
     let gw = Gateway::start(cfg).await;
-    let a = submit_ok(&gw, &chat_body("gpt-test", "slow first"), &[]).await;
-    let a_id = a["id"].as_str().unwrap();
-    wait_job_until(&gw, a_id, Duration::from_secs(5), |v| {
-        v["status"] == "running"
-    })
-    .await;
-    let b = submit_ok(&gw, &chat_body("gpt-test", "never runs"), &[]).await;
-    let b_id = b["id"].as_str().unwrap();
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{b_id}")))
-        .bearer_auth(GW_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/v1/jobs/{a_id}")))
-        .bearer_auth(GW_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    assert_eq!(
-        wait_job(&gw, a_id, Duration::from_secs(10)).await["status"],
-        "succeeded"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        wait_job(&gw, b_id, Duration::from_secs(1)).await["status"],
-        "cancelled"
-    );
-    assert!(
-        up.requests()
-            .iter()
-            .all(|r| !String::from_utf8_lossy(&r.body).contains("never runs"))
-    );
+    cancel_while_one_runs(&gw, &up).await;
 }
 
 #[tokio::test]
