@@ -237,31 +237,47 @@ async fn upstream_breaking_mid_stream_ends_with_error_event() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
     up.push([Fault::DropMidStream(3)]);
     let gw = Gateway::start(basic_config(Some(&up))).await;
+    let (body, datas) = read_stream(
+        &gw,
+        "a b c d e f g",
+        "the stream must end when the upstream breaks",
+    )
+    .await;
+    // The frames sent before the break were relayed...
+    assert!(joined_content(&datas).starts_with("a b"), "{body}");
+    // ...and the stream ends with an error event in OpenAI's format, not silently.
+    assert!(
+        error_event(&datas).is_some(),
+        "no error event after the upstream broke: {body}"
+    );
+    assert!(!body.contains(PROVIDER_KEY));
+}
+
+/// POST a streamed chat of `text` to `gw` and read its whole SSE body (`why` it must end within
+/// 15 s): the body and its `data:` payloads.
+async fn read_stream(gw: &Gateway, text: &str, why: &str) -> (String, Vec<String>) {
     let r = gw
         .post(
             "/v1/chat/completions",
             Some(GW_KEY),
-            &stream_body("gpt-test", "a b c d e f g", false),
+            &stream_body("gpt-test", text, false),
         )
         .await;
     assert_sse(&r);
     let body = tokio::time::timeout(Duration::from_secs(15), r.text())
         .await
-        .expect("the stream must end when the upstream breaks")
+        .unwrap_or_else(|_| panic!("{why}"))
         .unwrap_or_default();
     let datas = sse_data(&body);
-    // The frames sent before the break were relayed...
-    assert!(joined_content(&datas).starts_with("a b"), "{body}");
-    // ...and the stream ends with an error event in OpenAI's format, not silently.
-    let err = datas
+    (body, datas)
+}
+
+/// The first `data:` payload that is an error object.
+fn error_event(datas: &[String]) -> Option<Value> {
+    datas
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find(|v| v.get("error").is_some());
-    assert!(
-        err.is_some(),
-        "no error event after the upstream broke: {body}"
-    );
-    assert!(!body.contains(PROVIDER_KEY));
+        .find(|v| v.get("error").is_some())
 }
 
 /// Starts a stream whose upstream sends two frames then stalls, under `request_timeout: 1s`;
@@ -272,26 +288,10 @@ async fn stream_until_deadline() -> Value {
     let mut cfg = basic_config(Some(&up));
     cfg["server"] = json!({"request_timeout": "1s"});
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &stream_body("gpt-test", "x y z", false),
-        )
-        .await;
-    assert_sse(&r);
-    let body = tokio::time::timeout(Duration::from_secs(15), r.text())
-        .await
-        .expect("the deadline must end the stream")
-        .unwrap_or_default();
-    let datas = sse_data(&body);
+    let (body, datas) = read_stream(&gw, "x y z", "the deadline must end the stream").await;
     assert!(joined_content(&datas).starts_with('x'), "{body}");
     assert_eq!(datas.last().map(String::as_str), Some("[DONE]"), "{body}");
-    datas
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .find(|v| v.get("error").is_some())
-        .unwrap_or_else(|| panic!("no error event at the deadline: {body}"))
+    error_event(&datas).unwrap_or_else(|| panic!("no error event at the deadline: {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
