@@ -4,12 +4,24 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::jobs::{SECRET, get_job, jobs_config, submit, submit_ok, wait_job, wait_job_until};
 use nix::sys::signal::Signal;
 
 use crate::support::*;
+
+/// Submit a chat job of `text` with its webhook to `url`, and wait (up to 15 s) until its
+/// webhook's status is `status`: the job's id and record.
+async fn hooked_job_until(gw: &Gateway, text: &str, url: &str, status: &str) -> (String, Value) {
+    let job = submit_ok(gw, &chat_body("gpt-test", text), &[("x-webhook-url", url)]).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let v = wait_job_until(gw, &id, Duration::from_secs(15), |v| {
+        v["webhook"]["status"] == status
+    })
+    .await;
+    (id, v)
+}
 
 #[tokio::test]
 async fn a_receiver_failing_twice_gets_the_same_webhook_id_three_times() {
@@ -17,17 +29,8 @@ async fn a_receiver_failing_twice_gets_the_same_webhook_id_three_times() {
     let rx = WebhookReceiver::start().await;
     rx.push(&[500, 502]);
     let gw = Gateway::start(jobs_config(&up)).await;
-    let job = submit_ok(
-        &gw,
-        &chat_body("gpt-test", "retry"),
-        &[("x-webhook-url", &rx.url())],
-    )
-    .await;
-    let id = job["id"].as_str().unwrap();
-    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
-        v["webhook"]["status"] == "delivered"
-    })
-    .await;
+    let (id, v) = hooked_job_until(&gw, "retry", &rx.url(), "delivered").await;
+    let id = id.as_str();
     assert_eq!(v["webhook"]["attempts"], 3, "{v}");
     let d = rx.deliveries();
     assert_eq!(d.len(), 3);
@@ -60,31 +63,11 @@ async fn a_receiver_that_always_fails_ends_failed_after_max_attempts_and_410_sto
     let rx = WebhookReceiver::start().await;
     rx.push(&[500, 500, 500, 500, 500, 410]);
     let gw = Gateway::start(jobs_config(&up)).await;
-    let job = submit_ok(
-        &gw,
-        &chat_body("gpt-test", "never delivered"),
-        &[("x-webhook-url", &rx.url())],
-    )
-    .await;
-    let id = job["id"].as_str().unwrap();
-    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
-        v["webhook"]["status"] == "failed"
-    })
-    .await;
+    let (_, v) = hooked_job_until(&gw, "never delivered", &rx.url(), "failed").await;
     assert_eq!(v["webhook"]["attempts"], 5, "{v}");
     assert!(v["webhook"]["last_error"].as_str().unwrap().contains("500"));
     assert_eq!(rx.deliveries().len(), 5);
-    let job = submit_ok(
-        &gw,
-        &chat_body("gpt-test", "gone"),
-        &[("x-webhook-url", &rx.url())],
-    )
-    .await;
-    let id = job["id"].as_str().unwrap();
-    let v = wait_job_until(&gw, id, Duration::from_secs(15), |v| {
-        v["webhook"]["status"] == "failed"
-    })
-    .await;
+    let (_, v) = hooked_job_until(&gw, "gone", &rx.url(), "failed").await;
     assert_eq!(v["webhook"]["attempts"], 1, "410 Gone stops retrying: {v}");
 }
 
