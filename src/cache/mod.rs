@@ -171,8 +171,9 @@ pub struct Leader {
     key: Key,
     tx: watch::Sender<Option<Arc<Entry>>>,
     /// This replica's claim on the key in Redis, when L2 is on (other replicas wait for the
-    /// answer in L2 instead of fetching it too).
-    claim: Option<Claim>,
+    /// answer in L2 instead of fetching it too). Boxed: a stream's relay state holds a leader's
+    /// room for its whole life, and most have no claim.
+    claim: Option<Box<Claim>>,
 }
 
 /// Cross-replica single flight. A replica about to fetch a key claims it in Redis
@@ -379,45 +380,52 @@ impl Cache {
             flights.insert(key, rx);
             tx
         };
-        let mut leader = Leader {
+        let leader = Leader {
             cache: self.clone(),
             key,
             tx,
             claim: None,
         };
         // Across replicas: only for answers that will be stored where the others can see them.
-        if let Some(redis) = self.l2.as_ref().filter(|r| r.is_healthy())
+        // Boxed: inline, its Redis futures would size every request's future (held by a stream
+        // until its first chunk) for a step only misses with L2 take.
+        if let Some(redis) = self.l2.clone().filter(|r| r.is_healthy())
             && policy.read
             && policy.write
         {
-            loop {
-                match self.claim(redis, &key).await {
-                    Claimed::Won(claim) => {
-                        leader.claim = Some(claim);
-                        break;
-                    }
-                    Claimed::Stored(e) if fresh(&e, policy) => {
-                        count("l2", "hit");
-                        let e = Arc::new(e);
-                        self.l1.insert(key, e.clone()).await;
-                        leader.complete(e.clone());
-                        return Lookup::Hit(e, Layer::L2);
-                    }
-                    Claimed::Stored(_) | Claimed::Unavailable => break,
-                    Claimed::Held => match self.wait_claimed(redis, &key, policy, until).await {
-                        Remote::Answer(e) => {
-                            count("l2", "hit");
-                            self.l1.insert(key, e.clone()).await;
-                            leader.complete(e.clone());
-                            return Lookup::Hit(e, Layer::L2);
-                        }
-                        Remote::Released => continue,
-                        Remote::GaveUp => break,
-                    },
-                }
-            }
+            return Box::pin(self.across_replicas(&redis, leader, key, policy, until)).await;
         }
         Lookup::Miss(leader)
+    }
+
+    /// Single flight across replicas for a key this process leads (see [`CLAIM_TTL`]).
+    async fn across_replicas(
+        self: &Arc<Self>,
+        redis: &Arc<Redis>,
+        mut leader: Leader,
+        key: Key,
+        policy: &Policy,
+        until: tokio::time::Instant,
+    ) -> Lookup {
+        let found = loop {
+            match self.claim(redis, &key).await {
+                Claimed::Won(claim) => {
+                    leader.claim = Some(Box::new(claim));
+                    return Lookup::Miss(leader);
+                }
+                Claimed::Stored(e) if fresh(&e, policy) => break Arc::new(e),
+                Claimed::Stored(_) | Claimed::Unavailable => return Lookup::Miss(leader),
+                Claimed::Held => match self.wait_claimed(redis, &key, policy, until).await {
+                    Remote::Answer(e) => break e,
+                    Remote::Released => continue,
+                    Remote::GaveUp => return Lookup::Miss(leader),
+                },
+            }
+        };
+        count("l2", "hit");
+        self.l1.insert(key, found.clone()).await;
+        leader.complete(found.clone());
+        Lookup::Hit(found, Layer::L2)
     }
 
     fn leader_unlisted(self: &Arc<Self>, key: Key) -> Leader {
@@ -534,7 +542,7 @@ impl Cache {
     }
 
     /// `put`, then release `claim` after the L2 write.
-    async fn put_claimed(&self, key: Key, entry: Arc<Entry>, claim: Option<Claim>) {
+    async fn put_claimed(&self, key: Key, entry: Arc<Entry>, claim: Option<Box<Claim>>) {
         self.l1.insert(key, entry.clone()).await;
         if let Some(redis) = self.l2.clone()
             && let Some(mut conn) = redis.conn()
