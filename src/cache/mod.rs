@@ -529,20 +529,16 @@ impl Cache {
         let mut leader = leader;
         let claim = leader.as_mut().and_then(|l| l.claim.take());
         if write {
-            self.put_claimed(key, entry.clone(), claim).await;
+            self.put(key, entry.clone(), claim).await;
         }
         if let Some(l) = leader {
             l.complete(entry);
         }
     }
 
-    /// Store an answer in L1 and (in the background) L2.
-    pub async fn put(&self, key: Key, entry: Arc<Entry>) {
-        self.put_claimed(key, entry, None).await;
-    }
-
-    /// `put`, then release `claim` after the L2 write.
-    async fn put_claimed(&self, key: Key, entry: Arc<Entry>, claim: Option<Box<Claim>>) {
+    /// Store an answer in L1 and (in the background) L2, then release `claim` after the L2
+    /// write.
+    async fn put(&self, key: Key, entry: Arc<Entry>, claim: Option<Box<Claim>>) {
         self.l1.insert(key, entry.clone()).await;
         if let Some(redis) = self.l2.clone()
             && let Some(mut conn) = redis.conn()
@@ -711,8 +707,7 @@ mod tests {
             "p",
             "m",
         ));
-        cache.put(k, e.clone()).await;
-        leader.complete(e);
+        cache.finish(k, e, true, Some(leader)).await;
         let got = Cache::wait(rx, tokio::time::Instant::now() + Duration::from_secs(1)).await;
         assert_eq!(got.unwrap().body, Bytes::from_static(b"x"));
         assert!(matches!(

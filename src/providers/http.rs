@@ -117,19 +117,6 @@ impl Http {
                 *req.method_mut() = http::Method::POST;
                 *req.uri_mut() = uri.clone();
                 *req.headers_mut() = headers;
-                // HTTP/1.1's `host`, from the URI as it is. hyper-util would build it with
-                // `format!` on every request to a non-default port (~1 % of a request's CPU).
-                // Only for plain `http://` (always HTTP/1.1 here; `https://` may negotiate h2,
-                // where `:authority` names the host) with a port, the case hyper-util formats;
-                // an authority with user information is left to it (that must not be sent).
-                if uri.scheme() == Some(&http::uri::Scheme::HTTP)
-                    && uri.port().is_some()
-                    && let Some(authority) = uri.authority().map(|a| a.as_str())
-                    && !authority.contains('@')
-                    && let Ok(host) = http::HeaderValue::from_str(authority)
-                {
-                    req.headers_mut().entry(http::header::HOST).or_insert(host);
-                }
                 match client.request(req).await {
                     Ok(resp) => Ok(resp.map(|b| Either::Right(Either::Left(b)))),
                     Err(e) => Err(SendError {
