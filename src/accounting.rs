@@ -158,6 +158,29 @@ struct Settlement {
 }
 
 impl Settlement {
+    /// Without Redis every write is to this process's own tables: done here and now, instead of
+    /// in a task of its own (a spawned task per answer cost ~1,500 instructions on the bench).
+    /// False, with nothing done, when some write goes to Redis.
+    fn apply_in_process(&self) -> bool {
+        if self.ledger.limiter.shared_redis().is_some() || self.ledger.spend.redis().is_some() {
+            return false;
+        }
+        for (b, delta) in &self.corrections {
+            if *delta != 0 {
+                self.ledger.limiter.adjust_local(b, *delta);
+            }
+        }
+        if let Some(key) = self.caller.key.as_ref().filter(|_| self.record) {
+            self.ledger.spend.record_local(
+                &key.id,
+                key.period(),
+                self.usage,
+                self.cost.unwrap_or(0.0),
+            );
+        }
+        true
+    }
+
     async fn apply(self) {
         let key = self.caller.key.as_ref().filter(|_| self.record);
         if !self.corrections.is_empty()
@@ -230,6 +253,9 @@ impl Settlement {
 impl Drop for Accounting {
     fn drop(&mut self) {
         let Some(s) = self.settle() else { return };
+        if s.apply_in_process() {
+            return;
+        }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(s.apply());
         }

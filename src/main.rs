@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
+
 use ai_gateway::{app, auth, config, jobs, mock_server, telemetry};
 
 #[derive(Parser)]
@@ -57,9 +59,9 @@ fn load(cli_path: Option<&std::path::Path>) -> Result<(config::Config, Option<Pa
 
 /// mimalloc (v3, transparent huge pages off): ~25 % more requests per CPU-second than glibc's
 /// malloc on the bench, for ~1 MiB more at idle (with huge pages on it took 9 MiB more).
-/// See docs/benchmarks.md ("Allocator").
+/// See docs/benchmarks.md ("Allocator") and [`allocator`].
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 #[expect(
     clippy::print_stdout,
