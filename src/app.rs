@@ -162,11 +162,8 @@ struct Finish {
     uri: axum::http::Uri,
     endpoint: &'static str,
     status: u16,
+    /// The model label of an answer made outside `api::run_call` (the usage cell has the rest).
     model: Option<ModelLabel>,
-    provider: Option<HeaderValue>,
-    deployment_model: Option<HeaderValue>,
-    attempts: Option<HeaderValue>,
-    cache: Option<HeaderValue>,
     /// The caller (for its key name, never the key).
     caller: Option<crate::auth::Caller>,
     /// Time to the first body frame of a stream.
@@ -193,12 +190,17 @@ impl Drop for Finish {
         let took = self.started.elapsed();
         crate::metrics::in_flight(false);
         let tokens = self.usage.tokens();
-        let provider = header_str(self.provider.as_ref());
-        let deployment_model = header_str(self.deployment_model.as_ref());
-        let attempts = header_str(self.attempts.as_ref());
-        let cache = header_str(self.cache.as_ref());
+        let served = self.usage.served();
+        let provider = header_str(served.and_then(|s| s.provider.as_ref()));
+        let deployment_model = header_str(served.and_then(|s| s.deployment_model.as_ref()));
+        let attempts = header_str(served.map(|s| &s.attempts));
+        let cache = header_str(served.map(|s| &s.cache));
         let key = self.caller.as_ref().map_or("", |c| c.name());
-        let model = self.model.as_ref().map_or("", |m| m.0.as_str());
+        let model = self
+            .usage
+            .model()
+            .or_else(|| self.model.as_ref().map(|m| m.0.as_str()))
+            .unwrap_or("");
         crate::telemetry::server_end(
             &self.span,
             &crate::telemetry::ServerEnd {
@@ -244,18 +246,24 @@ async fn request_context(req: Request, next: Next) -> Response {
     in_context(req, |mut req, id, usage| {
         req.extensions_mut().insert(RequestId(id));
         req.extensions_mut().insert(usage);
-        next.run(req)
+        async move {
+            let mut resp = next.run(req).await;
+            // Put there by `authenticate`, for the access log's key name.
+            let caller = resp.extensions_mut().remove::<crate::auth::Caller>();
+            (resp, caller)
+        }
     })
     .await
 }
 
-/// The request context around `next` (given the request, its id and its usage cell): the
-/// header size check, the request id, the server span, and the [`Finish`] that writes the
-/// metrics and the access-log line when the answer's body ends.
+/// The request context around `next` (given the request, its id and its usage cell; giving the
+/// answer and the caller it was served to): the header size check, the request id, the server
+/// span, and the [`Finish`] that writes the metrics and the access-log line when the answer's
+/// body ends.
 async fn in_context<F, Fut>(req: Request, next: F) -> Response
 where
     F: FnOnce(Request, String, Arc<crate::telemetry::Usage>) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = (Response, Option<crate::auth::Caller>)>,
 {
     let header_bytes: usize = req
         .headers()
@@ -281,19 +289,18 @@ where
     let method = req.method().clone();
     let uri = req.uri().clone();
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
-    let mut resp =
+    let (mut resp, caller) =
         tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
     }
-    let caller = resp.extensions_mut().remove::<crate::auth::Caller>();
     let model = resp.extensions_mut().remove::<ModelLabel>();
-    let h = resp.headers();
     let finish = Finish {
         started,
         caller,
         ttft: None,
-        stream: h
+        stream: resp
+            .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream")),
         usage,
@@ -301,10 +308,6 @@ where
         endpoint: crate::metrics::endpoint_label(uri.path()),
         status: resp.status().as_u16(),
         model,
-        provider: h.get(crate::headers::X_GATEWAY_PROVIDER).cloned(),
-        deployment_model: h.get(crate::headers::X_GATEWAY_DEPLOYMENT_MODEL).cloned(),
-        attempts: h.get(crate::headers::X_GATEWAY_ATTEMPTS).cloned(),
-        cache: h.get(crate::headers::X_CACHE).cloned(),
         id,
         method,
         uri,
@@ -523,13 +526,12 @@ async fn direct(
         Box::pin(async move {
             match caller_of(&state, req.headers()).await {
                 Ok(caller) => {
-                    let mut resp =
+                    let resp =
                         api::serve_request(state, caller.clone(), id, Some(usage), req, endpoint)
                             .await;
-                    resp.extensions_mut().insert(caller);
-                    resp
+                    (resp, Some(caller))
                 }
-                Err(e) => e.into_response_for(endpoint.flavor()),
+                Err(e) => (e.into_response_for(endpoint.flavor()), None),
             }
         })
     }))

@@ -31,6 +31,7 @@ use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::router::{self, Call};
 use crate::runtime::{Deployment, Runtime};
 use crate::sse::SseParser;
+use crate::telemetry::ServedBy;
 use crate::translate;
 use crate::wire::{self, ChatHead, Format};
 
@@ -278,6 +279,7 @@ async fn cache_lookup(
     stream: bool,
     include_usage: bool,
     deadline: Instant,
+    ctx: &CallCtx,
 ) -> Result<Response, Option<Leader>> {
     let Some((key, policy)) = plan else {
         return Err(None);
@@ -287,9 +289,16 @@ async fn cache_lookup(
         .instrument(crate::telemetry::cache_span())
         .await
     {
-        Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage)),
+        Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage, ctx)),
         Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
-            Some(e) => Ok(hit_response(&e, Layer::L1, format, stream, include_usage)),
+            Some(e) => Ok(hit_response(
+                &e,
+                Layer::L1,
+                format,
+                stream,
+                include_usage,
+                ctx,
+            )),
             None => Err(None),
         },
         Lookup::Miss(leader) => Err(Some(leader)),
@@ -302,6 +311,7 @@ fn hit_response(
     format: Format,
     stream: bool,
     include_usage: bool,
+    ctx: &CallCtx,
 ) -> Response {
     let mut resp = if stream {
         let sse = cache::stream::replay(format, &e.body, include_usage).unwrap_or_default();
@@ -309,16 +319,18 @@ fn hit_response(
     } else {
         json_response(e.body.clone())
     };
-    let h = resp.headers_mut();
-    h.insert(hn::X_CACHE, HeaderValue::from_static("HIT"));
-    h.insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
-    if let Ok(v) = HeaderValue::from_str(&e.provider) {
-        h.insert(hn::X_GATEWAY_PROVIDER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&e.deployment_model) {
-        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v);
-    }
-    h.insert(hn::X_GATEWAY_ATTEMPTS, HeaderValue::from_static("0"));
+    resp.headers_mut()
+        .insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
+    served_headers(
+        &mut resp,
+        ctx,
+        ServedBy {
+            cache: HeaderValue::from_static("HIT"),
+            provider: HeaderValue::from_str(&e.provider).ok(),
+            deployment_model: HeaderValue::from_str(&e.deployment_model).ok(),
+            attempts: HeaderValue::from_static("0"),
+        },
+    );
     resp
 }
 
@@ -338,10 +350,42 @@ async fn store(
     cache.finish(*key, entry, policy.write, leader).await;
 }
 
-fn x_cache(resp: &mut Response, plan: Option<&(cache::Key, Policy)>) {
-    let v = if plan.is_some() { "MISS" } else { "BYPASS" };
-    resp.headers_mut()
-        .insert(hn::X_CACHE, HeaderValue::from_static(v));
+/// The `x-cache` and `x-gateway-*` headers of an answer from a deployment.
+fn upstream_headers(
+    resp: &mut Response,
+    ctx: &CallCtx,
+    plan: Option<&(cache::Key, Policy)>,
+    d: &Deployment,
+    attempts: u32,
+) {
+    let cache = if plan.is_some() { "MISS" } else { "BYPASS" };
+    served_headers(
+        resp,
+        ctx,
+        ServedBy {
+            cache: HeaderValue::from_static(cache),
+            provider: d.headers.provider.clone(),
+            deployment_model: d.headers.model.clone(),
+            attempts: attempts_header(attempts),
+        },
+    );
+}
+
+/// Put what served the answer in its headers, and beside it for the request's metrics and
+/// access log (`telemetry::Usage`, when the request has one).
+fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
+    let h = resp.headers_mut();
+    h.insert(hn::X_CACHE, served.cache.clone());
+    if let Some(v) = &served.provider {
+        h.insert(hn::X_GATEWAY_PROVIDER, v.clone());
+    }
+    if let Some(v) = &served.deployment_model {
+        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
+    }
+    h.insert(hn::X_GATEWAY_ATTEMPTS, served.attempts.clone());
+    if let Some(u) = &ctx.usage {
+        u.set_served(served);
+    }
 }
 
 /// What a streamed answer needs to be stored once it ended well.
@@ -400,6 +444,7 @@ pub async fn chat(
         head.stream,
         head.include_usage,
         call.deadline,
+        call.ctx,
     )
     .await
     {
@@ -487,8 +532,13 @@ pub async fn chat(
             sse_response(relay(stream, conv, call.deadline, tap, Some(acct)))
         }
     };
-    x_cache(&mut resp, plan.as_ref());
-    gateway_headers(&mut resp, &served.deployment, served.attempts);
+    upstream_headers(
+        &mut resp,
+        call.ctx,
+        plan.as_ref(),
+        &served.deployment,
+        served.attempts,
+    );
     Ok(resp)
 }
 
@@ -536,14 +586,23 @@ pub async fn embeddings(
         caller,
         body,
     );
-    let leader =
-        match cache_lookup(cache, plan.as_ref(), Format::OpenAi, false, false, deadline).await {
-            Ok(hit) => {
-                acct.cache_hit();
-                return Ok(hit);
-            }
-            Err(leader) => leader,
-        };
+    let leader = match cache_lookup(
+        cache,
+        plan.as_ref(),
+        Format::OpenAi,
+        false,
+        false,
+        deadline,
+        ctx,
+    )
+    .await
+    {
+        Ok(hit) => {
+            acct.cache_hit();
+            return Ok(hit);
+        }
+        Err(leader) => leader,
+    };
     let build = |d: &Deployment| Ok(wire::splice_model(body, &head.model_span, &d.model));
     let rcall = Call {
         op: Op::Embeddings,
@@ -576,8 +635,13 @@ pub async fn embeddings(
             r
         }
     };
-    x_cache(&mut resp, plan.as_ref());
-    gateway_headers(&mut resp, &served.deployment, served.attempts);
+    upstream_headers(
+        &mut resp,
+        ctx,
+        plan.as_ref(),
+        &served.deployment,
+        served.attempts,
+    );
     Ok(resp)
 }
 
@@ -620,17 +684,6 @@ fn sse_response(body: Body) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(hn::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     r
-}
-
-fn gateway_headers(resp: &mut Response, d: &Deployment, attempts: u32) {
-    let h = resp.headers_mut();
-    if let Some(v) = &d.headers.provider {
-        h.insert(hn::X_GATEWAY_PROVIDER, v.clone());
-    }
-    if let Some(v) = &d.headers.model {
-        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
-    }
-    h.insert(hn::X_GATEWAY_ATTEMPTS, attempts_header(attempts));
 }
 
 /// `x-gateway-attempts` (the small counts without formatting a number each time).

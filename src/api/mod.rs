@@ -190,7 +190,7 @@ pub async fn run_call(
             crate::telemetry::log_request_body(request_id, &body);
         }
         let mut ctx = call_ctx(request_id, headers);
-        ctx.usage = usage;
+        ctx.usage = usage.clone();
         match endpoint {
             Endpoint::Chat(format) => {
                 let head = match format {
@@ -243,7 +243,12 @@ pub async fn run_call(
         Err(_) => Error::Timeout.into_response_for(flavor),
     };
     if let Some(model) = label {
-        resp.extensions_mut().insert(ModelLabel(model));
+        match &usage {
+            Some(u) => u.set_model(model),
+            None => {
+                resp.extensions_mut().insert(ModelLabel(model));
+            }
+        }
     }
     if let Some(headers) = rate {
         for (name, value) in headers {
