@@ -1,7 +1,8 @@
 //! Criterion benches of the gateway's hot paths: request parsing and the `model` splice, the
 //! cache key, the routing decision over 10 deployments, the local rate-limit check, and the
-//! circuit breaker's admission, and the prompt-token count of a key with a tpm limit (ours, and
-//! tiktoken-rs's for comparison).
+//! circuit breaker's admission, the prompt-token count of a key with a tpm limit (ours, and
+//! tiktoken-rs's for comparison), and the metrics one proxied request records. The translation
+//! and SSE benches are in `benches/translate.rs`.
 
 #![allow(clippy::unwrap_used, reason = "benchmark setup")]
 
@@ -112,5 +113,33 @@ fn limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, request, routing, limits);
+/// What one proxied request records, into the Prometheus recorder the gateway installs: the
+/// in-flight gauge up and down, the request (counter and duration), the upstream attempt (counter
+/// and duration) and the tokens, all under labels already seen (the steady state).
+fn metrics_recording(c: &mut Criterion) {
+    let _handle = ai_gateway::metrics::install().unwrap();
+    let took = std::time::Duration::from_micros(850);
+    c.bench_function("metrics_record_request", |b| {
+        b.iter(|| {
+            ai_gateway::metrics::in_flight(true);
+            ai_gateway::metrics::attempt(
+                black_box("openai"),
+                black_box("gpt-4o-mini"),
+                "success",
+                took,
+            );
+            ai_gateway::metrics::tokens(black_box("gpt-4o-mini"), black_box("openai"), 27, 19);
+            ai_gateway::metrics::request(
+                "/v1/chat/completions",
+                black_box("gpt-4o-mini"),
+                black_box("openai"),
+                200,
+                took,
+            );
+            ai_gateway::metrics::in_flight(false);
+        })
+    });
+}
+
+criterion_group!(benches, request, routing, limits, metrics_recording);
 criterion_main!(benches);
