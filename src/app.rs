@@ -190,15 +190,16 @@ impl Drop for Finish {
         let took = self.started.elapsed();
         crate::metrics::in_flight(false);
         let tokens = self.usage.tokens();
-        let served = self.usage.served();
+        let labels = self.usage.take_labels();
+        let served = labels.served.as_ref();
         let provider = header_str(served.and_then(|s| s.provider.as_ref()));
         let deployment_model = header_str(served.and_then(|s| s.deployment_model.as_ref()));
         let attempts = header_str(served.map(|s| &s.attempts));
         let cache = header_str(served.map(|s| &s.cache));
         let key = self.caller.as_ref().map_or("", |c| c.name());
-        let model = self
-            .usage
-            .model()
+        let model = labels
+            .model
+            .as_deref()
             .or_else(|| self.model.as_ref().map(|m| m.0.as_str()))
             .unwrap_or("");
         crate::telemetry::server_end(

@@ -21,8 +21,8 @@
 
 use std::borrow::Cow;
 use std::io::IsTerminal;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use axum::http::{HeaderMap, HeaderValue, Method};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -896,10 +896,18 @@ pub struct Usage {
     /// Cost in USD as `f64` bits; `u64::MAX` = unknown.
     cost_bits: AtomicU64,
     set: AtomicBool,
+    /// The request's labels, set once each as they become known and taken when it ends (a lock
+    /// held for one assignment: no contention, and cheaper than two `OnceLock`s).
+    labels: Mutex<Labels>,
+}
+
+/// The labels of a request's metrics and access-log line.
+#[derive(Debug, Default)]
+pub struct Labels {
     /// The configured model the request named, set by the handler.
-    model: OnceLock<String>,
+    pub model: Option<String>,
     /// What served the answer, set with the answer's headers.
-    served: OnceLock<ServedBy>,
+    pub served: Option<ServedBy>,
 }
 
 /// The values of an answer's `x-cache`, `x-gateway-provider`, `x-gateway-deployment-model` and
@@ -947,20 +955,19 @@ impl Usage {
 
     /// Label the request with the configured model it named (the first call counts).
     pub fn set_model(&self, model: String) {
-        let _ = self.model.set(model);
-    }
-
-    pub fn model(&self) -> Option<&str> {
-        self.model.get().map(String::as_str)
+        let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        labels.model.get_or_insert(model);
     }
 
     /// Note what served the answer (the first call counts).
     pub fn set_served(&self, served: ServedBy) {
-        let _ = self.served.set(served);
+        let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        labels.served.get_or_insert(served);
     }
 
-    pub fn served(&self) -> Option<&ServedBy> {
-        self.served.get()
+    /// The labels set so far, taken out (when the request ends).
+    pub fn take_labels(&self) -> Labels {
+        std::mem::take(&mut *self.labels.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

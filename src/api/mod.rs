@@ -131,6 +131,7 @@ pub async fn serve_call(
 }
 
 /// [`serve_call`] with the request's usage cell given (the direct path of `app::HttpService`).
+/// The body is read and the call run under one deadline timer.
 pub async fn serve_request(
     state: SharedState,
     caller: Caller,
@@ -139,28 +140,26 @@ pub async fn serve_request(
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
-    let flavor = endpoint.flavor();
     let started = tokio::time::Instant::now();
     let deadline = deadline(&state);
     let (parts, body) = req.into_parts();
     let limit = state.runtime.load().config.server.max_body_size.0;
-    let body = match tokio::time::timeout_at(deadline, read_body(&parts.headers, body, limit)).await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return e.into_response_for(flavor),
-        Err(_) => return Error::Timeout.into_response_for(flavor),
-    };
-    run_call(
-        state,
-        &caller,
-        &request_id,
-        &parts.headers,
-        body,
-        endpoint,
-        started,
-        usage,
-    )
-    .await
+    let mut out = CallOut::default();
+    let result = tokio::time::timeout_at(deadline, async {
+        let body = read_body(&parts.headers, body, limit).await?;
+        let call = CallIn {
+            caller: &caller,
+            request_id: &request_id,
+            headers: &parts.headers,
+            endpoint,
+            started,
+            deadline,
+            usage: &usage,
+        };
+        call_steps(&state, call, body, &mut out).await
+    })
+    .await;
+    out.finish(result, endpoint.flavor(), usage.as_deref())
 }
 
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
@@ -180,80 +179,134 @@ pub async fn run_call(
     started: tokio::time::Instant,
     usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
 ) -> Response {
-    let flavor = endpoint.flavor();
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
+    let mut out = CallOut::default();
+    let call = CallIn {
+        caller,
+        request_id,
+        headers,
+        endpoint,
+        started,
+        deadline,
+        usage: &usage,
+    };
+    let result = tokio::time::timeout_at(deadline, call_steps(&state, call, body, &mut out)).await;
+    out.finish(result, endpoint.flavor(), usage.as_deref())
+}
+
+/// What a call is given besides its body.
+struct CallIn<'a> {
+    caller: &'a Caller,
+    request_id: &'a str,
+    headers: &'a HeaderMap,
+    endpoint: Endpoint,
+    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    usage: &'a Option<std::sync::Arc<crate::telemetry::Usage>>,
+}
+
+/// What a call learns on its way that its answer carries even when the deadline cut it short:
+/// the configured model it named (a metrics and log label) and the caller's rate-limit headers.
+#[derive(Default)]
+struct CallOut {
+    label: Option<String>,
+    rate: Option<pipeline::RateHeaders>,
+}
+
+impl CallOut {
+    /// The answer: the call's, its error in the endpoint's shape, or a timeout; labelled.
+    fn finish(
+        self,
+        result: Result<Result<Response, Error>, tokio::time::error::Elapsed>,
+        flavor: Flavor,
+        usage: Option<&crate::telemetry::Usage>,
+    ) -> Response {
+        let mut resp = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into_response_for(flavor),
+            Err(_) => Error::Timeout.into_response_for(flavor),
+        };
+        if let Some(model) = self.label {
+            match usage {
+                Some(u) => u.set_model(model),
+                None => {
+                    resp.extensions_mut().insert(ModelLabel(model));
+                }
+            }
+        }
+        if let Some(headers) = self.rate {
+            for (name, value) in headers {
+                resp.headers_mut().insert(name, value);
+            }
+        }
+        resp
+    }
+}
+
+/// The steps of a call, without its deadline: parse the body, run the pipeline.
+async fn call_steps(
+    state: &SharedState,
+    call: CallIn<'_>,
+    body: Bytes,
+    out: &mut CallOut,
+) -> Result<Response, Error> {
+    let CallIn {
+        caller,
+        request_id,
+        headers,
+        endpoint,
+        started,
+        deadline,
+        usage,
+    } = call;
     let rt = state.runtime.load_full();
-    let mut label: Option<String> = None;
-    let mut rate: Option<pipeline::RateHeaders> = None;
-    let fut = async {
-        if rt.config.telemetry.log_bodies {
-            crate::telemetry::log_request_body(request_id, &body);
+    if rt.config.telemetry.log_bodies {
+        crate::telemetry::log_request_body(request_id, &body);
+    }
+    let mut ctx = call_ctx(request_id, headers);
+    ctx.usage = usage.clone();
+    match endpoint {
+        Endpoint::Chat(format) => {
+            let head = match format {
+                Format::OpenAi => wire::parse_openai_chat_counting(&body, |model| {
+                    pipeline::counts_openai_tokens(&rt, caller, model)
+                })?,
+                Format::Anthropic => wire::parse_anthropic_messages(&body)?,
+            };
+            if rt.models.contains_key(&head.model) {
+                out.label = Some(head.model.clone());
+            }
+            crate::telemetry::record_request(&head.model, head.max_tokens, &body);
+            let call = ChatCall {
+                caller,
+                headers,
+                client: format,
+                head: &head,
+                body: &body,
+                deadline,
+                ctx: &ctx,
+                started,
+            };
+            pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
-        let mut ctx = call_ctx(request_id, headers);
-        ctx.usage = usage.clone();
-        match endpoint {
-            Endpoint::Chat(format) => {
-                let head = match format {
-                    Format::OpenAi => wire::parse_openai_chat_counting(&body, |model| {
-                        pipeline::counts_openai_tokens(&rt, caller, model)
-                    })?,
-                    Format::Anthropic => wire::parse_anthropic_messages(&body)?,
-                };
-                if rt.models.contains_key(&head.model) {
-                    label = Some(head.model.clone());
-                }
-                crate::telemetry::record_request(&head.model, head.max_tokens, &body);
-                let call = ChatCall {
-                    caller,
-                    headers,
-                    client: format,
-                    head: &head,
-                    body: &body,
-                    deadline,
-                    ctx: &ctx,
-                    started,
-                };
-                pipeline::chat(&rt, &state.services, call, &mut rate).await
+        Endpoint::Embeddings => {
+            let head = wire::parse_embeddings(&body)?;
+            if rt.models.contains_key(&head.model) {
+                out.label = Some(head.model.clone());
             }
-            Endpoint::Embeddings => {
-                let head = wire::parse_embeddings(&body)?;
-                if rt.models.contains_key(&head.model) {
-                    label = Some(head.model.clone());
-                }
-                crate::telemetry::record_request(&head.model, None, &body);
-                pipeline::embeddings(
-                    &rt,
-                    &state.services,
-                    caller,
-                    headers,
-                    &body,
-                    &head,
-                    deadline,
-                    &ctx,
-                    &mut rate,
-                )
-                .await
-            }
-        }
-    };
-    let result = tokio::time::timeout_at(deadline, fut).await;
-    let mut resp = match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => e.into_response_for(flavor),
-        Err(_) => Error::Timeout.into_response_for(flavor),
-    };
-    if let Some(model) = label {
-        match &usage {
-            Some(u) => u.set_model(model),
-            None => {
-                resp.extensions_mut().insert(ModelLabel(model));
-            }
+            crate::telemetry::record_request(&head.model, None, &body);
+            pipeline::embeddings(
+                &rt,
+                &state.services,
+                caller,
+                headers,
+                &body,
+                &head,
+                deadline,
+                &ctx,
+                &mut out.rate,
+            )
+            .await
         }
     }
-    if let Some(headers) = rate {
-        for (name, value) in headers {
-            resp.headers_mut().insert(name, value);
-        }
-    }
-    resp
 }
