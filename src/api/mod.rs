@@ -251,21 +251,15 @@ async fn call_steps(
     out: &mut CallOut,
 ) -> Result<Response, Error> {
     let CallIn {
-        caller,
-        request_id,
-        headers,
-        endpoint,
-        started,
-        deadline,
-        usage,
+        caller, headers, ..
     } = call;
     let rt = state.runtime.load_full();
     if rt.config.telemetry.log_bodies {
-        crate::telemetry::log_request_body(request_id, &body);
+        crate::telemetry::log_request_body(call.request_id, &body);
     }
-    let mut ctx = call_ctx(request_id, headers);
-    ctx.usage = usage.clone();
-    match endpoint {
+    let mut ctx = call_ctx(call.request_id, headers);
+    ctx.usage = call.usage.clone();
+    match call.endpoint {
         Endpoint::Chat(format) => {
             let head = match format {
                 Format::OpenAi => wire::parse_openai_chat_counting(&body, |model| {
@@ -283,9 +277,9 @@ async fn call_steps(
                 client: format,
                 head: &head,
                 body: &body,
-                deadline,
+                deadline: call.deadline,
                 ctx: &ctx,
-                started,
+                started: call.started,
             };
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
@@ -302,7 +296,7 @@ async fn call_steps(
                 headers,
                 &body,
                 &head,
-                deadline,
+                call.deadline,
                 &ctx,
                 &mut out.rate,
             )
