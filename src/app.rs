@@ -146,15 +146,12 @@ pub fn flavor_of(path: &str) -> Flavor {
     }
 }
 
-/// The configured model a response served (set by handlers; a metrics and log label).
-#[derive(Debug, Clone)]
-pub struct ModelLabel(pub String);
-
 /// Records the request's metrics and access-log line when its body ends (streams included),
 /// or when the client goes away.
 ///
-/// It holds what the line needs as cheap clones (the request's URI, the answer's header values,
-/// the caller's key entry) and turns them into text only when the line is written.
+/// It holds what the line needs as cheap clones (the request's URI, the caller's key entry, the
+/// usage cell with the labels the pipeline set) and turns them into text only when the line is
+/// written.
 struct Finish {
     started: Instant,
     id: String,
@@ -162,8 +159,6 @@ struct Finish {
     uri: axum::http::Uri,
     endpoint: &'static str,
     status: u16,
-    /// The model label of an answer made outside `api::run_call` (the usage cell has the rest).
-    model: Option<ModelLabel>,
     /// The caller (for its key name, never the key).
     caller: Option<crate::auth::Caller>,
     /// Time to the first body frame of a stream.
@@ -197,11 +192,7 @@ impl Drop for Finish {
         let attempts = header_str(served.map(|s| &s.attempts));
         let cache = header_str(served.map(|s| &s.cache));
         let key = self.caller.as_ref().map_or("", |c| c.name());
-        let model = labels
-            .model
-            .as_deref()
-            .or_else(|| self.model.as_ref().map(|m| m.0.as_str()))
-            .unwrap_or("");
+        let model = labels.model.as_deref().unwrap_or("");
         crate::telemetry::server_end(
             &self.span,
             &crate::telemetry::ServerEnd {
@@ -295,7 +286,6 @@ where
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
     }
-    let model = resp.extensions_mut().remove::<ModelLabel>();
     let finish = Finish {
         started,
         caller,
@@ -308,7 +298,6 @@ where
         span,
         endpoint: crate::metrics::endpoint_label(uri.path()),
         status: resp.status().as_u16(),
-        model,
         id,
         method,
         uri,

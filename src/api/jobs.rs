@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Endpoint, read_body};
-use crate::app::{ModelLabel, RequestId, SharedState};
+use crate::app::{RequestId, SharedState};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::jobs::{Cancel, Job, JobStatus, NewJob, SubmitError, WebhookState, WebhookStatus};
@@ -95,16 +95,19 @@ async fn submit(
     endpoint: Endpoint,
 ) -> Response {
     let flavor = endpoint.flavor();
+    let usage = req
+        .extensions()
+        .get::<std::sync::Arc<crate::telemetry::Usage>>()
+        .cloned();
     let mut label = None;
     let result = submit_inner(&state, &caller, request_id, req, endpoint, &mut label).await;
-    let mut resp = match result {
+    if let (Some(m), Some(u)) = (label, usage) {
+        u.set_model(m);
+    }
+    match result {
         Ok(r) => r,
         Err(e) => e.into_response_for(flavor),
-    };
-    if let Some(m) = label {
-        resp.extensions_mut().insert(ModelLabel(m));
     }
-    resp
 }
 
 async fn submit_inner(

@@ -14,7 +14,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::app::{ModelLabel, SharedState, deadline};
+use crate::app::{SharedState, deadline};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
@@ -163,8 +163,8 @@ pub async fn serve_request(
 }
 
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
-/// `started`), render errors in the endpoint's shape, label the response with the model for
-/// metrics and logs. Also what a job worker runs, with the stored body.
+/// `started`), render errors in the endpoint's shape, give the request's usage cell the model
+/// label for metrics and logs. Also what a job worker runs, with the stored body (no usage cell).
 #[expect(
     clippy::too_many_arguments,
     reason = "the request's parts, each used once"
@@ -226,13 +226,9 @@ impl CallOut {
             Ok(Err(e)) => e.into_response_for(flavor),
             Err(_) => Error::Timeout.into_response_for(flavor),
         };
-        if let Some(model) = self.label {
-            match usage {
-                Some(u) => u.set_model(model),
-                None => {
-                    resp.extensions_mut().insert(ModelLabel(model));
-                }
-            }
+        // A job worker's call has no usage cell: nothing logs its label.
+        if let (Some(model), Some(u)) = (self.label, usage) {
+            u.set_model(model);
         }
         if let Some(headers) = self.rate {
             for (name, value) in headers {

@@ -252,6 +252,22 @@ async fn embeddings_and_messages_jobs_and_streams_become_plain_answers() {
             "jobs never stream upstream"
         );
     }
+    // A submission is counted with the model it named, like a synchronous call.
+    let text = gw.get("/metrics", None).await.text().await.unwrap();
+    for (endpoint, model) in [
+        ("/v1/async/embeddings", "gpt-test"),
+        ("/v1/async/messages", "claude-test"),
+        ("/v1/async/chat/completions", "gpt-test"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ai_gateway_requests_total{")
+                    && l.contains(&format!("endpoint=\"{endpoint}\""))
+                    && l.contains(&format!("model=\"{model}\""))
+                    && l.contains("status=\"202\"")),
+            "no request count for {endpoint} with model {model}:\n{text}"
+        );
+    }
 }
 
 #[tokio::test]
