@@ -11,14 +11,21 @@
 //! response bodies are parsed into borrowed structs and text is copied through as raw JSON (never
 //! unescaped and re-escaped); the stream path avoids `serde_json::Value` altogether.
 
+mod dropped;
 mod json;
 mod request;
 mod response;
+mod responses;
 mod stream;
 
+pub use dropped::Dropped;
 pub use request::{chat_request_to_messages, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
+};
+pub use responses::{
+    ChatToResponsesStream, ResponseIds, ResponsesAnswer, ResponsesHead, ResponsesRequest,
+    chat_response_to_responses, responses_request_to_chat,
 };
 pub use stream::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_stream_error, openai_stream_error,
