@@ -41,8 +41,11 @@ struct RReq<'a> {
     #[serde(borrow)]
     reasoning: Option<RReasoning<'a>>,
     max_output_tokens: Option<u64>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
+    /// Numbers are copied as written (parsing into f64 and writing back can change the digits).
+    #[serde(borrow)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    top_p: Option<&'a RawValue>,
     #[serde(borrow)]
     user: Option<JStr<'a>>,
     #[serde(borrow)]
@@ -164,9 +167,9 @@ struct ChatOut<'b> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_completion_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
+    temperature: Option<&'b RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f64>,
+    top_p: Option<&'b RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<JStr<'b>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,12 +275,12 @@ struct Echo<'b> {
     safety_identifier: Option<JStr<'b>>,
     service_tier: Option<JStr<'b>>,
     store: bool,
-    temperature: f64,
+    temperature: Or<&'b RawValue>,
     text: TextEcho<'b>,
     tool_choice: Or<&'b RawValue>,
     tools: Or<&'b RawValue>,
     top_logprobs: u64,
-    top_p: f64,
+    top_p: Or<&'b RawValue>,
     truncation: Or<JStr<'b>>,
     user: Option<JStr<'b>>,
 }
@@ -332,6 +335,23 @@ const HOSTED_TOOLS: &[(&str, &str)] = &[
 
 fn invalid(what: impl Into<String>) -> TranslateError {
     TranslateError::Invalid(what.into())
+}
+
+/// A number field, checked to be one.
+fn number<'b>(
+    raw: Option<&'b RawValue>,
+    name: &str,
+) -> Result<Option<&'b RawValue>, TranslateError> {
+    match raw {
+        Some(r)
+            if !r
+                .get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            Err(invalid(format!("`{name}` must be a number")))
+        }
+        r => Ok(r),
+    }
 }
 
 fn tools_out<'b>(
@@ -472,6 +492,8 @@ pub fn responses_request_to_chat(
             Some(JStr::from_raw(raw).ok_or_else(|| invalid("`instructions` must be a string"))?)
         }
     };
+    let temperature = number(req.temperature, "temperature")?;
+    let top_p = number(req.top_p, "top_p")?;
     let store = req.store.unwrap_or(true);
     let inputs: Option<Vec<&RawValue>> = match req.input {
         Some(raw) if raw.get().starts_with('[') => {
@@ -574,8 +596,8 @@ pub fn responses_request_to_chat(
         reasoning_effort: effort,
         verbosity,
         max_completion_tokens: req.max_output_tokens,
-        temperature: req.temperature,
-        top_p: req.top_p,
+        temperature,
+        top_p,
         user: req.user,
         safety_identifier: req.safety_identifier,
         prompt_cache_key: req.prompt_cache_key,
@@ -601,7 +623,7 @@ pub fn responses_request_to_chat(
         safety_identifier: req.safety_identifier,
         service_tier: req.service_tier,
         store,
-        temperature: req.temperature.unwrap_or(1.0),
+        temperature: Or(temperature, "1.0"),
         text: TextEcho {
             format: Or(format_raw, r#"{"type":"text"}"#),
             verbosity: Or(verbosity, "\"medium\""),
@@ -609,7 +631,7 @@ pub fn responses_request_to_chat(
         tool_choice: Or(req.tool_choice, "\"auto\""),
         tools: Or(req.tools, "[]"),
         top_logprobs: req.top_logprobs.unwrap_or(0),
-        top_p: req.top_p.unwrap_or(1.0),
+        top_p: Or(top_p, "1.0"),
         truncation: Or(req.truncation, "\"disabled\""),
         user: req.user,
     };
