@@ -62,20 +62,20 @@ impl ResponseIds {
 
     /// The id of output item `n`: `msg_`/`fc_`/`rs_` + the response id's suffix + `_n`.
     fn output_item(&self, prefix: &str, n: usize) -> String {
-        let mut s = String::with_capacity(prefix.len() + self.base().len() + 4);
-        s.push_str(prefix);
-        s.push_str(self.base());
-        s.push('_');
-        s.push_str(itoa::Buffer::new().format(n));
-        s
+        self.item_id(prefix, "_", n)
     }
 
     /// The id of input item `n` that came without one: the same with `_in` before `n`.
     fn input_item(&self, prefix: &str, n: usize) -> String {
-        let mut s = String::with_capacity(prefix.len() + self.base().len() + 6);
+        self.item_id(prefix, "_in", n)
+    }
+
+    fn item_id(&self, prefix: &str, sep: &str, n: usize) -> String {
+        let base = self.base();
+        let mut s = String::with_capacity(prefix.len() + base.len() + sep.len() + 4);
         s.push_str(prefix);
-        s.push_str(self.base());
-        s.push_str("_in");
+        s.push_str(base);
+        s.push_str(sep);
         s.push_str(itoa::Buffer::new().format(n));
         s
     }

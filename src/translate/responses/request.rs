@@ -84,19 +84,6 @@ struct RText<'a> {
 }
 
 #[derive(Deserialize)]
-struct RFormat<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Option<JStr<'a>>,
-    #[serde(borrow)]
-    description: Option<JStr<'a>>,
-    #[serde(borrow)]
-    schema: Option<&'a RawValue>,
-    strict: Option<bool>,
-}
-
-#[derive(Deserialize)]
 struct RReasoning<'a> {
     #[serde(borrow)]
     effort: Option<JStr<'a>>,
@@ -111,16 +98,18 @@ struct RStreamOptions {
     include_obfuscation: Option<bool>,
 }
 
+/// A named definition with a JSON schema: a function tool (`parameters`) or a `json_schema`
+/// output format (`schema`).
 #[derive(Deserialize)]
-struct RTool<'a> {
+struct RDef<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
     name: Option<JStr<'a>>,
     #[serde(borrow)]
     description: Option<JStr<'a>>,
-    #[serde(borrow)]
-    parameters: Option<&'a RawValue>,
+    #[serde(borrow, alias = "parameters")]
+    schema: Option<&'a RawValue>,
     strict: Option<bool>,
 }
 
@@ -365,7 +354,7 @@ fn tools_out<'b>(
         serde_json::from_str(raw.get()).map_err(|e| invalid(format!("tools: {e}")))?;
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let t: RTool<'b> =
+        let t: RDef<'b> =
             serde_json::from_str(t.get()).map_err(|e| invalid(format!("tools[{i}]: {e}")))?;
         if t.kind == "function" {
             let name = t
@@ -376,7 +365,7 @@ fn tools_out<'b>(
                 function: FnDefOut {
                     name,
                     description: t.description,
-                    parameters: t.parameters,
+                    parameters: t.schema,
                     strict: t.strict,
                 },
             });
@@ -440,7 +429,7 @@ fn format_out<'b>(
     raw: &'b RawValue,
     dropped: &mut Dropped,
 ) -> Result<Option<FormatOut<'b>>, TranslateError> {
-    let f: RFormat<'b> =
+    let f: RDef<'b> =
         serde_json::from_str(raw.get()).map_err(|e| invalid(format!("text.format: {e}")))?;
     match &*f.kind {
         "text" => Ok(None),

@@ -105,6 +105,18 @@ enum Open {
 }
 
 impl Open {
+    /// Content part `ci` of the open message or reasoning item: the item's id and output index,
+    /// the part's kind (`None` for reasoning text) and its text so far.
+    fn part(&self, ci: usize) -> Option<(&str, usize, Option<PartKind>, &[u8])> {
+        match self {
+            Open::Message { id, index, parts } => parts
+                .get(ci)
+                .map(|(k, t)| (id.as_str(), *index, Some(*k), t.as_slice())),
+            Open::Reasoning { id, index, text } => Some((id, *index, None, text)),
+            _ => None,
+        }
+    }
+
     /// The whole item as `response.output_item.done` and the Response show it.
     fn write_item(&self, out: &mut Vec<u8>, status: &str) {
         match self {
@@ -352,13 +364,8 @@ impl ChatToResponsesStream {
 
     /// `response.content_part.added` / `.done` for part `ci` of the open message or reasoning.
     fn part_event(&mut self, out: &mut Vec<u8>, done: bool, ci: usize) {
-        let (id, index, kind, text): (&str, usize, Option<PartKind>, &[u8]) = match &self.open {
-            Open::Message { id, index, parts } => match parts.get(ci) {
-                Some((k, t)) => (id, *index, Some(*k), t),
-                None => return,
-            },
-            Open::Reasoning { id, index, text } => (id, *index, None, text),
-            _ => return,
+        let Some((id, index, kind, text)) = self.open.part(ci) else {
+            return;
         };
         let text = if done { text } else { b"" };
         ev_begin(
@@ -380,13 +387,8 @@ impl ChatToResponsesStream {
 
     /// The `…text.done` (or `refusal.done`) event of part `ci`, then its `content_part.done`.
     fn part_done(&mut self, out: &mut Vec<u8>, ci: usize) {
-        let (id, index, kind, text) = match &self.open {
-            Open::Message { id, index, parts } => match parts.get(ci) {
-                Some((k, t)) => (id, *index, Some(*k), t),
-                None => return,
-            },
-            Open::Reasoning { id, index, text } => (id, *index, None, text),
-            _ => return,
+        let Some((id, index, kind, text)) = self.open.part(ci) else {
+            return;
         };
         let (event, field): (&str, &[u8]) = match kind {
             Some(PartKind::Text) => ("response.output_text.done", b"text"),
