@@ -263,7 +263,7 @@ const NOT_CARRIED: &[(&str, &str)] = &[
 
 /// Where items come from, for error messages.
 #[derive(Clone, Copy)]
-pub(super) enum Source {
+enum Source {
     Input,
     History,
 }
@@ -281,6 +281,9 @@ pub(super) struct Conversation<'b, 'd> {
     pub(super) messages: Vec<MsgOut<'b>>,
     /// The request's own items in stored form; `None` when nothing is stored.
     stored: Option<OutputList>,
+    /// The `input` list, and its items as raw JSON once one of them is stored as given.
+    input: Option<&'b RawValue>,
+    input_raws: Vec<&'b RawValue>,
     dropped: &'d mut Dropped,
 }
 
@@ -289,6 +292,8 @@ impl<'b, 'd> Conversation<'b, 'd> {
         Self {
             messages: Vec::with_capacity(capacity),
             stored: store.then(OutputList::default),
+            input: None,
+            input_raws: Vec::new(),
             dropped,
         }
     }
@@ -309,24 +314,75 @@ impl<'b, 'd> Conversation<'b, 'd> {
         Ok(())
     }
 
-    /// Store an item as given, with an `id` put first when it had none.
-    fn store_raw(&mut self, raw: &RawValue, has_id: bool, id: impl FnOnce() -> String) {
-        if let Some(list) = self.stored.as_mut() {
-            list.begin();
-            let buf = &mut list.buf;
-            let text = raw.get();
-            match text.strip_prefix('{') {
-                Some(rest) if !has_id => {
-                    buf.extend_from_slice(b"{\"id\":");
-                    write_str(buf, &id());
-                    if !rest.trim_start().starts_with('}') {
-                        buf.push(b',');
-                    }
-                    buf.extend_from_slice(rest.as_bytes());
-                }
-                _ => buf.extend_from_slice(text.as_bytes()),
-            }
+    /// Store input item `i` as given, with an `id` put first when it had none.
+    fn store_raw(&mut self, i: usize, has_id: bool, id: impl FnOnce() -> String) {
+        let Some(list) = self.stored.as_mut() else {
+            return;
+        };
+        if self.input_raws.is_empty() {
+            // Parsed already once without error, so it parses again.
+            self.input_raws = self
+                .input
+                .and_then(|l| serde_json::from_str(l.get()).ok())
+                .unwrap_or_default();
         }
+        let Some(raw) = self.input_raws.get(i) else {
+            return;
+        };
+        list.begin();
+        let buf = &mut list.buf;
+        let text = raw.get();
+        match text.strip_prefix('{') {
+            Some(rest) if !has_id => {
+                buf.extend_from_slice(b"{\"id\":");
+                write_str(buf, &id());
+                if !rest.trim_start().starts_with('}') {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(rest.as_bytes());
+            }
+            _ => buf.extend_from_slice(text.as_bytes()),
+        }
+    }
+
+    /// The request's `input` item list (parsed in one pass), each item stored.
+    pub(super) fn input_items(
+        &mut self,
+        list: &'b RawValue,
+        ids: &ResponseIds,
+    ) -> Result<(), TranslateError> {
+        let items: Vec<RItem<'b>> = parse_objects(list, "an input item", |j, what| match j {
+            Some(j) => invalid(Source::Input, j, what),
+            None => TranslateError::Invalid(format!("input: {what}")),
+        })?;
+        self.input = Some(list);
+        if let Some(stored) = self.stored.as_mut() {
+            // Each item gains an id and a status.
+            stored.buf.reserve(list.get().len() + 80 * items.len());
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            self.item(item, Source::Input, i, ids)?;
+        }
+        Ok(())
+    }
+
+    /// Item `i` of the conversation continued (not stored again).
+    pub(super) fn history_item(
+        &mut self,
+        raw: &'b RawValue,
+        i: usize,
+        ids: &ResponseIds,
+    ) -> Result<(), TranslateError> {
+        if !raw.get().starts_with('{') {
+            return Err(invalid(
+                Source::History,
+                i,
+                "an input item must be an object",
+            ));
+        }
+        let item: RItem<'b> = serde_json::from_str(raw.get())
+            .map_err(|e| invalid(Source::History, i, &e.to_string()))?;
+        self.item(item, Source::History, i, ids)
     }
 
     /// A user message from a plain string `input`.
@@ -346,18 +402,13 @@ impl<'b, 'd> Conversation<'b, 'd> {
     }
 
     /// One item of `input` (stored, with its index `i`) or of the history (not stored again).
-    pub(super) fn item(
+    fn item(
         &mut self,
-        raw: &'b RawValue,
+        item: RItem<'b>,
         source: Source,
         i: usize,
         ids: &ResponseIds,
     ) -> Result<(), TranslateError> {
-        if !raw.get().starts_with('{') {
-            return Err(invalid(source, i, "an input item must be an object"));
-        }
-        let item: RItem<'b> =
-            serde_json::from_str(raw.get()).map_err(|e| invalid(source, i, &e.to_string()))?;
         let keep = matches!(source, Source::Input);
         let kind = item.kind.as_deref().unwrap_or("message");
         let id = |prefix: &str| match item.id {
@@ -473,7 +524,7 @@ impl<'b, 'd> Conversation<'b, 'd> {
                 self.dropped.push(name);
                 if keep {
                     let prefix = if other == "reasoning" { "rs_" } else { "item_" };
-                    self.store_raw(raw, item.id.is_some(), || ids.input_item(prefix, i));
+                    self.store_raw(i, item.id.is_some(), || ids.input_item(prefix, i));
                 }
             }
         }
@@ -646,23 +697,34 @@ fn parse_parts<'b>(
             "content must be a string or an array of content parts",
         ));
     }
-    let items: Vec<&'b RawValue> =
-        serde_json::from_str(raw.get()).map_err(|e| invalid(source, i, &e.to_string()))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(j, p)| {
-            if !p.get().starts_with('{') {
-                return Err(invalid(
-                    source,
-                    i,
-                    &format!("content[{j}]: a content part must be an object"),
-                ));
-            }
-            serde_json::from_str(p.get())
-                .map_err(|e| invalid(source, i, &format!("content[{j}]: {e}")))
-        })
-        .collect()
+    parse_objects(raw, "a content part", |j, what| match j {
+        Some(j) => invalid(source, i, &format!("content[{j}]: {what}")),
+        None => invalid(source, i, what),
+    })
+}
+
+/// A list of objects parsed in one pass; when that fails, element by element, so the error
+/// names the one at fault (`at(Some(index), what)`; `at(None, what)` for the list itself).
+fn parse_objects<'b, T: Deserialize<'b>>(
+    list: &'b RawValue,
+    noun: &str,
+    at: impl Fn(Option<usize>, &str) -> TranslateError,
+) -> Result<Vec<T>, TranslateError> {
+    let whole = match serde_json::from_str::<Vec<T>>(list.get()) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let raws: Vec<&'b RawValue> =
+        serde_json::from_str(list.get()).map_err(|e| at(None, &e.to_string()))?;
+    for (j, r) in raws.iter().enumerate() {
+        if !r.get().starts_with('{') {
+            return Err(at(Some(j), &format!("{noun} must be an object")));
+        }
+        if let Err(e) = serde_json::from_str::<T>(r.get()) {
+            return Err(at(Some(j), &e.to_string()));
+        }
+    }
+    Err(at(None, &whole.to_string()))
 }
 
 #[cfg(test)]

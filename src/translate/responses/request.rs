@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::super::json::{JStr, RawOr};
 use super::super::{Dropped, TranslateError};
-use super::items::{Conversation, MsgOut, Source};
+use super::items::{Conversation, MsgOut};
 use super::{ResponseIds, ResponsesHead};
 
 /// A translated Responses request.
@@ -484,32 +484,21 @@ pub fn responses_request_to_chat(
     let temperature = number(req.temperature, "temperature")?;
     let top_p = number(req.top_p, "top_p")?;
     let store = req.store.unwrap_or(true);
-    let inputs: Option<Vec<&RawValue>> = match req.input {
-        Some(raw) if raw.get().starts_with('[') => {
-            Some(serde_json::from_str(raw.get()).map_err(|e| invalid(format!("input: {e}")))?)
-        }
-        _ => None,
-    };
-    let capacity = 1 + history.len() + inputs.as_ref().map_or(1, Vec::len);
-    let mut conv = Conversation::new(capacity, store, dropped);
+    let mut conv = Conversation::new(history.len() + 8, store, dropped);
     if let Some(text) = instructions {
         conv.messages.push(MsgOut::system(text));
     }
     for (i, raw) in history.iter().enumerate() {
-        conv.item(raw, Source::History, i, ids)?;
+        conv.history_item(raw, i, ids)?;
     }
-    match (req.input, &inputs) {
-        (_, Some(items)) => {
-            for (i, raw) in items.iter().enumerate() {
-                conv.item(raw, Source::Input, i, ids)?;
-            }
-        }
-        (Some(raw), None) => {
+    match req.input {
+        Some(raw) if raw.get().starts_with('[') => conv.input_items(raw, ids)?,
+        Some(raw) => {
             let text = JStr::from_raw(raw)
                 .ok_or_else(|| invalid("`input` must be a string or an array of input items"))?;
             conv.user_text(text, ids)?;
         }
-        (None, None) => {}
+        None => {}
     }
     if conv.messages.iter().all(MsgOut::is_system) {
         return Err(invalid("`input` is required"));
@@ -596,8 +585,10 @@ pub fn responses_request_to_chat(
             include_usage: true,
         }),
     };
-    let chat = serde_json::to_vec(&chat)
+    let mut out = Vec::with_capacity(body.len() + 128);
+    serde_json::to_writer(&mut out, &chat)
         .map_err(|e| invalid(format!("cannot write the translated request: {e}")))?;
+    let chat = out;
 
     let echo = Echo {
         background: req.background.unwrap_or(false),
