@@ -1,19 +1,19 @@
-//! [`Dropped`]: the request fields a translation could not carry to its target API. The gateway
-//! reports them in the `x-gateway-dropped` answer header and a debug log, so nothing the client
-//! asked for is left out silently.
+//! [`Dropped`]: the request fields a translation could not carry to the target API. The gateway
+//! names them in the `x-gateway-dropped` answer header and a debug log, so nothing is lost
+//! silently.
 
-/// Names of request fields (or item and tool kinds) left out of a translated request, in the
-/// order first met, each once.
+/// Names of request fields (OpenAI Chat Completions names, e.g. `"logprobs"`, `"n"`,
+/// `"image_url"`) that were left out of a translated request, in the order first met, each once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dropped(Vec<&'static str>);
 
 impl Dropped {
-    /// Record a field; a name already recorded is not repeated.
+    /// Record a field (a second push of the same name does nothing).
     pub fn push(&mut self, field: &'static str) {
         if !self.0.contains(&field) {
             tracing::debug!(
                 field,
-                "dropped request field: the target API cannot carry it"
+                "dropped a request field the upstream API cannot carry"
             );
             self.0.push(field);
         }
@@ -27,7 +27,7 @@ impl Dropped {
         self.0.iter().copied()
     }
 
-    /// The names joined by `sep` (the header value is `join(",")`).
+    /// The names joined by `sep` (the header value uses `","`).
     pub fn join(&self, sep: &str) -> String {
         self.0.join(sep)
     }
@@ -44,7 +44,7 @@ mod tests {
         d.push("n");
         d.push("logprobs");
         d.push("n");
-        assert_eq!(d.join(","), "n,logprobs");
         assert_eq!(d.iter().collect::<Vec<_>>(), ["n", "logprobs"]);
+        assert_eq!(d.join(","), "n,logprobs");
     }
 }
