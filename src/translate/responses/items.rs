@@ -705,7 +705,7 @@ fn parse_parts<'b>(
 
 /// A list of objects parsed in one pass; when that fails, element by element, so the error
 /// names the one at fault (`at(Some(index), what)`; `at(None, what)` for the list itself).
-fn parse_objects<'b, T: Deserialize<'b>>(
+pub(super) fn parse_objects<'b, T: Deserialize<'b>>(
     list: &'b RawValue,
     noun: &str,
     at: impl Fn(Option<usize>, &str) -> TranslateError,

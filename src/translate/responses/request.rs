@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::super::json::{JStr, RawOr};
 use super::super::{Dropped, TranslateError};
-use super::items::{Conversation, MsgOut};
+use super::items::{Conversation, MsgOut, parse_objects};
 use super::{ResponseIds, ResponsesHead};
 
 /// A translated Responses request.
@@ -350,12 +350,12 @@ fn tools_out<'b>(
     if !raw.get().starts_with('[') {
         return Err(invalid("`tools` must be an array"));
     }
-    let list: Vec<&'b RawValue> =
-        serde_json::from_str(raw.get()).map_err(|e| invalid(format!("tools: {e}")))?;
+    let list: Vec<RDef<'b>> = parse_objects(raw, "a tool", |i, what| match i {
+        Some(i) => invalid(format!("tools[{i}]: {what}")),
+        None => invalid(format!("tools: {what}")),
+    })?;
     let mut out = Vec::with_capacity(list.len());
-    for (i, t) in list.iter().enumerate() {
-        let t: RDef<'b> =
-            serde_json::from_str(t.get()).map_err(|e| invalid(format!("tools[{i}]: {e}")))?;
+    for (i, t) in list.into_iter().enumerate() {
         if t.kind == "function" {
             let name = t
                 .name
