@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod ids;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod limits;

@@ -1,4 +1,5 @@
-//! The `ai-gateway` command: serve, check a configuration, hash a key, run the mock server.
+//! The `ai-gateway` command: serve, check a configuration, hash a key, run the mock server,
+//! import another gateway's configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod allocator;
 
-use ai_gateway::{app, auth, config, jobs, mock_server, telemetry};
+use ai_gateway::{app, auth, config, import, jobs, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,16 @@ enum Command {
         #[arg(long, default_value = "0ms")]
         latency: config::Dur,
     },
+    /// Convert another gateway's configuration into this one's: YAML on stdout, what could not
+    /// be carried over on stderr.
+    #[command(subcommand)]
+    Import(ImportFrom),
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A LiteLLM proxy config.yaml: `ai-gateway import litellm config.yaml > gateway.yaml`.
+    Litellm { path: PathBuf },
 }
 
 fn env(k: &str) -> Option<String> {
@@ -91,6 +102,22 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("{}: invalid configuration", path.display());
                     eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Import(ImportFrom::Litellm { path }) => {
+            match import::litellm::import_file(&path, std::time::SystemTime::now()) {
+                Ok(out) => {
+                    print!("{}", out.yaml);
+                    for note in &out.notes {
+                        eprintln!("{note}");
+                    }
+                    eprintln!("{}", import::litellm::VIRTUAL_KEYS_NOTE);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
                     ExitCode::FAILURE
                 }
             }
