@@ -419,9 +419,15 @@ impl<'a, 'i> ModelList<'a, 'i> {
             Some(c) => out.put_commented("name", m.name.as_str(), c.as_str()),
             None => out.put("name", m.name.as_str()),
         };
-        let ordered = m.deployments.iter().any(|d| d.order.is_some());
+        // LiteLLM's `order`; deployments without one come after those with one.
+        let after_last = m
+            .deployments
+            .iter()
+            .filter_map(|d| d.order)
+            .max()
+            .map(|o| o.saturating_add(1));
         if m.deployments.len() > 1 {
-            if ordered {
+            if after_last.is_some() {
                 out.put_commented("routing", "priority", "LiteLLM's order: lower first");
             } else {
                 out.put_commented(
@@ -449,7 +455,7 @@ impl<'a, 'i> ModelList<'a, 'i> {
                 if let Some(w) = w {
                     dm.put("weight", w);
                 }
-                if let Some(o) = d.order {
+                if let Some(o) = d.order.or(after_last) {
                     dm.put("priority", o);
                 }
                 if let Some(r) = d.rpm {

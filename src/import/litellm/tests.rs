@@ -529,6 +529,25 @@ fn broken_entries_are_left_out_with_a_note() {
 }
 
 #[test]
+fn deployments_without_order_come_after_ordered_ones() {
+    let out = import(concat!(
+        "model_list:\n",
+        "  - model_name: m\n",
+        "    litellm_params: {model: openai/a}\n",
+        "  - model_name: m\n",
+        "    litellm_params: {model: openai/b, order: 1}\n",
+    ));
+    let cfg = load_ok(&out.yaml, &[("OPENAI_API_KEY", "k")]);
+    assert_eq!(cfg.models[0].routing, RoutingStrategy::Priority);
+    let priorities: Vec<i32> = cfg.models[0]
+        .deployments
+        .iter()
+        .map(|d| d.priority)
+        .collect();
+    assert_eq!(priorities, [2, 1]);
+}
+
+#[test]
 fn literal_text_survives_as_written() {
     let out = import(concat!(
         "model_list:\n",
