@@ -926,37 +926,17 @@ async fn a_job_runs_as_its_admin_made_key_and_fails_once_the_key_is_revoked() {
     cfg["auth"]["master_key"] = json!(MASTER_KEY);
     cfg["jobs"]["workers"] = json!(1);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .client()
-        .post(gw.url("/admin/keys"))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({"name": "made", "models": ["gpt-*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let rec = json_of(r).await;
-    let (id, key) = (
-        rec["id"].as_str().unwrap().to_owned(),
-        rec["key"].as_str().unwrap().to_owned(),
-    );
+    let (id, key) = create_key(&gw, json!({"name": "made", "models": ["gpt-*"]})).await;
     let path = "/v1/async/chat/completions";
     let first =
         json_of(submit(&gw, &key, path, &chat_body("gpt-test", "by made key"), &[]).await).await;
-    wait_until(Duration::from_secs(5), || up.request_count() == 1).await;
+    assert!(wait_until(Duration::from_secs(5), || up.request_count() == 1).await);
     let _second =
         json_of(submit(&gw, &key, path, &chat_body("gpt-test", "after revoke"), &[]).await).await;
     let (s, _) = get_job(&gw, GW_KEY, first["id"].as_str().unwrap()).await;
     assert_eq!(s, 404, "another key does not see it");
     // Revoke while the first runs and the second waits.
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    revoke_key(&gw, &id).await;
     // The revoked key can no longer read its jobs; the metrics tell how they ended.
     let ended = wait_until_async(Duration::from_secs(15), || async {
         metric(&gw, "ai_gateway_jobs_total{status=\"succeeded\"}").await == 1.0
