@@ -448,6 +448,28 @@ mod tests {
     }
 
     #[test]
+    fn a_file_keys_id_follows_its_secret_and_owns_its_legacy_records() {
+        let a = auth();
+        let all = a.authenticate(&headers("x-api-key", "sk-all")).unwrap();
+        let id = all.id().to_owned();
+        // `cfg_` + 16 hex digits of SHA-256(key_sha256 hex), whichever way the key was given.
+        assert_eq!(id, file_key_id(&hash_key("sk-all")));
+        assert!(
+            id.starts_with("cfg_") && id.len() == 20 && id != "cfg_all",
+            "{id}"
+        );
+        let gpt = a.authenticate(&headers("x-api-key", "sk-gpt")).unwrap();
+        assert_eq!(gpt.id(), file_key_id(&hash_key("sk-gpt")));
+        // Its records, new and made before ids followed the secret; nobody else's.
+        assert!(all.owns(&id) && all.owns("cfg_all"));
+        assert!(!all.owns("cfg_gpt") && !all.owns(gpt.id()) && !gpt.owns(&id));
+        assert!(Caller { key: None }.owns("anything"));
+        assert_eq!(a.entry_by_id(&id).unwrap().name, "all");
+        assert_eq!(a.entry_by_id("cfg_all").unwrap().id, id);
+        assert!(a.entry_by_id("cfg_nobody").is_none());
+    }
+
+    #[test]
     fn master_key() {
         let a = auth();
         assert!(a.is_master(&headers("authorization", "Bearer master-secret")));

@@ -353,6 +353,43 @@ mod tests {
     }
 
     #[test]
+    fn answers_a_retry_cannot_change_say_so() {
+        let no_retry = |e: Error| {
+            e.into_response_for(Flavor::OpenAi)
+                .headers()
+                .get("x-should-retry")
+                .map(|v| v.as_bytes().to_vec())
+        };
+        let rejected = UpstreamError::new("p", UpstreamKind::Status(400), "bad");
+        assert_eq!(
+            no_retry(Error::UpstreamRejected(rejected)).as_deref(),
+            Some(&b"false"[..])
+        );
+        let taken = Error::Conflict {
+            message: "taken".into(),
+            code: Some("key_name_taken"),
+        };
+        assert_eq!(taken.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            taken.kind(),
+            ("invalid_request_error", Some("key_name_taken"))
+        );
+        assert_eq!(no_retry(taken).as_deref(), Some(&b"false"[..]));
+        let failed = UpstreamError::new("p", UpstreamKind::Status(500), "boom");
+        let upstream = Error::Upstream {
+            attempts: 3,
+            last: failed,
+        };
+        assert_eq!(no_retry(upstream), None);
+        let limited = Error::RateLimited {
+            reason: LimitReason::Tokens,
+            retry_after: Duration::from_secs(2),
+        };
+        assert!(limited.to_string().contains("tokens per minute"));
+        assert_eq!(no_retry(limited), None);
+    }
+
+    #[test]
     fn retryable_classification() {
         let e = |s| UpstreamError::new("p", UpstreamKind::Status(s), "x");
         assert!(e(429).is_retryable());

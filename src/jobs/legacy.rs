@@ -105,3 +105,70 @@ pub(super) async fn rescope_nats(
         .map_err(|e| e.to_string())?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableDatabase;
+
+    #[test]
+    fn name_scoped_idempotency_entries_are_rescoped_once_by_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("jobs.redb")).unwrap();
+        let cfg: crate::config::AuthConfig = serde_json::from_value(serde_json::json!({
+            "keys": [{"name": "app", "key": "sk-legacy-app"}]
+        }))
+        .unwrap();
+        let auth = crate::auth::Auth::from_config(Some(&cfg)).unwrap();
+        let new_id = crate::auth::file_key_id(&crate::auth::hash_key("sk-legacy-app"));
+        let job = |id: &str, caller_id: &str| {
+            serde_json::json!({"id": id, "status": "succeeded", "endpoint": "/v1/chat/completions",
+                "model": "m", "caller": "app", "caller_id": caller_id, "request_id": "r",
+                "created_at": 1, "idempotency_key": "k"})
+            .to_string()
+        };
+        {
+            // An earlier version's data: entries scoped by the key's name.
+            let txn = db.begin_write().unwrap();
+            {
+                let mut records = txn.open_table(RECORDS).unwrap();
+                records
+                    .insert("job_file", job("job_file", "cfg_app").as_bytes())
+                    .unwrap();
+                records
+                    .insert("job_admin", job("job_admin", "key_abc").as_bytes())
+                    .unwrap();
+                let mut idem = txn.open_table(IDEM).unwrap();
+                idem.insert("app\u{0}k", "job_file").unwrap();
+                idem.insert("made\u{0}k", "job_admin").unwrap();
+                idem.insert("gone\u{0}k", "job_gone").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let txn = db.begin_write().unwrap();
+        assert_eq!(rescope_embedded(&txn, &auth).unwrap(), 2);
+        assert_eq!(rescope_embedded(&txn, &auth).unwrap(), 0, "once");
+        txn.commit().unwrap();
+        let txn = db.begin_read().unwrap();
+        let idem = txn.open_table(IDEM).unwrap();
+        let entries: Vec<(String, String)> = idem
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.value().to_owned(), v.value().to_owned())
+            })
+            .collect();
+        let mut want = vec![
+            (scoped_idem(&new_id, "k"), "job_file".to_owned()),
+            (scoped_idem("key_abc", "k"), "job_admin".to_owned()),
+        ];
+        want.sort();
+        assert_eq!(entries, want);
+        let records = txn.open_table(RECORDS).unwrap();
+        assert_eq!(
+            read_job(&records, "job_file").unwrap().unwrap().caller_id,
+            new_id
+        );
+    }
+}

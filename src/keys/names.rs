@@ -303,3 +303,91 @@ impl KeyStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyChange;
+    use crate::store::Store;
+
+    fn change(json: &str) -> KeyChange {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn code(e: &Error) -> Option<&'static str> {
+        match e {
+            Error::Conflict { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_among_live_keys_in_the_embedded_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(None, Some(Store::open(dir.path()).unwrap()));
+        let file = Auth::default();
+        let (a, _) = ks.create(change(r#"{"name":"n"}"#), &file).await.unwrap();
+        let e = ks
+            .create(change(r#"{"name":"n"}"#), &file)
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), Some("key_name_taken"));
+        assert!(e.to_string().contains(&a.id), "{e}");
+        let (b, _) = ks.create(change(r#"{"name":"m"}"#), &file).await.unwrap();
+        let e = ks
+            .update(&b.id, change(r#"{"name":"n"}"#), &file)
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), Some("key_name_taken"));
+        assert_eq!(ks.get(&b.id).await.unwrap().unwrap().name, "m");
+        ks.revoke(&a.id).await.unwrap();
+        ks.update(&b.id, change(r#"{"name":"n"}"#), &file)
+            .await
+            .unwrap();
+        // "m" was given up by the rename.
+        ks.create(change(r#"{"name":"m"}"#), &file).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn legacy_duplicates_are_indexed_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Two live records sharing a name, without an index entry (an earlier version's data).
+        let mut rows = Vec::new();
+        for (id, at) in [("key_new", 2), ("key_old", 1)] {
+            let rec = serde_json::json!({"id": id, "name": "twin", "key_prefix": "x",
+                "key_sha256": id, "models": ["*"], "rpm": null, "tpm": null, "budget_usd": null,
+                "budget_period": null, "expires_at": null, "created_at": at});
+            rows.push((format!("id:{id}"), Some(rec.to_string())));
+        }
+        store.put_many(Table::Keys, rows).await.unwrap();
+        let ks = KeyStore::new(None, Some(store.clone()));
+        let file = Auth::default();
+        // Unindexed, a third "twin" would pass; indexed, the oldest holds the name.
+        ks.index_names().await;
+        let holder = store.get(Table::Keys, "name:twin".into()).await.unwrap();
+        assert_eq!(holder.as_deref(), Some("key_old"));
+        let e = ks
+            .create(change(r#"{"name":"twin"}"#), &file)
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), Some("key_name_taken"));
+        // The twin that does not hold the name can still change its limits.
+        ks.update("key_new", change(r#"{"rpm":3}"#), &file)
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn file_clashes_name_the_key_and_the_admin_key() {
+        let cfg: AuthConfig = serde_json::from_value(serde_json::json!({
+            "keys": [{"name": "a", "key": "sk-1"}, {"name": "b", "key": "sk-2"}]
+        }))
+        .unwrap();
+        let admin = HashMap::from([("b".to_owned(), "key_x".to_owned())]);
+        let out = file_clashes(Some(&cfg), &admin);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("auth.keys[1].name: \"b\"") && out[0].contains("key_x"));
+        assert!(file_clashes(None, &admin).is_empty());
+    }
+}

@@ -285,3 +285,46 @@ impl Spend {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spend_under_a_former_id_is_added_to_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = DEFAULT_PERIOD;
+        let totals = |spend, requests| {
+            serde_json::to_string(&Totals {
+                spend_usd: spend,
+                requests,
+                input_tokens: 1,
+                output_tokens: 2,
+            })
+            .unwrap()
+        };
+        store
+            .put_many(
+                Table::Usage,
+                vec![
+                    (local_key("cfg_app", p), Some(totals(2.5, 7))),
+                    (local_key("cfg_new", p), Some(totals(1.0, 1))),
+                ],
+            )
+            .await
+            .unwrap();
+        let spend = Spend::new(None, Some(store.clone()));
+        let moves = [("cfg_app".to_owned(), "cfg_new".to_owned(), p)];
+        spend.carry_over(&moves).await;
+        spend.load().await;
+        let t = spend.local_totals("cfg_new", p);
+        assert_eq!((t.spend_usd, t.requests, t.input_tokens), (3.5, 8, 2));
+        assert_eq!(spend.local_totals("cfg_app", p), Totals::default());
+        // Once moved, a second start moves nothing.
+        spend.carry_over(&moves).await;
+        let again = Spend::new(None, Some(store));
+        again.load().await;
+        assert_eq!(again.local_totals("cfg_new", p).spend_usd, 3.5);
+    }
+}
