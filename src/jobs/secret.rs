@@ -176,3 +176,52 @@ fn from_old_job_store(path: &Path) -> Result<Option<Vec<u8>>, String> {
         .map_err(|e| e.to_string())?
         .map(|v| v.value().to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_secret_kept_in_the_job_store_moves_to_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.state.data_dir = dir.path().to_string_lossy().into_owned();
+        let old = generate_secret();
+        {
+            // Where an earlier version kept it.
+            let db = redb::Database::create(dir.path().join("jobs.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(KEY, old.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Embedded::open(&cfg).await.unwrap();
+        assert_eq!(
+            embedded(&cfg, &store).await.unwrap(),
+            old,
+            "the same secret"
+        );
+        assert_eq!(store.legacy_webhook_secret().await.unwrap(), None);
+        let path = file_path(&cfg);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(lookup(&cfg).await.unwrap(), encode_secret(&old));
+        // Kept: the next start reads the file.
+        assert_eq!(embedded(&cfg, &store).await.unwrap(), old);
+        // A file others could read is made private.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(embedded(&cfg, &store).await.unwrap(), old);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -838,6 +838,62 @@ async fn nats_idempotent_submission_and_cancel() {
     cancel_while_one_runs(&gw, &up).await;
 }
 
+/// NATS data of an earlier version: a job of the file key `all` recorded under its former id
+/// `cfg_all`, and its `Idempotency-Key` scoped by the key's *name*. The first gateway of this
+/// version rescopes the entry by key id: the key still gets its job back, another key does not.
+#[tokio::test]
+async fn nats_idempotency_keys_of_an_earlier_version_keep_working() {
+    use sha2::{Digest, Sha256};
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    // A first start makes the buckets (and marks them rescoped: nothing to do yet).
+    drop(Gateway::start(nats_config(&up, &nats)).await);
+    let id = "job_01JAAAAAAAAAAAAAAAAAAAAAAA";
+    {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value("aigw_jobs").await.unwrap();
+        let record = json!({"id": id, "status": "succeeded", "endpoint": "/v1/chat/completions",
+            "model": "gpt-test", "caller": "all", "caller_id": "cfg_all", "request_id": "req-old",
+            "created_at": 1_764_000_000, "finished_at": 1_764_000_001, "attempts": 1,
+            "idempotency_key": "legacy-k"});
+        kv.put(format!("j.{id}"), record.to_string().into())
+            .await
+            .unwrap();
+        let mut h = Sha256::new();
+        h.update(b"all\0legacy-k");
+        let scoped = format!("i.{}", hex::encode(h.finalize()));
+        kv.put(scoped, id.as_bytes().to_vec().into()).await.unwrap();
+        // As if no gateway of this version had run yet.
+        let meta = js.get_key_value("aigw_meta").await.unwrap();
+        meta.purge("idem_scope").await.unwrap();
+    }
+    let gw = Gateway::start(nats_config(&up, &nats)).await;
+    gw.wait_log("idempotency keys of earlier jobs rescoped")
+        .await;
+    let (s, v) = get_job(&gw, GW_KEY, id).await;
+    assert_eq!((s, v["request_id"].as_str()), (200, Some("req-old")), "{v}");
+    let body = chat_body("gpt-test", "again");
+    let again = |key: &'static str| {
+        submit(
+            &gw,
+            key,
+            "/v1/async/chat/completions",
+            &body,
+            &[("idempotency-key", "legacy-k")],
+        )
+    };
+    let r = again(GW_KEY).await;
+    assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(json_of(r).await["id"], id);
+    let (s, _) = get_job(&gw, GPT_KEY, id).await;
+    assert_eq!(s, 404);
+    let r = again(GPT_KEY).await;
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_ne!(json_of(r).await["id"], id);
+}
+
 #[tokio::test]
 async fn nats_failing_upstream_ends_the_job_failed() {
     let nats = NatsServer::start().await;
