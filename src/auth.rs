@@ -325,8 +325,8 @@ pub fn check_usable(entry: &KeyEntry) -> Result<(), Error> {
 }
 
 impl Auth {
-    /// A key from the file by its id, or by the legacy id records made before carry
-    /// (a job runs as the key that submitted it).
+    /// A key from the file by its id, or by the id records made before ids followed the key's
+    /// secret carry (`cfg_<name>`): a job runs as the key that submitted it.
     pub fn entry_by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
         let mut keys = self.keys.values();
         keys.clone()

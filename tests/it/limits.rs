@@ -631,6 +631,28 @@ async fn a_reload_giving_a_file_key_a_live_admin_keys_name_is_refused() {
 }
 
 #[tokio::test]
+async fn a_start_with_a_file_key_named_like_a_live_admin_key_says_so_and_serves_both() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = limited_config(None, json!([]));
+    cfg["state"] = json!({"data_dir": data.path()});
+    let made = {
+        let gw = Gateway::start(cfg.clone()).await;
+        create_key(&gw, json!({"name": "both"})).await
+    };
+    // The file changed while the gateway was stopped.
+    cfg["auth"]["keys"] = json!([{"name": "both", "key": "sk-test-start-clash-000011"}]);
+    let gw = Gateway::start(cfg).await;
+    gw.wait_log(&format!(
+        "is also the name of the live admin-made key {}",
+        made.0
+    ))
+    .await;
+    let body = chat_body("mock", "x");
+    assert_eq!(status(&gw, &made.1, &body).await, 200);
+    assert_eq!(status(&gw, "sk-test-start-clash-000011", &body).await, 200);
+}
+
+#[tokio::test]
 async fn a_file_keys_id_follows_its_secret_and_takes_over_its_earlier_spend() {
     let redis = RedisServer::start().await;
     // Spend an earlier version recorded under the old id `cfg_<name>`, this period (30 days).
