@@ -271,16 +271,27 @@ async fn admin_api_needs_the_master_key_and_validates() {
     assert_eq!(r.status(), 404);
 }
 
+/// Create a key with a gateway of `cfg` that then stops: the key's id and plaintext.
+async fn made_by_a_stopped_gateway(cfg: &Value, body: Value) -> (String, String) {
+    let gw = Gateway::start(cfg.clone()).await;
+    create_key(&gw, body).await
+}
+
+/// The configuration with the embedded store in `data` and the file's keys `keys`.
+fn embedded_config(data: &tempfile::TempDir, keys: Value) -> Value {
+    let mut cfg = limited_config(None, keys);
+    cfg["state"] = json!({"data_dir": data.path()});
+    cfg
+}
+
 #[tokio::test]
 async fn keys_persist_across_restarts_embedded_and_redis() {
     // Embedded: the same data_dir.
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = limited_config(None, json!([]));
-    cfg["state"] = json!({"data_dir": data.path()});
-    let key = {
-        let gw = Gateway::start(cfg.clone()).await;
-        create_key(&gw, json!({"name": "durable"})).await.1
-    };
+    let cfg = embedded_config(&data, json!([]));
+    let key = made_by_a_stopped_gateway(&cfg, json!({"name": "durable"}))
+        .await
+        .1;
     let gw = Gateway::start(cfg).await;
     assert_eq!(status(&gw, &key, &chat_body("mock", "x")).await, 200);
     drop(gw);
@@ -633,15 +644,12 @@ async fn a_reload_giving_a_file_key_a_live_admin_keys_name_is_refused() {
 #[tokio::test]
 async fn a_start_with_a_file_key_named_like_a_live_admin_key_says_so_and_serves_both() {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = limited_config(None, json!([]));
-    cfg["state"] = json!({"data_dir": data.path()});
-    let made = {
-        let gw = Gateway::start(cfg.clone()).await;
-        create_key(&gw, json!({"name": "both"})).await
-    };
+    let made =
+        made_by_a_stopped_gateway(&embedded_config(&data, json!([])), json!({"name": "both"}))
+            .await;
     // The file changed while the gateway was stopped.
-    cfg["auth"]["keys"] = json!([{"name": "both", "key": "sk-test-start-clash-000011"}]);
-    let gw = Gateway::start(cfg).await;
+    let keys = json!([{"name": "both", "key": "sk-test-start-clash-000011"}]);
+    let gw = Gateway::start(embedded_config(&data, keys)).await;
     gw.wait_log(&format!(
         "is also the name of the live admin-made key {}",
         made.0
