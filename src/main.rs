@@ -1,5 +1,5 @@
-//! The `ai-gateway` command: serve, check a configuration, hash a key, run the mock server,
-//! import another gateway's configuration.
+//! The `ai-gateway` command: serve, check a configuration, hash a key, print the webhook
+//! secret, run the mock server, import another gateway's configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod allocator;
 
-use ai_gateway::{app, auth, config, import, jobs, mock_server, telemetry};
+use ai_gateway::{app, auth, config, import, jobs, keys, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,9 @@ enum Command {
     Check,
     /// Print the SHA-256 hex of a key, for `key_sha256` in the configuration.
     HashKey { key: String },
+    /// Print the secret webhooks are signed with (`whsec_…`): `jobs.webhook.secret`, or the one
+    /// the gateway generated and stored (in `state.data_dir`, or in NATS).
+    WebhookSecret,
     /// Serve the built-in mock provider over HTTP (OpenAI and Anthropic shapes), for tests and benchmarks.
     MockServer {
         #[arg(long, default_value = "127.0.0.1:18080")]
@@ -85,6 +88,30 @@ fn main() -> ExitCode {
         Command::HashKey { key } => {
             println!("{}", auth::hash_hex(&key));
             ExitCode::SUCCESS
+        }
+        Command::WebhookSecret => {
+            let (cfg, _) = match load(cli.config.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("invalid configuration:\n{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let found = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(jobs::secret::lookup(&cfg)));
+            match found {
+                Ok(secret) => {
+                    println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Check => {
             let Some(path) = config::resolve_path(cli.config.as_deref(), &env) else {
@@ -216,6 +243,7 @@ async fn serve(
     // The metrics recorder is installed with the state, before the jobs set their gauges.
     let jobs_cfg = cfg.clone();
     let state = app::AppState::new(cfg, path)?;
+    keys::at_start(&state).await;
     match jobs::Jobs::start(&jobs_cfg).await {
         Ok(j) => {
             let _ = state.jobs.set(j);
