@@ -4,7 +4,6 @@ scripts/check-deploy.sh with AI_GATEWAY_BIN set; kubectl and promtool must be in
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,13 +15,6 @@ import check_deploy
 import kubernetes_checks as k8s
 from compose_checks import check_compose
 from deploy_common import DEPLOY
-
-
-@pytest.fixture(scope="session")
-def binary() -> Path:
-    path = os.environ.get("AI_GATEWAY_BIN")
-    assert path and Path(path).is_file(), "set AI_GATEWAY_BIN to a built ai-gateway binary"
-    return Path(path).resolve()
 
 
 @pytest.fixture(scope="session")
