@@ -42,4 +42,4 @@ export AI_GATEWAY_BIN
 echo "== deploy checks ($(kubectl version --client 2>/dev/null | grep -i kustomize))"
 "$VENV/bin/python" tests/deploy/check_deploy.py
 echo "== deploy checker tests"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/deploy
+"$VENV/bin/python" -m pytest -q tests/deploy

@@ -1,9 +1,10 @@
 """The Kubernetes manifests: rendered by the real `kubectl kustomize`; every object validated
 against the Kubernetes JSON schemas of each version we support (kubernetes-validate, strict:
-unknown fields fail), the Prometheus Operator objects against tests/deploy/schemas and their rules
-by `promtool check rules`; the generated objects compared with their sources; the objects checked
-against each other (selectors, named ports, probes, mounts, the shutdown arithmetic, security
-context) and the gateway configuration inside the ConfigMap checked by `ai-gateway check`."""
+unknown fields fail), the Prometheus Operator objects against the operator's CRD schema (the
+models generated from it; unknown fields fail too) and their rules by `promtool check rules`;
+the generated objects compared with their sources; the objects checked against each other
+(selectors, named ports, probes, mounts, the shutdown arithmetic, security context) and the
+gateway configuration inside the ConfigMap checked by `ai-gateway check`."""
 
 from __future__ import annotations
 
@@ -15,21 +16,19 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import jsonschema
 import kubernetes_validate
-import referencing
+import pydantic
 import yaml
 
 from deploy_common import DEPLOY, GATEWAY_IMAGE, Problems, duration_seconds, listen_port, run_check
 
 K8S = DEPLOY / "kubernetes"
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KUSTOMIZATIONS = ("base", "overlays/with-redis-nats")
 # preStop `sleep` is on by default from 1.30; kubernetes-validate carries schemas up to 1.37.
 K8S_VERSIONS = tuple(f"1.{minor}.0" for minor in range(30, 38))
-CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
+OPERATOR_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "ServiceMonitor",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "PrometheusRule",
 }
 # What docs/deployment.md's `kubectl create secret` puts into the Secret (placeholder values).
 SECRET_ENV = {
@@ -65,25 +64,41 @@ def render(kustomization: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def crd_validator(schema_file: str) -> jsonschema.protocols.Validator:
-    resources = []
-    for path in SCHEMAS.glob("*.json"):
-        doc = json.loads(path.read_text())
-        resources.append((doc["$id"], referencing.Resource.from_contents(doc)))
-    registry = referencing.Registry().with_resources(resources)
-    schema = json.loads((SCHEMAS / schema_file).read_text())
-    return jsonschema.Draft202012Validator(schema, registry=registry)
+def unknown_fields(given, kept, path: str = ""):
+    """Paths in `given` that a model dropped on validation (its fields are the CRD's: whatever
+    it did not keep is no field of the CRD)."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        for key, value in given.items():
+            if key not in kept:
+                yield f"{path}/{key}"
+            else:
+                yield from unknown_fields(value, kept[key], f"{path}/{key}")
+    elif isinstance(given, list) and isinstance(kept, list):
+        for i, (a, b) in enumerate(zip(given, kept)):
+            yield from unknown_fields(a, b, f"{path}/{i}")
+
+
+def validate_operator_object(obj: dict) -> list[str]:
+    """A Prometheus Operator object against the operator's CRD schema, as the models generated
+    from it (cloudcoil-models-prometheus-operator): types, patterns, enums, required fields; and
+    no field the CRD does not have."""
+    from cloudcoil.models.prometheus_operator import v1  # ~4 s to import: only when needed
+
+    model = getattr(v1, OPERATOR_KINDS[(obj.get("apiVersion"), obj.get("kind"))])
+    try:
+        kept = model.model_validate(obj).model_dump(mode="json", by_alias=True, exclude_unset=True)
+    except pydantic.ValidationError as e:
+        return ["/".join(str(p) for p in err["loc"]) + f": {err['msg']}" for err in e.errors()]
+    return [f"{path}: no such field" for path in unknown_fields(obj, kept)]
 
 
 def validate_schemas(where: str, objs: list[dict], versions=K8S_VERSIONS) -> Problems:
     problems = Problems()
     for obj in objs:
         name = f"{where} {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-        crd = CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
-        if crd is not None:
-            for err in crd_validator(crd).iter_errors(obj):
-                path = "/".join(str(p) for p in err.absolute_path)
-                problems.add(name, f"{path}: {err.message}")
+        if (obj.get("apiVersion"), obj.get("kind")) in OPERATOR_KINDS:
+            for message in validate_operator_object(obj):
+                problems.add(name, message)
             continue
         for version in versions:
             try:

@@ -94,32 +94,48 @@ def test_validation_uses_each_versions_schema(base_objs):
     assert_caught(k8s.validate_schemas("t", base_objs, ("1.28.0",)), "Deployment/ai-gateway", "sleep")
 
 
-def test_servicemonitor_structure(base_objs):
-    def change(objs):
-        ep = the(objs, "ServiceMonitor")["spec"]["endpoints"][0]
-        ep["interval"] = "15 seconds"
-        ep["pathh"] = "/metrics"
+def test_servicemonitor_against_the_operators_schema(base_objs):
+    def wrong_values(objs):
+        the(objs, "ServiceMonitor")["spec"]["endpoints"][0]["interval"] = "15 seconds"
+        the(objs, "ServiceMonitor")["spec"]["selector"]["matchExpressions"] = [{"key": "a"}]
 
-    problems = k8s.validate_schemas("t", mutated(base_objs, change))
-    assert_caught(problems, "ServiceMonitor", "15 seconds")
-    assert_caught(problems, "ServiceMonitor", "pathh")
+    problems = k8s.validate_schemas("t", mutated(base_objs, wrong_values))
+    assert_caught(problems, "ServiceMonitor", "endpoints/0/interval", "should match pattern")
+    assert_caught(problems, "ServiceMonitor", "matchExpressions/0/operator", "Field required")
+
+    def unknown_fields(objs):  # reported once the object is otherwise valid
+        the(objs, "ServiceMonitor")["spec"]["endpoints"][0]["pathh"] = "/metrics"
+        the(objs, "ServiceMonitor")["metadata"]["labelz"] = {}
+
+    problems = k8s.validate_schemas("t", mutated(base_objs, unknown_fields))
+    assert_caught(problems, "ServiceMonitor", "/spec/endpoints/0/pathh: no such field")
+    assert_caught(problems, "ServiceMonitor", "/metadata/labelz: no such field")
 
 
-def test_prometheusrule_structure(base_objs):
-    def change(objs):
+def test_prometheusrule_against_the_operators_schema(base_objs):
+    def wrong_values(objs):
         rules = the(objs, "PrometheusRule")["spec"]["groups"][0]["rules"]
-        rules[0]["record"] = "also_a_recording_rule"
         del rules[1]["expr"]
+        rules[3]["for"] = "5 minutes"
 
-    problems = k8s.validate_schemas("t", mutated(base_objs, change))
-    assert_caught(problems, "PrometheusRule", "spec/groups/0/rules/0")
-    assert_caught(problems, "PrometheusRule", "'expr' is a required property")
+    problems = k8s.validate_schemas("t", mutated(base_objs, wrong_values))
+    assert_caught(problems, "PrometheusRule", "groups/0/rules/1/expr", "Field required")
+    assert_caught(problems, "PrometheusRule", "groups/0/rules/3/for", "should match pattern")
+
+    def unknown_field(objs):
+        the(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][2]["fr"] = "5m"
+
+    problems = k8s.validate_schemas("t", mutated(base_objs, unknown_field))
+    assert_caught(problems, "PrometheusRule", "/spec/groups/0/rules/2/fr: no such field")
 
 
-def test_promtool_checks_rule_expressions(base_objs):
+def test_promtool_checks_the_rules(base_objs):
     rule = copy.deepcopy(the(base_objs, "PrometheusRule"))
     rule["spec"]["groups"][0]["rules"][0]["expr"] = "rate(ai_gateway_requests_total[5m]"
-    assert_caught(k8s.promtool_rules(rule), "promtool check rules")
+    assert_caught(k8s.promtool_rules(rule), "promtool check rules", "parse error")
+    rule = copy.deepcopy(the(base_objs, "PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"][0]["record"] = "and_an_alert"  # the CRD allows it, Prometheus not
+    assert_caught(k8s.promtool_rules(rule), "promtool check rules", "in recording rule")
 
 
 # ---------------------------------------------------------------- generated objects
