@@ -49,7 +49,7 @@ def matches(selector: dict, labels: dict) -> bool:
     return bool(want) and all(labels.get(k) == v for k, v in want.items())
 
 
-def render(kustomization: str) -> list[dict]:
+def render(kustomization: str, root: Path = K8S) -> list[dict]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RuntimeError(
@@ -57,7 +57,7 @@ def render(kustomization: str) -> list[dict]:
             "(kubectl >= 1.27, kustomize v5; Debian's kubernetes-client 1.20 is too old)"
         )
     out = subprocess.run(
-        [kubectl, "kustomize", str(K8S / kustomization)], capture_output=True, text=True
+        [kubectl, "kustomize", str(root / kustomization)], capture_output=True, text=True
     )
     if out.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {kustomization} failed:\n{out.stderr}")
