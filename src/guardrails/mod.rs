@@ -16,6 +16,8 @@
 pub mod answer;
 mod apply;
 mod chunk;
+#[cfg(test)]
+mod chunk_tests;
 mod json;
 mod patterns;
 pub mod pii;

@@ -7,7 +7,8 @@
 //!
 //! [`OutputScan`] runs the output-side guardrails (redact, block) over streamed text. A value can
 //! only be judged whole, so the last [`HOLD_BACK`] bytes are held (and more, back to the start of
-//! a value that crosses that point); text before them is released with redacted values replaced,
+//! a value that crosses that point, and up to `RELEASE_STEP` more between scans); text before
+//! them is released with redacted values replaced,
 //! and a blocking value stops the stream where it starts. The scan keeps some released text as
 //! left context, so boundaries are judged as in the whole text. Values up to `HOLD_BACK` bytes
 //! long are judged exactly as in the whole text.
@@ -19,6 +20,10 @@ use super::{Blocked, Hit, Outcome, Plan, Report, Vault};
 
 /// Bytes of streamed text held back while output guardrails judge them.
 pub const HOLD_BACK: usize = 64;
+
+/// Text is judged once this much more than [`HOLD_BACK`] is pending, so a stream of small
+/// deltas is scanned every few deltas rather than at each.
+const RELEASE_STEP: usize = 32;
 
 /// Bytes of released text kept as left context for the next scan.
 const CONTEXT: usize = 64;
@@ -104,7 +109,7 @@ impl OutputScan {
         out: &mut String,
     ) -> Result<(), Blocked> {
         self.pending.push_str(delta);
-        if self.pending.len() - self.ctx <= HOLD_BACK {
+        if self.pending.len() - self.ctx <= HOLD_BACK + RELEASE_STEP {
             return Ok(());
         }
         self.release(plan, vault, report, hits, false, out)
