@@ -370,6 +370,17 @@ mod tests {
     }
 
     #[test]
+    fn request_state_can_move_into_a_stream() {
+        fn send<T: Send + 'static>() {}
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<Plan>();
+        shared::<Guardrail>();
+        send::<Vault>();
+        send::<Report>();
+        send::<answer::StreamGuard>();
+    }
+
+    #[test]
     fn report_header() {
         let p = plan(vec![
             Guardrail::pii("pii", Entities::all(), Action::Mask),

@@ -19,7 +19,8 @@
 //! - a phone number: `+` and 8-15 digits (E.164), or `00` and 10-17 digits, in any grouping; or a
 //!   national form of 10-12 digits in at least two groups (spaces, dashes, dots or parentheses),
 //!   groups of at least two digits except the first, at most eight digits each, dotted groups at
-//!   most four. Never a date-shaped start (`2024-01-15`, `15.01.2024`), never four-digit groups
+//!   most four. Never a date-shaped start (`2024-01-15`, `15.01.2024`), never an amount in
+//!   thousands (`1 234 567 890`: groups of three after a first of 1-3), never four-digit groups
 //!   of 12 or more digits (card-shaped), never a plain run of digits without a `+` (an id).
 
 use std::net::Ipv4Addr;
@@ -297,7 +298,16 @@ fn is_phone(b: &[u8], groups: &[Group], plus: bool) -> bool {
     if n >= 12 && groups.iter().all(|g| g.len() == 4) {
         return false;
     }
-    !date_shaped(groups)
+    !date_shaped(groups) && !thousands_shaped(groups)
+}
+
+/// `1 234 567 890`, `12.345.678.901`: an amount with thousands separators.
+fn thousands_shaped(groups: &[Group]) -> bool {
+    !groups[0].paren
+        && groups[0].len() <= 3
+        && groups[1..]
+            .iter()
+            .all(|g| g.len() == 3 && !g.paren && matches!(g.sep, b' ' | b'.'))
 }
 
 /// `2024-01-15…`, `15.01.2024…`, `01-15-2024…`.
@@ -387,6 +397,8 @@ mod tests {
             "15.01.2024",       // a date
             "2024-01-15 1234",  // a date and a time
             "3.14159265358",    // a decimal
+            "1 234 567 890",    // an amount
+            "12.345.678.901",   // an amount
             "1.2.3.4.5.6",      // a version
             "4111 1111 1111",   // card-shaped
             "550e8400-e29b-41d4-a716-446655440000",
