@@ -19,8 +19,9 @@
 //! - a phone number: `+` and 8-15 digits (E.164), or `00` and 10-17 digits, in any grouping; or a
 //!   national form of 10-12 digits in at least two groups (spaces, dashes, dots or parentheses),
 //!   groups of at least two digits except the first, at most eight digits each, dotted groups at
-//!   most four. Never a date-shaped start (`2024-01-15`, `15.01.2024`), never an amount in
-//!   thousands (`1 234 567 890`: groups of three after a first of 1-3), never four-digit groups
+//!   most four and not mixed with other separators, five or more groups only as pairs. Never a date-shaped start (`2024-01-15`, `15.01.2024`), never an amount in
+//!   thousands (`1 234 567 890`: groups of three after a first of 1-3), never part of a list of
+//!   numbers joined by the same separator as its own groups, never four-digit groups
 //!   of 12 or more digits (card-shaped), never a plain run of digits without a `+` (an id).
 
 use std::net::Ipv4Addr;
@@ -178,9 +179,8 @@ fn classify(
                 found = Some((e, Entity::CreditCard));
                 break;
             }
-            // Phones: a sub-range must start after a space (not in the middle of a dashed number).
             if want.contains(Entity::Phone)
-                && (g == 0 || span[0].sep == b' ')
+                && (whole || stands_apart(groups, g, e))
                 && is_phone(b, span, lead_plus)
             {
                 found = Some((e, Entity::Phone));
@@ -200,6 +200,16 @@ fn classify(
             None => g += 1,
         }
     }
+}
+
+/// Whether groups `g..e` of a run read as a number of their own: they start after a space and
+/// are joined by other separators than the spaces around them (`555-123-4567` in
+/// `2024-01-15 555-123-4567 2`), so a list of numbers (`5 10 20 40 80 160`) yields no phone.
+fn stands_apart(groups: &[Group], g: usize, e: usize) -> bool {
+    let inner = |s: u8| (g + 1..e).any(|k| groups[k].sep == s && !groups[k - 1].paren);
+    let before = if g == 0 { 0 } else { groups[g].sep };
+    let after = groups.get(e).map_or(0, |n| n.sep);
+    (g == 0 || before == b' ') && !(before != 0 && inner(before)) && !(after != 0 && inner(after))
 }
 
 /// Four dot-separated groups of 1-3 digits (an address or not, never a phone or a card).
@@ -283,22 +293,33 @@ fn is_phone(b: &[u8], groups: &[Group], plus: bool) -> bool {
     if plus {
         return (8..=15).contains(&n) && d[0] != 0;
     }
+    if groups.len() < 2 || groups.iter().any(|g| g.len() > 8) || date_shaped(groups) {
+        return false;
+    }
+    let dots = groups.iter().any(|g| g.sep == b'.');
+    if dots
+        && groups
+            .iter()
+            .any(|g| g.len() > 4 || matches!(g.sep, b' ' | b'-'))
+    {
+        // Dotted groups are short and not mixed with other separators (`0.025 0.05` are not).
+        return false;
+    }
     if n >= 12 && d[0] == 0 && d[1] == 0 {
-        return n <= 17 && groups.len() >= 2;
+        // International, after the `00` prefix.
+        return n <= 17;
     }
-    if !(10..=12).contains(&n) || groups.len() < 2 {
+    if !(10..=12).contains(&n) || groups.iter().skip(1).any(|g| g.len() < 2) {
         return false;
     }
-    if groups.iter().skip(1).any(|g| g.len() < 2) || groups.iter().any(|g| g.len() > 8) {
-        return false;
-    }
-    if groups.iter().any(|g| g.sep == b'.') && groups.iter().any(|g| g.len() > 4) {
+    if groups.len() > 4 && !groups[1..].iter().all(|g| g.len() == 2) {
+        // Five or more groups only in pairs (`01 23 45 67 89`), not `5 10 20 40 80 160`.
         return false;
     }
     if n >= 12 && groups.iter().all(|g| g.len() == 4) {
         return false;
     }
-    !date_shaped(groups) && !thousands_shaped(groups)
+    !thousands_shaped(groups)
 }
 
 /// `1 234 567 890`, `12.345.678.901`: an amount with thousands separators.
@@ -399,8 +420,11 @@ mod tests {
             "3.14159265358",    // a decimal
             "1 234 567 890",    // an amount
             "12.345.678.901",   // an amount
-            "1.2.3.4.5.6",      // a version
-            "4111 1111 1111",   // card-shaped
+            "5 10 20 40 80 160",
+            "0.025 0.05 0.1 0.25",
+            "buckets 5 10 20 40 80 160 320 640",
+            "1.2.3.4.5.6",    // a version
+            "4111 1111 1111", // card-shaped
             "550e8400-e29b-41d4-a716-446655440000",
             "v1-555-123-4567",
             "+1 23",
