@@ -10,6 +10,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod guardrails;
 pub mod headers;
 pub mod ids;
 pub mod import;
