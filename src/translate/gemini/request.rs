@@ -11,7 +11,7 @@ use super::super::pivot::request::{
     parse_data_url, thinking_budget, tool_arguments, unknown_role,
 };
 use super::super::{Dropped, TranslateError};
-use super::schema::gemini_schema;
+use super::schema::{Schema, gemini_schema};
 use super::signature_from_tool_call_id;
 
 /// Gemini takes at most 5 stop sequences.
@@ -126,7 +126,7 @@ struct FnDeclOut<'b> {
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<JStr<'b>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Cow<'b, RawValue>>,
+    parameters: Option<Schema<'b>>,
 }
 
 #[derive(Serialize)]
@@ -165,7 +165,7 @@ struct GenConfig<'b> {
     #[serde(skip_serializing_if = "Option::is_none")]
     response_mime_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response_schema: Option<Cow<'b, RawValue>>,
+    response_schema: Option<Schema<'b>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thinking_config: Option<ThinkingConfig>,
 }
@@ -322,11 +322,13 @@ fn tool_result<'b>(content: Option<&'b ChatContent<'_>>, dropped: &mut Dropped) 
             }
         }
     };
-    let decoded = match &text {
-        Txt::Raw(t) => t.decode(),
-        Txt::Owned(s) => Cow::Borrowed(s.as_str()),
+    // Only text that opens like an object is unescaped and checked.
+    let object = match &text {
+        Txt::Raw(t) if is_object(&t.raw()[1..]) => Some(t.decode()),
+        Txt::Raw(_) => None,
+        Txt::Owned(s) => is_object(s).then_some(Cow::Borrowed(s.as_str())),
     };
-    if is_object(&decoded)
+    if let Some(decoded) = object
         && let Ok(raw) = RawValue::from_string(decoded.trim().to_owned())
     {
         return ResultOut::Object(raw);

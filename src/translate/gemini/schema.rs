@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::super::{Dropped, TranslateError};
@@ -56,12 +57,12 @@ const MAX_EXPANSIONS: usize = 256;
 pub(super) fn gemini_schema<'a>(
     raw: &'a RawValue,
     dropped: &mut Dropped,
-) -> Result<Option<Cow<'a, RawValue>>, TranslateError> {
+) -> Result<Option<Schema<'a>>, TranslateError> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
     if let Ok(shape) = Check.deserialize(&mut de) {
-        return Ok((!shape.empty_object()).then_some(Cow::Borrowed(raw)));
+        return Ok((!shape.empty_object()).then_some(Schema::Raw(raw)));
     }
-    let root = Node::parse(raw)
+    let root: Node = serde_json::from_str(raw.get())
         .map_err(|e| TranslateError::Invalid(format!("invalid JSON Schema: {e}")))?;
     let mut rewrite = Rewrite {
         defs: Obj::default(),
@@ -87,12 +88,23 @@ pub(super) fn gemini_schema<'a>(
         },
         _ => Shape::default(),
     };
-    if shape.empty_object() {
-        return Ok(None);
+    Ok((!shape.empty_object()).then_some(Schema::Tree(cleaned)))
+}
+
+/// A schema for Gemini: the client's, copied, or one rewritten.
+#[derive(Debug)]
+pub(super) enum Schema<'a> {
+    Raw(&'a RawValue),
+    Tree(Node<'a>),
+}
+
+impl Serialize for Schema<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Schema::Raw(r) => r.serialize(s),
+            Schema::Tree(t) => t.serialize(s),
+        }
     }
-    serde_json::value::to_raw_value(&cleaned)
-        .map(|r| Some(Cow::Owned(r)))
-        .map_err(|e| TranslateError::Invalid(format!("cannot write a JSON Schema: {e}")))
 }
 
 /// What the check saw at a schema's top.
@@ -279,9 +291,9 @@ fn dropped_keyword(key: &str) -> &'static str {
 /// `{"type":"object"}` (with the description kept), for a reference that is not followed.
 fn opaque_object<'a>(description: Option<Node<'a>>) -> Node<'a> {
     let mut o = Obj::default();
-    o.insert("type", Node::string("object"));
+    o.insert(Cow::Borrowed("type"), Node::string("object"));
     if let Some(d) = description {
-        o.insert("description", d);
+        o.insert(Cow::Borrowed("description"), d);
     }
     Node::Obj(o)
 }
@@ -297,7 +309,7 @@ impl<'a> Rewrite<'a, '_> {
         if let Some(reference) = m.remove("$ref") {
             let def = reference
                 .as_str()
-                .and_then(|r| def_name(&r))
+                .and_then(def_name)
                 .and_then(|name| self.defs.get(&name).cloned());
             match def {
                 Some(_) if depth >= MAX_REF_DEPTH || self.expansions >= MAX_EXPANSIONS => {
@@ -308,7 +320,7 @@ impl<'a> Rewrite<'a, '_> {
                     self.expansions += 1;
                     // Keywords beside the `$ref` (a description, say) win over the definition's.
                     for (k, v) in m.0 {
-                        def.insert(&k, v);
+                        def.insert(k, v);
                     }
                     return self.clean(Node::Obj(def), depth + 1);
                 }
@@ -340,7 +352,7 @@ impl<'a> Rewrite<'a, '_> {
         }
         if let Some(c) = m.remove("const") {
             if c.as_str().is_some() && !m.contains("enum") {
-                m.insert("enum", Node::Arr(vec![c]));
+                m.insert(Cow::Borrowed("enum"), Node::Arr(vec![c]));
                 m.insert_missing(Cow::Borrowed("type"), Node::string("string"));
             } else {
                 self.dropped.push("schema.const");
@@ -353,17 +365,17 @@ impl<'a> Rewrite<'a, '_> {
                 let nullable = types.iter().any(|t| t.is_str("null"));
                 let mut others = types.into_iter().filter(|t| !t.is_str("null"));
                 if let Some(first) = others.next() {
-                    m.insert("type", first);
+                    m.insert(Cow::Borrowed("type"), first);
                 }
                 if others.next().is_some() {
                     self.dropped.push("schema.type");
                 }
                 if nullable {
-                    m.insert("nullable", Node::bool(true));
+                    m.insert(Cow::Borrowed("nullable"), Node::Bool(true));
                 }
             }
-            Some(t) if t.is_str("null") => m.insert("nullable", Node::bool(true)),
-            Some(t) => m.insert("type", t),
+            Some(t) if t.is_str("null") => m.insert(Cow::Borrowed("nullable"), Node::Bool(true)),
+            Some(t) => m.insert(Cow::Borrowed("type"), t),
             None => {}
         }
 
@@ -381,7 +393,7 @@ impl<'a> Rewrite<'a, '_> {
                 }
             }
             if nullable {
-                m.insert("nullable", Node::bool(true));
+                m.insert(Cow::Borrowed("nullable"), Node::Bool(true));
             }
             if kept.len() == 1 {
                 // `X or null`: X itself, nullable; this schema's own keywords win.
@@ -391,7 +403,7 @@ impl<'a> Rewrite<'a, '_> {
                     }
                 }
             } else if !kept.is_empty() {
-                m.insert("anyOf", Node::Arr(kept));
+                m.insert(Cow::Borrowed("anyOf"), Node::Arr(kept));
             }
         }
 
@@ -402,7 +414,7 @@ impl<'a> Rewrite<'a, '_> {
                 .map(|(k, v)| (k, self.clean(v, depth)))
                 .collect();
             if !props.is_empty() {
-                m.insert("properties", Node::Obj(Obj(props)));
+                m.insert(Cow::Borrowed("properties"), Node::Obj(Obj(props)));
             }
         }
         if let Some(items) = m.remove("items") {
@@ -417,22 +429,22 @@ impl<'a> Rewrite<'a, '_> {
                 one => one,
             };
             let items = self.clean(items, depth);
-            m.insert("items", items);
+            m.insert(Cow::Borrowed("items"), items);
         }
         if let Some(Node::Arr(required)) = m.remove("required") {
             let required: Vec<Node> = match m.get("properties") {
                 Some(Node::Obj(props)) => required
                     .into_iter()
-                    .filter(|r| r.as_str().is_some_and(|name| props.contains(&name)))
+                    .filter(|r| r.as_str().is_some_and(|name| props.contains(name)))
                     .collect(),
                 _ => Vec::new(),
             };
             if !required.is_empty() {
-                m.insert("required", Node::Arr(required));
+                m.insert(Cow::Borrowed("required"), Node::Arr(required));
             }
         }
         if m.get("format")
-            .is_some_and(|f| f.as_str().is_none_or(|f| !FORMATS.contains(&&*f)))
+            .is_some_and(|f| f.as_str().is_none_or(|f| !FORMATS.contains(&f)))
         {
             m.remove("format");
             self.dropped.push("schema.format");
@@ -460,7 +472,7 @@ mod tests {
         let mut d = Dropped::default();
         let out = gemini_schema(&raw, &mut d)
             .expect("cleans")
-            .map(|r| serde_json::from_str(r.get()).expect("json"));
+            .map(|s| serde_json::to_value(&s).expect("json"));
         (out, d.join(","))
     }
 
@@ -475,7 +487,7 @@ mod tests {
         let raw = serde_json::value::to_raw_value(&s).expect("raw");
         let mut d = Dropped::default();
         let out = gemini_schema(&raw, &mut d).expect("ok").expect("some");
-        assert!(matches!(out, Cow::Borrowed(_)));
+        assert!(matches!(out, Schema::Raw(_)));
         assert!(d.is_empty());
         // A property *named* like a refused keyword is fine.
         let s = json!({"type":"object","properties":{"additionalProperties":{"type":"string"}}});
@@ -623,7 +635,7 @@ mod tests {
         let mut d = Dropped::default();
         let out = gemini_schema(&raw, &mut d).expect("ok").expect("some");
         assert_eq!(
-            out.get(),
+            serde_json::to_string(&out).expect("json"),
             r#"{"type":"object","properties":{"zeta":{"type":"string"},"alpha":{"type":"integer"},"mid":{"type":"boolean"}}}"#
         );
     }

@@ -1,84 +1,47 @@
-//! A JSON tree for rewriting JSON Schemas: objects keep their keys in source order (the order
-//! of `properties` is the order Gemini answers in) and scalars stay as their source text
-//! (numbers are never re-formatted, strings never re-escaped).
+//! A JSON tree for rewriting JSON Schemas, built in one pass: objects keep their keys in source
+//! order (the order of `properties` is the order Gemini answers in) and strings without escapes
+//! stay borrowed from the request.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
 
 /// A JSON value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Node<'a> {
     Obj(Obj<'a>),
     Arr(Vec<Node<'a>>),
-    /// A string, number, boolean or null, as source text.
-    Raw(Cow<'a, RawValue>),
+    Str(Cow<'a, str>),
+    Num(serde_json::Number),
+    Bool(bool),
+    Null,
 }
 
 /// A JSON object, keys in order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Obj<'a>(pub(super) Vec<(Cow<'a, str>, Node<'a>)>);
 
 impl<'a> Node<'a> {
-    /// Parse source text (already known to be JSON: it was parsed as a `RawValue`).
-    pub(super) fn parse(raw: &'a RawValue) -> Result<Self, serde_json::Error> {
-        let text = raw.get();
-        match text.trim_start().as_bytes().first() {
-            Some(b'{') => {
-                let pairs: Pairs = serde_json::from_str(text)?;
-                let mut obj = Vec::with_capacity(pairs.0.len());
-                for (k, v) in pairs.0 {
-                    obj.push((k, Node::parse(v)?));
-                }
-                Ok(Node::Obj(Obj(obj)))
-            }
-            Some(b'[') => {
-                let items: Vec<&RawValue> = serde_json::from_str(text)?;
-                items
-                    .into_iter()
-                    .map(Node::parse)
-                    .collect::<Result<_, _>>()
-                    .map(Node::Arr)
-            }
-            _ => Ok(Node::Raw(Cow::Borrowed(raw))),
-        }
-    }
-
-    /// A JSON string made here.
-    pub(super) fn string(s: &str) -> Node<'static> {
-        let mut out = Vec::with_capacity(s.len() + 2);
-        super::super::json::write_str(&mut out, s);
-        let raw = String::from_utf8(out)
-            .ok()
-            .and_then(|text| RawValue::from_string(text).ok());
-        Node::Raw(raw.map_or(Cow::Borrowed(RawValue::NULL), Cow::Owned))
-    }
-
-    pub(super) fn bool(b: bool) -> Node<'static> {
-        Node::Raw(Cow::Borrowed(if b {
-            RawValue::TRUE
-        } else {
-            RawValue::FALSE
-        }))
+    pub(super) fn string(s: &'static str) -> Node<'static> {
+        Node::Str(Cow::Borrowed(s))
     }
 
     /// The value of a JSON string.
-    pub(super) fn as_str(&self) -> Option<Cow<'_, str>> {
+    pub(super) fn as_str(&self) -> Option<&str> {
         match self {
-            Node::Raw(r) if r.get().starts_with('"') => serde_json::from_str(r.get()).ok(),
+            Node::Str(s) => Some(s),
             _ => None,
         }
     }
 
     pub(super) fn is_str(&self, s: &str) -> bool {
-        self.as_str().is_some_and(|v| v == s)
+        self.as_str() == Some(s)
     }
 
     pub(super) fn is_true(&self) -> bool {
-        matches!(self, Node::Raw(r) if r.get() == "true")
+        matches!(self, Node::Bool(true))
     }
 }
 
@@ -101,10 +64,10 @@ impl<'a> Obj<'a> {
     }
 
     /// Set `key` (in place when present, else at the end).
-    pub(super) fn insert(&mut self, key: &str, value: Node<'a>) {
-        match self.get_mut(key) {
+    pub(super) fn insert(&mut self, key: Cow<'a, str>, value: Node<'a>) {
+        match self.get_mut(&key) {
             Some(v) => *v = value,
-            None => self.0.push((Cow::Owned(key.to_owned()), value)),
+            None => self.0.push((key, value)),
         }
     }
 
@@ -116,26 +79,56 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// An object's members as (key, raw value) pairs, in order.
-struct Pairs<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Node<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Pairs<'a>;
+            type Value = Node<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
+                f.write_str("a JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'a>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'a>, A::Error> {
                 let mut pairs = Vec::new();
                 while let Some(k) = map.next_key::<Cow<'a, str>>()? {
-                    pairs.push((k, map.next_value::<&'a RawValue>()?));
+                    pairs.push((k, map.next_value::<Node<'a>>()?));
                 }
-                Ok(Pairs(pairs))
+                Ok(Node::Obj(Obj(pairs)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'a>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(v) = seq.next_element::<Node<'a>>()? {
+                    items.push(v);
+                }
+                Ok(Node::Arr(items))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'a>, E> {
+                Ok(Node::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node<'a>, E> {
+                Ok(Node::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Node<'a>, E> {
+                Ok(Node::Str(Cow::Owned(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Node<'a>, E> {
+                Ok(Node::Num(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node<'a>, E> {
+                Ok(Node::Num(v.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Node<'a>, E> {
+                serde_json::Number::from_f64(v)
+                    .map(Node::Num)
+                    .ok_or_else(|| E::custom("a number JSON cannot hold"))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Node<'a>, E> {
+                Ok(Node::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Node<'a>, E> {
+                Ok(Node::Null)
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -144,7 +137,10 @@ impl Serialize for Node<'_> {
         match self {
             Node::Obj(o) => o.serialize(s),
             Node::Arr(a) => a.serialize(s),
-            Node::Raw(r) => r.serialize(s),
+            Node::Str(v) => s.serialize_str(v),
+            Node::Num(n) => n.serialize(s),
+            Node::Bool(b) => s.serialize_bool(*b),
+            Node::Null => s.serialize_unit(),
         }
     }
 }
@@ -165,21 +161,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_order_and_source_text() {
-        let src = r#"{"z": 1.50, "a": {"y": "\u00e9", "b": [true, null, 1e3]}, "m": "x"}"#;
-        let raw: Box<RawValue> = serde_json::from_str(src).expect("json");
-        let node = Node::parse(&raw).expect("parses");
+    fn keeps_order_and_borrows() {
+        let src = r#"{"z": 1.5, "a": {"y": "\u00e9", "b": [true, null, -3]}, "m": "x"}"#;
+        let node: Node = serde_json::from_str(src).expect("parses");
         let out = serde_json::to_string(&node).expect("writes");
-        assert_eq!(
-            out,
-            r#"{"z":1.50,"a":{"y":"\u00e9","b":[true,null,1e3]},"m":"x"}"#
-        );
+        assert_eq!(out, r#"{"z":1.5,"a":{"y":"é","b":[true,null,-3]},"m":"x"}"#);
         let Node::Obj(mut o) = node else {
             panic!("an object")
         };
-        assert!(o.get("m").is_some_and(|m| m.is_str("x")));
-        o.insert("z", Node::string("q\""));
-        o.insert("new", Node::bool(true));
+        assert!(matches!(o.get("m"), Some(Node::Str(Cow::Borrowed("x")))));
+        o.insert(Cow::Borrowed("z"), Node::string("q\""));
+        o.insert(Cow::Borrowed("new"), Node::Bool(true));
         assert!(o.remove("a").is_some());
         assert_eq!(
             serde_json::to_string(&o).expect("writes"),
