@@ -100,8 +100,12 @@ impl AppState {
     }
 
     /// Re-read the configuration file, validate it whole and swap it in. On error the running
-    /// configuration stays and the errors are returned.
-    pub fn reload(&self) -> Result<(), Vec<String>> {
+    /// configuration stays and the errors are returned. `admin_names` (the live admin-made keys'
+    /// names, with their ids): a file whose key has one of them is refused, names being unique.
+    pub fn reload(
+        &self,
+        admin_names: &std::collections::HashMap<String, String>,
+    ) -> Result<(), Vec<String>> {
         let Some(path) = &self.config_path else {
             return Err(vec![
                 "the gateway runs on its built-in default configuration; there is no file to reload"
@@ -111,6 +115,10 @@ impl AppState {
         let env = |k: &str| std::env::var(k).ok();
         let cfg = config::load_file(path, &env)
             .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let clashes = crate::keys::file_clashes(cfg.auth.as_ref(), admin_names);
+        if !clashes.is_empty() {
+            return Err(clashes);
+        }
         let rt = {
             let mut clients = self
                 .clients
@@ -122,6 +130,19 @@ impl AppState {
         tracing::info!(path = %path.display(), "configuration reloaded");
         Ok(())
     }
+}
+
+/// [`AppState::reload`] off the async runtime (it reads the file), with the names of the live
+/// admin-made keys to check the file's against.
+pub async fn reload(state: &SharedState) -> Result<(), Vec<String>> {
+    let names = state.keys.live_names().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reload: the admin-made keys cannot be read; the file's key names are not checked against theirs");
+        std::collections::HashMap::new()
+    });
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.reload(&names))
+        .await
+        .map_err(|_| vec!["internal: the reload task failed".to_owned()])?
 }
 
 /// The request id of the current request, put in extensions by `request_context`.
@@ -698,7 +719,7 @@ async fn wait_for_stop(state: &SharedState) {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => {
-                    if let Err(errors) = state.reload() {
+                    if let Err(errors) = reload(state).await {
                         for e in errors {
                             tracing::error!(error = %e, "reload refused; the running configuration stays");
                         }

@@ -21,6 +21,7 @@ mod chat;
 mod cli;
 mod embeddings;
 mod errors;
+mod import;
 mod jobs;
 mod limits;
 mod observability;
