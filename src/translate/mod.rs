@@ -18,6 +18,7 @@ mod json;
 mod pivot;
 mod request;
 mod response;
+mod responses;
 mod stream;
 
 pub use bedrock::{
@@ -32,6 +33,10 @@ pub use gemini::{
 pub use request::{chat_request_to_messages, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
+};
+pub use responses::{
+    ChatToResponsesStream, ResponseIds, ResponsesAnswer, ResponsesHead, ResponsesRequest,
+    chat_response_to_responses, responses_request_to_chat,
 };
 pub use stream::{
     ChatToMessagesStream, MessagesToChatStream, anthropic_stream_error, openai_stream_error,

@@ -1,0 +1,795 @@
+//! Chat chunks (`data:` payloads of an OpenAI chat stream) -> the Responses API's typed SSE
+//! events (`event: TYPE\ndata: {"type":TYPE,…,"sequence_number":N}\n\n`) in OpenAI's order,
+//! written straight into the caller's buffer. One output item is open at a time: reasoning text,
+//! then the message, then each function call, each closed (its `…done` events) when the next one
+//! starts. Texts and arguments are kept as escaped JSON (never unescaped) for the `…done` events
+//! and the final Response, which is handed to the owner for storage.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::super::json::{JStr, write_str, write_u64};
+use super::object::{
+    ChatUsage, Outcome, OutputList, PartKind, error_code, inner, write_call_item,
+    write_message_item, write_part, write_reasoning_item, write_reasoning_part, write_response,
+};
+use super::{ResponseIds, ResponsesAnswer, ResponsesHead};
+
+const TRUNCATED: &str = "the upstream stream ended before the response was complete";
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    choices: Option<Vec<CChoice<'a>>>,
+    usage: Option<ChatUsage>,
+    #[serde(borrow)]
+    error: Option<CErr<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CErr<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct CChoice<'a> {
+    index: Option<u32>,
+    #[serde(borrow)]
+    delta: Option<CDelta<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct CDelta<'a> {
+    #[serde(borrow)]
+    content: Option<JStr<'a>>,
+    #[serde(borrow)]
+    refusal: Option<JStr<'a>>,
+    #[serde(borrow)]
+    reasoning_content: Option<JStr<'a>>,
+    #[serde(borrow)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<CToolDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct CToolDelta<'a> {
+    index: Option<u32>,
+    #[serde(borrow)]
+    id: Option<JStr<'a>>,
+    #[serde(borrow)]
+    function: Option<CFnDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CFnDelta<'a> {
+    #[serde(borrow)]
+    name: Option<JStr<'a>>,
+    #[serde(borrow)]
+    arguments: Option<JStr<'a>>,
+}
+
+/// The output item being streamed. Texts are escaped JSON without quotes.
+#[derive(Debug)]
+enum Open {
+    None,
+    Message {
+        index: usize,
+        id: String,
+        /// The content parts; the last one is open.
+        parts: Vec<(PartKind, Vec<u8>)>,
+    },
+    Reasoning {
+        index: usize,
+        id: String,
+        text: Vec<u8>,
+    },
+    Call {
+        index: usize,
+        id: String,
+        /// The chat tool call's `index`.
+        chat_index: u32,
+        call_id: Vec<u8>,
+        name: Vec<u8>,
+        args: Vec<u8>,
+    },
+}
+
+impl Open {
+    /// Content part `ci` of the open message or reasoning item: the item's id and output index,
+    /// the part's kind (`None` for reasoning text) and its text so far.
+    fn part(&self, ci: usize) -> Option<(&str, usize, Option<PartKind>, &[u8])> {
+        match self {
+            Open::Message { id, index, parts } => parts
+                .get(ci)
+                .map(|(k, t)| (id.as_str(), *index, Some(*k), t.as_slice())),
+            Open::Reasoning { id, index, text } => Some((id, *index, None, text)),
+            _ => None,
+        }
+    }
+
+    /// The whole item as `response.output_item.done` and the Response show it.
+    fn write_item(&self, out: &mut Vec<u8>, status: &str) {
+        match self {
+            Open::None => {}
+            Open::Message { id, parts, .. } => write_message_item(
+                out,
+                id,
+                status,
+                parts.iter().map(|(k, t)| (*k, t.as_slice())),
+            ),
+            Open::Reasoning { id, text, .. } => write_reasoning_item(out, id, status, Some(text)),
+            Open::Call {
+                id,
+                call_id,
+                name,
+                args,
+                ..
+            } => write_call_item(out, id, status, call_id, name, args),
+        }
+    }
+}
+
+/// `event: TYPE\ndata: {"type":"TYPE"`; the caller adds the fields, then [`ev_end`].
+fn ev_begin(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b'"');
+}
+
+fn ev_end(out: &mut Vec<u8>, seq: &mut u64) {
+    out.extend_from_slice(b",\"sequence_number\":");
+    write_u64(out, *seq);
+    out.extend_from_slice(b"}\n\n");
+    *seq += 1;
+}
+
+/// `,"item_id":…,"output_index":…` and, with `content`, `,"content_index":…`.
+fn item_ref(out: &mut Vec<u8>, id: &str, index: usize, content: Option<usize>) {
+    out.extend_from_slice(b",\"item_id\":");
+    write_str(out, id);
+    out.extend_from_slice(b",\"output_index\":");
+    write_u64(out, index as u64);
+    if let Some(c) = content {
+        out.extend_from_slice(b",\"content_index\":");
+        write_u64(out, c as u64);
+    }
+}
+
+/// `,"NAME":"TEXT"` for escaped text.
+fn text_field(out: &mut Vec<u8>, name: &[u8], text: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(text);
+    out.push(b'"');
+}
+
+/// Chat chunk payloads -> Responses SSE events. Call [`start`](Self::start) once the upstream
+/// answered (or let the first chunk do it), [`on_data`](Self::on_data) per upstream `data:`
+/// payload, [`finish`](Self::finish) when the upstream ended; then
+/// [`take_answer`](Self::take_answer) gives the final Response for storage.
+#[derive(Debug)]
+pub struct ChatToResponsesStream {
+    head: ResponsesHead,
+    ids: ResponseIds,
+    seq: u64,
+    started: bool,
+    done: bool,
+    open: Open,
+    /// Output index of the next item.
+    next_index: usize,
+    /// Finished items.
+    output: OutputList,
+    /// Chat indexes of finished tool calls.
+    closed_calls: Vec<u32>,
+    outcome: Option<Outcome<'static>>,
+    usage: Option<ChatUsage>,
+    answer: Option<ResponsesAnswer>,
+    scratch: Vec<u8>,
+    /// `completed_at` to report instead of the clock (reproducible output).
+    fixed_now: Option<u64>,
+}
+
+impl ChatToResponsesStream {
+    pub fn new(head: ResponsesHead, ids: ResponseIds) -> Self {
+        Self {
+            head,
+            ids,
+            seq: 0,
+            started: false,
+            done: false,
+            open: Open::None,
+            next_index: 0,
+            output: OutputList::default(),
+            closed_calls: Vec::new(),
+            outcome: None,
+            usage: None,
+            answer: None,
+            scratch: Vec::new(),
+            fixed_now: None,
+        }
+    }
+
+    /// Report this `completed_at` instead of the current time.
+    pub fn with_completed_at(mut self, now: u64) -> Self {
+        self.fixed_now = Some(now);
+        self
+    }
+
+    pub fn head(&self) -> &ResponsesHead {
+        &self.head
+    }
+
+    pub fn ids(&self) -> &ResponseIds {
+        &self.ids
+    }
+
+    /// The final Response (`completed`, `incomplete` or `failed`) once the stream has ended.
+    pub fn take_answer(&mut self) -> Option<ResponsesAnswer> {
+        self.answer.take()
+    }
+
+    /// `response.created` and `response.in_progress` (once).
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        for kind in ["response.created", "response.in_progress"] {
+            ev_begin(out, kind);
+            out.extend_from_slice(b",\"response\":");
+            write_response(
+                out,
+                &self.ids,
+                &self.head,
+                Outcome::InProgress,
+                b"",
+                None,
+                0,
+            );
+            ev_end(out, &mut self.seq);
+        }
+    }
+
+    /// One `data:` payload of the upstream chat stream (`[DONE]` included).
+    pub fn on_data(&mut self, data: &str, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if data.trim() == "[DONE]" {
+            self.end(out);
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "skipped an unreadable chat stream chunk");
+                return;
+            }
+        };
+        if let Some(e) = chunk.error {
+            let code = e.code.and_then(JStr::from_raw).map(|c| c.decode());
+            let kind = e.kind.as_deref().or(code.as_deref()).unwrap_or("api_error");
+            let message = e.message.as_deref().unwrap_or("upstream stream error");
+            self.fail(out, error_code(kind), message, kind);
+            return;
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
+        }
+        self.start(out);
+        let Some(choice) = chunk
+            .choices
+            .into_iter()
+            .flatten()
+            .find(|c| c.index.unwrap_or(0) == 0)
+        else {
+            return;
+        };
+        if let Some(d) = &choice.delta {
+            let reasoning = d
+                .reasoning_content
+                .or_else(|| d.reasoning.and_then(JStr::from_raw));
+            if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
+                self.reasoning(r, out);
+            }
+            if let Some(t) = d.content.filter(|t| !t.is_empty()) {
+                self.text(PartKind::Text, t, out);
+            }
+            if let Some(t) = d.refusal.filter(|t| !t.is_empty()) {
+                self.text(PartKind::Refusal, t, out);
+            }
+            for tc in d.tool_calls.iter().flatten() {
+                self.tool(tc, out);
+            }
+        }
+        if let Some(r) = &choice.finish_reason {
+            self.outcome = Some(Outcome::from_finish(r));
+        }
+    }
+
+    /// The upstream ended. After `[DONE]` nothing is owed; after a `finish_reason` (a server
+    /// that sends no `[DONE]`) the closing events; earlier, the stream was cut short:
+    /// `response.failed`, never a made-up `response.completed`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if self.outcome.is_some() {
+            self.end(out);
+        } else {
+            self.fail(out, "server_error", TRUNCATED, "upstream_error");
+        }
+    }
+
+    fn next_item(&mut self) -> usize {
+        self.next_index += 1;
+        self.next_index - 1
+    }
+
+    /// `response.output_item.added` for the item just opened.
+    fn added(&mut self, out: &mut Vec<u8>) {
+        let index = match &self.open {
+            Open::None => return,
+            Open::Message { index, .. }
+            | Open::Reasoning { index, .. }
+            | Open::Call { index, .. } => *index,
+        };
+        ev_begin(out, "response.output_item.added");
+        out.extend_from_slice(b",\"output_index\":");
+        write_u64(out, index as u64);
+        out.extend_from_slice(b",\"item\":");
+        match &self.open {
+            Open::Message { id, .. } => write_message_item(out, id, "in_progress", []),
+            Open::Reasoning { id, .. } => write_reasoning_item(out, id, "in_progress", None),
+            Open::Call {
+                id, call_id, name, ..
+            } => write_call_item(out, id, "in_progress", call_id, name, b""),
+            Open::None => {}
+        }
+        ev_end(out, &mut self.seq);
+    }
+
+    /// `response.content_part.added` / `.done` for part `ci` of the open message or reasoning.
+    fn part_event(&mut self, out: &mut Vec<u8>, done: bool, ci: usize) {
+        let Some((id, index, kind, text)) = self.open.part(ci) else {
+            return;
+        };
+        let text = if done { text } else { b"" };
+        ev_begin(
+            out,
+            if done {
+                "response.content_part.done"
+            } else {
+                "response.content_part.added"
+            },
+        );
+        item_ref(out, id, index, Some(ci));
+        out.extend_from_slice(b",\"part\":");
+        match kind {
+            Some(k) => write_part(out, k, text),
+            None => write_reasoning_part(out, text),
+        }
+        ev_end(out, &mut self.seq);
+    }
+
+    /// The `…text.done` (or `refusal.done`) event of part `ci`, then its `content_part.done`.
+    fn part_done(&mut self, out: &mut Vec<u8>, ci: usize) {
+        let Some((id, index, kind, text)) = self.open.part(ci) else {
+            return;
+        };
+        let (event, field): (&str, &[u8]) = match kind {
+            Some(PartKind::Text) => ("response.output_text.done", b"text"),
+            Some(PartKind::Refusal) => ("response.refusal.done", b"refusal"),
+            None => ("response.reasoning_text.done", b"text"),
+        };
+        ev_begin(out, event);
+        item_ref(out, id, index, Some(ci));
+        text_field(out, field, text);
+        if kind == Some(PartKind::Text) {
+            out.extend_from_slice(b",\"logprobs\":[]");
+        }
+        ev_end(out, &mut self.seq);
+        self.part_event(out, true, ci);
+    }
+
+    /// Close the open item: its `…done` events, then `response.output_item.done`.
+    fn close(&mut self, out: &mut Vec<u8>, status: &str) {
+        match &self.open {
+            Open::None => return,
+            Open::Message { parts, .. } => {
+                if let Some(last) = parts.len().checked_sub(1) {
+                    self.part_done(out, last);
+                }
+            }
+            Open::Reasoning { .. } => self.part_done(out, 0),
+            Open::Call {
+                id,
+                index,
+                args,
+                chat_index,
+                ..
+            } => {
+                ev_begin(out, "response.function_call_arguments.done");
+                item_ref(out, id, *index, None);
+                text_field(out, b"arguments", args);
+                ev_end(out, &mut self.seq);
+                self.closed_calls.push(*chat_index);
+            }
+        }
+        let open = std::mem::replace(&mut self.open, Open::None);
+        let index = match &open {
+            Open::Message { index, .. }
+            | Open::Reasoning { index, .. }
+            | Open::Call { index, .. } => *index,
+            Open::None => return,
+        };
+        self.scratch.clear();
+        open.write_item(&mut self.scratch, status);
+        ev_begin(out, "response.output_item.done");
+        out.extend_from_slice(b",\"output_index\":");
+        write_u64(out, index as u64);
+        out.extend_from_slice(b",\"item\":");
+        out.extend_from_slice(&self.scratch);
+        ev_end(out, &mut self.seq);
+        self.output.begin();
+        self.output.buf.extend_from_slice(&self.scratch);
+    }
+
+    fn open_message(&mut self, out: &mut Vec<u8>) {
+        let index = self.next_item();
+        self.open = Open::Message {
+            index,
+            id: self.ids.output_item("msg_", index),
+            parts: Vec::with_capacity(1),
+        };
+        self.added(out);
+    }
+
+    /// Start a new content part of the open message.
+    fn open_part(&mut self, kind: PartKind, out: &mut Vec<u8>) {
+        let Open::Message { parts, .. } = &mut self.open else {
+            return;
+        };
+        parts.push((kind, Vec::new()));
+        let ci = parts.len() - 1;
+        self.part_event(out, false, ci);
+    }
+
+    fn text(&mut self, kind: PartKind, delta: JStr<'_>, out: &mut Vec<u8>) {
+        if !matches!(self.open, Open::Message { .. }) {
+            self.close(out, "completed");
+            self.open_message(out);
+        }
+        let (last, n) = match &self.open {
+            Open::Message { parts, .. } => (parts.last().map(|(k, _)| *k), parts.len()),
+            _ => return,
+        };
+        if last != Some(kind) {
+            if n > 0 {
+                self.part_done(out, n - 1);
+            }
+            self.open_part(kind, out);
+        }
+        let Open::Message { id, index, parts } = &mut self.open else {
+            return;
+        };
+        let ci = parts.len() - 1;
+        if let Some((_, text)) = parts.last_mut() {
+            text.extend_from_slice(inner(delta.raw()));
+        }
+        ev_begin(
+            out,
+            match kind {
+                PartKind::Text => "response.output_text.delta",
+                PartKind::Refusal => "response.refusal.delta",
+            },
+        );
+        item_ref(out, id, *index, Some(ci));
+        out.extend_from_slice(b",\"delta\":");
+        out.extend_from_slice(delta.raw().as_bytes());
+        if kind == PartKind::Text {
+            out.extend_from_slice(b",\"logprobs\":[]");
+        }
+        ev_end(out, &mut self.seq);
+    }
+
+    fn reasoning(&mut self, delta: JStr<'_>, out: &mut Vec<u8>) {
+        if !matches!(self.open, Open::Reasoning { .. }) {
+            self.close(out, "completed");
+            let index = self.next_item();
+            self.open = Open::Reasoning {
+                index,
+                id: self.ids.output_item("rs_", index),
+                text: Vec::new(),
+            };
+            self.added(out);
+            self.part_event(out, false, 0);
+        }
+        let Open::Reasoning { id, index, text } = &mut self.open else {
+            return;
+        };
+        text.extend_from_slice(inner(delta.raw()));
+        ev_begin(out, "response.reasoning_text.delta");
+        item_ref(out, id, *index, Some(0));
+        out.extend_from_slice(b",\"delta\":");
+        out.extend_from_slice(delta.raw().as_bytes());
+        ev_end(out, &mut self.seq);
+    }
+
+    fn tool(&mut self, tc: &CToolDelta<'_>, out: &mut Vec<u8>) {
+        let chat_index = tc.index.unwrap_or(0);
+        let name = tc.function.as_ref().and_then(|f| f.name);
+        let args = tc.function.as_ref().and_then(|f| f.arguments);
+        let continues = match &self.open {
+            Open::Call {
+                chat_index: i,
+                call_id,
+                ..
+            } => *i == chat_index && tc.id.is_none_or(|id| inner(id.raw()) == call_id.as_slice()),
+            _ => false,
+        };
+        if !continues {
+            if tc.id.is_none() && name.is_none() && self.closed_calls.contains(&chat_index) {
+                tracing::debug!(
+                    chat_index,
+                    "dropped arguments for a tool call that is no longer open"
+                );
+                return;
+            }
+            self.close(out, "completed");
+            let index = self.next_item();
+            let call_id = match tc.id {
+                Some(id) => inner(id.raw()).to_vec(),
+                None => crate::ids::random_id("call_").into_bytes(),
+            };
+            self.open = Open::Call {
+                index,
+                id: self.ids.output_item("fc_", index),
+                chat_index,
+                call_id,
+                name: name.map(|n| inner(n.raw()).to_vec()).unwrap_or_default(),
+                args: Vec::new(),
+            };
+            self.added(out);
+        }
+        let Open::Call {
+            id,
+            index,
+            name: open_name,
+            args: open_args,
+            ..
+        } = &mut self.open
+        else {
+            return;
+        };
+        if let Some(n) = name.filter(|_| open_name.is_empty()) {
+            open_name.extend_from_slice(inner(n.raw()));
+        }
+        let Some(a) = args.filter(|a| !a.is_empty()) else {
+            return;
+        };
+        open_args.extend_from_slice(inner(a.raw()));
+        ev_begin(out, "response.function_call_arguments.delta");
+        item_ref(out, id, *index, None);
+        out.extend_from_slice(b",\"delta\":");
+        out.extend_from_slice(a.raw().as_bytes());
+        ev_end(out, &mut self.seq);
+    }
+
+    fn now(&self) -> u64 {
+        self.fixed_now.unwrap_or_else(crate::clock::unix_secs)
+    }
+
+    /// Close everything and write the terminal event with the whole Response.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.start(out);
+        let outcome = self.outcome.unwrap_or(Outcome::Completed);
+        if self.next_index == 0 {
+            // Nothing came: an empty message, as the complete answer would have.
+            self.open_message(out);
+            self.open_part(PartKind::Text, out);
+        }
+        self.close(out, outcome.item_status());
+        self.terminal(out, outcome);
+    }
+
+    /// `response.failed` (the open item goes into its output as `incomplete`), then an `error`
+    /// event that the SDK raises as an `APIError`.
+    fn fail(&mut self, out: &mut Vec<u8>, code: &'static str, message: &str, kind: &str) {
+        self.start(out);
+        if !matches!(self.open, Open::None) {
+            self.output.begin();
+            self.open.write_item(&mut self.output.buf, "incomplete");
+            self.open = Open::None;
+        }
+        self.terminal(out, Outcome::Failed(code, message));
+        ev_begin(out, "error");
+        out.extend_from_slice(b",\"code\":\"");
+        out.extend_from_slice(code.as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        write_str(out, message);
+        out.extend_from_slice(b",\"param\":null,\"error\":{\"type\":");
+        write_str(out, kind);
+        out.extend_from_slice(b",\"code\":\"");
+        out.extend_from_slice(code.as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        write_str(out, message);
+        out.extend_from_slice(b",\"param\":null}");
+        ev_end(out, &mut self.seq);
+    }
+
+    fn terminal(&mut self, out: &mut Vec<u8>, outcome: Outcome<'_>) {
+        let mut body = Vec::with_capacity(self.output.buf.len() + self.head.echo.len() + 512);
+        write_response(
+            &mut body,
+            &self.ids,
+            &self.head,
+            outcome,
+            &self.output.buf,
+            self.usage.as_ref(),
+            self.now(),
+        );
+        ev_begin(
+            out,
+            match outcome {
+                Outcome::Failed(..) => "response.failed",
+                Outcome::Incomplete(_) => "response.incomplete",
+                _ => "response.completed",
+            },
+        );
+        out.extend_from_slice(b",\"response\":");
+        out.extend_from_slice(&body);
+        ev_end(out, &mut self.seq);
+        self.answer = Some(ResponsesAnswer {
+            body,
+            output_items: self.output.to_array(),
+            status: outcome.status(),
+        });
+        self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::translate::{Dropped, responses_request_to_chat};
+
+    fn conv() -> ChatToResponsesStream {
+        let ids = ResponseIds::with("resp_t".into(), 10);
+        let req = responses_request_to_chat(
+            br#"{"model":"m","input":"hi","stream":true}"#,
+            &[],
+            "m",
+            &ids,
+            &mut Dropped::default(),
+        )
+        .expect("translates");
+        ChatToResponsesStream::new(req.head, ids).with_completed_at(11)
+    }
+
+    /// The `data:` payloads of the events written.
+    fn events(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).expect("UTF-8");
+        text.split("\n\n")
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                let data = b.split_once("\ndata: ").expect("event then data").1;
+                serde_json::from_str(data).expect("data is JSON")
+            })
+            .collect()
+    }
+
+    fn delta(content: &str) -> String {
+        serde_json::json!({"choices":[{"index":0,"delta":{"content":content}}]}).to_string()
+    }
+
+    #[test]
+    fn deltas_add_up_to_the_done_text_and_the_final_response() {
+        let pieces = ["a\"b", "\\n", "é😀", "\u{1}", " end"];
+        let mut s = conv();
+        let mut out = Vec::new();
+        for p in pieces {
+            s.on_data(&delta(p), &mut out);
+        }
+        s.on_data(
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            &mut out,
+        );
+        s.on_data("[DONE]", &mut out);
+        let ev = events(&out);
+        for (i, e) in ev.iter().enumerate() {
+            assert_eq!(e["sequence_number"], i as u64);
+        }
+        let whole: String = pieces.concat();
+        let deltas: String = ev
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().expect("delta").to_owned())
+            .collect();
+        assert_eq!(deltas, whole);
+        let done = ev
+            .iter()
+            .find(|e| e["type"] == "response.output_text.done")
+            .expect("text done");
+        assert_eq!(done["text"], whole.as_str());
+        let last = ev.last().expect("events");
+        assert_eq!(last["type"], "response.completed");
+        assert_eq!(
+            last["response"]["output"][0]["content"][0]["text"],
+            whole.as_str()
+        );
+        let answer = s.take_answer().expect("answer");
+        let body: Value = serde_json::from_slice(&answer.body).expect("JSON");
+        assert_eq!(body, last["response"]);
+        assert!(s.take_answer().is_none(), "handed over once");
+    }
+
+    #[test]
+    fn nothing_is_written_after_the_end() {
+        let mut s = conv();
+        let mut out = Vec::new();
+        s.start(&mut out);
+        s.start(&mut out);
+        assert_eq!(events(&out).len(), 2, "created and in_progress once");
+        s.on_data("[DONE]", &mut out);
+        let n = out.len();
+        s.on_data(&delta("late"), &mut out);
+        s.finish(&mut out);
+        assert_eq!(out.len(), n);
+    }
+
+    #[test]
+    fn a_server_without_done_completes_on_finish_and_unreadable_chunks_are_skipped() {
+        let mut s = conv();
+        let mut out = Vec::new();
+        s.on_data(&delta("x"), &mut out);
+        s.on_data("{not json", &mut out);
+        s.on_data(
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            &mut out,
+        );
+        s.finish(&mut out);
+        let ev = events(&out);
+        assert_eq!(ev.last().expect("events")["type"], "response.completed");
+        assert_eq!(s.take_answer().expect("answer").status, "completed");
+    }
+
+    #[test]
+    fn a_tool_call_without_an_id_gets_one() {
+        let mut s = conv();
+        let mut out = Vec::new();
+        s.on_data(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+            &mut out,
+        );
+        s.on_data("[DONE]", &mut out);
+        let ev = events(&out);
+        let done = ev
+            .iter()
+            .find(|e| e["type"] == "response.output_item.done")
+            .expect("item done");
+        assert!(
+            done["item"]["call_id"]
+                .as_str()
+                .expect("call_id")
+                .starts_with("call_")
+        );
+        assert_eq!(done["item"]["arguments"], "{}");
+        assert_eq!(done["item"]["name"], "f");
+    }
+}
