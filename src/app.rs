@@ -16,7 +16,6 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -34,7 +33,7 @@ use crate::accounting::Ledger;
 use crate::api;
 use crate::auth::{Caller, Identified, check_usable};
 use crate::cache::Cache;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::error::{Error, Flavor};
 use crate::keys::KeyStore;
 use crate::limits::Limiter;
@@ -49,9 +48,12 @@ pub struct AppState {
     pub runtime: ArcSwap<Runtime>,
     /// Where the configuration came from (`None` = built-in default; reload re-reads nothing).
     pub config_path: Option<PathBuf>,
-    /// Set on SIGTERM: `/ready` answers 503 while in-flight work drains.
-    pub draining: AtomicBool,
-    clients: Mutex<ClientPool>,
+    /// The open client connections (`server.max_connections`); they know whether the gateway
+    /// is draining (SIGTERM: `/ready` answers 503 while in-flight work finishes).
+    pub connections: Arc<crate::server::Connections>,
+    /// How many jobs this process runs at once (`jobs.workers`).
+    pub job_slots: Arc<crate::slots::Slots>,
+    pub(crate) clients: Mutex<ClientPool>,
     /// Redis of `state.redis_url` (read at start; a reload does not change it).
     pub redis: Option<Arc<Redis>>,
     /// Cache, limits and spend (created at start; a reload changes their policy, not them).
@@ -85,11 +87,18 @@ impl AppState {
         });
         let keys = Arc::new(KeyStore::new(redis.clone(), store));
         let mut clients = ClientPool::default();
+        let connections = Arc::new(crate::server::Connections::new(
+            config.server.max_connections,
+        ));
+        let job_slots = Arc::new(crate::slots::Slots::new(
+            usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
+        ));
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
             config_path,
-            draining: AtomicBool::new(false),
+            connections,
+            job_slots,
             clients: Mutex::new(clients),
             redis,
             services: Arc::new(Services { cache, ledger }),
@@ -99,28 +108,11 @@ impl AppState {
         }))
     }
 
-    /// Re-read the configuration file, validate it whole and swap it in. On error the running
-    /// configuration stays and the errors are returned.
-    pub fn reload(&self) -> Result<(), Vec<String>> {
-        let Some(path) = &self.config_path else {
-            return Err(vec![
-                "the gateway runs on its built-in default configuration; there is no file to reload"
-                    .to_owned(),
-            ]);
-        };
-        let env = |k: &str| std::env::var(k).ok();
-        let cfg = config::load_file(path, &env)
-            .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        let rt = {
-            let mut clients = self
-                .clients
-                .lock()
-                .map_err(|_| vec!["internal: client pool lock poisoned".to_owned()])?;
-            Runtime::build(cfg, &mut clients).map_err(|e| vec![e])?
-        };
-        self.runtime.store(Arc::new(rt));
-        tracing::info!(path = %path.display(), "configuration reloaded");
-        Ok(())
+    /// Re-read the configuration file, validate it whole and swap it in; the changed keys that
+    /// need a restart (see [`crate::reload`]). On error the running configuration stays and the
+    /// errors are returned.
+    pub fn reload(&self) -> Result<Vec<&'static str>, Vec<String>> {
+        crate::reload::reload(self)
     }
 }
 
@@ -496,11 +488,34 @@ impl tower::Service<Request> for HttpService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        if self.state.connections.is_draining() && refused_while_draining(&req) {
+            return futures_util::future::Either::Left(Box::pin(draining(req)));
+        }
         let Some(endpoint) = direct_endpoint(&req) else {
             return futures_util::future::Either::Right(self.router.call(req));
         };
         futures_util::future::Either::Left(Box::pin(direct(self.state.clone(), req, endpoint)))
     }
+}
+
+/// Whether a request is refused while the gateway drains: new model calls and async submissions
+/// (everything else, such as `/ready`, job look-ups and the admin API, is served).
+fn refused_while_draining(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && (direct_endpoint(req).is_some() || req.uri().path().starts_with("/v1/async/"))
+}
+
+/// The answer to a refused request while draining: 503 with `retry-after`, in the API's shape.
+async fn draining(req: Request) -> Result<Response, std::convert::Infallible> {
+    Ok(in_context(req, |req, _, _| async move {
+        let e = Error::Unavailable {
+            message: "the gateway is shutting down; retry the request (on another instance)"
+                .to_owned(),
+            retry_after: Duration::from_secs(1),
+        };
+        (e.into_response_for(flavor_of(req.uri().path())), None)
+    })
+    .await)
 }
 
 /// A model call on the direct path: the router's layers, in the same order, as plain calls.
@@ -551,31 +566,35 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
 }
 
 /// Serve `app` and run this process's job workers until SIGTERM/SIGINT, then drain both for at
-/// most `shutdown_grace`: workers take no new jobs, running ones finish or, shortly before the
-/// grace ends, are released to the queue.
+/// most `shutdown_grace` (read at the signal): the listener stays open, `/ready` answers 503
+/// and new model calls 503 with `retry-after`, connections are shut down gracefully as their
+/// requests finish (see [`crate::server`]); the drain ends when no connection is left. Workers
+/// take no new jobs; running ones finish or, shortly before the grace ends, are released to
+/// the queue.
 pub async fn serve_app<S>(state: SharedState, listener: TcpListener, app: S) -> std::io::Result<()>
 where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: crate::server::App,
 {
-    use axum::serve::ListenerExt;
-    let grace = state.runtime.load().config.server.shutdown_grace.get();
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Set with the signal: the grace in force then.
+    let grace_at_stop = Arc::new(std::sync::OnceLock::new());
     let signals_state = state.clone();
+    let grace_set = grace_at_stop.clone();
     tokio::spawn(async move {
         wait_for_stop(&signals_state).await;
-        signals_state.draining.store(true, Ordering::SeqCst);
+        let grace = signals_state
+            .runtime
+            .load()
+            .config
+            .server
+            .shutdown_grace
+            .get();
+        let _ = grace_set.set(grace);
+        signals_state.connections.drain();
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
-            "shutting down: draining in-flight requests"
+            open_connections = signals_state.connections.count(),
+            "shutting down: draining in-flight requests (new model calls are refused with 503)"
         );
         let _ = stop_tx.send(true);
     });
@@ -633,50 +652,46 @@ where
             }
         }
     });
+    let grace_of = |g: &std::sync::OnceLock<Duration>| g.get().copied().unwrap_or_default();
     let (hard_tx, hard_rx) = tokio::sync::watch::channel(false);
     let jobs_task = state
         .jobs
         .get()
         .map(|j| j.run(state.clone(), stop_rx.clone(), hard_rx));
     let mut hard_stop_rx = stop_rx.clone();
+    let hard_grace = grace_at_stop.clone();
     tokio::spawn(async move {
         let _ = hard_stop_rx.wait_for(|v| *v).await;
+        let grace = grace_of(&hard_grace);
         // Leave time to release running jobs before the process exits.
         let margin = (grace / 5).min(Duration::from_secs(2));
         tokio::time::sleep(grace.saturating_sub(margin)).await;
         let _ = hard_tx.send(true);
     });
-    let mut stop_rx2 = stop_rx.clone();
-    // `into_make_service`: each connection gets a clone of the service (`Arc`s). Served as a
-    // bare `Router`, axum would rebuild the route table for every connection (`with_state(())`
-    // on a shared router clones it): ~9 KiB and its CPU per connection.
-    let server = axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|v| *v).await;
-    });
-    let hard_stop = async move {
-        let _ = stop_rx2.wait_for(|v| *v).await;
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        r = server => r,
-        () = hard_stop => {
-            tracing::warn!("shutdown grace passed with requests still in flight; exiting");
-            Ok(())
+    let mut drain_rx = stop_rx.clone();
+    let conns = state.connections.clone();
+    let drain_grace = grace_at_stop.clone();
+    let drained = async move {
+        let _ = drain_rx.wait_for(|v| *v).await;
+        tokio::select! {
+            () = conns.all_closed() => {}
+            () = tokio::time::sleep(grace_of(&drain_grace)) => {
+                tracing::warn!(
+                    open_connections = conns.count(),
+                    "shutdown grace passed with requests still in flight; exiting"
+                );
+            }
         }
     };
+    crate::server::serve(state.clone(), listener, app, drained).await;
     if let Some(task) = jobs_task
-        && tokio::time::timeout(grace + Duration::from_secs(2), task)
+        && tokio::time::timeout(grace_of(&grace_at_stop) + Duration::from_secs(2), task)
             .await
             .is_err()
     {
         tracing::warn!("job workers did not stop within the shutdown grace; exiting");
     }
-    result
+    Ok(())
 }
 
 /// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.
@@ -698,6 +713,7 @@ async fn wait_for_stop(state: &SharedState) {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => {
+                    // The outcome, restart-only keys included, is logged by the reload.
                     if let Err(errors) = state.reload() {
                         for e in errors {
                             tracing::error!(error = %e, "reload refused; the running configuration stays");

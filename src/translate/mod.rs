@@ -21,7 +21,8 @@ pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
 };
 pub use stream::{
-    ChatToMessagesStream, MessagesToChatStream, anthropic_stream_error, openai_stream_error,
+    ChatToMessagesStream, MessagesToChatStream, TRUNCATED, anthropic_stream_error,
+    openai_stream_error,
 };
 
 /// max_tokens sent to Anthropic when an OpenAI request has neither max_tokens nor

@@ -1,0 +1,400 @@
+//! A served stream, as the router hands it on: its deployment's in-flight count held until it ends
+//! or the client goes away, its attempt counted when it ends (`ai_gateway_upstream_attempts_total`
+//! with the stream's real outcome), and its end checked.
+//!
+//! A stream ends well only with its terminal event: OpenAI's `data: [DONE]`, Anthropic's
+//! `message_stop`. Also taken as complete (the answer is whole; the terminal event is added for
+//! the client): an OpenAI stream whose last chunk has a `finish_reason`, or is the usage chunk
+//! (`choices: []`) that follows it; an Anthropic stream whose last event is `message_delta`
+//! (the stop reason). These are what the translators accept too. A stream whose last event is
+//! the upstream's own error event ends with it. Any other end (a clean EOF mid-answer, or in the
+//! middle of an event) is a failure: the stream yields an error (the relay turns it into the client's in-stream error
+//! event and does not cache the answer), the breaker counts it, and the attempt's outcome is
+//! `protocol_error`; a mid-stream error item counts the same way.
+//!
+//! The check costs no parsing per chunk: the stream keeps references to its last chunks (about
+//! [`TAIL`] bytes) and reads their events only at the end.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde::Deserialize;
+
+use super::state::{InFlight, now_ms};
+use crate::error::{UpstreamError, UpstreamKind};
+use crate::providers::ByteStream;
+use crate::runtime::Deployment;
+use crate::sse::SseParser;
+use crate::translate::TRUNCATED;
+use crate::wire::Format;
+
+/// Bytes of the stream's end kept for the check (a usage chunk, or a `message_delta`, and what
+/// follows them, fit many times over).
+const TAIL: usize = 2048;
+
+/// How a stream ended, read from its last events.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// With its terminal event, or complete without it (the event to add).
+    Complete(&'static [u8]),
+    /// With the upstream's own error event (and what the client's stream still needs).
+    Errored(&'static [u8]),
+    Truncated,
+}
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+const MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+/// Wrap a served stream (`took`: the attempt's time to its first chunk).
+pub fn track(
+    inner: ByteStream,
+    deployment: Arc<Deployment>,
+    guard: InFlight,
+    took: Duration,
+) -> ByteStream {
+    let format = deployment.provider.format();
+    Box::pin(Tracked {
+        inner,
+        deployment,
+        _guard: guard,
+        took,
+        format,
+        tail: VecDeque::new(),
+        tail_len: 0,
+        dropped: false,
+        end: State::Streaming,
+    })
+}
+
+type Item = Result<Bytes, UpstreamError>;
+
+enum State {
+    Streaming,
+    /// The end is known: these are still to be yielded (last first), then `None`.
+    Owing(Vec<Item>),
+    Done,
+}
+
+struct Tracked {
+    inner: ByteStream,
+    deployment: Arc<Deployment>,
+    _guard: InFlight,
+    took: Duration,
+    format: Format,
+    /// The last chunks, `TAIL` bytes or a little more.
+    tail: VecDeque<Bytes>,
+    tail_len: usize,
+    /// Whether chunks were dropped from the front of `tail`.
+    dropped: bool,
+    end: State,
+}
+
+impl Tracked {
+    fn keep(&mut self, chunk: &Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.tail.push_back(chunk.clone());
+        self.tail_len += chunk.len();
+        while let Some(front) = self.tail.front()
+            && self.tail.len() > 1
+            && self.tail_len - front.len() >= TAIL
+        {
+            self.tail_len -= front.len();
+            self.tail.pop_front();
+            self.dropped = true;
+        }
+    }
+
+    fn record(&mut self, outcome: &'static str, failed: bool) {
+        let d = &self.deployment;
+        crate::metrics::attempt(&d.provider.name, &d.model, outcome, self.took);
+        if failed {
+            d.state.record_failure(now_ms());
+        }
+        self.end = State::Done;
+    }
+
+    /// The upstream ended: what is still owed to the consumer, last first.
+    fn ended(&mut self) -> Vec<Item> {
+        let mut text = Vec::with_capacity(self.tail_len);
+        for c in &self.tail {
+            text.extend_from_slice(c);
+        }
+        let end = end_of(self.format, &text, self.dropped);
+        self.tail.clear();
+        let owed = |b: &'static [u8]| {
+            if b.is_empty() {
+                Vec::new()
+            } else {
+                vec![Ok(Bytes::from_static(b))]
+            }
+        };
+        match end {
+            End::Complete(b) => {
+                self.record("success", false);
+                owed(b)
+            }
+            End::Errored(b) => {
+                self.record("protocol_error", true);
+                owed(b)
+            }
+            End::Truncated => {
+                self.record("protocol_error", true);
+                tracing::warn!(
+                    provider = %self.deployment.provider.name,
+                    deployment_model = %self.deployment.model,
+                    "the upstream stream ended before its terminal event"
+                );
+                let mut items = vec![Err(UpstreamError::new(
+                    &self.deployment.provider.name,
+                    UpstreamKind::Protocol,
+                    TRUNCATED,
+                ))];
+                // Cut mid-event: end that event first, so the error event stands apart.
+                if !at_boundary(&text) {
+                    items.push(Ok(Bytes::from_static(b"\n\n")));
+                }
+                items
+            }
+        }
+    }
+}
+
+impl Stream for Tracked {
+    type Item = Result<Bytes, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match &mut this.end {
+            State::Done => return Poll::Ready(None),
+            State::Owing(items) => return Poll::Ready(items.pop()),
+            State::Streaming => {}
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.keep(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let outcome = match e.kind {
+                    UpstreamKind::Timeout => "timeout",
+                    _ => "protocol_error",
+                };
+                this.record(outcome, true);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                let mut items = this.ended();
+                let first = items.pop();
+                this.end = State::Owing(items);
+                Poll::Ready(first)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // The client went away mid-stream: the upstream served it as far as it was asked.
+        if matches!(self.end, State::Streaming) {
+            self.record("success", false);
+        }
+    }
+}
+
+/// Whether a stream's bytes end with a whole event (a blank line).
+fn at_boundary(tail: &[u8]) -> bool {
+    tail.ends_with(b"\n\n") || tail.ends_with(b"\r\n\r\n") || tail.ends_with(b"\r\r")
+}
+
+/// How a stream of `format` ends, from its last bytes (`cut`: they start mid-stream).
+fn end_of(format: Format, tail: &[u8], cut: bool) -> End {
+    if !at_boundary(tail) {
+        return End::Truncated;
+    }
+    // Parse from the first event boundary when the tail starts mid-event.
+    let start = if cut {
+        memchr::memmem::find(tail, b"\n\n")
+            .map(|i| i + 2)
+            .unwrap_or(tail.len())
+    } else {
+        0
+    };
+    let mut events: Vec<(String, String)> = Vec::new();
+    SseParser::new().push(tail.get(start..).unwrap_or_default(), |ev| {
+        events.push((ev.event.to_owned(), ev.data.to_owned()));
+    });
+    for (event, data) in events.iter().rev() {
+        let verdict = match format {
+            Format::OpenAi => openai_end(data),
+            Format::Anthropic => anthropic_end(event, data),
+        };
+        if let Some(end) = verdict {
+            return end;
+        }
+    }
+    End::Truncated
+}
+
+#[derive(Deserialize)]
+struct LastChunk<'a> {
+    #[serde(borrow)]
+    choices: Option<Vec<LastChoice<'a>>>,
+    usage: Option<serde::de::IgnoredAny>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct LastChoice<'a> {
+    #[serde(borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The end an OpenAI event makes, or `None` to look at the one before.
+fn openai_end(data: &str) -> Option<End> {
+    if data.trim() == "[DONE]" {
+        return Some(End::Complete(b""));
+    }
+    let Ok(chunk) = serde_json::from_str::<LastChunk<'_>>(data) else {
+        return Some(End::Truncated);
+    };
+    if chunk.error.is_some() {
+        return Some(End::Errored(DONE));
+    }
+    let choices = chunk.choices.unwrap_or_default();
+    let finished = choices.iter().any(|c| c.finish_reason.is_some())
+        || (choices.is_empty() && chunk.usage.is_some());
+    Some(if finished {
+        End::Complete(DONE)
+    } else {
+        End::Truncated
+    })
+}
+
+#[derive(Deserialize)]
+struct AnthropicType<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The end an Anthropic event makes, or `None` to look at the one before.
+fn anthropic_end(event: &str, data: &str) -> Option<End> {
+    let named = if event.is_empty() {
+        serde_json::from_str::<AnthropicType<'_>>(data)
+            .ok()
+            .and_then(|t| t.kind)
+            .unwrap_or_default()
+    } else {
+        std::borrow::Cow::Borrowed(event)
+    };
+    match named.as_ref() {
+        "message_stop" => Some(End::Complete(b"")),
+        "message_delta" => Some(End::Complete(MESSAGE_STOP)),
+        "error" => Some(End::Errored(b"")),
+        "ping" => None,
+        _ => Some(End::Truncated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openai(s: &str) -> End {
+        end_of(Format::OpenAi, s.as_bytes(), false)
+    }
+
+    fn anthropic(s: &str) -> End {
+        end_of(Format::Anthropic, s.as_bytes(), false)
+    }
+
+    const CONTENT: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+    const FINISH: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    const USAGE: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}\n\n";
+
+    #[test]
+    fn openai_ends() {
+        assert_eq!(
+            openai(&format!("{CONTENT}{FINISH}data: [DONE]\n\n")),
+            End::Complete(b"")
+        );
+        assert_eq!(openai(&format!("{CONTENT}{FINISH}")), End::Complete(DONE));
+        assert_eq!(
+            openai(&format!("{CONTENT}{FINISH}{USAGE}")),
+            End::Complete(DONE)
+        );
+        assert_eq!(openai(&format!("{CONTENT}{CONTENT}")), End::Truncated);
+        // Ended in the middle of an event.
+        assert_eq!(openai(&format!("{FINISH}data: {{\"choi")), End::Truncated);
+        assert_eq!(openai(&format!("{CONTENT}data: [DO")), End::Truncated);
+        assert_eq!(openai(&format!("{CONTENT}data: [DONE]\n")), End::Truncated);
+        assert_eq!(
+            openai(&format!(
+                "{CONTENT}data: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n"
+            )),
+            End::Errored(DONE)
+        );
+        assert_eq!(openai(""), End::Truncated);
+        assert_eq!(
+            openai(&format!("{CONTENT}{FINISH}: keep-alive\n\n")),
+            End::Complete(DONE)
+        );
+    }
+
+    #[test]
+    fn anthropic_ends() {
+        let delta = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n";
+        let stop_block =
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+        let msg_delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":1}}\n\n";
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        assert_eq!(
+            anthropic(&format!("{delta}{stop_block}{msg_delta}{stop}")),
+            End::Complete(b"")
+        );
+        assert_eq!(
+            anthropic(&format!("{delta}{stop_block}{msg_delta}")),
+            End::Complete(MESSAGE_STOP)
+        );
+        assert_eq!(anthropic(&format!("{delta}{stop_block}")), End::Truncated);
+        assert_eq!(anthropic(delta), End::Truncated);
+        assert_eq!(
+            anthropic(&format!(
+                "{delta}event: ping\ndata: {{\"type\":\"ping\"}}\n\n{msg_delta}event: ping\ndata: {{\"type\":\"ping\"}}\n\n"
+            )),
+            End::Complete(MESSAGE_STOP)
+        );
+        // Named by its data only.
+        assert_eq!(
+            anthropic("data: {\"type\":\"message_stop\"}\n\n"),
+            End::Complete(b"")
+        );
+        assert_eq!(
+            anthropic(&format!(
+                "{delta}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"x\"}}}}\n\n"
+            )),
+            End::Errored(b"")
+        );
+    }
+
+    #[test]
+    fn a_tail_cut_mid_event_is_read_from_its_first_boundary() {
+        let s = format!("ext\":\"hi\"}}}}]}}\n\n{FINISH}");
+        assert_eq!(
+            end_of(Format::OpenAi, s.as_bytes(), true),
+            End::Complete(DONE)
+        );
+        assert_eq!(
+            end_of(Format::OpenAi, b"ata: [DONE]\n\n", true),
+            End::Truncated
+        );
+    }
+}
