@@ -215,14 +215,6 @@ fn check_content(raw: &RawValue, null_ok: bool, at: impl FnOnce() -> String) -> 
 /// Reads an array of content parts; on failure, the index of the part that is not one.
 struct PartsCheck<'c>(&'c std::cell::Cell<usize>);
 
-/// What a content part must have.
-#[derive(Deserialize)]
-struct PartShape<'a> {
-    #[serde(rename = "type", borrow)]
-    #[allow(dead_code, reason = "type-checked only")]
-    kind: std::borrow::Cow<'a, str>,
-}
-
 impl<'de> serde::de::DeserializeSeed<'de> for PartsCheck<'_> {
     type Value = ();
 
@@ -240,11 +232,48 @@ impl<'de> serde::de::Visitor<'de> for PartsCheck<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0;
-        while seq.next_element::<PartShape<'de>>()?.is_some() {
+        while seq.next_element_seed(PartCheck)?.is_some() {
             i += 1;
             self.0.set(i);
         }
         Ok(())
+    }
+}
+
+/// Reads one content part: an object (not an array, which serde would also take for a struct)
+/// with a string `type`; its other fields are skipped.
+struct PartCheck;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartCheck {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartCheck {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a content part: an object with a string \"type\"")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut typed = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "type" {
+                map.next_value::<std::borrow::Cow<'de, str>>()?;
+                typed = true;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        if typed {
+            Ok(())
+        } else {
+            Err(serde::de::Error::missing_field("type"))
+        }
     }
 }
 
@@ -502,6 +531,10 @@ mod tests {
             ),
             (
                 br#"{"model":"m","messages":[{"role":"user","content":["text"]}]}"#,
+                "messages[0].content[0]: ",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":[["text"]]}]}"#,
                 "messages[0].content[0]: ",
             ),
             (br#"{"model":"m","messages":[{"content":"x"}]}"#, "role"),
