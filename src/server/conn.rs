@@ -12,12 +12,12 @@
 //!
 //! The timer is re-armed lazily: it fires at most `min(header_read_timeout, idle_timeout)` after
 //! it was armed, and only then is the real deadline of the phase worked out (and the connection
-//! closed, or the timer moved on). A request never resets it.
+//! closed, or the timer moved on). A request never resets it, nor polls it once it waits.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,8 +26,6 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-
-use super::Connections;
 
 /// What the accept loop can tell a connection (bits of [`Conn::signals`]).
 pub const SHED: u8 = 1;
@@ -51,9 +49,18 @@ pub struct Conn {
     signals: AtomicU8,
     /// The connection task's waker, for [`Conn::signal`].
     task: AtomicWaker,
+    /// Whether the gateway is draining (shared by every connection).
+    draining: Arc<AtomicBool>,
 }
 
 impl Conn {
+    pub fn new(draining: Arc<AtomicBool>) -> Self {
+        Self {
+            draining,
+            ..Self::default()
+        }
+    }
+
     /// Whether a request is in flight.
     pub fn is_idle(&self) -> bool {
         self.active.load(Ordering::Relaxed) == 0
@@ -70,18 +77,27 @@ impl Conn {
     }
 }
 
-/// Resolves when `conn` has signals other than `seen`; gives them all.
+/// Resolves when `conn` has signals other than `seen`; gives them all. It registers the task's
+/// waker only when `registered` says it is not (a connection's task keeps its waker; a wake
+/// consumes the registration), so polling it with every poll of the connection costs a load.
 pub struct Signals<'a> {
     pub conn: &'a Conn,
     pub seen: u8,
+    pub registered: &'a mut bool,
 }
 
 impl Future for Signals<'_> {
     type Output = u8;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u8> {
-        self.conn.task.register(cx.waker());
-        let now = self.conn.signals.load(Ordering::SeqCst);
-        if now & !self.seen != 0 {
+        let this = self.get_mut();
+        if !*this.registered {
+            this.conn.task.register(cx.waker());
+            *this.registered = true;
+        }
+        let now = this.conn.signals.load(Ordering::SeqCst);
+        if now & !this.seen != 0 {
+            // The wake that told us (if any) took the registration.
+            *this.registered = false;
             Poll::Ready(now)
         } else {
             Poll::Pending
@@ -122,6 +138,9 @@ pub struct ConnIo {
     since: Instant,
     // Bytes of the HTTP/2 preface matched so far, until the protocol is known.
     preface: u8,
+    // The timer was polled since it was last set: it holds the connection task's waker (the same
+    // for the connection's life), so until it fires it needs no polling.
+    timer_waits: bool,
 }
 
 impl ConnIo {
@@ -135,6 +154,7 @@ impl ConnIo {
             phase: Phase::Head,
             since: now,
             preface: 0,
+            timer_waits: false,
         }
     }
 }
@@ -185,8 +205,10 @@ impl AsyncRead for ConnIo {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if this.timer_waits && !this.timer.is_elapsed() => Poll::Pending,
             Poll::Pending => loop {
                 if this.timer.as_mut().poll(cx).is_pending() {
+                    this.timer_waits = true;
                     return Poll::Pending;
                 }
                 let now = Instant::now();
@@ -285,7 +307,6 @@ impl Drop for InFlight {
 pub struct ConnService<S> {
     pub app: S,
     pub conn: Arc<Conn>,
-    pub all: Arc<Connections>,
 }
 
 impl<S> hyper::service::Service<Request<hyper::body::Incoming>> for ConnService<S>
@@ -307,7 +328,7 @@ where
         Answer {
             inner: tower::ServiceExt::oneshot(self.app.clone(), req),
             in_flight: Some(InFlight(self.conn.clone())),
-            close: http1.then(|| self.all.clone()),
+            http1,
         }
     }
 }
@@ -318,8 +339,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
-        // HTTP/1 only: to say `connection: close` while draining.
-        close: Option<Arc<Connections>>,
+        // To say `connection: close` while draining (HTTP/2 has no such header).
+        http1: bool,
     }
 }
 
@@ -332,11 +353,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut resp) = std::task::ready!(this.inner.poll(cx));
-        if this.close.as_ref().is_some_and(|all| all.is_draining()) {
+        let in_flight = this.in_flight.take();
+        if *this.http1
+            && in_flight
+                .as_ref()
+                .is_some_and(|f| f.0.draining.load(Ordering::Relaxed))
+        {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let in_flight = this.in_flight.take();
         Poll::Ready(Ok(resp.map(|inner| Counted {
             inner,
             _in_flight: in_flight,

@@ -44,7 +44,7 @@ pub struct Connections {
     pub slots: Slots,
     open: Mutex<BTreeMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     closed: Notify,
 }
 
@@ -54,7 +54,7 @@ impl Connections {
             slots: Slots::new(usize::try_from(max).unwrap_or(usize::MAX)),
             open: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             closed: Notify::new(),
         }
     }
@@ -71,7 +71,7 @@ impl Connections {
 
     fn register(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::default());
+        let conn = Arc::new(Conn::new(self.draining.clone()));
         if let Ok(mut m) = self.open.lock() {
             m.insert(id, conn.clone());
         }
@@ -235,7 +235,6 @@ pub async fn serve<S>(
         let service = ConnService {
             app: app.clone(),
             conn: registered.conn.clone(),
-            all: conns.clone(),
         };
         tokio::spawn(serve_conn(
             builder.clone(),
@@ -275,6 +274,7 @@ async fn serve_conn<S>(
     let serving = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(serving);
     let mut seen = 0u8;
+    let mut registered = false;
     let mut graceful = false;
     loop {
         tokio::select! {
@@ -285,7 +285,7 @@ async fn serve_conn<S>(
                 }
                 break;
             }
-            signals = Signals { conn: &conn, seen } => {
+            signals = Signals { conn: &conn, seen, registered: &mut registered } => {
                 seen = signals;
                 if signals & SHED != 0 {
                     tracing::debug!("closing an idle client connection: out of descriptors");
