@@ -13,7 +13,9 @@
 //! `protocol_error`; a mid-stream error item counts the same way.
 //!
 //! The check costs no parsing per chunk: the stream keeps references to its last chunks (about
-//! [`TAIL`] bytes) and reads their events only at the end.
+//! [`TAIL`] bytes) and, at the end, reads its events backwards from the last one until one
+//! decides (usually the last: `[DONE]` or `message_stop`), in the last chunk alone when that
+//! holds the deciding event.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -67,6 +69,8 @@ pub fn track(
         tail: VecDeque::new(),
         tail_len: 0,
         dropped: false,
+        at_event_start: true,
+        last_at_event_start: true,
         end: State::Streaming,
     })
 }
@@ -91,6 +95,10 @@ struct Tracked {
     tail_len: usize,
     /// Whether chunks were dropped from the front of `tail`.
     dropped: bool,
+    /// Whether the next chunk starts an event (the last one ended with a blank line).
+    at_event_start: bool,
+    /// Whether the last chunk kept started an event.
+    last_at_event_start: bool,
     end: State,
 }
 
@@ -99,6 +107,8 @@ impl Tracked {
         if chunk.is_empty() {
             return;
         }
+        self.last_at_event_start = self.at_event_start;
+        self.at_event_start = at_boundary(chunk);
         self.tail.push_back(chunk.clone());
         self.tail_len += chunk.len();
         while let Some(front) = self.tail.front()
@@ -122,11 +132,20 @@ impl Tracked {
 
     /// The upstream ended: what is still owed to the consumer, last first.
     fn ended(&mut self) -> Vec<Item> {
-        let mut text = Vec::with_capacity(self.tail_len);
-        for c in &self.tail {
-            text.extend_from_slice(c);
-        }
-        let end = end_of(self.format, &text, self.dropped);
+        let ends_whole = self.at_event_start;
+        // The last chunk alone, when it holds the deciding event; else the whole tail.
+        let more_before = self.tail.len() > 1 || self.dropped;
+        let end = self
+            .tail
+            .back()
+            .and_then(|last| end_of(self.format, last, self.last_at_event_start, more_before))
+            .unwrap_or_else(|| {
+                let mut text = Vec::with_capacity(self.tail_len);
+                for c in &self.tail {
+                    text.extend_from_slice(c);
+                }
+                end_of(self.format, &text, !self.dropped, false).unwrap_or(End::Truncated)
+            });
         self.tail.clear();
         let owed = |b: &'static [u8]| {
             if b.is_empty() {
@@ -157,7 +176,7 @@ impl Tracked {
                     TRUNCATED,
                 ))];
                 // Cut mid-event: end that event first, so the error event stands apart.
-                if !at_boundary(&text) {
+                if !ends_whole {
                     items.push(Ok(Bytes::from_static(b"\n\n")));
                 }
                 items
@@ -214,33 +233,53 @@ fn at_boundary(tail: &[u8]) -> bool {
     tail.ends_with(b"\n\n") || tail.ends_with(b"\r\n\r\n") || tail.ends_with(b"\r\r")
 }
 
-/// How a stream of `format` ends, from its last bytes (`cut`: they start mid-stream).
-fn end_of(format: Format, tail: &[u8], cut: bool) -> End {
+/// How a stream of `format` ends, from its last bytes: the events from the last one backwards
+/// until one decides. `starts_event`: the bytes start with an event (else their first event may be
+/// partial and is not read); `more_before`: earlier bytes exist, so `None` (not decided) asks for
+/// them rather than calling the stream truncated.
+fn end_of(format: Format, tail: &[u8], starts_event: bool, more_before: bool) -> Option<End> {
     if !at_boundary(tail) {
-        return End::Truncated;
+        return Some(End::Truncated);
     }
-    // Parse from the first event boundary when the tail starts mid-event.
-    let start = if cut {
-        memchr::memmem::find(tail, b"\n\n")
-            .map(|i| i + 2)
-            .unwrap_or(tail.len())
-    } else {
-        0
-    };
-    let mut events: Vec<(String, String)> = Vec::new();
-    SseParser::new().push(tail.get(start..).unwrap_or_default(), |ev| {
-        events.push((ev.event.to_owned(), ev.data.to_owned()));
-    });
-    for (event, data) in events.iter().rev() {
-        let verdict = match format {
-            Format::OpenAi => openai_end(data),
-            Format::Anthropic => anthropic_end(event, data),
-        };
-        if let Some(end) = verdict {
-            return end;
+    let mut end = tail.len();
+    loop {
+        let body = tail.get(..end).unwrap_or_default();
+        let lines = body.trim_ascii_end();
+        if lines.is_empty() {
+            return (!more_before).then_some(End::Truncated);
         }
+        let start = match event_start(lines) {
+            Some(i) => i,
+            None if starts_event => 0,
+            None => return (!more_before).then_some(End::Truncated),
+        };
+        // The event with its blank line, so the parser hands it over without a copy.
+        let mut verdict = None;
+        SseParser::new().push(body.get(start..).unwrap_or_default(), |ev| {
+            verdict = match format {
+                Format::OpenAi => openai_end(ev.data),
+                Format::Anthropic => anthropic_end(ev.event, ev.data),
+            };
+        });
+        if verdict.is_some() {
+            return verdict;
+        }
+        end = start;
     }
-    End::Truncated
+}
+
+/// Where the last event of `lines` (ending with its last line, blank lines trimmed) starts: after
+/// the last blank line, if there is one.
+fn event_start(lines: &[u8]) -> Option<usize> {
+    use memchr::memmem::rfind;
+    [
+        rfind(lines, b"\n\n").map(|i| i + 2),
+        rfind(lines, b"\n\r\n").map(|i| i + 3),
+        rfind(lines, b"\r\r").map(|i| i + 2),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
 }
 
 #[derive(Deserialize)]
@@ -308,11 +347,11 @@ mod tests {
     use super::*;
 
     fn openai(s: &str) -> End {
-        end_of(Format::OpenAi, s.as_bytes(), false)
+        end_of(Format::OpenAi, s.as_bytes(), true, false).unwrap()
     }
 
     fn anthropic(s: &str) -> End {
-        end_of(Format::Anthropic, s.as_bytes(), false)
+        end_of(Format::Anthropic, s.as_bytes(), true, false).unwrap()
     }
 
     const CONTENT: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
@@ -386,15 +425,67 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_cut_mid_event_is_read_from_its_first_boundary() {
+    fn cut_bytes_decide_only_from_a_whole_event() {
+        let of = |s: &[u8], starts_event, more_before| {
+            end_of(Format::OpenAi, s, starts_event, more_before)
+        };
+        // The deciding event is whole after a blank line.
         let s = format!("ext\":\"hi\"}}}}]}}\n\n{FINISH}");
+        assert_eq!(of(s.as_bytes(), false, true), Some(End::Complete(DONE)));
         assert_eq!(
-            end_of(Format::OpenAi, s.as_bytes(), true),
-            End::Complete(DONE)
+            of(b"data: [DONE]\n\n", false, true),
+            None,
+            "its start may be further back"
         );
         assert_eq!(
-            end_of(Format::OpenAi, b"ata: [DONE]\n\n", true),
-            End::Truncated
+            of(b"data: [DONE]\n\n", true, true),
+            Some(End::Complete(b""))
         );
+        assert_eq!(of(b"ata: [DONE]\n\n", false, false), Some(End::Truncated));
+        // Only skippable events: the events before decide.
+        let ping = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+        assert_eq!(end_of(Format::Anthropic, ping, true, true), None);
+        assert_eq!(
+            end_of(Format::Anthropic, ping, true, false),
+            Some(End::Truncated)
+        );
+        // CRLF line ends.
+        let crlf = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        assert_eq!(of(crlf.as_bytes(), true, false), Some(End::Complete(b"")));
+    }
+
+    /// The stream as a whole, chunk by chunk: a deciding event behind a last chunk of pings is
+    /// found in the chunks before.
+    #[tokio::test]
+    async fn reads_back_past_the_last_chunk_when_it_does_not_decide() {
+        use futures_util::StreamExt;
+        let chunks = [
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\"}\n\n",
+            "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        ];
+        let ends = |chunks: Vec<&'static str>| async move {
+            let inner: ByteStream = Box::pin(futures_util::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok(Bytes::from_static(c.as_bytes()))),
+            ));
+            let cfg = crate::config::load_str(
+                "providers: [{name: a, type: anthropic}]\nmodels: [{name: m, deployments: [{provider: a, model: m}]}]\n",
+                &|_| None,
+            )
+            .unwrap();
+            let rt =
+                crate::runtime::Runtime::build(cfg, &mut crate::runtime::ClientPool::default())
+                    .unwrap();
+            let d = rt.models["m"].deployments[0].clone();
+            let guard = d.state.start();
+            let out: Vec<_> = track(inner, d, guard, Duration::ZERO).collect().await;
+            out.into_iter().last().unwrap()
+        };
+        let last = ends(chunks.to_vec()).await.unwrap();
+        assert_eq!(&last[..], MESSAGE_STOP);
+        let last = ends(vec![chunks[0], chunks[2]]).await;
+        assert!(last.is_err(), "truncated");
     }
 }
