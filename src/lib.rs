@@ -14,6 +14,7 @@ pub mod headers;
 pub mod ids;
 pub mod jobs;
 pub mod keys;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod mock_server;

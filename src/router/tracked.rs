@@ -66,7 +66,8 @@ pub fn track(
         _guard: guard,
         took,
         format,
-        tail: VecDeque::new(),
+        // Room for the chunks of a usual tail: one allocation per stream.
+        tail: VecDeque::with_capacity(8),
         tail_len: 0,
         dropped: false,
         at_event_start: true,
@@ -269,17 +270,22 @@ fn end_of(format: Format, tail: &[u8], starts_event: bool, more_before: bool) ->
 }
 
 /// Where the last event of `lines` (ending with its last line, blank lines trimmed) starts: after
-/// the last blank line, if there is one.
+/// the last blank line, if there is one. Walks back from line end to line end.
 fn event_start(lines: &[u8]) -> Option<usize> {
-    use memchr::memmem::rfind;
-    [
-        rfind(lines, b"\n\n").map(|i| i + 2),
-        rfind(lines, b"\n\r\n").map(|i| i + 3),
-        rfind(lines, b"\r\r").map(|i| i + 2),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
+    let mut end = lines.len();
+    while let Some(p) = memchr::memrchr(b'\n', lines.get(..end).unwrap_or_default()) {
+        // A blank line ends here when a line ended right before it: `\n\n` or `\n\r\n`.
+        let before = lines.get(..p).unwrap_or_default();
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            return Some(p + 1);
+        }
+        end = p;
+    }
+    // Lines ended by `\r` alone.
+    if memchr::memchr(b'\n', lines).is_none() {
+        return memchr::memmem::rfind(lines, b"\r\r").map(|i| i + 2);
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -448,6 +454,11 @@ mod tests {
         assert_eq!(
             end_of(Format::Anthropic, ping, true, false),
             Some(End::Truncated)
+        );
+        // CR line ends.
+        assert_eq!(
+            of(b"data: x\r\rdata: [DONE]\r\r", true, false),
+            Some(End::Complete(b""))
         );
         // CRLF line ends.
         let crlf = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]\r\n\r\n";
