@@ -1,5 +1,6 @@
-//! Graceful shutdown on SIGTERM: new connections are refused (or `/ready` is 503), in-flight
-//! streams finish, the process exits 0; and `shutdown_grace` bounds the wait.
+//! Graceful shutdown on SIGTERM: the listener stays open while work drains (`/ready` 503
+//! `draining`, new model calls 503), in-flight streams finish, the process exits 0; and
+//! `shutdown_grace` bounds the wait.
 
 use std::time::Duration;
 
