@@ -110,10 +110,27 @@ impl AppState {
 
     /// Re-read the configuration file, validate it whole and swap it in; the changed keys that
     /// need a restart (see [`crate::reload`]). On error the running configuration stays and the
-    /// errors are returned.
-    pub fn reload(&self) -> Result<Vec<&'static str>, Vec<String>> {
-        crate::reload::reload(self)
+    /// errors are returned. `admin_names` (the live admin-made keys' names, with their ids): a
+    /// file whose key has one of them is refused, names being unique.
+    pub fn reload(
+        &self,
+        admin_names: &std::collections::HashMap<String, String>,
+    ) -> Result<Vec<&'static str>, Vec<String>> {
+        crate::reload::reload(self, admin_names)
     }
+}
+
+/// [`AppState::reload`] off the async runtime (it reads the file), with the names of the live
+/// admin-made keys to check the file's against.
+pub async fn reload(state: &SharedState) -> Result<Vec<&'static str>, Vec<String>> {
+    let names = state.keys.live_names().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reload: the admin-made keys cannot be read; the file's key names are not checked against theirs");
+        std::collections::HashMap::new()
+    });
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.reload(&names))
+        .await
+        .map_err(|_| vec!["internal: the reload task failed".to_owned()])?
 }
 
 /// The request id of the current request, put in extensions by `request_context`.

@@ -30,9 +30,14 @@ pub fn hash_hex(key: &str) -> String {
 /// One gateway key's record.
 #[derive(Debug)]
 pub struct KeyEntry {
-    /// Stable id: `cfg_<name>` for keys from the file, `key_…` for admin-created ones.
+    /// The immutable id everything the key owns is bound to: `key_…` for admin-created keys,
+    /// [`file_key_id`] (derived from the key's digest) for keys of the file.
     pub id: String,
+    /// A label for logs, metrics and the admin API; never compared to decide ownership.
     pub name: String,
+    /// Keys of the file: the id records made before ids followed the key's digest carry
+    /// (`cfg_<name>`); [`KeyEntry::owns`] accepts it for those records.
+    legacy_id: Option<Box<str>>,
     models: ModelGlobs,
     pub expires_at: Option<SystemTime>,
     pub rpm: Option<u64>,
@@ -99,6 +104,7 @@ impl KeyEntry {
             tpm_header: tpm.map(crate::headers::number),
             id: id.to_owned(),
             name: name.to_owned(),
+            legacy_id: None,
             models,
             expires_at,
             rpm,
@@ -108,9 +114,9 @@ impl KeyEntry {
         })
     }
 
-    fn from_config(k: &KeyConfig) -> Result<Self, String> {
+    fn from_config(k: &KeyConfig, hash: &KeyHash) -> Result<Self, String> {
         let mut e = Self::build(
-            &format!("cfg_{}", k.name),
+            &file_key_id(hash),
             &k.name,
             &k.models,
             k.expires_at.as_deref(),
@@ -120,7 +126,19 @@ impl KeyEntry {
             None,
         )?;
         e.budget_period = k.budget_period.map(|d| d.get());
+        e.legacy_id = Some(legacy_file_key_id(&k.name).into());
         Ok(e)
+    }
+
+    /// Whether a record stamped with `owner` (a key id) belongs to this key.
+    pub fn owns(&self, owner: &str) -> bool {
+        owner == self.id || self.legacy_id.as_deref() == Some(owner)
+    }
+
+    /// The id records of this key carried before ids followed the key's digest, if it had
+    /// another one (`cfg_<name>` for keys of the file).
+    pub fn legacy_id(&self) -> Option<&str> {
+        self.legacy_id.as_deref()
     }
 
     /// The period spend and usage are counted over.
@@ -139,6 +157,22 @@ impl KeyEntry {
             ModelGlobs::Some(set) => set.is_match(model),
         }
     }
+}
+
+/// The id of a key of the file: `cfg_` + the first 16 hex digits of the SHA-256 of its
+/// `key_sha256` (the hex string). It follows the secret, not the name: renaming a key keeps its
+/// records and spend, and a new secret under an old name starts afresh. Not reversible to the key.
+pub fn file_key_id(hash: &KeyHash) -> String {
+    let digest = Sha256::digest(hex::encode(hash).as_bytes());
+    let mut id = String::with_capacity(20);
+    id.push_str("cfg_");
+    id.push_str(&hex::encode(&digest[..8]));
+    id
+}
+
+/// The id keys of the file had before [`file_key_id`]: `cfg_<name>`.
+pub fn legacy_file_key_id(name: &str) -> String {
+    format!("cfg_{name}")
 }
 
 /// The authenticated caller of one request.
@@ -161,14 +195,20 @@ impl Caller {
         }
     }
 
-    /// The key's name for logs and metrics ("" when open).
+    /// The key's name: a label for logs and metrics only ("" when open).
     pub fn name(&self) -> &str {
         self.key.as_ref().map_or("", |k| k.name.as_str())
     }
 
-    /// The key's id ("" when open).
+    /// The key's id, which everything it owns is bound to ("" when open).
     pub fn id(&self) -> &str {
         self.key.as_ref().map_or("", |k| k.id.as_str())
+    }
+
+    /// Whether a record stamped with `owner` (a key id) is this caller's. With auth off every
+    /// record is.
+    pub fn owns(&self, owner: &str) -> bool {
+        self.key.as_ref().is_none_or(|k| k.owns(owner))
     }
 }
 
@@ -199,7 +239,7 @@ impl Auth {
                 }
                 _ => return Err(format!("auth.keys {}: needs key or key_sha256", k.name)),
             };
-            keys.insert(hash, Arc::new(KeyEntry::from_config(k)?));
+            keys.insert(hash, Arc::new(KeyEntry::from_config(k, &hash)?));
         }
         let master = cfg
             .master_key
@@ -285,9 +325,19 @@ pub fn check_usable(entry: &KeyEntry) -> Result<(), Error> {
 }
 
 impl Auth {
-    /// A key from the file by its id (a job runs as the key that submitted it).
+    /// A key from the file by its id, or by the id records made before ids followed the key's
+    /// secret carry (`cfg_<name>`): a job runs as the key that submitted it.
     pub fn entry_by_id(&self, id: &str) -> Option<Arc<KeyEntry>> {
-        self.keys.values().find(|k| k.id == id).cloned()
+        let mut keys = self.keys.values();
+        keys.clone()
+            .find(|k| k.id == id)
+            .or_else(|| keys.find(|k| k.legacy_id() == Some(id)))
+            .cloned()
+    }
+
+    /// The file's key with this name, if any.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.values().find(|k| k.name == name)
     }
 }
 
@@ -395,6 +445,28 @@ mod tests {
         assert!(c.may_use("gpt-4o"));
         assert!(!c.may_use("claude-haiku"));
         assert!(a.authenticate(&headers("x-api-key", "sk-old")).is_err());
+    }
+
+    #[test]
+    fn a_file_keys_id_follows_its_secret_and_owns_its_legacy_records() {
+        let a = auth();
+        let all = a.authenticate(&headers("x-api-key", "sk-all")).unwrap();
+        let id = all.id().to_owned();
+        // `cfg_` + 16 hex digits of SHA-256(key_sha256 hex), whichever way the key was given.
+        assert_eq!(id, file_key_id(&hash_key("sk-all")));
+        assert!(
+            id.starts_with("cfg_") && id.len() == 20 && id != "cfg_all",
+            "{id}"
+        );
+        let gpt = a.authenticate(&headers("x-api-key", "sk-gpt")).unwrap();
+        assert_eq!(gpt.id(), file_key_id(&hash_key("sk-gpt")));
+        // Its records, new and made before ids followed the secret; nobody else's.
+        assert!(all.owns(&id) && all.owns("cfg_all"));
+        assert!(!all.owns("cfg_gpt") && !all.owns(gpt.id()) && !gpt.owns(&id));
+        assert!(Caller { key: None }.owns("anything"));
+        assert_eq!(a.entry_by_id(&id).unwrap().name, "all");
+        assert_eq!(a.entry_by_id("cfg_all").unwrap().id, id);
+        assert!(a.entry_by_id("cfg_nobody").is_none());
     }
 
     #[test]

@@ -163,6 +163,13 @@ pub enum Error {
     Timeout,
     #[error("not found")]
     NotFound,
+    /// The request clashes with the state of what it names (a key name taken by a live key,
+    /// a job that can no longer be cancelled): 409.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        code: Option<&'static str>,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -178,6 +185,7 @@ impl Error {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -201,6 +209,7 @@ impl Error {
             Self::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
             Self::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             Self::NotFound => ("not_found_error", None),
+            Self::Conflict { code, .. } => ("invalid_request_error", *code),
             Self::TooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
             Self::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
             Self::BudgetExceeded { .. } => ("insufficient_quota", Some("budget_exceeded")),
@@ -277,6 +286,7 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        // Answers the same request would get again: the SDKs must not retry them.
         let no_retry = matches!(
             self.error,
             Error::BudgetExceeded { .. }
@@ -285,6 +295,8 @@ impl IntoResponse for ApiError {
                 | Error::ModelNotFound(_)
                 | Error::TooLarge { .. }
                 | Error::Unauthenticated(_)
+                | Error::UpstreamRejected(_)
+                | Error::Conflict { .. }
         );
         if no_retry {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
@@ -304,7 +316,10 @@ pub struct ErrorKind(pub String);
 /// Anthropic's error types are a fixed set; map ours onto it.
 fn anthropic_type(e: &Error, openai_type: &str) -> String {
     match e {
-        Error::InvalidRequest(_) | Error::TooLarge { .. } | Error::ModelNotFound(_) => {
+        Error::InvalidRequest(_)
+        | Error::TooLarge { .. }
+        | Error::ModelNotFound(_)
+        | Error::Conflict { .. } => {
             if matches!(e, Error::ModelNotFound(_)) {
                 "not_found_error".to_owned()
             } else {
@@ -363,6 +378,43 @@ mod tests {
         assert!(!s.contains("abcdefghij"), "{s}");
         assert!(s.contains("[redacted]"));
         assert!(s.contains("Incorrect API key provided"));
+    }
+
+    #[test]
+    fn answers_a_retry_cannot_change_say_so() {
+        let no_retry = |e: Error| {
+            e.into_response_for(Flavor::OpenAi)
+                .headers()
+                .get("x-should-retry")
+                .map(|v| v.as_bytes().to_vec())
+        };
+        let rejected = UpstreamError::new("p", UpstreamKind::Status(400), "bad");
+        assert_eq!(
+            no_retry(Error::UpstreamRejected(rejected)).as_deref(),
+            Some(&b"false"[..])
+        );
+        let taken = Error::Conflict {
+            message: "taken".into(),
+            code: Some("key_name_taken"),
+        };
+        assert_eq!(taken.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            taken.kind(),
+            ("invalid_request_error", Some("key_name_taken"))
+        );
+        assert_eq!(no_retry(taken).as_deref(), Some(&b"false"[..]));
+        let failed = UpstreamError::new("p", UpstreamKind::Status(500), "boom");
+        let upstream = Error::Upstream {
+            attempts: 3,
+            last: failed,
+        };
+        assert_eq!(no_retry(upstream), None);
+        let limited = Error::RateLimited {
+            reason: LimitReason::Tokens,
+            retry_after: Duration::from_secs(2),
+        };
+        assert!(limited.to_string().contains("tokens per minute"));
+        assert_eq!(no_retry(limited), None);
     }
 
     #[test]

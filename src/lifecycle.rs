@@ -163,7 +163,7 @@ async fn wait_for_stop(state: &SharedState) {
                 _ = int.recv() => return,
                 _ = hup.recv() => {
                     // The outcome, restart-only keys included, is logged by the reload.
-                    if let Err(errors) = state.reload() {
+                    if let Err(errors) = crate::app::reload(state).await {
                         for e in errors {
                             tracing::error!(error = %e, "reload refused; the running configuration stays");
                         }

@@ -1,4 +1,5 @@
-//! The `ai-gateway` command: serve, check a configuration, hash a key, run the mock server.
+//! The `ai-gateway` command: serve, check a configuration, hash a key, print the webhook
+//! secret, run the mock server, import another gateway's configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod allocator;
 
-use ai_gateway::{app, auth, config, jobs, lifecycle, mock_server, telemetry};
+use ai_gateway::{app, auth, config, import, jobs, keys, lifecycle, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,9 @@ enum Command {
     Check,
     /// Print the SHA-256 hex of a key, for `key_sha256` in the configuration.
     HashKey { key: String },
+    /// Print the secret webhooks are signed with (`whsec_…`): `jobs.webhook.secret`, or the one
+    /// the gateway generated and stored (in `state.data_dir`, or in NATS).
+    WebhookSecret,
     /// Serve the built-in mock provider over HTTP (OpenAI and Anthropic shapes), for tests and benchmarks.
     MockServer {
         #[arg(long, default_value = "127.0.0.1:18080")]
@@ -42,6 +46,16 @@ enum Command {
         #[arg(long, default_value = "0ms")]
         latency: config::Dur,
     },
+    /// Convert another gateway's configuration into this one's: YAML on stdout, what could not
+    /// be carried over on stderr.
+    #[command(subcommand)]
+    Import(ImportFrom),
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// A LiteLLM proxy config.yaml: `ai-gateway import litellm config.yaml > gateway.yaml`.
+    Litellm { path: PathBuf },
 }
 
 fn env(k: &str) -> Option<String> {
@@ -75,6 +89,30 @@ fn main() -> ExitCode {
             println!("{}", auth::hash_hex(&key));
             ExitCode::SUCCESS
         }
+        Command::WebhookSecret => {
+            let (cfg, _) = match load(cli.config.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("invalid configuration:\n{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let found = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(jobs::secret::lookup(&cfg)));
+            match found {
+                Ok(secret) => {
+                    println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check => {
             let Some(path) = config::resolve_path(cli.config.as_deref(), &env) else {
                 eprintln!("no configuration file: give --config PATH (or set AI_GATEWAY_CONFIG)");
@@ -91,6 +129,22 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("{}: invalid configuration", path.display());
                     eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Import(ImportFrom::Litellm { path }) => {
+            match import::litellm::import_file(&path, std::time::SystemTime::now()) {
+                Ok(out) => {
+                    print!("{}", out.yaml);
+                    for note in &out.notes {
+                        eprintln!("{note}");
+                    }
+                    eprintln!("{}", import::litellm::VIRTUAL_KEYS_NOTE);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
                     ExitCode::FAILURE
                 }
             }
@@ -189,6 +243,7 @@ async fn serve(
     // The metrics recorder is installed with the state, before the jobs set their gauges.
     let jobs_cfg = cfg.clone();
     let state = app::AppState::new(cfg, path)?;
+    keys::at_start(&state).await;
     match jobs::Jobs::start(&jobs_cfg).await {
         Ok(j) => {
             let _ = state.jobs.set(j);

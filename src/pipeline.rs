@@ -264,7 +264,7 @@ fn cache_plan(
 ) -> Option<(cache::Key, Policy)> {
     let cfg = &rt.config.cache;
     let policy = cache::policy(headers, cfg, model_cache, true)?;
-    let (key, value) = cache::key::key(endpoint, cache::scope(cfg, caller.name()), body)?;
+    let (key, value) = cache::key::key(endpoint, cache::scope(cfg, caller.id()), body)?;
     if cfg.only_deterministic && !cache::key::is_deterministic(&value) {
         return None;
     }

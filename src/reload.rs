@@ -59,10 +59,13 @@ restart_only! {
     "telemetry.service_name" => telemetry.service_name;
 }
 
-/// Re-read the configuration file and swap it in. On success, the keys that changed but need a
-/// restart (empty when none); on error the running configuration stays and the errors are
-/// returned.
-pub fn reload(state: &AppState) -> Result<Vec<&'static str>, Vec<String>> {
+/// Re-read the configuration file and swap it in (refused when a file key takes the name of a
+/// live admin-made key in `admin_names`). On success, the keys that changed but need a restart
+/// (empty when none); on error the running configuration stays and the errors are returned.
+pub fn reload(
+    state: &AppState,
+    admin_names: &std::collections::HashMap<String, String>,
+) -> Result<Vec<&'static str>, Vec<String>> {
     let Some(path) = &state.config_path else {
         return Err(vec![
             "the gateway runs on its built-in default configuration; there is no file to reload"
@@ -72,6 +75,10 @@ pub fn reload(state: &AppState) -> Result<Vec<&'static str>, Vec<String>> {
     let env = |k: &str| std::env::var(k).ok();
     let mut cfg = config::load_file(path, &env)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let clashes = crate::keys::file_clashes(cfg.auth.as_ref(), admin_names);
+    if !clashes.is_empty() {
+        return Err(clashes);
+    }
     let old = state.runtime.load_full();
     let restart_required = pin_restart_only(&mut cfg, &old.config);
     let rt = {

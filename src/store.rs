@@ -95,6 +95,27 @@ impl Store {
         .await
     }
 
+    /// Run `f` on one table inside one write transaction, committed when `f` returns `Ok`
+    /// (a check and the writes it allows are one atomic step).
+    pub async fn transact<T: Send + 'static>(
+        &self,
+        table: Table,
+        f: impl for<'t> FnOnce(&mut redb::Table<'t, &'static str, &'static str>) -> Result<T, String>
+        + Send
+        + 'static,
+    ) -> Result<T, String> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            let out = {
+                let mut t = txn.open_table(table.def()).map_err(|e| e.to_string())?;
+                f(&mut t)?
+            };
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Every entry whose key starts with `prefix`.
     pub async fn scan(
         &self,

@@ -10,14 +10,13 @@ use crate::app::SharedState;
 /// `POST /admin/reload`: re-read the file; an invalid one is refused with its errors. A valid one
 /// is applied, and the answer lists the changed keys that need a restart (`restart_required`).
 pub async fn reload(State(state): State<SharedState>) -> Response {
-    let st = state.clone();
-    match tokio::task::spawn_blocking(move || st.reload()).await {
-        Ok(Ok(restart_required)) => axum::Json(json!({
+    match crate::app::reload(&state).await {
+        Ok(restart_required) => axum::Json(json!({
             "status": "reloaded",
             "restart_required": restart_required,
         }))
         .into_response(),
-        Ok(Err(errors)) => {
+        Err(errors) => {
             for e in &errors {
                 tracing::error!(error = %e, "reload refused; the running configuration stays");
             }
@@ -31,8 +30,6 @@ pub async fn reload(State(state): State<SharedState>) -> Response {
             )
                 .into_response()
         }
-        Err(_) => crate::error::Error::Internal("reload task failed".into())
-            .into_response_for(crate::error::Flavor::OpenAi),
     }
 }
 
@@ -118,7 +115,8 @@ pub async fn create_key(State(state): State<SharedState>, body: axum::body::Byte
         Ok(c) => c,
         Err(e) => return admin_error(e),
     };
-    match state.keys.create(change).await {
+    let file = state.runtime.load_full();
+    match state.keys.create(change, &file.auth).await {
         Ok((rec, key)) => {
             let mut v = key_view(&state, &rec).await;
             v["key"] = json!(key);
@@ -175,7 +173,8 @@ pub async fn update_key(
         Ok(c) => c,
         Err(e) => return admin_error(e),
     };
-    match state.keys.update(&id, change).await {
+    let file = state.runtime.load_full();
+    match state.keys.update(&id, change, &file.auth).await {
         Ok(rec) => axum::Json(key_view(&state, &rec).await).into_response(),
         Err(e) => admin_error(e),
     }

@@ -62,7 +62,7 @@ fn unavailable(msg: impl Into<String>) -> Error {
     }
 }
 
-/// An error answer with another status than the error's own (404 for jobs, 409).
+/// An error answer with another status than the error's own (404 for jobs).
 fn with_status(e: Error, flavor: Flavor, status: StatusCode) -> Response {
     let mut r = e.into_response_for(flavor);
     *r.status_mut() = status;
@@ -249,11 +249,6 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-/// The caller's key name to compare with a job's, or `None` when auth is off (all visible).
-fn viewer(caller: &Caller) -> Option<&str> {
-    caller.key.as_ref().map(|k| k.name.as_str())
-}
-
 pub async fn get_job(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -266,9 +261,7 @@ pub async fn get_job(
         return not_found(&id);
     }
     match jobs.queue.get(&id).await {
-        Ok(Some(job)) if job.visible_to(viewer(&caller)) => {
-            axum::Json(job.public()).into_response()
-        }
+        Ok(Some(job)) if job.visible_to(&caller) => axum::Json(job.public()).into_response(),
         Ok(_) => not_found(&id),
         Err(e) => unavailable(format!("the job store is unavailable: {e}"))
             .into_response_for(Flavor::OpenAi),
@@ -287,19 +280,19 @@ pub async fn cancel_job(
         return not_found(&id);
     }
     let ttl = state.runtime.load().config.jobs.result_ttl.get();
-    match jobs.queue.cancel(&id, viewer(&caller), ttl).await {
+    match jobs.queue.cancel(&id, &caller, ttl).await {
         Ok(Cancel::Cancelled(job)) => {
             crate::jobs::worker::count_end(&job);
             axum::Json(job.public()).into_response()
         }
-        Ok(Cancel::Conflict(job)) => with_status(
-            Error::invalid(format!(
+        Ok(Cancel::Conflict(job)) => Error::Conflict {
+            message: format!(
                 "job {id} is {}; only a queued job can be cancelled",
                 job.status.as_str()
-            )),
-            Flavor::OpenAi,
-            StatusCode::CONFLICT,
-        ),
+            ),
+            code: None,
+        }
+        .into_response_for(Flavor::OpenAi),
         Ok(Cancel::NotFound) => not_found(&id),
         Err(e) => unavailable(format!("the job store is unavailable: {e}"))
             .into_response_for(Flavor::OpenAi),

@@ -3,7 +3,7 @@
 //! Canonical JSON: object keys sorted, insignificant whitespace gone, numbers normalised (`1.0`
 //! and `1` are the same; `1e2` and `100` too), and the top-level fields that do not change the
 //! answer removed (`stream`, `stream_options`, `user`, `metadata`, `store`, `service_tier`). The
-//! hash also covers the scope (the gateway key's name with `scope: key`), the endpoint kind and
+//! hash also covers the scope (the gateway key's id with `scope: key`), the endpoint kind and
 //! the model name the client asked for.
 
 use serde_json::Value;

@@ -131,10 +131,11 @@ pub fn policy(
     Some(p)
 }
 
-/// The scope part of the key: the caller's key name with `scope: key`.
-pub fn scope<'a>(cfg: &CacheConfig, key_name: &'a str) -> &'a str {
+/// The scope part of the key: the caller's key id with `scope: key` (never its name: a new key
+/// given a revoked key's name sees none of its entries).
+pub fn scope<'a>(cfg: &CacheConfig, key_id: &'a str) -> &'a str {
     match cfg.scope {
-        CacheScope::Key => key_name,
+        CacheScope::Key => key_id,
         CacheScope::Global => "",
     }
 }

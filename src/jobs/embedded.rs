@@ -9,7 +9,7 @@
 //!
 //! Tables: `records` (id → job JSON), `bodies` (id → request body, removed when the job ends),
 //! `queue` ((due ms, seq) → id), `running` (ids being run: re-queued at start after a crash),
-//! `idempotency` (caller NUL key → id), `expiry` ((ms, id): records to drop after
+//! `idempotency` (key id NUL Idempotency-Key → id), `expiry` ((ms, id): records to drop after
 //! `jobs.result_ttl`), `webhooks` ((due ms, id): pending deliveries), `meta`.
 
 use std::any::Any;
@@ -27,16 +27,17 @@ use redb::{
 use tokio::sync::{Notify, oneshot};
 
 use super::{Cancel, Job, JobStatus, NewJob, StoreError, Submitted, WebhookStatus, now_unix_ms};
+use crate::auth::Caller;
 use crate::config::Config;
 
-const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
 const QUEUE: TableDefinition<(u64, u64), &str> = TableDefinition::new("queue");
 const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running");
-const IDEM: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
+pub(super) const IDEM: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 const WEBHOOKS: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhooks");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 1024;
@@ -63,8 +64,9 @@ pub struct Embedded {
     pub path: PathBuf,
 }
 
-fn scoped_idem(caller: &str, key: &str) -> String {
-    format!("{caller}\u{0}{key}")
+/// An `Idempotency-Key` in the scope of the key (by its id) that sent it.
+pub(super) fn scoped_idem(owner_id: &str, key: &str) -> String {
+    format!("{owner_id}\u{0}{key}")
 }
 
 /// One committed batch of operations per loop.
@@ -125,7 +127,7 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Cmd>) {
     }
 }
 
-fn read_job(
+pub(super) fn read_job(
     t: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<Job>, redb::Error> {
@@ -141,6 +143,7 @@ impl Embedded {
         let ttl_ms = u64::try_from(cfg.jobs.result_ttl.get().as_millis()).unwrap_or(u64::MAX);
         let path = dir.join("jobs.redb");
         let p2 = path.clone();
+        let auth = crate::auth::Auth::from_config(cfg.auth.as_ref())?;
         let (db, seq, queued) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("state.data_dir {}: cannot create it: {e}", dir.display()))?;
@@ -154,7 +157,7 @@ impl Embedded {
                     ),
                     other => format!("{}: cannot open the job store: {other}", p2.display()),
                 })?;
-            let (seq, queued) = recover(&db, max_attempts, ttl_ms)
+            let (seq, queued) = recover(&db, max_attempts, ttl_ms, &auth)
                 .map_err(|e| format!("{}: cannot recover the job store: {e}", p2.display()))?;
             Ok::<_, String>((Arc::new(db), seq, queued))
         })
@@ -229,7 +232,7 @@ impl Embedded {
                 let mut records = txn.open_table(RECORDS)?;
                 if let Some(k) = &job.idempotency_key {
                     let mut idem = txn.open_table(IDEM)?;
-                    let scoped = scoped_idem(&job.caller, k);
+                    let scoped = scoped_idem(&job.caller_id, k);
                     let existing = idem.get(scoped.as_str())?.map(|v| v.value().to_owned());
                     if let Some(id) = existing
                         && let Some(j) = read_job(&records, &id)?
@@ -359,18 +362,18 @@ impl Embedded {
     pub async fn cancel(
         &self,
         id: &str,
-        caller: Option<&str>,
+        caller: &Caller,
         ttl_ms: u64,
     ) -> Result<Cancel, StoreError> {
         let id = id.to_owned();
-        let caller = caller.map(str::to_owned);
+        let caller = caller.clone();
         let out = self
             .write(move |txn| {
                 let mut records = txn.open_table(RECORDS)?;
                 let Some(mut job) = read_job(&records, &id)? else {
                     return Ok(Cancel::NotFound);
                 };
-                if !job.visible_to(caller.as_deref()) {
+                if !job.visible_to(&caller) {
                     return Ok(Cancel::NotFound);
                 }
                 if job.status != JobStatus::Queued {
@@ -469,7 +472,7 @@ impl Embedded {
                 exp.remove((*at, id.as_str()))?;
                 if let Some(job) = read_job(&records, id)? {
                     if let Some(k) = &job.idempotency_key {
-                        idem.remove(scoped_idem(&job.caller, k).as_str())?;
+                        idem.remove(scoped_idem(&job.caller_id, k).as_str())?;
                     }
                     if job
                         .webhook
@@ -495,16 +498,21 @@ impl Embedded {
         .await
     }
 
-    /// The stored webhook secret, made and stored now if there is none (then `true`).
-    pub async fn webhook_secret(&self) -> Result<(Vec<u8>, bool), String> {
+    /// The webhook secret an earlier version kept in the `meta` table, if any.
+    pub async fn legacy_webhook_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        self.read(|txn| {
+            let meta = txn.open_table(META)?;
+            Ok(meta.get(super::secret::KEY)?.map(|v| v.value().to_vec()))
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Drop that secret (once it is in its file).
+    pub async fn forget_legacy_webhook_secret(&self) -> Result<(), String> {
         self.write(|txn| {
-            let mut meta = txn.open_table(META)?;
-            if let Some(v) = meta.get("webhook_secret")? {
-                return Ok((v.value().to_vec(), false));
-            }
-            let key = crate::webhooks::generate_secret();
-            meta.insert("webhook_secret", key.as_slice())?;
-            Ok((key, true))
+            txn.open_table(META)?.remove(super::secret::KEY)?;
+            Ok(())
         })
         .await
         .map_err(|e| e.to_string())
@@ -536,10 +544,23 @@ fn end_job(
     Ok(())
 }
 
-/// At start: create the tables, put jobs that were running back in the queue (or fail them when
-/// their attempts are used up). Returns the next queue sequence and the queue length.
-fn recover(db: &Database, max_attempts: u32, ttl_ms: u64) -> Result<(u64, i64), redb::Error> {
+/// At start: create the tables, rescope old idempotency entries, put jobs that were running back
+/// in the queue (or fail them when their attempts are used up). Returns the next queue sequence
+/// and the queue length.
+fn recover(
+    db: &Database,
+    max_attempts: u32,
+    ttl_ms: u64,
+    auth: &crate::auth::Auth,
+) -> Result<(u64, i64), redb::Error> {
     let txn = db.begin_write()?;
+    let rescoped = super::legacy::rescope_embedded(&txn, auth)?;
+    if rescoped > 0 {
+        tracing::info!(
+            entries = rescoped,
+            "idempotency keys of earlier jobs rescoped to their key's id"
+        );
+    }
     let (seq, queued) = {
         let mut records = txn.open_table(RECORDS)?;
         let _ = txn.open_table(BODIES)?;

@@ -18,7 +18,9 @@
 //! in `attempts`.
 
 pub mod embedded;
+mod legacy;
 pub mod nats;
+pub mod secret;
 pub mod worker;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::app::SharedState;
+use crate::auth::Caller;
 use crate::config::Config;
 
 /// Where a job is in its life.
@@ -91,9 +94,10 @@ pub struct Job {
     /// `/v1/messages`.
     pub endpoint: String,
     pub model: String,
-    /// The name of the key that created it ("" with auth off): only that key sees it.
+    /// The name of the key that created it ("" with auth off): a label, never compared.
     pub caller: String,
-    /// The id of that key (`cfg_…` from the file, `key_…` from the admin API): the job runs as it.
+    /// The id of that key (`cfg_…` from the file, `key_…` from the admin API): only that key
+    /// sees the job, its `Idempotency-Key` is scoped by it, and the job runs as it.
     #[serde(default)]
     pub caller_id: String,
     pub request_id: String,
@@ -165,9 +169,10 @@ impl Job {
         v
     }
 
-    /// Whether `caller` (a key name) may see this job. With auth off every job is visible.
-    pub fn visible_to(&self, caller: Option<&str>) -> bool {
-        caller.is_none_or(|c| c == self.caller)
+    /// Whether `caller` may see this job: the key whose id it carries. With auth off every job
+    /// is visible.
+    pub fn visible_to(&self, caller: &Caller) -> bool {
+        caller.owns(&self.caller_id)
     }
 
     pub fn to_bytes(&self) -> Bytes {
@@ -246,12 +251,11 @@ impl JobQueue {
         }
     }
 
-    /// Cancel a queued job that `caller` may see (`None`: auth is off). `ttl` is how long its
-    /// record is kept.
+    /// Cancel a queued job that `caller` may see. `ttl` is how long its record is kept.
     pub async fn cancel(
         &self,
         id: &str,
-        caller: Option<&str>,
+        caller: &Caller,
         ttl: Duration,
     ) -> Result<Cancel, StoreError> {
         match self {
@@ -280,8 +284,8 @@ pub struct Jobs {
 impl Jobs {
     /// Open the embedded store or connect to NATS (connection and JetStream set-up continue in
     /// the background when NATS is down), and settle the webhook secret: the configured one, or
-    /// one generated once and stored with the jobs (so every replica and every restart signs
-    /// with the same key).
+    /// one generated once and stored where only the gateway's user reads it ([`secret`]), so
+    /// every replica and every restart signs with the same key. It is never logged.
     pub async fn start(cfg: &Config) -> Result<Arc<Self>, String> {
         let queue = match &cfg.state.nats_url {
             Some(url) => JobQueue::Nats(nats::Nats::connect(url, cfg).await?),
@@ -292,16 +296,12 @@ impl Jobs {
         match &cfg.jobs.webhook.secret {
             Some(s) => jobs.webhooks.set_key(crate::webhooks::decode_secret(s)?),
             None => match &jobs.queue {
-                JobQueue::Embedded(e) => {
-                    let (key, created) = e.webhook_secret().await?;
-                    log_generated_secret(&key, created);
-                    jobs.webhooks.set_key(key);
-                }
+                JobQueue::Embedded(e) => jobs.webhooks.set_key(secret::embedded(cfg, e).await?),
                 JobQueue::Nats(n) => {
                     let (n, j) = (n.clone(), jobs.clone());
                     tokio::spawn(async move {
                         if let Ok((key, created)) = n.webhook_secret().await {
-                            log_generated_secret(&key, created);
+                            secret::log_nats(created);
                             j.webhooks.set_key(key);
                         }
                     });
@@ -352,21 +352,6 @@ impl Jobs {
             }
             JobQueue::Embedded(_) => "unused",
         }
-    }
-}
-
-fn log_generated_secret(key: &[u8], created: bool) {
-    if created {
-        // The one secret that may appear in a log: the operator needs it to verify webhooks,
-        // and it is written nowhere else they can read.
-        tracing::warn!(
-            webhook_secret = %crate::webhooks::encode_secret(key),
-            "jobs.webhook.secret is not set: generated this webhook signing secret and stored it with the jobs; it is logged only this once"
-        );
-    } else {
-        tracing::info!(
-            "jobs.webhook.secret is not set: signing webhooks with the secret generated earlier (stored with the jobs)"
-        );
     }
 }
 

@@ -8,12 +8,13 @@
 //!   `attempts` decides when a job has had enough, so a worker that dies on the last delivery
 //!   cannot leave a job `running` forever.
 //! - KV bucket `aigw_jobs` (history 1, `max_age` = `jobs.result_ttl`): `j.{id}` the record,
-//!   `i.{sha256(key name, Idempotency-Key)}` the job id of an idempotent submission. Every state
+//!   `i.{sha256(key id, Idempotency-Key)}` the job id of an idempotent submission. Every state
 //!   change is a compare-and-set on the record's revision, so a job redelivered to a second worker
 //!   while the first still runs ends once.
 //! - Stream `AIGW_WEBHOOKS` + consumer `webhooks`: one message per delivery, retried by a NAK
 //!   delayed by the backoff, so the schedule survives any restart.
-//! - KV bucket `aigw_meta`: the generated webhook secret when none is configured.
+//! - KV bucket `aigw_meta`: the generated webhook secret when none is configured; `idem_scope`
+//!   once idempotency entries made before they were scoped by key id are rescoped.
 //! - Object store `aigw_objects`: bodies and results too large for one message (`max_payload`).
 //!
 //! The client reconnects by itself; JetStream set-up is retried in the background until it
@@ -35,6 +36,7 @@ use super::{
     Cancel, Job, JobStatus, Jobs, NewJob, StoreError, SubmitError, Submitted, WebhookStatus,
 };
 use crate::app::SharedState;
+use crate::auth::Caller;
 use crate::config::Config;
 
 const JOBS_STREAM: &str = "AIGW_JOBS";
@@ -71,13 +73,14 @@ pub struct Nats {
     ready: watch::Sender<bool>,
 }
 
-fn record_key(id: &str) -> String {
+pub(super) fn record_key(id: &str) -> String {
     format!("j.{id}")
 }
 
-fn idem_key(caller: &str, key: &str) -> String {
+/// An `Idempotency-Key` in the scope of the key (by its id) that sent it.
+pub(super) fn idem_key(owner_id: &str, key: &str) -> String {
     let mut h = Sha256::new();
-    h.update(caller.as_bytes());
+    h.update(owner_id.as_bytes());
     h.update([0u8]);
     h.update(key.as_bytes());
     format!("i.{}", hex::encode(h.finalize()))
@@ -232,11 +235,22 @@ impl Nats {
             loop {
                 match setup(&bg.client, &cfg).await {
                     Ok(inner) => {
-                        bg.inner.store(Some(Arc::new(inner)));
+                        let inner = Arc::new(inner);
+                        bg.inner.store(Some(inner.clone()));
                         let _ = bg.ready.send(true);
                         tracing::info!(
                             "NATS JetStream ready: job queue, records and webhook schedule"
                         );
+                        match super::legacy::rescope_nats(&inner.kv, &inner.meta, &cfg).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                entries = n,
+                                "idempotency keys of earlier jobs rescoped to their key's id"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot rescope earlier idempotency keys (the next start retries)")
+                            }
+                        }
                         return;
                     }
                     Err(e) => {
@@ -281,13 +295,13 @@ impl Nats {
             let Some(inner) = self.wait_inner(&mut never).await else {
                 continue;
             };
-            match inner.meta.get("webhook_secret").await {
+            match inner.meta.get(super::secret::KEY).await {
                 Ok(Some(v)) => return Ok((v.to_vec(), false)),
                 Ok(None) => {
                     let key = crate::webhooks::generate_secret();
                     match inner
                         .meta
-                        .create("webhook_secret", Bytes::from(key.clone()))
+                        .create(super::secret::KEY, Bytes::from(key.clone()))
                         .await
                     {
                         Ok(_) => return Ok((key, true)),
@@ -328,7 +342,7 @@ impl Nats {
         let ikey = job
             .idempotency_key
             .as_ref()
-            .map(|k| idem_key(&job.caller, k));
+            .map(|k| idem_key(&job.caller_id, k));
         if let Some(ik) = &ikey {
             match inner.kv.create(ik, Bytes::from(job.id.clone())).await {
                 Ok(_) => {}
@@ -408,7 +422,7 @@ impl Nats {
         })
     }
 
-    pub async fn cancel(&self, id: &str, caller: Option<&str>) -> Result<Cancel, StoreError> {
+    pub async fn cancel(&self, id: &str, caller: &Caller) -> Result<Cancel, StoreError> {
         let inner = self.inner()?;
         let key = record_key(id);
         for _ in 0..10 {

@@ -74,6 +74,21 @@ pub fn push_record(
     pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
 }
 
+/// Add one usage hash to another and drop it (keeping its expiry when the target has none).
+static CARRY: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return 0 end
+for i = 1, #h, 2 do redis.call('HINCRBYFLOAT', KEYS[2], h[i], h[i + 1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 and redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
 pub fn redis_key(key_id: &str, period: Duration) -> String {
     format!("aigw:usage:{key_id}:{}", period_bounds(period).0)
 }
@@ -120,6 +135,70 @@ impl Spend {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read spend from the embedded store"),
+        }
+    }
+
+    /// At start: the current period's totals recorded under an id a key no longer has
+    /// (`(old id, new id, period)`) are added to its id's and dropped. Redis: one script per key
+    /// (atomic, so replicas starting together move them once). Embedded store: one transaction,
+    /// before [`Spend::load`].
+    pub async fn carry_over(&self, moves: &[(String, String, Duration)]) {
+        if let Some(redis) = &self.redis
+            && let Some(mut conn) = redis.conn()
+        {
+            for (old, new, period) in moves {
+                let mut inv = CARRY.prepare_invoke();
+                inv.key(redis_key(old, *period))
+                    .key(redis_key(new, *period));
+                match tokio::time::timeout(REDIS_TIMEOUT * 4, inv.invoke_async::<i64>(&mut conn))
+                    .await
+                {
+                    Ok(Ok(1)) => {
+                        tracing::info!(from = %old, to = %new, "spend of the period carried to the key's id")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot carry spend over to a key's id")
+                    }
+                    Err(_) => tracing::warn!("cannot carry spend over to a key's id: timed out"),
+                }
+            }
+        }
+        let Some(store) = &self.store else { return };
+        let moves: Vec<(String, String)> = moves
+            .iter()
+            .map(|(old, new, period)| (local_key(old, *period), local_key(new, *period)))
+            .collect();
+        let moved = store
+            .transact(Table::Usage, move |t| {
+                use redb::ReadableTable;
+                let read =
+                    |t: &redb::Table<&str, &str>, k: &str| -> Result<Option<Totals>, String> {
+                        Ok(t.get(k)
+                            .map_err(|e| e.to_string())?
+                            .and_then(|v| serde_json::from_str(v.value()).ok()))
+                    };
+                let mut moved = 0usize;
+                for (old, new) in &moves {
+                    let Some(from) = read(t, old)? else { continue };
+                    let mut to = read(t, new)?.unwrap_or_default();
+                    to.spend_usd += from.spend_usd;
+                    to.requests += from.requests;
+                    to.input_tokens += from.input_tokens;
+                    to.output_tokens += from.output_tokens;
+                    let json = serde_json::to_string(&to).map_err(|e| e.to_string())?;
+                    t.insert(new.as_str(), json.as_str())
+                        .map_err(|e| e.to_string())?;
+                    t.remove(old.as_str()).map_err(|e| e.to_string())?;
+                    moved += 1;
+                }
+                Ok(moved)
+            })
+            .await;
+        match moved {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "spend of the period carried to the keys' ids"),
+            Err(e) => tracing::warn!(error = %e, "cannot carry spend over to the keys' ids"),
         }
     }
 
@@ -204,5 +283,48 @@ impl Spend {
             .ok()
             .and_then(|m| m.get(&local_key(key_id, period)).copied())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn spend_under_a_former_id_is_added_to_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = DEFAULT_PERIOD;
+        let totals = |spend, requests| {
+            serde_json::to_string(&Totals {
+                spend_usd: spend,
+                requests,
+                input_tokens: 1,
+                output_tokens: 2,
+            })
+            .unwrap()
+        };
+        store
+            .put_many(
+                Table::Usage,
+                vec![
+                    (local_key("cfg_app", p), Some(totals(2.5, 7))),
+                    (local_key("cfg_new", p), Some(totals(1.0, 1))),
+                ],
+            )
+            .await
+            .unwrap();
+        let spend = Spend::new(None, Some(store.clone()));
+        let moves = [("cfg_app".to_owned(), "cfg_new".to_owned(), p)];
+        spend.carry_over(&moves).await;
+        spend.load().await;
+        let t = spend.local_totals("cfg_new", p);
+        assert_eq!((t.spend_usd, t.requests, t.input_tokens), (3.5, 8, 2));
+        assert_eq!(spend.local_totals("cfg_app", p), Totals::default());
+        // Once moved, a second start moves nothing.
+        spend.carry_over(&moves).await;
+        let again = Spend::new(None, Some(store));
+        again.load().await;
+        assert_eq!(again.local_totals("cfg_new", p).spend_usd, 3.5);
     }
 }

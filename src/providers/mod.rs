@@ -7,6 +7,7 @@
 //! request to it.
 //! A provider never sees the caller's gateway key: it sends its own.
 
+pub mod aws;
 pub mod http;
 pub mod mock;
 pub mod pool;

@@ -92,8 +92,9 @@ pub fn backoff(
 struct Blocked {
     /// Soonest a circuit may half-open, in ms.
     circuit_retry_ms: Option<u64>,
-    /// Some deployment was skipped for capacity.
-    capacity: bool,
+    /// Some deployment was skipped for capacity: which limit (`requests` when any deployment was
+    /// at its `rpm`, `tokens` when every one skipped was at its `tpm`).
+    capacity: Option<LimitReason>,
 }
 
 fn candidates(
@@ -111,8 +112,10 @@ fn candidates(
             blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
             continue;
         }
-        if !d.state.has_capacity(d.rpm, d.tpm, tokens, now) {
-            blocked.capacity = true;
+        if let Some(reason) = d.state.over_capacity(d.rpm, d.tpm, tokens, now) {
+            if blocked.capacity != Some(LimitReason::Requests) {
+                blocked.capacity = Some(reason);
+            }
             continue;
         }
         out.push(Candidate {
@@ -287,10 +290,10 @@ pub async fn send(
                 retry_after: Duration::from_millis(ms),
             });
         }
-        if blocked.capacity {
+        if let Some(reason) = blocked.capacity {
             let into_minute = now_ms() % 60_000;
             return Err(Error::RateLimited {
-                reason: LimitReason::Requests,
+                reason,
                 retry_after: Duration::from_millis(60_000 - into_minute),
             });
         }

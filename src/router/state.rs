@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::breaker::Breaker;
+use crate::error::LimitReason;
 
 /// Milliseconds on a monotonic clock (tokio's, so paused-time tests move it).
 pub fn now_ms() -> u64 {
@@ -111,20 +112,26 @@ impl DeploymentState {
         }
     }
 
-    /// Whether one more request of `tokens` fits in the deployment's `rpm`/`tpm` this minute.
-    pub fn has_capacity(
+    /// Which of the deployment's `rpm`/`tpm` one more request of `tokens` would go over this
+    /// minute (`rpm` first), or `None` when it fits.
+    pub fn over_capacity(
         &self,
         rpm: Option<u64>,
         tpm: Option<u64>,
         tokens: u64,
         now_ms: u64,
-    ) -> bool {
+    ) -> Option<LimitReason> {
         if rpm.is_none() && tpm.is_none() {
-            return true;
+            return None;
         }
         self.roll_window(now_ms / 60_000);
-        rpm.is_none_or(|r| self.window_requests.load(Ordering::Acquire) < r)
-            && tpm.is_none_or(|t| self.window_tokens.load(Ordering::Acquire) + tokens <= t)
+        if rpm.is_some_and(|r| self.window_requests.load(Ordering::Acquire) >= r) {
+            Some(LimitReason::Requests)
+        } else if tpm.is_some_and(|t| self.window_tokens.load(Ordering::Acquire) + tokens > t) {
+            Some(LimitReason::Tokens)
+        } else {
+            None
+        }
     }
 
     /// Count a request of `tokens` against this minute's capacity.
@@ -165,13 +172,19 @@ mod tests {
     #[test]
     fn capacity_window() {
         let s = DeploymentState::new(5, Duration::from_secs(1));
-        assert!(s.has_capacity(Some(2), None, 0, 0));
+        assert_eq!(s.over_capacity(Some(2), None, 0, 0), None);
         s.reserve(10, 0);
         s.reserve(10, 1);
-        assert!(!s.has_capacity(Some(2), None, 0, 2));
-        assert!(s.has_capacity(Some(2), None, 0, 60_000));
-        assert!(!s.has_capacity(None, Some(5), 6, 60_000));
-        assert!(s.has_capacity(None, Some(5), 5, 60_000));
+        assert_eq!(
+            s.over_capacity(Some(2), None, 0, 2),
+            Some(LimitReason::Requests)
+        );
+        assert_eq!(s.over_capacity(Some(2), None, 0, 60_000), None);
+        assert_eq!(
+            s.over_capacity(None, Some(5), 6, 60_000),
+            Some(LimitReason::Tokens)
+        );
+        assert_eq!(s.over_capacity(None, Some(5), 5, 60_000), None);
     }
 
     #[test]

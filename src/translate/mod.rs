@@ -11,11 +11,24 @@
 //! response bodies are parsed into borrowed structs and text is copied through as raw JSON (never
 //! unescaped and re-escaped); the stream path avoids `serde_json::Value` altogether.
 
+mod bedrock;
+mod dropped;
+mod gemini;
 mod json;
+mod pivot;
 mod request;
 mod response;
 mod stream;
 
+pub use bedrock::{
+    BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_from_bedrock,
+};
+pub use dropped::Dropped;
+pub use gemini::{
+    GeminiToChatStream, chat_request_to_gemini, embeddings_encoding_is_base64,
+    embeddings_request_to_gemini, error_from_gemini, gemini_embeddings_to_openai,
+    gemini_response_to_chat,
+};
 pub use request::{chat_request_to_messages, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,

@@ -368,6 +368,46 @@ async fn keys_do_not_share_entries_by_default() {
     );
 }
 
+/// `x-cache` of `body` sent with `key`.
+async fn cache_state(gw: &Gateway, key: &str, body: &Value) -> Option<String> {
+    let r = gw.post("/v1/chat/completions", Some(key), body).await;
+    assert_eq!(r.status(), 200);
+    header(&r, "x-cache").map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_new_key_with_a_revoked_keys_name_misses_its_entries() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let redis = RedisServer::start().await;
+    let mut cfg = cached_config(&up, Some(&redis));
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    let gw = Gateway::start(cfg).await;
+    wait_redis_ok(&gw).await;
+    let body = chat_body("gpt-test", "keyed by id");
+    let (a_id, a_key) = create_key(&gw, json!({"name": "cache-name"})).await;
+    assert_eq!(
+        cache_state(&gw, &a_key, &body).await.as_deref(),
+        Some("MISS")
+    );
+    wait_l2_entry(&redis).await;
+    assert_eq!(
+        cache_state(&gw, &a_key, &body).await.as_deref(),
+        Some("HIT")
+    );
+    revoke_key(&gw, &a_id).await;
+    let (_, b_key) = create_key(&gw, json!({"name": "cache-name"})).await;
+    // Neither L1 nor the L2 entry A left in Redis answers B.
+    assert_eq!(
+        cache_state(&gw, &b_key, &body).await.as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        cache_state(&gw, &b_key, &body).await.as_deref(),
+        Some("HIT")
+    );
+    assert_eq!(up.request_count(), 2);
+}
+
 #[tokio::test]
 async fn redis_down_never_fails_a_request_and_l2_resumes() {
     let mut redis = RedisServer::start().await;

@@ -383,6 +383,156 @@ async fn a_job_is_visible_only_to_its_key() {
     assert_eq!(s, 200);
 }
 
+/// Poll a job with `key` until it ended (bounded).
+async fn wait_job_as(gw: &Gateway, key: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, v) = get_job(gw, key, id).await;
+        assert_eq!(s, 200, "{v}");
+        if ["succeeded", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "job {id}: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Key A makes a job with an `Idempotency-Key`, is revoked, and key B is created with A's
+/// name: B gets the 404 any other key gets for A's job (read and cancel), and A's
+/// `Idempotency-Key` makes B a job of its own. `gw` has a master key.
+async fn a_reused_name_sees_nothing(gw: &Gateway) {
+    let path = "/v1/async/chat/completions";
+    let (a_id, a_key) = create_key(gw, json!({"name": "same-name"})).await;
+    let r = submit(
+        gw,
+        &a_key,
+        path,
+        &chat_body("gpt-test", "a's"),
+        &[("idempotency-key", "k-1")],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let job = json_of(r).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(wait_job_as(gw, &a_key, &id).await["status"], "succeeded");
+    revoke_key(gw, &a_id).await;
+    let (b_id, b_key) = create_key(gw, json!({"name": "same-name"})).await;
+    assert_ne!(a_id, b_id);
+    // The same 404 as for a job that is not there at all.
+    let (s, v) = get_job(gw, &b_key, &id).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        format!("no job {id} for this key"),
+        "{v}"
+    );
+    let missing = "job_00000000000000000000000000";
+    let (_, none) = get_job(gw, &b_key, missing).await;
+    assert_eq!(v["error"]["type"], none["error"]["type"]);
+    assert_eq!(v["error"]["code"], none["error"]["code"]);
+    let r = delete_job(gw, &b_key, &id).await;
+    assert_eq!(r.status(), 404);
+    // A's Idempotency-Key is not B's: a new job, not a replay.
+    let r = submit(
+        gw,
+        &b_key,
+        path,
+        &chat_body("gpt-test", "b's"),
+        &[("idempotency-key", "k-1")],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let b_job = json_of(r).await;
+    assert_ne!(b_job["id"], job["id"]);
+    let done = wait_job_as(gw, &b_key, b_job["id"].as_str().unwrap()).await;
+    assert_eq!(done["result"]["choices"][0]["message"]["content"], "b's");
+    // And B's replays are B's.
+    let r = submit(
+        gw,
+        &b_key,
+        path,
+        &chat_body("gpt-test", "b's"),
+        &[("idempotency-key", "k-1")],
+    )
+    .await;
+    assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(json_of(r).await["id"], b_job["id"]);
+}
+
+#[tokio::test]
+async fn a_new_key_with_a_revoked_keys_name_sees_none_of_its_jobs() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    let gw = Gateway::start(cfg).await;
+    a_reused_name_sees_nothing(&gw).await;
+}
+
+#[tokio::test]
+async fn nats_a_new_key_with_a_revoked_keys_name_sees_none_of_its_jobs() {
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = nats_config(&up, &nats);
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    let gw = Gateway::start(cfg).await;
+    a_reused_name_sees_nothing(&gw).await;
+}
+
+#[tokio::test]
+async fn a_file_keys_jobs_follow_its_secret_not_its_name() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    let gw = Gateway::start(cfg.clone()).await;
+    let job = submit_ok(
+        &gw,
+        &chat_body("gpt-test", "mine"),
+        &[("idempotency-key", "f-1")],
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    wait_job(&gw, id, Duration::from_secs(10)).await;
+    // GW_KEY renamed, and a new secret given its old name.
+    let new_secret = "sk-gw-new-secret-under-old-name-0005";
+    cfg["auth"]["keys"][0]["name"] = json!("all-renamed");
+    cfg["auth"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "all", "key": new_secret, "models": ["*"]}));
+    gw.write_config(cfg);
+    let r = gw.post("/admin/reload", Some(MASTER_KEY), &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let (s, _) = get_job(&gw, GW_KEY, id).await;
+    assert_eq!(s, 200, "the renamed key keeps its job");
+    let (s, _) = get_job(&gw, new_secret, id).await;
+    assert_eq!(s, 404, "a new key under the old name sees none");
+    let path = "/v1/async/chat/completions";
+    let r = submit(
+        &gw,
+        GW_KEY,
+        path,
+        &chat_body("gpt-test", "mine"),
+        &[("idempotency-key", "f-1")],
+    )
+    .await;
+    assert_eq!(
+        json_of(r).await["id"],
+        job["id"],
+        "replayed for the renamed key"
+    );
+    let r = submit(
+        &gw,
+        new_secret,
+        path,
+        &chat_body("gpt-test", "new"),
+        &[("idempotency-key", "f-1")],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    assert_ne!(json_of(r).await["id"], job["id"]);
+}
+
 #[tokio::test]
 async fn cancel_a_queued_job_and_409_once_it_runs() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
@@ -688,6 +838,62 @@ async fn nats_idempotent_submission_and_cancel() {
     cancel_while_one_runs(&gw, &up).await;
 }
 
+/// NATS data of an earlier version: a job of the file key `all` recorded under its former id
+/// `cfg_all`, and its `Idempotency-Key` scoped by the key's *name*. The first gateway of this
+/// version rescopes the entry by key id: the key still gets its job back, another key does not.
+#[tokio::test]
+async fn nats_idempotency_keys_of_an_earlier_version_keep_working() {
+    use sha2::{Digest, Sha256};
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    // A first start makes the buckets (and marks them rescoped: nothing to do yet).
+    drop(Gateway::start(nats_config(&up, &nats)).await);
+    let id = "job_01JAAAAAAAAAAAAAAAAAAAAAAA";
+    {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value("aigw_jobs").await.unwrap();
+        let record = json!({"id": id, "status": "succeeded", "endpoint": "/v1/chat/completions",
+            "model": "gpt-test", "caller": "all", "caller_id": "cfg_all", "request_id": "req-old",
+            "created_at": 1_764_000_000, "finished_at": 1_764_000_001, "attempts": 1,
+            "idempotency_key": "legacy-k"});
+        kv.put(format!("j.{id}"), record.to_string().into())
+            .await
+            .unwrap();
+        let mut h = Sha256::new();
+        h.update(b"all\0legacy-k");
+        let scoped = format!("i.{}", hex::encode(h.finalize()));
+        kv.put(scoped, id.as_bytes().to_vec().into()).await.unwrap();
+        // As if no gateway of this version had run yet.
+        let meta = js.get_key_value("aigw_meta").await.unwrap();
+        meta.purge("idem_scope").await.unwrap();
+    }
+    let gw = Gateway::start(nats_config(&up, &nats)).await;
+    gw.wait_log("idempotency keys of earlier jobs rescoped")
+        .await;
+    let (s, v) = get_job(&gw, GW_KEY, id).await;
+    assert_eq!((s, v["request_id"].as_str()), (200, Some("req-old")), "{v}");
+    let body = chat_body("gpt-test", "again");
+    let again = |key: &'static str| {
+        submit(
+            &gw,
+            key,
+            "/v1/async/chat/completions",
+            &body,
+            &[("idempotency-key", "legacy-k")],
+        )
+    };
+    let r = again(GW_KEY).await;
+    assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(json_of(r).await["id"], id);
+    let (s, _) = get_job(&gw, GPT_KEY, id).await;
+    assert_eq!(s, 404);
+    let r = again(GPT_KEY).await;
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_ne!(json_of(r).await["id"], id);
+}
+
 #[tokio::test]
 async fn nats_failing_upstream_ends_the_job_failed() {
     let nats = NatsServer::start().await;
@@ -926,37 +1132,17 @@ async fn a_job_runs_as_its_admin_made_key_and_fails_once_the_key_is_revoked() {
     cfg["auth"]["master_key"] = json!(MASTER_KEY);
     cfg["jobs"]["workers"] = json!(1);
     let gw = Gateway::start(cfg).await;
-    let r = gw
-        .client()
-        .post(gw.url("/admin/keys"))
-        .bearer_auth(MASTER_KEY)
-        .json(&json!({"name": "made", "models": ["gpt-*"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let rec = json_of(r).await;
-    let (id, key) = (
-        rec["id"].as_str().unwrap().to_owned(),
-        rec["key"].as_str().unwrap().to_owned(),
-    );
+    let (id, key) = create_key(&gw, json!({"name": "made", "models": ["gpt-*"]})).await;
     let path = "/v1/async/chat/completions";
     let first =
         json_of(submit(&gw, &key, path, &chat_body("gpt-test", "by made key"), &[]).await).await;
-    wait_until(Duration::from_secs(5), || up.request_count() == 1).await;
+    assert!(wait_until(Duration::from_secs(5), || up.request_count() == 1).await);
     let _second =
         json_of(submit(&gw, &key, path, &chat_body("gpt-test", "after revoke"), &[]).await).await;
     let (s, _) = get_job(&gw, GW_KEY, first["id"].as_str().unwrap()).await;
     assert_eq!(s, 404, "another key does not see it");
     // Revoke while the first runs and the second waits.
-    let r = gw
-        .client()
-        .delete(gw.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    revoke_key(&gw, &id).await;
     // The revoked key can no longer read its jobs; the metrics tell how they ended.
     let ended = wait_until_async(Duration::from_secs(15), || async {
         metric(&gw, "ai_gateway_jobs_total{status=\"succeeded\"}").await == 1.0

@@ -23,22 +23,6 @@ fn limited_config(redis: Option<&RedisServer>, keys: Value) -> Value {
     cfg
 }
 
-async fn create_key(gw: &Gateway, body: Value) -> (String, String) {
-    let r = client()
-        .post(gw.url("/admin/keys"))
-        .bearer_auth(MASTER_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v = json_of(r).await;
-    (
-        v["id"].as_str().unwrap().to_owned(),
-        v["key"].as_str().unwrap().to_owned(),
-    )
-}
-
 async fn status(gw: &Gateway, key: &str, body: &Value) -> u16 {
     gw.post("/v1/chat/completions", Some(key), body)
         .await
@@ -117,7 +101,8 @@ async fn success_answers_carry_rate_limit_headers() {
 
 #[tokio::test]
 async fn tpm_trips_on_token_volume() {
-    let keys = json!([{"name": "tok", "key": "sk-test-tpm-000000000003", "tpm": 2000}]);
+    let keys = json!([{"name": "tok", "key": "sk-test-tpm-000000000003", "tpm": 2000},
+                      {"name": "other", "key": "sk-test-tpm-other-0000003b", "tpm": 2000}]);
     let gw = Gateway::start(limited_config(None, keys)).await;
     let big = "word ".repeat(300);
     let mut body = chat_body("mock", &big);
@@ -140,9 +125,16 @@ async fn tpm_trips_on_token_volume() {
         e["message"].as_str().unwrap().contains("tokens per minute"),
         "{e}"
     );
-    // Small requests of another key are unaffected.
-    let keys_ok = status(&gw, GW_KEY, &chat_body("mock", "x")).await;
-    assert!(keys_ok == 401 || keys_ok == 200);
+    // Another key with the same tpm is unaffected: its own bucket is full.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            Some("sk-test-tpm-other-0000003b"),
+            &body,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), Some("2000"));
 }
 
 #[tokio::test]
@@ -192,13 +184,7 @@ async fn admin_keys_work_on_the_other_replica_and_revocation_reaches_it() {
     let (id, key) = create_key(&a, json!({"name": "roaming", "models": ["mock"]})).await;
     assert!(key.starts_with("sk-gw-") && key.len() >= 38);
     assert_eq!(status(&b, &key, &chat_body("mock", "x")).await, 200);
-    let r = client()
-        .delete(a.url(&format!("/admin/keys/{id}")))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    revoke_key(&a, &id).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = b
         .post("/v1/chat/completions", Some(&key), &chat_body("mock", "x"))
@@ -285,16 +271,27 @@ async fn admin_api_needs_the_master_key_and_validates() {
     assert_eq!(r.status(), 404);
 }
 
+/// Create a key with a gateway of `cfg` that then stops: the key's id and plaintext.
+async fn made_by_a_stopped_gateway(cfg: &Value, body: Value) -> (String, String) {
+    let gw = Gateway::start(cfg.clone()).await;
+    create_key(&gw, body).await
+}
+
+/// The configuration with the embedded store in `data` and the file's keys `keys`.
+fn embedded_config(data: &tempfile::TempDir, keys: Value) -> Value {
+    let mut cfg = limited_config(None, keys);
+    cfg["state"] = json!({"data_dir": data.path()});
+    cfg
+}
+
 #[tokio::test]
 async fn keys_persist_across_restarts_embedded_and_redis() {
     // Embedded: the same data_dir.
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = limited_config(None, json!([]));
-    cfg["state"] = json!({"data_dir": data.path()});
-    let key = {
-        let gw = Gateway::start(cfg.clone()).await;
-        create_key(&gw, json!({"name": "durable"})).await.1
-    };
+    let cfg = embedded_config(&data, json!([]));
+    let key = made_by_a_stopped_gateway(&cfg, json!({"name": "durable"}))
+        .await
+        .1;
     let gw = Gateway::start(cfg).await;
     assert_eq!(status(&gw, &key, &chat_body("mock", "x")).await, 200);
     drop(gw);
@@ -351,14 +348,17 @@ async fn no_key_appears_in_the_logs() {
     let gw = Gateway::start(limited_config(Some(&redis), keys)).await;
     wait_redis_ok(&gw).await;
     let (_, created) = create_key(&gw, json!({"name": "made"})).await;
-    status(&gw, "sk-test-static-secret-00005", &chat_body("mock", "x")).await;
-    status(&gw, &created, &chat_body("mock", "x")).await;
-    status(&gw, "sk-test-wrong-key-000000006", &chat_body("mock", "x")).await;
-    let _ = client()
+    let body = chat_body("mock", "x");
+    assert_eq!(status(&gw, "sk-test-static-secret-00005", &body).await, 200);
+    assert_eq!(status(&gw, &created, &body).await, 200);
+    assert_eq!(status(&gw, "sk-test-wrong-key-000000006", &body).await, 401);
+    let r = client()
         .get(gw.url("/admin/keys"))
         .bearer_auth("not-the-master")
         .send()
-        .await;
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = gw.logs();
     for secret in [
@@ -442,4 +442,288 @@ async fn shared_limits_settle_in_one_round_trip_and_survive_a_script_flush() {
     settled(3).await;
     admitted(body.clone()).await;
     settled(4).await;
+}
+
+// ---------------------------------------------------------------- key names and ids
+
+/// Assert a 409 `key_name_taken` in OpenAI's shape naming `name`.
+async fn assert_name_taken(r: reqwest::Response, name: &str) {
+    assert_eq!(header(&r, "x-should-retry"), Some("false"));
+    let e = assert_openai_error(r, 409, "invalid_request_error", Some("key_name_taken")).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("\"{name}\"")), "{msg}");
+}
+
+fn patch(id: &str) -> String {
+    format!("/{id}")
+}
+
+#[tokio::test]
+async fn key_names_are_unique_among_live_keys() {
+    use reqwest::Method;
+    let keys = json!([{"name": "from-file", "key": "sk-test-names-file-00000007"}]);
+    let gw = Gateway::start(limited_config(None, keys)).await;
+    let (first_id, first_key) = create_key(&gw, json!({"name": "dup"})).await;
+    // A second live key with the name, or a name of the file's keys: 409.
+    let r = admin_keys(&gw, Method::POST, "", Some(&json!({"name": "dup"}))).await;
+    assert_name_taken(r, "dup").await;
+    let r = admin_keys(&gw, Method::POST, "", Some(&json!({"name": "from-file"}))).await;
+    assert_name_taken(r, "from-file").await;
+    // A rename onto a live name: 409, and the key keeps its name.
+    let (other_id, _) = create_key(&gw, json!({"name": "other"})).await;
+    for taken in ["dup", "from-file"] {
+        let r = admin_keys(
+            &gw,
+            Method::PATCH,
+            &patch(&other_id),
+            Some(&json!({"name": taken, "rpm": 5})),
+        )
+        .await;
+        assert_name_taken(r, taken).await;
+    }
+    let rec = json_of(admin_keys(&gw, Method::GET, &patch(&other_id), None).await).await;
+    assert_eq!(rec["name"], "other");
+    assert_eq!(
+        rec["rpm"],
+        Value::Null,
+        "a refused change changes nothing: {rec}"
+    );
+    // Other changes, with or without its own name, are fine; a rename frees the old name.
+    for body in [json!({"rpm": 5}), json!({"name": "other", "rpm": 6})] {
+        let r = admin_keys(&gw, Method::PATCH, &patch(&other_id), Some(&body)).await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = admin_keys(
+        &gw,
+        Method::PATCH,
+        &patch(&other_id),
+        Some(&json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    create_key(&gw, json!({"name": "other"})).await;
+    // A revoked key's name may be reused: by another key, with another id.
+    revoke_key(&gw, &first_id).await;
+    let (new_id, new_key) = create_key(&gw, json!({"name": "dup"})).await;
+    assert_ne!(new_id, first_id);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status(&gw, &first_key, &chat_body("mock", "x")).await, 401);
+    assert_eq!(status(&gw, &new_key, &chat_body("mock", "x")).await, 200);
+    // Renaming the revoked key back onto the live name does not take it from the new key.
+    let r = admin_keys(
+        &gw,
+        Method::PATCH,
+        &patch(&first_id),
+        Some(&json!({"name": "dup", "metadata": {"note": "old"}})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = admin_keys(&gw, Method::POST, "", Some(&json!({"name": "dup"}))).await;
+    assert_name_taken(r, "dup").await;
+}
+
+#[tokio::test]
+async fn key_names_are_unique_across_replicas_sharing_redis() {
+    let redis = RedisServer::start().await;
+    let a = Gateway::start(limited_config(Some(&redis), json!([]))).await;
+    let b = Gateway::start(limited_config(Some(&redis), json!([]))).await;
+    wait_redis_ok(&a).await;
+    wait_redis_ok(&b).await;
+    // Eight creates of one name at once, half on each replica: one wins.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let url = if i % 2 == 0 { &a } else { &b }.url("/admin/keys");
+        set.spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(MASTER_KEY)
+                .json(&json!({"name": "shared-name"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(c) = set.join_next().await {
+        codes.push(c.unwrap());
+    }
+    codes.sort_unstable();
+    assert_eq!(codes, [201, 409, 409, 409, 409, 409, 409, 409]);
+    // Revoked on one replica, the name is free on the other.
+    let list = json_of(a.get("/admin/keys", Some(MASTER_KEY)).await).await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    revoke_key(&a, &id).await;
+    let (new_id, _) = create_key(&b, json!({"name": "shared-name"})).await;
+    assert_ne!(new_id, id);
+}
+
+#[tokio::test]
+async fn keys_stored_before_names_were_unique_are_indexed_at_start() {
+    let redis = RedisServer::start().await;
+    // Two live keys sharing a name, as an earlier version could store them (no name index).
+    for (id, created) in [
+        ("key_0000000000000000000000a1", 1),
+        ("key_0000000000000000000000b2", 2),
+    ] {
+        let rec = json!({"id": id, "name": "twin", "key_prefix": "sk-gw-xxxx…",
+            "key_sha256": format!("{:0>64}", created), "models": ["*"], "rpm": null, "tpm": null,
+            "budget_usd": null, "budget_period": null, "expires_at": null, "metadata": {},
+            "created_at": created, "revoked": false});
+        redis.cli(&["SET", &format!("aigw:keys:id:{id}"), &rec.to_string()]);
+        redis.cli(&["SADD", "aigw:keys:all", id]);
+    }
+    let gw = Gateway::start(limited_config(Some(&redis), json!([]))).await;
+    gw.wait_log("two live admin-made keys share a name").await;
+    // The older holds the name; a new key cannot take it.
+    assert_eq!(
+        redis.cli(&["GET", "aigw:keys:name:twin"]).trim(),
+        "key_0000000000000000000000a1"
+    );
+    let r = admin_keys(
+        &gw,
+        reqwest::Method::POST,
+        "",
+        Some(&json!({"name": "twin"})),
+    )
+    .await;
+    assert_name_taken(r, "twin").await;
+    // What the log says to do: rename the younger twin; then the name is the older one's alone,
+    // and once that is revoked a new key may have it.
+    let r = admin_keys(
+        &gw,
+        reqwest::Method::PATCH,
+        "/key_0000000000000000000000b2",
+        Some(&json!({"name": "twin-2"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    revoke_key(&gw, "key_0000000000000000000000a1").await;
+    let (new_id, _) = create_key(&gw, json!({"name": "twin"})).await;
+    assert_eq!(redis.cli(&["GET", "aigw:keys:name:twin"]).trim(), new_id);
+}
+
+#[tokio::test]
+async fn a_reload_giving_a_file_key_a_live_admin_keys_name_is_refused() {
+    let keys = json!([{"name": "file-key", "key": "sk-test-reload-clash-000008"}]);
+    let cfg = limited_config(None, keys);
+    let gw = Gateway::start(cfg.clone()).await;
+    let (id, key) = create_key(&gw, json!({"name": "made-by-admin"})).await;
+    let mut clash = cfg.clone();
+    clash["auth"]["keys"][0]["name"] = json!("made-by-admin");
+    gw.write_config(clash);
+    let r = gw.post("/admin/reload", Some(MASTER_KEY), &json!({})).await;
+    let e = assert_openai_error(r, 400, "invalid_request_error", Some("invalid_config")).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("\"made-by-admin\"") && msg.contains(&id),
+        "names the clash: {msg}"
+    );
+    // The running configuration stays: both keys work, under their names.
+    let body = chat_body("mock", "x");
+    assert_eq!(status(&gw, "sk-test-reload-clash-000008", &body).await, 200);
+    assert_eq!(status(&gw, &key, &body).await, 200);
+    let list = json_of(gw.get("/admin/keys", Some(MASTER_KEY)).await).await;
+    assert!(list.to_string().contains("\"file-key\""), "{list}");
+    // Once the admin-made key is revoked the same file is taken.
+    revoke_key(&gw, &id).await;
+    let r = gw.post("/admin/reload", Some(MASTER_KEY), &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let list = json_of(gw.get("/admin/keys", Some(MASTER_KEY)).await).await;
+    let file_key = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["source"] == "config")
+        .unwrap()
+        .clone();
+    assert_eq!(file_key["name"], "made-by-admin");
+}
+
+#[tokio::test]
+async fn a_start_with_a_file_key_named_like_a_live_admin_key_says_so_and_serves_both() {
+    let data = tempfile::tempdir().unwrap();
+    let made =
+        made_by_a_stopped_gateway(&embedded_config(&data, json!([])), json!({"name": "both"}))
+            .await;
+    // The file changed while the gateway was stopped.
+    let keys = json!([{"name": "both", "key": "sk-test-start-clash-000011"}]);
+    let gw = Gateway::start(embedded_config(&data, keys)).await;
+    gw.wait_log(&format!(
+        "is also the name of the live admin-made key {}",
+        made.0
+    ))
+    .await;
+    let body = chat_body("mock", "x");
+    assert_eq!(status(&gw, &made.1, &body).await, 200);
+    assert_eq!(status(&gw, "sk-test-start-clash-000011", &body).await, 200);
+}
+
+#[tokio::test]
+async fn a_file_keys_id_follows_its_secret_and_takes_over_its_earlier_spend() {
+    let redis = RedisServer::start().await;
+    // Spend an earlier version recorded under the old id `cfg_<name>`, this period (30 days).
+    let period_ms: u64 = 30 * 86_400 * 1000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let start = now - now % period_ms;
+    let old = format!("aigw:usage:cfg_app:{start}");
+    redis.cli(&["HSET", &old, "spend", "2.5", "requests", "7"]);
+    let keys = json!([{"name": "app", "key": "sk-test-file-id-0000000009", "budget_usd": 100}]);
+    let cfg = limited_config(Some(&redis), keys);
+    let gw = Gateway::start(cfg.clone()).await;
+    // Moved once Redis answers (in the background: the gateway does not wait for Redis).
+    gw.wait_log("spend of the period carried to the key's id")
+        .await;
+    let file_key = |list: &Value| {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["source"] == "config")
+            .unwrap()
+            .clone()
+    };
+    let k = file_key(&json_of(gw.get("/admin/keys", Some(MASTER_KEY)).await).await);
+    let id = k["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("cfg_") && id.len() == 20 && id != "cfg_app",
+        "{k}"
+    );
+    assert_eq!(k["spend_usd"], 2.5, "the spend moved to the new id: {k}");
+    assert_eq!(k["usage"]["requests"], 7, "{k}");
+    assert_eq!(redis.cli(&["EXISTS", &old]).trim(), "0");
+    // Renamed in the file: the same key, the same id and spend.
+    let mut renamed = cfg.clone();
+    renamed["auth"]["keys"][0]["name"] = json!("app-renamed");
+    gw.write_config(renamed);
+    assert_eq!(
+        gw.post("/admin/reload", Some(MASTER_KEY), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let k = file_key(&json_of(gw.get("/admin/keys", Some(MASTER_KEY)).await).await);
+    assert_eq!(
+        (k["name"].as_str(), k["id"].as_str()),
+        (Some("app-renamed"), Some(id.as_str()))
+    );
+    assert_eq!(k["spend_usd"], 2.5);
+    // A new secret under the old name is another key: a new id, nothing spent.
+    let mut rotated = cfg;
+    rotated["auth"]["keys"][0]["key"] = json!("sk-test-file-id-new-secret-10");
+    gw.write_config(rotated);
+    assert_eq!(
+        gw.post("/admin/reload", Some(MASTER_KEY), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let k = file_key(&json_of(gw.get("/admin/keys", Some(MASTER_KEY)).await).await);
+    assert_eq!(k["name"], "app");
+    assert_ne!(k["id"], id.as_str());
+    assert_eq!(k["spend_usd"], 0.0);
 }

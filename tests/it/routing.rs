@@ -50,6 +50,8 @@ async fn a_caller_error_is_not_retried() {
     a.set_default(Fault::Status(400, bad.to_string()));
     let gw = Gateway::start(two_deployments(&a, &b, json!({}))).await;
     let r = gw.chat("multi", "x").await;
+    // A retry cannot help: the SDKs are told not to.
+    assert_eq!(header(&r, "x-should-retry"), Some("false"));
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
     assert!(
         e["message"].as_str().unwrap().contains("bad tool schema"),
@@ -57,6 +59,59 @@ async fn a_caller_error_is_not_retried() {
     );
     assert_eq!(a.request_count(), 1);
     assert_eq!(b.request_count(), 0);
+    // A retryable failure's answer (502 here) is not marked so.
+    a.push([
+        Fault::Status(500, error_body()),
+        Fault::Status(500, error_body()),
+        Fault::Status(500, error_body()),
+    ]);
+    b.set_default(Fault::Status(500, error_body()));
+    let r = gw.chat("multi", "x").await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(header(&r, "x-should-retry"), None);
+}
+
+#[tokio::test]
+async fn a_deployment_capacity_429_names_the_limit_that_was_reached() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    // Capacity is counted per deployment (provider and upstream model): one each.
+    let m = |name: &str, limit: Value| {
+        let mut d = json!({"provider": "fake", "model": format!("upstream-{name}")});
+        if let (Value::Object(d), Value::Object(l)) = (&mut d, limit) {
+            d.extend(l);
+        }
+        json!({"name": name, "deployments": [d]})
+    };
+    let cfg = config(
+        vec![openai_provider("fake", &up)],
+        vec![
+            m("by-tokens", json!({"tpm": 1000})),
+            m("by-requests", json!({"rpm": 1})),
+        ],
+    );
+    let gw = Gateway::start(cfg).await;
+    // About 400 estimated tokens a request (a 1.5 kB body and max_tokens 200): the second
+    // request of the minute would pass the deployment's tpm of 1000.
+    let mut body = chat_body("by-tokens", &"word ".repeat(300));
+    body["max_tokens"] = json!(200);
+    let first = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(first.status(), 200);
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert!(header(&r, "retry-after").is_some());
+    let e = assert_openai_error(r, 429, "rate_limit_error", Some("rate_limit_exceeded")).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("tokens per minute"), "{msg}");
+
+    assert_eq!(gw.chat("by-requests", "x").await.status(), 200);
+    let r = gw.chat("by-requests", "x").await;
+    let e = assert_openai_error(r, 429, "rate_limit_error", Some("rate_limit_exceeded")).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("requests per minute"), "{msg}");
+    assert_eq!(
+        up.request_count(),
+        2,
+        "refused requests never reach the upstream"
+    );
 }
 
 #[tokio::test]
@@ -246,13 +301,16 @@ async fn weighted_routing_splits_traffic() {
     ))
     .await;
     for _ in 0..80 {
-        gw.post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &chat_body("split", "x"),
-        )
-        .await;
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &chat_body("split", "x"),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
     }
+    assert_eq!(a.request_count() + b.request_count(), 80);
     // 20 / 60 expected; generous bounds keep this free of flakiness.
     assert!(
         b.request_count() > a.request_count(),

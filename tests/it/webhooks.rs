@@ -235,53 +235,141 @@ async fn redirects_are_not_followed() {
     server.abort();
 }
 
+/// `ai-gateway webhook-secret --config PATH`: whether it succeeded, its stdout and stderr.
+fn webhook_secret_cli(config: &std::path::Path) -> (bool, String, String) {
+    let out = crate::support::gateway::command()
+        .arg("webhook-secret")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// No line the gateway printed holds the secret: as `whsec_…`, as its base64 body, or as the
+/// key's bytes in hex.
+fn assert_secret_not_logged(logs: &str, secret: &str) {
+    let b64 = secret.trim_start_matches("whsec_");
+    let key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        assert!(
+            !line.contains(b64) && !line.contains(&hex),
+            "a log line holds the webhook secret: {line}"
+        );
+    }
+}
+
+/// A job with a webhook to `rx`, delivered; the delivery's signature verifies with `secret`.
+async fn signed_with(gw: &Gateway, rx: &WebhookReceiver, text: &str, secret: &str) {
+    let (id, _) = hooked_job_until(gw, text, &rx.url(), "delivered").await;
+    let d = rx
+        .deliveries()
+        .into_iter()
+        .find(|d| d.id == id)
+        .expect("delivered");
+    assert!(
+        d.verifies(secret),
+        "the webhook is signed with {secret:?}'s key"
+    );
+}
+
 #[tokio::test]
-async fn a_generated_secret_is_logged_once_and_kept_across_restarts() {
+async fn a_generated_secret_is_never_logged_and_the_cli_prints_the_one_that_signs() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
     let rx = WebhookReceiver::start().await;
-    let data = tempfile::tempdir().unwrap();
+    for format in ["json", "pretty"] {
+        let data = tempfile::tempdir().unwrap();
+        let mut cfg = jobs_config(&up);
+        cfg["jobs"]["webhook"]
+            .as_object_mut()
+            .unwrap()
+            .remove("secret");
+        cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+        cfg["telemetry"] = json!({"log_format": format, "log_level": "debug"});
+        let gw = Gateway::start(cfg.clone()).await;
+        // Where it is, said once; what it is, never.
+        let file = data.path().join("webhook_secret");
+        gw.wait_log(file.to_str().unwrap()).await;
+        let (ok, secret, err) = webhook_secret_cli(gw.config_path());
+        assert!(ok, "{err}");
+        let secret = secret.trim().to_owned();
+        assert!(
+            secret.starts_with("whsec_") && secret.len() > 40,
+            "{secret}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), secret);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "readable only by the gateway's user");
+        }
+        signed_with(&gw, &rx, &format!("signed {format}"), &secret).await;
+        assert_secret_not_logged(&gw.logs(), &secret);
+        // A restart signs with the same secret, and logs it no more.
+        drop(gw);
+        let gw = Gateway::start(cfg).await;
+        signed_with(&gw, &rx, &format!("restarted {format}"), &secret).await;
+        assert_secret_not_logged(&gw.logs(), &secret);
+        assert_eq!(webhook_secret_cli(gw.config_path()).1.trim(), secret);
+    }
+}
+
+#[tokio::test]
+async fn the_cli_prints_the_configured_secret_or_says_there_is_none_yet() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = jobs_config(&up);
+    let path = dir.path().join("gateway.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let (ok, out, _) = webhook_secret_cli(&path);
+    assert!(ok);
+    assert_eq!(out, format!("{SECRET}\n"));
+    // Unset, before any gateway generated one: an error, nothing on stdout.
+    cfg["jobs"]["webhook"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secret");
+    cfg["state"] = json!({"data_dir": dir.path().join("data").to_str().unwrap()});
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let (ok, out, err) = webhook_secret_cli(&path);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("no webhook secret yet"), "{err}");
+}
+
+#[tokio::test]
+async fn nats_a_generated_secret_lives_in_nats_and_the_cli_prints_it() {
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let rx = WebhookReceiver::start().await;
     let mut cfg = jobs_config(&up);
     cfg["jobs"]["webhook"]
         .as_object_mut()
         .unwrap()
         .remove("secret");
-    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
-    let gw = Gateway::start(cfg.clone()).await;
-    gw.wait_log("webhook_secret").await;
-    let logs = gw.logs();
-    let secret = logs
-        .split("whsec_")
-        .nth(1)
-        .map(|rest| {
-            format!(
-                "whsec_{}",
-                rest.split(|c: char| c == '"' || c.is_whitespace())
-                    .next()
-                    .unwrap()
-            )
-        })
-        .unwrap();
-    assert_eq!(logs.matches("whsec_").count(), 1, "logged once");
-    drop(gw);
-    let gw = Gateway::start(cfg).await;
-    let job = submit_ok(
-        &gw,
-        &chat_body("gpt-test", "signed"),
-        &[("x-webhook-url", &rx.url())],
-    )
-    .await;
-    wait_job_until(
-        &gw,
-        job["id"].as_str().unwrap(),
-        Duration::from_secs(10),
-        |v| v["webhook"]["status"] == "delivered",
-    )
-    .await;
-    assert!(
-        rx.deliveries()[0].verifies(&secret),
-        "the restarted gateway signs with the logged secret"
-    );
-    assert!(!gw.logs().contains("whsec_"), "not logged again");
+    cfg["state"] = json!({"nats_url": nats.url()});
+    cfg["telemetry"] = json!({"log_format": "json", "log_level": "debug"});
+    let a = Gateway::start(cfg.clone()).await;
+    a.wait_log("aigw_meta").await;
+    let b = Gateway::start(cfg).await;
+    let (ok, secret, err) = webhook_secret_cli(a.config_path());
+    assert!(ok, "{err}");
+    let secret = secret.trim().to_owned();
+    // Every replica signs with the one in NATS.
+    signed_with(&a, &rx, "over nats a", &secret).await;
+    signed_with(&b, &rx, "over nats b", &secret).await;
+    assert_secret_not_logged(&a.logs(), &secret);
+    assert_secret_not_logged(&b.logs(), &secret);
 }
 
 #[tokio::test]

@@ -16,6 +16,14 @@ use super::{client, client_builder, free_port, wait_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ai-gateway");
 
+/// A configuration to start with: JSON built by a test, or a YAML file's text as written.
+#[derive(Clone)]
+enum Source {
+    Json(Value),
+    /// Written as is, with a `server.listen` section appended (so it must have no `server:`).
+    Yaml(String),
+}
+
 pub struct Gateway {
     child: Child,
     port: u16,
@@ -92,24 +100,34 @@ impl Gateway {
     }
 
     pub async fn start_with_args(config: Value, env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::start_inner(config, env, args, &[]).await
+        Self::start_inner(Source::Json(config), env, args, &[]).await
+    }
+
+    /// Start on a YAML configuration text, kept as written (it must have no `server:` section:
+    /// one with the free port is appended).
+    pub async fn start_yaml(yaml: &str, env: &[(&str, &str)]) -> Self {
+        assert!(
+            !yaml.lines().any(|l| l.starts_with("server:")),
+            "start_yaml adds the server section itself"
+        );
+        Self::start_inner(Source::Yaml(yaml.to_owned()), env, &[], &[]).await
     }
 
     /// Start `ai-gateway serve` under `taskset -c 0`: the process sees one CPU.
     pub async fn start_on_one_cpu(config: Value) -> Self {
-        Self::start_inner(config, &[], &[], &["taskset", "-c", "0"]).await
+        Self::start_inner(Source::Json(config), &[], &[], &["taskset", "-c", "0"]).await
     }
 
     /// Start `ai-gateway serve` under `prlimit`: at most `files` open descriptors (soft and hard,
     /// so the gateway cannot raise it).
     pub async fn start_with_open_files(config: Value, files: u32) -> Self {
         let limit = format!("--nofile={files}:{files}");
-        Self::start_inner(config, &[], &[], &["prlimit", &limit, "--"]).await
+        Self::start_inner(Source::Json(config), &[], &[], &["prlimit", &limit, "--"]).await
     }
 
     /// `wrapper`: a command that execs the binary (its pid stays the gateway's), or nothing.
     async fn start_inner(
-        config: Value,
+        config: Source,
         env: &[(&str, &str)],
         args: &[&str],
         wrapper: &[&str],
@@ -126,19 +144,28 @@ impl Gateway {
     }
 
     async fn try_start(
-        mut config: Value,
+        config: Source,
         env: &[(&str, &str)],
         args: &[&str],
         wrapper: &[&str],
     ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        if !config["server"].is_object() {
-            config["server"] = serde_json::json!({});
-        }
-        config["server"]["listen"] = Value::String(format!("127.0.0.1:{port}"));
-        let config_path = dir.path().join("gateway.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let (config_path, text) = match config {
+            Source::Json(mut config) => {
+                if !config["server"].is_object() {
+                    config["server"] = serde_json::json!({});
+                }
+                config["server"]["listen"] = Value::String(format!("127.0.0.1:{port}"));
+                let text = serde_json::to_vec_pretty(&config).unwrap();
+                (dir.path().join("gateway.json"), text)
+            }
+            Source::Yaml(yaml) => {
+                let text = format!("{yaml}\nserver:\n  listen: \"127.0.0.1:{port}\"\n");
+                (dir.path().join("gateway.yaml"), text.into_bytes())
+            }
+        };
+        std::fs::write(&config_path, text).unwrap();
         let mut cmd = match wrapper.split_first() {
             // taskset and prlimit exec the binary: the child's pid stays the gateway's.
             Some((program, wrapper_args)) => {

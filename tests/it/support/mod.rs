@@ -33,6 +33,28 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// An external tool a test needs (`promtool`, `amtool`, `prometheus`), on `PATH` or in
+/// `/usr/bin`, `/usr/sbin`. When it is missing, under `CI=true` (scripts/test.sh sets it) the
+/// test fails; elsewhere the check that needs it is skipped, said on stderr.
+pub fn tool(bin: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/bin", "/usr/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "{bin} is not installed and CI=true: a check cannot be skipped in CI (scripts/test.sh installs it)"
+        );
+        eprintln!("SKIP (not CI): {bin} is not installed; scripts/test.sh installs it");
+    }
+    found
+}
+
 /// A reqwest client builder with no proxy (and the crypto provider reqwest's features need).
 pub fn client_builder() -> reqwest::ClientBuilder {
     static CRYPTO: std::sync::Once = std::sync::Once::new();
@@ -132,6 +154,43 @@ pub fn chat_body(model: &str, text: &str) -> Value {
 
 pub fn messages_body(model: &str, text: &str) -> Value {
     json!({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": text}]})
+}
+
+// ---------------------------------------------------------------- admin API
+
+/// `method` `/admin/keys{suffix}` with the master key and an optional JSON body.
+pub async fn admin_keys(
+    gw: &Gateway,
+    method: reqwest::Method,
+    suffix: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut rb = gw
+        .client()
+        .request(method, gw.url(&format!("/admin/keys{suffix}")))
+        .bearer_auth(MASTER_KEY);
+    if let Some(b) = body {
+        rb = rb.json(b);
+    }
+    rb.send().await.expect("admin request")
+}
+
+/// Create a key through the admin API (expects 201): its id and plaintext key.
+pub async fn create_key(gw: &Gateway, body: Value) -> (String, String) {
+    let r = admin_keys(gw, reqwest::Method::POST, "", Some(&body)).await;
+    let status = r.status();
+    let v = json_of(r).await;
+    assert_eq!(status, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Revoke a key through the admin API (expects 200).
+pub async fn revoke_key(gw: &Gateway, id: &str) {
+    let r = admin_keys(gw, reqwest::Method::DELETE, &format!("/{id}"), None).await;
+    assert_eq!(r.status(), 200);
 }
 
 // ---------------------------------------------------------------- answers

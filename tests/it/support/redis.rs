@@ -67,6 +67,17 @@ impl RedisServer {
         }
     }
 
+    /// Run `redis-cli` against it; its stdout (panics when it fails).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli is installed (with redis-server)");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Kill the server (its data is gone: it keeps nothing on disk).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

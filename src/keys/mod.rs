@@ -1,10 +1,15 @@
 //! Gateway keys created through the admin API: records, storage and lookup.
 //!
+//! A key's `id` (`key_` + 24 random hex digits) is immutable: everything the key owns is bound
+//! to it. Its `name` is a label, unique among live keys ([`names`]).
+//!
 //! Records live in Redis when `state.redis_url` is set (every replica sees them) and otherwise in
 //! the embedded store under `state.data_dir`; both survive restarts. Only the SHA-256 of a key is
 //! stored; the plaintext (`sk-gw-` + 40 base62 characters from the OS-seeded CSPRNG) is shown once,
 //! in the answer that creates it. Lookups are cached in process for one second (negative answers
 //! too), so a revocation or change reaches every replica within a second without pub/sub.
+
+pub mod names;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +17,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::{KeyEntry, KeyHash, hash_key};
+use crate::auth::{Auth, KeyEntry, KeyHash, hash_key};
 use crate::error::Error;
 use crate::state::{REDIS_TIMEOUT, Redis};
 use crate::store::{Store, Table};
+use names::Claim;
+pub use names::file_clashes;
 
 /// How long a lookup is trusted in process.
 pub const LOOKUP_TTL: Duration = Duration::from_secs(1);
@@ -147,6 +154,49 @@ impl KeyRecord {
     }
 }
 
+/// At start, before serving: the file's keys take over the current period's spend recorded
+/// under the ids they had before ids followed their digest (`cfg_<name>`; rate-limit buckets
+/// start afresh); then, in the background, the admin-made keys' names are indexed and names
+/// shared by a file key and a live admin-made key are logged (both keep working; a reload is
+/// refused until one is renamed).
+pub async fn at_start(state: &crate::app::SharedState) {
+    let rt = state.runtime.load_full();
+    let moves: Vec<(String, String, Duration)> = rt
+        .auth
+        .static_keys()
+        .filter_map(|k| {
+            k.legacy_id()
+                .map(|old| (old.to_owned(), k.id.clone(), k.period()))
+        })
+        .collect();
+    let st = state.clone();
+    let Some(redis) = st.redis.clone() else {
+        // Embedded: before the spend is loaded from the store.
+        st.services.ledger.spend.carry_over(&moves).await;
+        tokio::spawn(async move { settle_names(&st).await });
+        return;
+    };
+    tokio::spawn(async move {
+        // Redis is connected in the background: wait for it (however long it is down).
+        while !redis.is_healthy() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        st.services.ledger.spend.carry_over(&moves).await;
+        settle_names(&st).await;
+    });
+}
+
+/// Index the admin-made keys' names; log names shared by a file key and a live admin-made key.
+async fn settle_names(st: &crate::app::SharedState) {
+    st.keys.index_names().await;
+    if let Ok(admin) = st.keys.live_names().await {
+        let cfg = &st.runtime.load().config;
+        for clash in file_clashes(cfg.auth.as_ref(), &admin) {
+            tracing::error!("{clash}");
+        }
+    }
+}
+
 /// A new random key: `sk-gw-` + 40 base62 characters.
 pub fn generate_key() -> String {
     use rand::RngExt;
@@ -229,38 +279,6 @@ impl KeyStore {
         }
     }
 
-    async fn put_raw(&self, entries: Vec<(String, Option<String>)>) -> Result<(), Error> {
-        if let Some(redis) = &self.redis {
-            let mut conn = redis.conn().ok_or_else(|| backend_error("redis is down"))?;
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (k, v) in &entries {
-                let key = format!("aigw:keys:{k}");
-                match v {
-                    Some(v) => pipe.cmd("SET").arg(key).arg(v).ignore(),
-                    None => pipe.cmd("DEL").arg(key).ignore(),
-                };
-                if let Some(id) = k.strip_prefix("id:") {
-                    pipe.cmd("SADD").arg("aigw:keys:all").arg(id).ignore();
-                }
-            }
-            return match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn))
-                .await
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(backend_error(e)),
-                Err(_) => Err(backend_error("timed out")),
-            };
-        }
-        match &self.store {
-            Some(store) => store
-                .put_many(Table::Keys, entries)
-                .await
-                .map_err(backend_error),
-            None => Err(backend_error("no store")),
-        }
-    }
-
     /// The key with this hash, if it exists, is not revoked and parses. While the store cannot
     /// be reached, a key seen in the last hour keeps working as it was, and any other key is
     /// refused (401) — the store being down never lets an unknown key in.
@@ -307,22 +325,19 @@ impl KeyStore {
             .and_then(|s| serde_json::from_str(&s).ok()))
     }
 
-    async fn save(&self, rec: &KeyRecord) -> Result<(), Error> {
-        let json = serde_json::to_string(rec).map_err(|e| Error::Internal(e.to_string()))?;
-        self.put_raw(vec![
-            (format!("id:{}", rec.id), Some(json)),
-            (format!("hash:{}", rec.key_sha256), Some(rec.id.clone())),
-        ])
-        .await
-    }
-
-    /// Create a key; returns its record and the plaintext key (shown once).
-    pub async fn create(&self, change: KeyChange) -> Result<(KeyRecord, String), Error> {
+    /// Create a key; returns its record and the plaintext key (shown once). Its name must not
+    /// be a live key's, here or among `file`'s keys (409).
+    pub async fn create(
+        &self,
+        change: KeyChange,
+        file: &Auth,
+    ) -> Result<(KeyRecord, String), Error> {
         let name = change
             .name
             .clone()
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| Error::invalid("name: required"))?;
+        names::check_file(file, &name)?;
         let key = generate_key();
         let mut rec = KeyRecord {
             id: new_id(),
@@ -340,21 +355,37 @@ impl KeyStore {
             revoked: false,
         };
         rec.apply(change)?;
-        self.save(&rec).await?;
+        self.save(&rec, None, Claim::Take).await?;
         Ok((rec, key))
     }
 
-    pub async fn update(&self, id: &str, change: KeyChange) -> Result<KeyRecord, Error> {
+    /// Change a key; a live key's new name must not be another live key's (409).
+    pub async fn update(
+        &self,
+        id: &str,
+        change: KeyChange,
+        file: &Auth,
+    ) -> Result<KeyRecord, Error> {
         let mut rec = self.get(id).await?.ok_or(Error::NotFound)?;
+        let previous = rec.name.clone();
         rec.apply(change)?;
-        self.save(&rec).await?;
+        let claim = if rec.revoked {
+            Claim::Release
+        } else if rec.name != previous {
+            names::check_file(file, &rec.name)?;
+            Claim::Take
+        } else {
+            Claim::Keep
+        };
+        self.save(&rec, Some(&previous), claim).await?;
         Ok(rec)
     }
 
+    /// Revoke a key: it stops working on every replica within a second and gives its name up.
     pub async fn revoke(&self, id: &str) -> Result<KeyRecord, Error> {
         let mut rec = self.get(id).await?.ok_or(Error::NotFound)?;
         rec.revoked = true;
-        self.save(&rec).await?;
+        self.save(&rec, None, Claim::Release).await?;
         Ok(rec)
     }
 
@@ -408,7 +439,8 @@ mod tests {
         let ks = KeyStore::new(None, Some(Store::open(dir.path()).unwrap()));
         let change: KeyChange =
             serde_json::from_str(r#"{"name":"app","models":["gpt-*"],"rpm":5}"#).unwrap();
-        let (rec, key) = ks.create(change).await.unwrap();
+        let file = Auth::default();
+        let (rec, key) = ks.create(change, &file).await.unwrap();
         let found = ks.lookup(hash_key(&key)).await.unwrap().unwrap();
         assert_eq!(found.name, "app");
         assert!(found.may_use("gpt-4o") && !found.may_use("claude"));
@@ -419,6 +451,6 @@ mod tests {
         assert!(ks2.lookup(hash_key(&key)).await.unwrap().is_none());
         assert_eq!(ks2.list().await.unwrap().len(), 1);
         let bad: KeyChange = serde_json::from_str(r#"{"rpm":0}"#).unwrap();
-        assert!(ks2.update(&rec.id, bad).await.is_err());
+        assert!(ks2.update(&rec.id, bad, &file).await.is_err());
     }
 }
