@@ -1,4 +1,5 @@
-//! The application: shared state, THE layer stack, serving, shutdown and reload.
+//! The application: shared state and THE layer stack (serving is `server`, the process's life
+//! `lifecycle`, reload `reload`).
 //!
 //! Request path, outermost first:
 //! 1. `CatchPanic`: a panic becomes a 500 in the API's error shape; the process keeps serving.
@@ -16,7 +17,6 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -27,14 +27,13 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::accounting::Ledger;
 use crate::api;
 use crate::auth::{Caller, Identified, check_usable};
 use crate::cache::Cache;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::error::{Error, Flavor};
 use crate::keys::KeyStore;
 use crate::limits::Limiter;
@@ -49,9 +48,12 @@ pub struct AppState {
     pub runtime: ArcSwap<Runtime>,
     /// Where the configuration came from (`None` = built-in default; reload re-reads nothing).
     pub config_path: Option<PathBuf>,
-    /// Set on SIGTERM: `/ready` answers 503 while in-flight work drains.
-    pub draining: AtomicBool,
-    clients: Mutex<ClientPool>,
+    /// The open client connections (`server.max_connections`); they know whether the gateway
+    /// is draining (SIGTERM: `/ready` answers 503 while in-flight work finishes).
+    pub connections: Arc<crate::server::Connections>,
+    /// How many jobs this process runs at once (`jobs.workers`).
+    pub job_slots: Arc<crate::slots::Slots>,
+    pub(crate) clients: Mutex<ClientPool>,
     /// Redis of `state.redis_url` (read at start; a reload does not change it).
     pub redis: Option<Arc<Redis>>,
     /// Cache, limits and spend (created at start; a reload changes their policy, not them).
@@ -85,11 +87,18 @@ impl AppState {
         });
         let keys = Arc::new(KeyStore::new(redis.clone(), store));
         let mut clients = ClientPool::default();
+        let connections = Arc::new(crate::server::Connections::new(
+            config.server.max_connections,
+        ));
+        let job_slots = Arc::new(crate::slots::Slots::new(
+            usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
+        ));
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
             config_path,
-            draining: AtomicBool::new(false),
+            connections,
+            job_slots,
             clients: Mutex::new(clients),
             redis,
             services: Arc::new(Services { cache, ledger }),
@@ -99,42 +108,21 @@ impl AppState {
         }))
     }
 
-    /// Re-read the configuration file, validate it whole and swap it in. On error the running
-    /// configuration stays and the errors are returned. `admin_names` (the live admin-made keys'
-    /// names, with their ids): a file whose key has one of them is refused, names being unique.
+    /// Re-read the configuration file, validate it whole and swap it in; the changed keys that
+    /// need a restart (see [`crate::reload`]). On error the running configuration stays and the
+    /// errors are returned. `admin_names` (the live admin-made keys' names, with their ids): a
+    /// file whose key has one of them is refused, names being unique.
     pub fn reload(
         &self,
         admin_names: &std::collections::HashMap<String, String>,
-    ) -> Result<(), Vec<String>> {
-        let Some(path) = &self.config_path else {
-            return Err(vec![
-                "the gateway runs on its built-in default configuration; there is no file to reload"
-                    .to_owned(),
-            ]);
-        };
-        let env = |k: &str| std::env::var(k).ok();
-        let cfg = config::load_file(path, &env)
-            .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        let clashes = crate::keys::file_clashes(cfg.auth.as_ref(), admin_names);
-        if !clashes.is_empty() {
-            return Err(clashes);
-        }
-        let rt = {
-            let mut clients = self
-                .clients
-                .lock()
-                .map_err(|_| vec!["internal: client pool lock poisoned".to_owned()])?;
-            Runtime::build(cfg, &mut clients).map_err(|e| vec![e])?
-        };
-        self.runtime.store(Arc::new(rt));
-        tracing::info!(path = %path.display(), "configuration reloaded");
-        Ok(())
+    ) -> Result<Vec<&'static str>, Vec<String>> {
+        crate::reload::reload(self, admin_names)
     }
 }
 
 /// [`AppState::reload`] off the async runtime (it reads the file), with the names of the live
 /// admin-made keys to check the file's against.
-pub async fn reload(state: &SharedState) -> Result<(), Vec<String>> {
+pub async fn reload(state: &SharedState) -> Result<Vec<&'static str>, Vec<String>> {
     let names = state.keys.live_names().await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "reload: the admin-made keys cannot be read; the file's key names are not checked against theirs");
         std::collections::HashMap::new()
@@ -517,11 +505,34 @@ impl tower::Service<Request> for HttpService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        if self.state.connections.is_draining() && refused_while_draining(&req) {
+            return futures_util::future::Either::Left(Box::pin(draining(req)));
+        }
         let Some(endpoint) = direct_endpoint(&req) else {
             return futures_util::future::Either::Right(self.router.call(req));
         };
         futures_util::future::Either::Left(Box::pin(direct(self.state.clone(), req, endpoint)))
     }
+}
+
+/// Whether a request is refused while the gateway drains: new model calls and async submissions
+/// (everything else, such as `/ready`, job look-ups and the admin API, is served).
+fn refused_while_draining(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && (direct_endpoint(req).is_some() || req.uri().path().starts_with("/v1/async/"))
+}
+
+/// The answer to a refused request while draining: 503 with `retry-after`, in the API's shape.
+async fn draining(req: Request) -> Result<Response, std::convert::Infallible> {
+    Ok(in_context(req, |req, _, _| async move {
+        let e = Error::Unavailable {
+            message: "the gateway is shutting down; retry the request (on another instance)"
+                .to_owned(),
+            retry_after: Duration::from_secs(1),
+        };
+        (e.into_response_for(flavor_of(req.uri().path())), None)
+    })
+    .await)
 }
 
 /// A model call on the direct path: the router's layers, in the same order, as plain calls.
@@ -563,175 +574,6 @@ pub fn worker_router(state: SharedState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-}
-
-/// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
-pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
-    let app = HttpService::new(state.clone());
-    serve_app(state, listener, app).await
-}
-
-/// Serve `app` and run this process's job workers until SIGTERM/SIGINT, then drain both for at
-/// most `shutdown_grace`: workers take no new jobs, running ones finish or, shortly before the
-/// grace ends, are released to the queue.
-pub async fn serve_app<S>(state: SharedState, listener: TcpListener, app: S) -> std::io::Result<()>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    use axum::serve::ListenerExt;
-    let grace = state.runtime.load().config.server.shutdown_grace.get();
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let signals_state = state.clone();
-    tokio::spawn(async move {
-        wait_for_stop(&signals_state).await;
-        signals_state.draining.store(true, Ordering::SeqCst);
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: draining in-flight requests"
-        );
-        let _ = stop_tx.send(true);
-    });
-    if let Some(redis) = state.redis.clone() {
-        redis.maintain().await;
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => redis.maintain().await,
-                }
-            }
-        });
-    }
-    {
-        let ledger = state.services.ledger.clone();
-        ledger.spend.load().await;
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => {
-                        ledger.spend.flush().await;
-                        return;
-                    }
-                    () = tokio::time::sleep(Duration::from_secs(1)) => ledger.spend.flush().await,
-                }
-            }
-        });
-    }
-    let probe_state = state.clone();
-    let mut probe_stop = stop_rx.clone();
-    tokio::spawn(async move {
-        loop {
-            let interval = probe_state
-                .runtime
-                .load()
-                .config
-                .resilience
-                .health_check_interval
-                .get();
-            let wait = if interval.is_zero() {
-                Duration::from_secs(1)
-            } else {
-                interval
-            };
-            tokio::select! {
-                _ = probe_stop.changed() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-            if !interval.is_zero() {
-                let rt = probe_state.runtime.load_full();
-                crate::router::probe_open_deployments(&rt).await;
-            }
-        }
-    });
-    let (hard_tx, hard_rx) = tokio::sync::watch::channel(false);
-    let jobs_task = state
-        .jobs
-        .get()
-        .map(|j| j.run(state.clone(), stop_rx.clone(), hard_rx));
-    let mut hard_stop_rx = stop_rx.clone();
-    tokio::spawn(async move {
-        let _ = hard_stop_rx.wait_for(|v| *v).await;
-        // Leave time to release running jobs before the process exits.
-        let margin = (grace / 5).min(Duration::from_secs(2));
-        tokio::time::sleep(grace.saturating_sub(margin)).await;
-        let _ = hard_tx.send(true);
-    });
-    let mut stop_rx2 = stop_rx.clone();
-    // `into_make_service`: each connection gets a clone of the service (`Arc`s). Served as a
-    // bare `Router`, axum would rebuild the route table for every connection (`with_state(())`
-    // on a shared router clones it): ~9 KiB and its CPU per connection.
-    let server = axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|v| *v).await;
-    });
-    let hard_stop = async move {
-        let _ = stop_rx2.wait_for(|v| *v).await;
-        tokio::time::sleep(grace).await;
-    };
-    let result = tokio::select! {
-        r = server => r,
-        () = hard_stop => {
-            tracing::warn!("shutdown grace passed with requests still in flight; exiting");
-            Ok(())
-        }
-    };
-    if let Some(task) = jobs_task
-        && tokio::time::timeout(grace + Duration::from_secs(2), task)
-            .await
-            .is_err()
-    {
-        tracing::warn!("job workers did not stop within the shutdown grace; exiting");
-    }
-    result
-}
-
-/// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.
-async fn wait_for_stop(state: &SharedState) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            std::future::pending::<()>().await;
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    if let Err(errors) = reload(state).await {
-                        for e in errors {
-                            tracing::error!(error = %e, "reload refused; the running configuration stays");
-                        }
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// The whole-request deadline for a request starting now.

@@ -117,6 +117,17 @@ fn rate_message(reason: &LimitReason, retry_after: &Duration) -> String {
     )
 }
 
+/// A name the caller sent, as echoed in an error: at most [`ECHO_MAX`] characters, then `…`.
+pub fn clip(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(ECHO_MAX) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &name[..end])),
+    }
+}
+
+/// Characters of a caller's model name echoed in an error.
+pub const ECHO_MAX: usize = 128;
+
 /// The contract's error table.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -124,9 +135,9 @@ pub enum Error {
     InvalidRequest(String),
     #[error("{0}")]
     Unauthenticated(&'static str),
-    #[error("this key may not use the model \"{0}\"")]
+    #[error("this key may not use the model \"{}\"", clip(.0))]
     ModelNotAllowed(String),
-    #[error("the model \"{0}\" does not exist; GET /v1/models lists the models this key may use")]
+    #[error("the model \"{}\" does not exist; GET /v1/models lists the models this key may use", clip(.0))]
     ModelNotFound(String),
     #[error("the request body is larger than the {limit} bytes this gateway accepts")]
     TooLarge { limit: u64 },
@@ -341,6 +352,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_model_names_are_clipped() {
+        let long = "é".repeat(300);
+        let msg = Error::ModelNotFound(long).to_string();
+        assert!(
+            msg.contains(&format!("\"{}…\"", "é".repeat(ECHO_MAX))),
+            "{msg}"
+        );
+        assert!(msg.chars().count() < ECHO_MAX + 100, "{msg}");
+        let exact = "m".repeat(ECHO_MAX);
+        assert!(
+            Error::ModelNotAllowed(exact.clone())
+                .to_string()
+                .contains(&format!("\"{exact}\""))
+        );
+    }
 
     #[test]
     fn sanitize_hides_keys() {

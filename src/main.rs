@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod allocator;
 
-use ai_gateway::{app, auth, config, import, jobs, keys, mock_server, telemetry};
+use ai_gateway::{app, auth, config, import, jobs, keys, lifecycle, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -260,12 +260,12 @@ async fn serve(
     if worker_only {
         tracing::info!(listen = %local, "ai-gateway worker ready (job workers; /health, /ready, /metrics)");
         let router = app::worker_router(state.clone());
-        app::serve_app(state, listener, router)
+        lifecycle::serve_app(state, listener, router)
             .await
             .map_err(|e| e.to_string())?;
     } else {
         tracing::info!(listen = %local, "ai-gateway ready");
-        app::serve(state, listener)
+        lifecycle::serve(state, listener)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -80,12 +80,42 @@ impl Drop for Guard {
     }
 }
 
+/// The log filter of [`init`], for [`set_log_level`].
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// What became of a new `telemetry.log_level`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogLevelChange {
+    Applied,
+    /// `RUST_LOG` is set: it wins over the configuration, now as at start.
+    OverriddenByEnv,
+}
+
+/// Swap the log filter for `level` (a reload changed `telemetry.log_level`; validated already).
+pub fn set_log_level(level: &str) -> Result<LogLevelChange, String> {
+    // As at start: a valid `RUST_LOG` wins.
+    if EnvFilter::try_from_default_env().is_ok() {
+        return Ok(LogLevelChange::OverriddenByEnv);
+    }
+    let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    let handle = LOG_FILTER
+        .get()
+        .ok_or_else(|| "logging is not set up in this process".to_owned())?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    Ok(LogLevelChange::Applied)
+}
+
 /// Install the global subscriber (logs, and the trace layer when export is configured). Call it
 /// outside any async runtime. Later calls install nothing.
 pub fn init(cfg: &TelemetryConfig) -> Guard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The filter can be swapped by a reload (`telemetry.log_level`).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
     let format = cfg
         .log_format
         .unwrap_or(if std::io::stderr().is_terminal() {
@@ -105,12 +135,11 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
     let plan = match export_plan(cfg, &env) {
         Some(plan) => plan,
         None => {
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(writer);
+            let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+            let logs = tracing_subscriber::registry().with(filter);
             let _ = match format {
-                LogFormat::Json => builder.json().flatten_event(true).try_init(),
-                LogFormat::Pretty => builder.try_init(),
+                LogFormat::Json => logs.with(fmt.json().flatten_event(true)).try_init(),
+                LogFormat::Pretty => logs.with(fmt).try_init(),
             };
             return Guard {
                 provider: None,

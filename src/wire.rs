@@ -184,6 +184,99 @@ fn array_text<'a>(body: &'a str, elements: &[&RawValue]) -> &'a str {
     }
 }
 
+/// Check a message's `content`: a string, (OpenAI) null, or an array of content parts, each an
+/// object with a string `type`. A string or null is told by its first byte; only an array is
+/// read again, element by element (the other fields of a part are skipped, not kept).
+fn check_content(raw: &RawValue, null_ok: bool, at: impl FnOnce() -> String) -> Result<(), Error> {
+    let what = if null_ok {
+        "must be a string, an array of content parts or null"
+    } else {
+        "must be a string or an array of content blocks"
+    };
+    match raw.get().as_bytes().first() {
+        Some(b'"') => Ok(()),
+        Some(b'n') if null_ok => Ok(()),
+        Some(b'[') => {
+            let bad = std::cell::Cell::new(0);
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            match serde::de::DeserializeSeed::deserialize(PartsCheck(&bad), &mut de) {
+                Ok(()) => Ok(()),
+                Err(_) => Err(Error::invalid(format!(
+                    "{}[{}]: {what}; a content part must be an object with a string \"type\"",
+                    at(),
+                    bad.get()
+                ))),
+            }
+        }
+        _ => Err(Error::invalid(format!("{}: {what}", at()))),
+    }
+}
+
+/// Reads an array of content parts; on failure, the index of the part that is not one.
+struct PartsCheck<'c>(&'c std::cell::Cell<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartsCheck<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartsCheck<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of content parts")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq.next_element_seed(PartCheck)?.is_some() {
+            i += 1;
+            self.0.set(i);
+        }
+        Ok(())
+    }
+}
+
+/// Reads one content part: an object (not an array, which serde would also take for a struct)
+/// with a string `type`; its other fields are skipped.
+struct PartCheck;
+
+impl<'de> serde::de::DeserializeSeed<'de> for PartCheck {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PartCheck {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a content part: an object with a string \"type\"")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut typed = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "type" {
+                map.next_value::<std::borrow::Cow<'de, str>>()?;
+                typed = true;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        if typed {
+            Ok(())
+        } else {
+            Err(serde::de::Error::missing_field("type"))
+        }
+    }
+}
+
 /// The model name and its byte span, from the raw JSON value of `model`.
 fn model_of(body: &str, raw: Option<&RawValue>) -> Result<(String, Range<usize>), Error> {
     let raw = raw.ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
@@ -233,12 +326,7 @@ pub fn parse_openai_chat_counting(
             }
         }
         if let Some(c) = m.content {
-            let first = c.get().as_bytes().first().copied();
-            if !matches!(first, Some(b'"' | b'[' | b'n')) {
-                return Err(Error::invalid(format!(
-                    "messages[{i}].content: must be a string, an array of content parts or null"
-                )));
-            }
+            check_content(c, true, || format!("messages[{i}].content"))?;
         }
     }
     let prompt_tokens = if count_for(&model) {
@@ -285,9 +373,9 @@ pub fn parse_anthropic_messages(body: &[u8]) -> Result<ChatHead, Error> {
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
             )));
         }
-        match m.content.map(|c| c.get().as_bytes().first().copied()) {
-            Some(Some(b'"' | b'[')) => {}
-            _ => {
+        match m.content {
+            Some(c) => check_content(c, false, || format!("messages.{i}.content"))?,
+            None => {
                 return Err(Error::invalid(format!(
                     "messages.{i}.content: must be a string or an array of content blocks"
                 )));
@@ -429,6 +517,26 @@ mod tests {
                 br#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
                 "messages[0].content",
             ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":[[{"type":"text","text":"x"}]]}]}"#,
+                "messages[1].content[0]: ",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"text":"no type"}]}]}"#,
+                "messages[0].content[1]: ",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":[{"type":7}]}]}"#,
+                "messages[0].content[0]: ",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":["text"]}]}"#,
+                "messages[0].content[0]: ",
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user","content":[["text"]]}]}"#,
+                "messages[0].content[0]: ",
+            ),
             (br#"{"model":"m","messages":[{"content":"x"}]}"#, "role"),
             (b"{\"model\":\"m\xff\"}", "UTF-8"),
         ];
@@ -440,6 +548,35 @@ mod tests {
                 other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(body)),
             }
         }
+    }
+
+    #[test]
+    fn content_shapes() {
+        for ok in [
+            &br#"{"model":"m","messages":[{"role":"user","content":null}]}"#[..],
+            br#"{"model":"m","messages":[{"role":"user","content":[]}]}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:x","detail":"low"}},{"type":"text","text":"[{\"a\"]"}]}]}"#,
+        ] {
+            assert!(
+                parse_openai_chat(ok).is_ok(),
+                "{}",
+                String::from_utf8_lossy(ok)
+            );
+        }
+        let nested = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":[[1,2]]}]}"#;
+        match parse_anthropic_messages(nested) {
+            Err(Error::InvalidRequest(m)) => {
+                assert!(m.starts_with("messages.2.content[0]: "), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let null = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":null}]}"#;
+        assert!(matches!(
+            parse_anthropic_messages(null),
+            Err(Error::InvalidRequest(m)) if m.starts_with("messages.0.content: ")
+        ));
+        let blocks = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}]}"#;
+        assert!(parse_anthropic_messages(blocks).is_ok());
     }
 
     #[test]

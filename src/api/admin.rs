@@ -7,10 +7,15 @@ use serde_json::json;
 
 use crate::app::SharedState;
 
-/// `POST /admin/reload`: re-read the file; an invalid one is refused with its errors.
+/// `POST /admin/reload`: re-read the file; an invalid one is refused with its errors. A valid one
+/// is applied, and the answer lists the changed keys that need a restart (`restart_required`).
 pub async fn reload(State(state): State<SharedState>) -> Response {
     match crate::app::reload(&state).await {
-        Ok(()) => axum::Json(json!({"status": "reloaded"})).into_response(),
+        Ok(restart_required) => axum::Json(json!({
+            "status": "reloaded",
+            "restart_required": restart_required,
+        }))
+        .into_response(),
         Err(errors) => {
             for e in &errors {
                 tracing::error!(error = %e, "reload refused; the running configuration stays");

@@ -1,6 +1,5 @@
-//! `GET /health` (liveness) and `GET /ready` (readiness with each dependency's state).
-
-use std::sync::atomic::Ordering;
+//! `GET /health` (liveness) and `GET /ready` (readiness with each dependency's state; 503
+//! `draining` from SIGTERM until the process exits).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,10 +29,14 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     } else {
         "ok"
     };
-    if state.draining.load(Ordering::SeqCst) {
+    if state.connections.is_draining() {
+        // Probes keep being answered until the drain ends; each on a connection of its own.
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "1")],
+            [
+                (axum::http::header::RETRY_AFTER, "1"),
+                (axum::http::header::CONNECTION, "close"),
+            ],
             axum::Json(json!({"status": "draining", "redis": redis, "nats": nats})),
         )
             .into_response();

@@ -140,11 +140,14 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let s = &cfg.server;
     out.push(format!(
-        "listen {} (max body {}, request timeout {}, shutdown grace {})",
+        "listen {} (max body {}, request timeout {}, shutdown grace {}, header read timeout {}, idle timeout {}, at most {} connections)",
         s.listen,
         fmt_size(s.max_body_size),
         fmt_dur(s.request_timeout),
-        fmt_dur(s.shutdown_grace)
+        fmt_dur(s.shutdown_grace),
+        fmt_dur(s.header_read_timeout),
+        fmt_dur(s.idle_timeout),
+        s.max_connections
     ));
     let mut state = format!("state: embedded store in {}", cfg.state.data_dir);
     if let Some(u) = &cfg.state.redis_url {

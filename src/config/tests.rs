@@ -15,6 +15,9 @@ const EXAMPLE: &str = r##"server:
   max_body_size: 10MiB            # default
   request_timeout: 600s           # whole-request deadline, default
   shutdown_grace: 30s             # drain in-flight requests and streams on SIGTERM
+  header_read_timeout: 10s        # a client must send its whole request head within this
+  idle_timeout: 60s               # close keep-alive connections idle this long
+  max_connections: 10000          # beyond this, new connections wait (never an fd exhaustion stall)
 
 state:                            # all optional; none of them = one process, embedded, no services
   redis_url: "redis://127.0.0.1:6379"   # L2 cache, shared rate limits and spend, admin-made keys
@@ -201,6 +204,9 @@ fn example_loads_with_expected_values() {
     assert_eq!(s.max_body_size, ByteSize(10 * 1024 * 1024));
     assert_eq!(s.request_timeout, Dur::secs(600));
     assert_eq!(s.shutdown_grace, Dur::secs(30));
+    assert_eq!(s.header_read_timeout, Dur::secs(10));
+    assert_eq!(s.idle_timeout, Dur::secs(60));
+    assert_eq!(s.max_connections, 10_000);
 
     assert_eq!(
         cfg.state.redis_url.as_deref(),
@@ -397,7 +403,7 @@ fn describe_example_without_secrets() {
     );
     assert_eq!(
         lines[0],
-        "listen 127.0.0.1:8080 (max body 10MiB, request timeout 10m, shutdown grace 30s)"
+        "listen 127.0.0.1:8080 (max body 10MiB, request timeout 10m, shutdown grace 30s, header read timeout 10s, idle timeout 1m, at most 10000 connections)"
     );
 }
 
@@ -471,7 +477,9 @@ fn unknown_key_far_from_any_lists_allowed() {
     assert_eq!(e.message, "unknown key \"zzz\"");
     assert_eq!(
         e.hint.as_deref(),
-        Some("expected one of: listen, max_body_size, request_timeout, shutdown_grace")
+        Some(
+            "expected one of: listen, max_body_size, request_timeout, shutdown_grace, header_read_timeout, idle_timeout, max_connections"
+        )
     );
 }
 
@@ -567,6 +575,24 @@ fn durations_and_sizes() {
     let e = one_err("server:\n  max_body_size: 10XB\n");
     assert_eq!(e.path, "server.max_body_size");
     assert!(e.message.contains("unknown unit \"XB\""), "{e}");
+}
+
+#[test]
+fn connection_limits_must_be_positive() {
+    let e = one_err("server:\n  header_read_timeout: 0s\n");
+    assert_eq!(e.path, "server.header_read_timeout");
+    assert_eq!(e.line, Some(2));
+    let e = one_err("server:\n  idle_timeout: 0ms\n");
+    assert_eq!(e.path, "server.idle_timeout");
+    let e = one_err("server:\n  max_connections: 0\n");
+    assert_eq!(e.path, "server.max_connections");
+    assert!(e.message.contains("at least 1"), "{e}");
+    let cfg =
+        load("server:\n  header_read_timeout: 2s\n  idle_timeout: 5m\n  max_connections: 64\n")
+            .unwrap();
+    assert_eq!(cfg.server.header_read_timeout, Dur::secs(2));
+    assert_eq!(cfg.server.idle_timeout, Dur::secs(300));
+    assert_eq!(cfg.server.max_connections, 64);
 }
 
 #[test]

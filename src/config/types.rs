@@ -46,6 +46,13 @@ pub struct ServerConfig {
     pub max_body_size: ByteSize,
     pub request_timeout: Dur,
     pub shutdown_grace: Dur,
+    /// A client must send a whole request head within this (from its first byte, or from the
+    /// connection's start for the first request).
+    pub header_read_timeout: Dur,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Dur,
+    /// Open client connections at most; beyond it new ones wait in the listen backlog.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +62,9 @@ impl Default for ServerConfig {
             max_body_size: ByteSize(10 * 1024 * 1024),
             request_timeout: Dur::secs(600),
             shutdown_grace: Dur::secs(30),
+            header_read_timeout: Dur::secs(10),
+            idle_timeout: Dur::secs(60),
+            max_connections: 10_000,
         }
     }
 }

@@ -431,6 +431,18 @@ fn check_auth(cfg: &Config, cx: &mut Ctx) {
 }
 
 fn check_rest(cfg: &Config, cx: &mut Ctx) {
+    let s = &cfg.server;
+    for (key, d) in [
+        ("server.header_read_timeout", s.header_read_timeout),
+        ("server.idle_timeout", s.idle_timeout),
+    ] {
+        if d.is_zero() {
+            cx.err(key, "must be more than 0s", None);
+        }
+    }
+    if s.max_connections == 0 {
+        cx.err("server.max_connections", "must be at least 1", None);
+    }
     if cfg.cache.l1_max_entries == 0 {
         cx.err("cache.l1_max_entries", "must be at least 1", None);
     }

@@ -319,21 +319,19 @@ impl Jobs {
         stop: watch::Receiver<bool>,
         hard: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let workers = usize::try_from(state.runtime.load().config.jobs.workers).unwrap_or(1);
         let jobs = self.clone();
         tokio::spawn(async move {
             match &jobs.queue {
                 JobQueue::Embedded(e) => {
                     tokio::join!(
-                        worker::run_embedded(state.clone(), e.clone(), workers, stop.clone(), hard),
+                        worker::run_embedded(state.clone(), e.clone(), stop.clone(), hard),
                         worker::run_embedded_webhooks(state, jobs.clone(), e.clone(), stop.clone()),
                         worker::run_embedded_expiry(e.clone(), stop),
                     );
                 }
                 JobQueue::Nats(n) => {
                     tokio::join!(
-                        n.clone()
-                            .run_workers(state.clone(), workers, stop.clone(), hard),
+                        n.clone().run_workers(state.clone(), stop.clone(), hard),
                         n.clone().run_webhooks(state, jobs.clone(), stop.clone()),
                         n.clone().run_gauge(stop),
                     );

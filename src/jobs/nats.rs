@@ -465,16 +465,16 @@ impl Nats {
         ))
     }
 
-    /// This process's share of the workers: up to `workers` jobs at a time from the shared
-    /// consumer until `stop`; running jobs then finish, or are released (NAK) when `hard` fires.
+    /// This process's share of the workers: up to `jobs.workers` jobs at a time (the process's
+    /// job slots) from the shared consumer until `stop`; running jobs then finish, or are
+    /// released (NAK) when `hard` fires.
     pub async fn run_workers(
         self: Arc<Self>,
         state: SharedState,
-        workers: usize,
         mut stop: watch::Receiver<bool>,
         hard: watch::Receiver<bool>,
     ) {
-        let sem = Arc::new(Semaphore::new(workers.max(1)));
+        let slots = state.job_slots.clone();
         let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
@@ -485,14 +485,14 @@ impl Nats {
                 break;
             }
             let first = tokio::select! {
-                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                p = slots.acquire() => p,
                 _ = stop.changed() => break,
             };
             let mut permits = vec![first];
             while permits.len() < 256 {
-                match sem.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
+                match slots.try_acquire() {
+                    Some(p) => permits.push(p),
+                    None => break,
                 }
             }
             let batch = inner

@@ -306,16 +306,16 @@ fn ttl_ms(state: &SharedState) -> u64 {
     .unwrap_or(u64::MAX)
 }
 
-/// The embedded backend's worker pool: up to `workers` jobs at a time until `stop`; then running
-/// jobs finish, or are put back in the queue when `hard` fires (shutdown grace passed).
+/// The embedded backend's worker pool: up to `jobs.workers` jobs at a time (the process's job
+/// slots) until `stop`; then running jobs finish, or are put back in the queue when `hard` fires
+/// (shutdown grace passed).
 pub async fn run_embedded(
     state: SharedState,
     store: Arc<Embedded>,
-    workers: usize,
     mut stop: watch::Receiver<bool>,
     hard: watch::Receiver<bool>,
 ) {
-    let sem = Arc::new(Semaphore::new(workers.max(1)));
+    let slots = state.job_slots.clone();
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -323,14 +323,14 @@ pub async fn run_embedded(
             break;
         }
         let first = tokio::select! {
-            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = slots.acquire() => p,
             _ = stop.changed() => break,
         };
         let mut permits = vec![first];
         while permits.len() < 256 {
-            match sem.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
+            match slots.try_acquire() {
+                Some(p) => permits.push(p),
+                None => break,
             }
         }
         match store.take(permits.len()).await {

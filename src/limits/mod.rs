@@ -13,7 +13,7 @@
 pub mod spend;
 
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +56,11 @@ pub struct Verdict {
 
 pub struct Limiter {
     shards: Vec<Mutex<FxHashMap<Arc<str>, f64>>>,
+    /// The process's Redis; buckets live there while `shared` is on.
     redis: Option<Arc<Redis>>,
-    on_error: OnRedisError,
+    /// `rate_limits.shared` and `on_redis_error`: a reload changes them ([`Limiter::set_mode`]).
+    shared: AtomicBool,
+    on_error: AtomicU8,
     fallback_logged: AtomicBool,
     gcra: redis::Script,
     adjust: redis::Script,
@@ -69,8 +72,9 @@ impl Limiter {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(FxHashMap::default()))
                 .collect(),
-            redis: if cfg.shared { redis } else { None },
-            on_error: cfg.on_redis_error,
+            redis,
+            shared: AtomicBool::new(cfg.shared),
+            on_error: AtomicU8::new(cfg.on_redis_error as u8),
             fallback_logged: AtomicBool::new(false),
             gcra: redis::Script::new(include_str!("gcra.lua")),
             adjust: redis::Script::new(include_str!("adjust.lua")),
@@ -79,7 +83,24 @@ impl Limiter {
 
     /// Whether buckets are counted in Redis (all replicas together).
     pub fn is_shared(&self) -> bool {
-        self.redis.is_some()
+        self.shared_redis().is_some()
+    }
+
+    /// Apply a reloaded `rate_limits.shared` and `on_redis_error`. Turning `shared` on or off
+    /// moves counting between Redis and this process: the buckets on the other side are not
+    /// carried over (each starts from its own state).
+    pub fn set_mode(&self, cfg: &RateLimitsConfig) {
+        self.shared.store(cfg.shared, Ordering::Relaxed);
+        self.on_error
+            .store(cfg.on_redis_error as u8, Ordering::Relaxed);
+    }
+
+    fn on_redis_error(&self) -> OnRedisError {
+        match self.on_error.load(Ordering::Relaxed) {
+            x if x == OnRedisError::Deny as u8 => OnRedisError::Deny,
+            x if x == OnRedisError::Allow as u8 => OnRedisError::Allow,
+            _ => OnRedisError::Local,
+        }
     }
 
     fn shard(&self, key: &str) -> &Mutex<FxHashMap<Arc<str>, f64>> {
@@ -103,7 +124,7 @@ impl Limiter {
                 ..Verdict::default()
             });
         }
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.shared_redis() {
             match redis.conn() {
                 Some(conn) => match self.check_redis(conn, buckets, budget).await {
                     Ok(v) => return Ok(v),
@@ -111,7 +132,7 @@ impl Limiter {
                 },
                 None => redis.report_error("rate limit", &"redis is down", false),
             }
-            match self.on_error {
+            match self.on_redis_error() {
                 OnRedisError::Deny => {
                     return Err(Error::Unavailable {
                         message: "rate limits cannot be checked (Redis is unreachable)".into(),
@@ -238,7 +259,7 @@ impl Limiter {
         if delta == 0 {
             return;
         }
-        if let Some(redis) = &self.redis
+        if let Some(redis) = self.shared_redis()
             && let Some(mut conn) = redis.conn()
         {
             let mut inv = self.adjust.prepare_invoke();
@@ -257,7 +278,9 @@ impl Limiter {
 
     /// The Redis the buckets live in (`rate_limits.shared`), if any.
     pub fn shared_redis(&self) -> Option<&Arc<Redis>> {
-        self.redis.as_ref()
+        self.redis
+            .as_ref()
+            .filter(|_| self.shared.load(Ordering::Relaxed))
     }
 
     /// Add the correction of `bucket` by `delta` tokens to `pipe` (an `EVALSHA` of the adjust

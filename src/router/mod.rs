@@ -13,6 +13,7 @@
 pub mod breaker;
 pub mod state;
 pub mod strategy;
+mod tracked;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::breaker::Admission;
-use self::state::{DeploymentState, now_ms};
+use self::state::now_ms;
 use self::strategy::{Candidate, estimate_cost};
 use crate::error::{Error, LimitReason, UpstreamError, UpstreamKind};
 use crate::providers::{CallCtx, Op, UpstreamBody};
@@ -217,7 +218,10 @@ pub async fn send(
                 other => other,
             };
             let took = started.elapsed();
-            crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
+            // A served stream's attempt is counted when the stream ends, with its outcome.
+            if !matches!(result, Ok(UpstreamBody::Stream(_))) {
+                crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
+            }
             crate::telemetry::attempt_end(&span, d, outcome(&result), &result);
             match result {
                 Ok(body) => {
@@ -232,7 +236,7 @@ pub async fn send(
                     d.state.breaker.on_success();
                     let body = match body {
                         UpstreamBody::Stream(s) => {
-                            UpstreamBody::Stream(track(s, d.state.clone(), guard))
+                            UpstreamBody::Stream(tracked::track(s, d.clone(), guard, took))
                         }
                         full => full,
                     };
@@ -348,22 +352,6 @@ async fn first_chunk(
             }
         }
     }
-}
-
-/// A served stream: a mid-stream failure counts against the circuit; the in-flight count is
-/// held until the stream ends or the client goes away.
-fn track(
-    s: crate::providers::ByteStream,
-    state: Arc<DeploymentState>,
-    guard: state::InFlight,
-) -> crate::providers::ByteStream {
-    Box::pin(s.map(move |item| {
-        let _held = &guard;
-        if item.is_err() {
-            state.record_failure(now_ms());
-        }
-        item
-    }))
 }
 
 /// Active health checking (`resilience.health_check_interval` > 0): every deployment whose

@@ -39,7 +39,8 @@ pub use responses::{
     chat_response_to_responses, responses_request_to_chat,
 };
 pub use stream::{
-    ChatToMessagesStream, MessagesToChatStream, anthropic_stream_error, openai_stream_error,
+    ChatToMessagesStream, MessagesToChatStream, TRUNCATED, anthropic_stream_error,
+    openai_stream_error,
 };
 
 /// max_tokens sent to Anthropic when an OpenAI request has neither max_tokens nor

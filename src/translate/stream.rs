@@ -17,7 +17,8 @@ use super::{
 };
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
-const TRUNCATED: &str = "the upstream stream ended before the message was complete";
+/// The error message of a stream the upstream ended before the answer did.
+pub const TRUNCATED: &str = "the upstream stream ended before the message was complete";
 
 /// An error event in OpenAI's stream format, then `[DONE]`.
 pub fn openai_stream_error(kind: &str, message: &str, out: &mut Vec<u8>) {

@@ -258,6 +258,59 @@ async fn openai_client_to_anthropic_upstream_gets_a_default_max_tokens() {
     );
 }
 
+/// An Anthropic pass-through stream the upstream ends cleanly mid-answer (no `message_delta`,
+/// no `message_stop`) ends with Anthropic's error event; the breaker counts the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stream_cut_cleanly_mid_answer_ends_with_error_event() {
+    let anth = FakeUpstream::start(Kind::Anthropic).await;
+    let oai = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = mixed_config(&anth, &oai);
+    cfg["resilience"]["circuit_breaker"] = json!({"failure_threshold": 1, "open_for": "60s"});
+    let gw = Gateway::start(cfg).await;
+    // message_start, content_block_start, ping and two words; then a clean end.
+    anth.push([Fault::Cut(5)]);
+    let body = json!({"model": "claude-test", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "a b c d"}]});
+    let r = post_messages(&gw, body.to_string()).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = sse_events(&text);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "upstream_error", "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "the upstream stream ended before the message was complete"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(n, _)| n.as_deref() == Some("message_stop")),
+        "{text}"
+    );
+    // The failure opened the circuit (threshold 1): the next call is not sent upstream.
+    let r = post_messages(&gw, body.to_string()).await;
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    assert_eq!(anth.request_count(), 1);
+}
+
+/// A stream that ends after `message_delta` (the stop reason) is complete: the gateway adds the
+/// `message_stop` the upstream did not send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stream_ending_after_message_delta_is_completed() {
+    let (anth, _oai, gw) = setup().await;
+    // Every event of "a b c" but the last (message_stop).
+    anth.push([Fault::Cut(8)]);
+    let body = json!({"model": "claude-test", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "a b c"}]});
+    let r = post_messages(&gw, body.to_string()).await;
+    let text = r.text().await.unwrap();
+    let (joined, _) = check_anthropic_stream(&text);
+    assert_eq!(joined, "a b c");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_streams_from_anthropic_upstream_with_usage() {
     let (_anth, _oai, gw) = setup().await;

@@ -201,6 +201,73 @@ async fn unknown_model_is_404() {
     assert_anthropic_error(r, 404, "not_found_error").await;
 }
 
+/// `content` that is neither a string, null nor an array of content parts is refused with a 400
+/// naming the message (and the part), on both chat APIs; nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_content_is_400_naming_the_message() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let nested = json!({"model": "gpt-test", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "user", "content": [[{"type": "text", "text": "nested"}]]}]});
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &nested).await;
+    let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.starts_with("messages[2].content[0]: "), "{e}");
+    for (content, at) in [
+        (json!([{"text": "no type"}]), "messages[0].content[0]: "),
+        (
+            json!([{"type": "text", "text": "x"}, {"type": 3}]),
+            "messages[0].content[1]: ",
+        ),
+        (json!(7), "messages[0].content: "),
+        (
+            json!({"type": "text", "text": "x"}),
+            "messages[0].content: ",
+        ),
+    ] {
+        let body = json!({"model": "gpt-test", "messages": [{"role": "user", "content": content}]});
+        let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+        let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
+        assert!(e["message"].as_str().unwrap().starts_with(at), "{e}");
+    }
+    let body = json!({"model": "gpt-test", "max_tokens": 16, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": [["x"]]}]});
+    let r = gw.post("/v1/messages", Some(GW_KEY), &body).await;
+    let e = assert_anthropic_error(r, 400, "invalid_request_error").await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages.1.content[0]: "),
+        "{e}"
+    );
+    assert_eq!(up.request_count(), 0, "a malformed request went upstream");
+    // Parts of every kind still pass.
+    let ok = json!({"model": "gpt-test", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "fine"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]});
+    assert_eq!(
+        gw.post("/v1/chat/completions", Some(GW_KEY), &ok)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// A model name echoed in an error is clipped to 128 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_model_name_is_clipped_in_the_error() {
+    let gw = Gateway::start(basic_config(None)).await;
+    let name = format!("gpt-{}", "x".repeat(5000));
+    let r = gw.chat(&name, "hi").await;
+    let e = assert_openai_error(r, 404, "invalid_request_error", Some("model_not_found")).await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("\"{}…\"", &name[..128])), "{msg}");
+    assert!(msg.len() < 400, "{msg}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_endpoint_is_404() {
     let gw = Gateway::start(basic_config(None)).await;

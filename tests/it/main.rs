@@ -19,6 +19,7 @@ mod azure;
 mod cache;
 mod chat;
 mod cli;
+mod connections;
 mod embeddings;
 mod errors;
 mod import;

@@ -172,3 +172,94 @@ async fn reload_changes_keys() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// A reload applies what it can (a new model, the log level) and names the changed keys that
+/// need a restart, in the answer and in one WARN line; they keep their running values (Redis is
+/// still unused), and a second reload still names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_restart_only_keys_and_applies_the_rest() {
+    let cfg = with_master(basic_config(None));
+    let gw = Gateway::start(cfg.clone()).await;
+    assert_eq!(chat_status(&gw, "mock").await, 200);
+    assert!(
+        !gw.logs().contains("upstream attempt"),
+        "debug lines at info"
+    );
+
+    let mut new = plus_model(cfg, "mock-two");
+    new["state"] = json!({"redis_url": "redis://127.0.0.1:1"});
+    new["cache"]["l1_max_entries"] = json!(77);
+    new["telemetry"] = json!({"log_level": "debug"});
+    new["jobs"] = json!({"workers": 3});
+    new["server"] = json!({"max_connections": 500, "idle_timeout": "30s"});
+    gw.write_config(new.clone());
+    // A listen address other than the running one (write_config keeps the running one).
+    new["server"]["listen"] = json!(format!("127.0.0.1:{}", free_port()));
+    std::fs::write(gw.config_path(), serde_json::to_vec(&new).unwrap()).unwrap();
+
+    let reload = || async {
+        let r = gw
+            .client()
+            .post(gw.url("/admin/reload"))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        json_of(r).await
+    };
+    let v = reload().await;
+    assert_eq!(
+        v,
+        json!({"status": "reloaded", "restart_required":
+            ["server.listen", "state.redis_url", "cache.l1_max_entries"]}),
+    );
+    gw.wait_log("restart_required").await;
+    let warn = gw
+        .logs()
+        .lines()
+        .filter(|l| l.contains("restart_required"))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].contains("WARN"), "{}", warn[0]);
+    assert!(
+        warn[0].contains("server.listen, state.redis_url, cache.l1_max_entries"),
+        "{}",
+        warn[0]
+    );
+    // Applied live: the new model, the log level.
+    assert_eq!(chat_status(&gw, "mock-two").await, 200);
+    gw.wait_log("upstream attempt").await;
+    // Not applied: Redis stays unused.
+    let ready = json_of(gw.get("/ready", None).await).await;
+    assert_eq!(ready["redis"], "unused", "{ready}");
+    // Still not applied at the next reload, and still said so.
+    let v = reload().await;
+    assert_eq!(
+        v["restart_required"],
+        json!(["server.listen", "state.redis_url", "cache.l1_max_entries"])
+    );
+    // Back to the running values: nothing needs a restart.
+    gw.write_config(plus_model(with_master(basic_config(None)), "mock-two"));
+    let v = reload().await;
+    assert_eq!(v, json!({"status": "reloaded", "restart_required": []}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_logs_the_keys_that_need_a_restart() {
+    let cfg = basic_config(None);
+    let gw = Gateway::start(cfg.clone()).await;
+    let mut new = cfg;
+    new["state"] = json!({"data_dir": "elsewhere"});
+    gw.write_config(new);
+    gw.send_signal(Signal::SIGHUP);
+    gw.wait_log("restart_required").await;
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("restart_required"))
+        .unwrap();
+    assert!(line.contains("state.data_dir"), "{line}");
+    assert!(line.contains("WARN"), "{line}");
+}

@@ -1,5 +1,6 @@
-//! Graceful shutdown on SIGTERM: new connections are refused (or `/ready` is 503), in-flight
-//! streams finish, the process exits 0; and `shutdown_grace` bounds the wait.
+//! Graceful shutdown on SIGTERM: the listener stays open while work drains (`/ready` 503
+//! `draining`, new model calls 503), in-flight streams finish, the process exits 0; and
+//! `shutdown_grace` bounds the wait.
 
 use std::time::Duration;
 
@@ -147,4 +148,97 @@ async fn health_and_ready_without_keys() {
     // No Redis or NATS configured.
     assert_eq!(v["redis"], "unused", "{v}");
     assert_eq!(v["nats"], "unused", "{v}");
+}
+
+/// While draining, the listener stays open: `/ready` answers 503 `draining` with `retry-after`
+/// and `connection: close`, new model calls and async submissions 503 `service_unavailable` with
+/// `retry-after`, `/health` 200; the long stream in flight completes; then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_answers_ready_503_and_refuses_new_calls_while_a_stream_finishes() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    // Two frames, then the stream waits for `release`: in flight for as long as the test wants.
+    up.push([Fault::Gated(2)]);
+    let mut cfg = basic_config(Some(&up));
+    cfg["server"] = json!({"shutdown_grace": "30s"});
+    let mut gw = Gateway::start(cfg).await;
+    let body = json!({"model": "gpt-test", "stream": true,
+        "messages": [{"role": "user", "content": "one two three"}]});
+    let mut stream = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(stream.status(), 200);
+    let mut buf = String::new();
+    assert!(
+        read_until(&mut stream, &mut buf, Duration::from_secs(10), |b| b
+            .contains("one "))
+        .await,
+        "{buf}"
+    );
+
+    gw.send_signal(Signal::SIGTERM);
+    let fresh = client_builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let r = fresh
+            .get(gw.url("/ready"))
+            .send()
+            .await
+            .expect("the listener stays open while draining");
+        if r.status() == 503 {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready never answered 503 after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(header(&ready, "retry-after"), Some("1"));
+    assert_eq!(header(&ready, "connection"), Some("close"));
+    assert_eq!(json_of(ready).await["status"], "draining");
+
+    // New model calls and async submissions: 503 with retry-after, in each API's shape.
+    for (path, body) in [
+        ("/v1/chat/completions", chat_body("mock", "too late")),
+        ("/v1/messages", messages_body("mock", "too late")),
+        ("/v1/async/chat/completions", chat_body("mock", "too late")),
+    ] {
+        let r = fresh
+            .post(gw.url(path))
+            .bearer_auth(GW_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            header(&r, "retry-after").is_some(),
+            "{path}: no retry-after"
+        );
+        assert_eq!(header(&r, "connection"), Some("close"), "{path}");
+        if path == "/v1/messages" {
+            assert_anthropic_error(r, 503, "overloaded_error").await;
+        } else {
+            assert_openai_error(r, 503, "service_unavailable", None).await;
+        }
+    }
+    assert_eq!(
+        fresh.get(gw.url("/health")).send().await.unwrap().status(),
+        200
+    );
+    assert!(gw.running(), "the process waits for the stream in flight");
+
+    // The stream in flight completes.
+    up.release();
+    assert!(
+        read_until(&mut stream, &mut buf, Duration::from_secs(15), |b| b
+            .contains("[DONE]"))
+        .await,
+        "the in-flight stream was cut by the drain: {buf:?}"
+    );
+    assert_eq!(joined_content(&sse_data(&buf)), "one two three");
+    drop(stream);
+    let status = gw.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}\n{}", gw.logs());
 }

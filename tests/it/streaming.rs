@@ -253,16 +253,93 @@ async fn upstream_breaking_mid_stream_ends_with_error_event() {
     assert!(!body.contains(PROVIDER_KEY));
 }
 
+/// The upstream ends a pass-through stream cleanly mid-answer (no `finish_reason`, no `[DONE]`):
+/// the client is told by the same error event as on the translated paths (then `[DONE]`), the
+/// attempt counts as failed, and the answer is not cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_ending_cleanly_mid_answer_ends_with_error_event() {
+    // The role chunk and two words, then a clean end: "c d" and the finish chunk never come.
+    let (up, gw) = cut_after(3).await;
+    let (body, datas) = read_stream(&gw, "a b c d", "a cut stream must end").await;
+    assert_eq!(joined_content(&datas), "a b ", "{body}");
+    let err = error_event(&datas).unwrap_or_else(|| panic!("no error event: {body}"));
+    assert_eq!(err["error"]["type"], "upstream_error", "{err}");
+    assert_eq!(
+        err["error"]["message"], "the upstream stream ended before the message was complete",
+        "{err}"
+    );
+    assert_eq!(datas.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let failed = metric_sum(
+        &gw,
+        "ai_gateway_upstream_attempts_total",
+        &["provider=\"fake\"", "outcome=\"protocol_error\""],
+    )
+    .await;
+    assert_eq!(failed, 1.0, "the cut stream is a failed attempt");
+    // Not cached: the same request goes upstream again (and now completes).
+    assert_again(&gw, "a b c d", "MISS").await;
+    assert_eq!(up.request_count(), 2);
+    let ok = metric_sum(
+        &gw,
+        "ai_gateway_upstream_attempts_total",
+        &["provider=\"fake\"", "outcome=\"success\""],
+    )
+    .await;
+    assert_eq!(ok, 1.0);
+}
+
+/// A stream whose last chunk has its `finish_reason` is complete even when the upstream sends
+/// no `[DONE]`: the gateway adds it, counts a success and caches the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_stream_without_done_is_complete() {
+    // role, "a ", "b ", "c", the finish chunk; no [DONE].
+    let (up, gw) = cut_after(5).await;
+    let (body, _) = read_stream(&gw, "a b c", "the stream must end").await;
+    check_openai_stream(&body, "a b c", false);
+    assert_eq!(
+        metric_sum(
+            &gw,
+            "ai_gateway_upstream_attempts_total",
+            &["outcome=\"protocol_error\""]
+        )
+        .await,
+        0.0
+    );
+    assert_again(&gw, "a b c", "HIT").await;
+    assert_eq!(up.request_count(), 1);
+}
+
+/// A gateway with the cache on, whose upstream ends its next stream cleanly after `frames`.
+async fn cut_after(frames: usize) -> (FakeUpstream, Gateway) {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.push([Fault::Cut(frames)]);
+    let mut cfg = basic_config(Some(&up));
+    cfg["cache"] = json!({"enabled": true});
+    let gw = Gateway::start(cfg).await;
+    (up, gw)
+}
+
+/// POST a streamed chat of `text` for `gpt-test`.
+async fn post_stream(gw: &Gateway, text: &str) -> reqwest::Response {
+    gw.post(
+        "/v1/chat/completions",
+        Some(GW_KEY),
+        &stream_body("gpt-test", text, false),
+    )
+    .await
+}
+
+/// The same streamed chat of `text` again: complete, with this `x-cache`.
+async fn assert_again(gw: &Gateway, text: &str, cache: &str) {
+    let r = post_stream(gw, text).await;
+    assert_eq!(header(&r, "x-cache"), Some(cache));
+    check_openai_stream(&r.text().await.unwrap(), text, false);
+}
+
 /// POST a streamed chat of `text` to `gw` and read its whole SSE body (`why` it must end within
 /// 15 s): the body and its `data:` payloads.
 async fn read_stream(gw: &Gateway, text: &str, why: &str) -> (String, Vec<String>) {
-    let r = gw
-        .post(
-            "/v1/chat/completions",
-            Some(GW_KEY),
-            &stream_body("gpt-test", text, false),
-        )
-        .await;
+    let r = post_stream(gw, text).await;
     assert_sse(&r);
     let body = tokio::time::timeout(Duration::from_secs(15), r.text())
         .await

@@ -8,15 +8,19 @@ Run:
 
 The session starts `ai-gateway mock-server` on a free port and the gateway on another, with models
 `mock` (built-in mock provider), `gpt-echo` (OpenAI-type provider -> the mock-server's /v1) and
-`claude-echo` (Anthropic-type provider -> the mock-server's /v1/messages); key `sk-test-sdk` may use
-every model, `sk-test-gpt` only `gpt-*`. Job webhooks are signed with `WEBHOOK_SECRET` and may go
+`claude-echo` (Anthropic-type provider -> the mock-server's /v1/messages), and `gpt-cut` /
+`claude-cut` (OpenAI- and Anthropic-type providers -> a fake upstream in this process that sends the
+start of a streamed answer, then ends the body cleanly without its terminal event); key
+`sk-test-sdk` may use every model, `sk-test-gpt` only `gpt-*`. Job webhooks are signed with `WEBHOOK_SECRET` and may go
 to loopback (for test_webhooks.py). Everything started is stopped by pid at the end.
 """
 
+import http.server
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -98,8 +102,79 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+class _CutUpstream(http.server.BaseHTTPRequestHandler):
+    """Answers every streamed call with the start of an answer, then closes the connection: an
+    HTTP/1.0 body ends there, cleanly, without `data: [DONE]` or `message_stop`."""
+
+    protocol_version = "HTTP/1.0"
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        model = body.get("model", "")
+        if self.path.endswith("/chat/completions"):
+            chunk = {
+                "id": "chatcmpl-cut",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": "partial "}, "finish_reason": None}
+                ],
+            }
+            frames = [f"data: {json.dumps(chunk)}\n\n"]
+        else:
+            events = [
+                (
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_cut",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": {"input_tokens": 1, "output_tokens": 1},
+                        },
+                    },
+                ),
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                ),
+                (
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial "}},
+                ),
+            ]
+            frames = [f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events]
+        for f in frames:
+            self.wfile.write(f.encode())
+            self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="session")
-def gateway_url(tmp_path_factory):
+def cut_upstream_port():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutUpstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(tmp_path_factory, cut_upstream_port):
     binary = os.environ["AI_GATEWAY_BIN"]
     tmp = tmp_path_factory.mktemp("gateway")
     env = _clean_env()
@@ -136,6 +211,18 @@ def gateway_url(tmp_path_factory):
                     "base_url": f"http://127.0.0.1:{mock_port}",
                     "api_key": UPSTREAM_KEY,
                 },
+                {
+                    "name": "cut-openai",
+                    "type": "openai",
+                    "base_url": f"http://127.0.0.1:{cut_upstream_port}/v1",
+                    "api_key": UPSTREAM_KEY,
+                },
+                {
+                    "name": "cut-anthropic",
+                    "type": "anthropic",
+                    "base_url": f"http://127.0.0.1:{cut_upstream_port}",
+                    "api_key": UPSTREAM_KEY,
+                },
             ],
             "models": [
                 {"name": "mock", "deployments": [{"provider": "local", "model": "mock"}]},
@@ -144,6 +231,8 @@ def gateway_url(tmp_path_factory):
                     "name": "claude-echo",
                     "deployments": [{"provider": "echo-anthropic", "model": "claude-echo-upstream"}],
                 },
+                {"name": "gpt-cut", "deployments": [{"provider": "cut-openai", "model": "cut"}]},
+                {"name": "claude-cut", "deployments": [{"provider": "cut-anthropic", "model": "cut"}]},
             ],
             "auth": {
                 "keys": [

@@ -67,3 +67,15 @@ def test_permission_denied_error(gateway_url):
         gpt_only.messages.create(
             model="claude-echo", max_tokens=16, messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_a_stream_the_upstream_ends_early_raises(anth):
+    """The upstream ends the stream cleanly mid-answer (no message_delta, no message_stop): the
+    gateway ends it with Anthropic's error event, and the SDK raises."""
+    with pytest.raises(anthropic.APIError) as e:
+        with anth.messages.stream(
+            model="claude-cut", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+    assert "ended before the message was complete" in str(e.value)

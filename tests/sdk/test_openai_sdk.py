@@ -141,12 +141,12 @@ def test_embeddings_base64(oai, model):
 
 def test_models_list(oai, oai_gpt_only):
     ids = {m.id for m in oai.models.list()}
-    assert ids == {"mock", "gpt-echo", "claude-echo"}
+    assert ids == {"mock", "gpt-echo", "claude-echo", "gpt-cut", "claude-cut"}
     for m in oai.models.list():
         assert m.object == "model"
         assert m.owned_by == "ai-gateway"
         assert isinstance(m.created, int)
-    assert {m.id for m in oai_gpt_only.models.list()} == {"gpt-echo"}
+    assert {m.id for m in oai_gpt_only.models.list()} == {"gpt-echo", "gpt-cut"}
 
 
 def test_authentication_error(gateway_url):
@@ -218,3 +218,18 @@ def test_openai_sdk_to_claude_streaming_with_usage(oai):
     assert text == "claude streams this"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_a_stream_the_upstream_ends_early_raises(oai):
+    """The upstream ends the stream cleanly mid-answer (no finish_reason, no [DONE]): the gateway
+    ends it with an error event, and the SDK raises instead of returning a truncated answer."""
+    stream = oai.chat.completions.create(
+        model="gpt-cut", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            if chunk.choices:
+                text.append(chunk.choices[0].delta.content or "")
+    assert "".join(text) == "partial "
+    assert "ended before the message was complete" in str(e.value)

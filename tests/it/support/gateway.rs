@@ -100,7 +100,7 @@ impl Gateway {
     }
 
     pub async fn start_with_args(config: Value, env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::start_inner(Source::Json(config), env, args, false).await
+        Self::start_inner(Source::Json(config), env, args, &[]).await
     }
 
     /// Start on a YAML configuration text, kept as written (it must have no `server:` section:
@@ -110,23 +110,31 @@ impl Gateway {
             !yaml.lines().any(|l| l.starts_with("server:")),
             "start_yaml adds the server section itself"
         );
-        Self::start_inner(Source::Yaml(yaml.to_owned()), env, &[], false).await
+        Self::start_inner(Source::Yaml(yaml.to_owned()), env, &[], &[]).await
     }
 
     /// Start `ai-gateway serve` under `taskset -c 0`: the process sees one CPU.
     pub async fn start_on_one_cpu(config: Value) -> Self {
-        Self::start_inner(Source::Json(config), &[], &[], true).await
+        Self::start_inner(Source::Json(config), &[], &[], &["taskset", "-c", "0"]).await
     }
 
+    /// Start `ai-gateway serve` under `prlimit`: at most `files` open descriptors (soft and hard,
+    /// so the gateway cannot raise it).
+    pub async fn start_with_open_files(config: Value, files: u32) -> Self {
+        let limit = format!("--nofile={files}:{files}");
+        Self::start_inner(Source::Json(config), &[], &[], &["prlimit", &limit, "--"]).await
+    }
+
+    /// `wrapper`: a command that execs the binary (its pid stays the gateway's), or nothing.
     async fn start_inner(
         config: Source,
         env: &[(&str, &str)],
         args: &[&str],
-        one_cpu: bool,
+        wrapper: &[&str],
     ) -> Self {
         let mut last_logs = String::new();
         for _ in 0..3 {
-            match Self::try_start(config.clone(), env, args, one_cpu).await {
+            match Self::try_start(config.clone(), env, args, wrapper).await {
                 Ok(g) => return g,
                 Err(logs) if logs.contains("cannot listen") => last_logs = logs,
                 Err(logs) => panic!("the gateway did not start; its output:\n{logs}"),
@@ -139,7 +147,7 @@ impl Gateway {
         config: Source,
         env: &[(&str, &str)],
         args: &[&str],
-        one_cpu: bool,
+        wrapper: &[&str],
     ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -158,13 +166,14 @@ impl Gateway {
             }
         };
         std::fs::write(&config_path, text).unwrap();
-        let mut cmd = if one_cpu {
-            // taskset execs the binary: the child's pid stays the gateway's.
-            let mut c = clean(Command::new("taskset"));
-            c.args(["-c", "0", BIN]);
-            c
-        } else {
-            command()
+        let mut cmd = match wrapper.split_first() {
+            // taskset and prlimit exec the binary: the child's pid stays the gateway's.
+            Some((program, wrapper_args)) => {
+                let mut c = clean(Command::new(program));
+                c.args(wrapper_args).arg(BIN);
+                c
+            }
+            None => command(),
         };
         cmd.args(args)
             .arg("--config")
@@ -213,6 +222,11 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `127.0.0.1:PORT`, for raw TCP clients.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     pub fn url(&self, path: &str) -> String {

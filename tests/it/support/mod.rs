@@ -195,6 +195,17 @@ pub async fn revoke_key(gw: &Gateway, id: &str) {
 
 // ---------------------------------------------------------------- answers
 
+/// The sum of the `/metrics` samples of `name` whose labels include every one of `labels`
+/// (each written `key="value"`).
+pub async fn metric_sum(gw: &Gateway, name: &str, labels: &[&str]) -> f64 {
+    let text = gw.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }

@@ -65,6 +65,9 @@ pub enum Fault {
     SlowStream { gap: Duration },
     /// Streamed requests: send this many frames, then wait for `FakeUpstream::release()`.
     Gated(usize),
+    /// Streamed requests: send this many frames, then end the body cleanly (no error, no
+    /// terminal event unless it was among them).
+    Cut(usize),
 }
 
 /// One request as the server received it.
@@ -244,6 +247,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Fault::DropMidStream(n) => Mode::Drop(n),
         Fault::SlowStream { gap } => Mode::Slow(gap),
         Fault::Gated(n) => Mode::Gated(n),
+        Fault::Cut(n) => Mode::Cut(n),
     };
     let p = parts.uri.path();
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
@@ -278,6 +282,7 @@ enum Mode {
     Drop(usize),
     Slow(Duration),
     Gated(usize),
+    Cut(usize),
 }
 
 fn error_response(status: u16, headers: &[(&'static str, String)], body: String) -> Response {
@@ -578,6 +583,11 @@ fn sse_response(shared: &Arc<Shared>, frames: Vec<Bytes>, mode: Mode) -> Respons
                 Mode::Gated(n) => {
                     if i >= n {
                         let _ = gate.wait_for(|open| *open).await;
+                    }
+                }
+                Mode::Cut(n) => {
+                    if i >= n {
+                        return None;
                     }
                 }
             }
