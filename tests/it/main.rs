@@ -29,6 +29,7 @@ mod reload;
 mod resilience;
 mod routing;
 mod secrets;
+mod semantic;
 mod shutdown;
 mod streaming;
 mod webhooks;

@@ -18,7 +18,7 @@ mod request;
 mod shared;
 mod vector;
 
-pub use index::{Index, MAX_DIMENSIONS, Match, NewEntry, Options, PartitionKey, Stats};
+pub use index::{EF_SEARCH, Index, MAX_DIMENSIONS, Match, NewEntry, Options, PartitionKey, Stats};
 pub use request::{Prepared, Shape, prepare};
 pub use shared::STREAM_KEY;
 pub use vector::{bag_of_words, dot, normalize};

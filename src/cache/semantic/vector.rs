@@ -34,14 +34,64 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `1 - cosine similarity` of two unit vectors, clamped to `[0, 2]`, never NaN (the index
-/// crate asserts that distances are non-negative numbers).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DotDistance;
+/// A unit vector in 8 bits a component: a scale (as the four little-endian bytes of an f32)
+/// followed by each component / (largest magnitude / 127), rounded. The scale is the inverse of
+/// the rounded components' length, so that a quantised vector has unit length too and is most
+/// similar to itself. A quarter of the memory of f32 and of the bytes a look-up reads; the dot
+/// product of two quantised vectors is within about 0.002 of the exact one.
+pub fn quantize(v: &[f32]) -> Vec<i8> {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let step = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let mut out = vec![0i8; 4];
+    out.extend(
+        v.iter()
+            .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
+    );
+    let len = (dot_i8(&out[4..], &out[4..]) as f32).sqrt();
+    let scale = if len > 0.0 { 1.0 / len } else { 0.0 };
+    out[..4].copy_from_slice(&scale.to_le_bytes().map(|b| b as i8));
+    out
+}
 
-impl Distance<f32> for DotDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let d = 1.0 - dot(a, b);
+fn scale(q: &[i8]) -> f32 {
+    match q {
+        [a, b, c, d, ..] => f32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
+        _ => 0.0,
+    }
+}
+
+/// The dot product of two quantised vectors' components, in 16 independent i32 lanes (the
+/// compiler vectorises it; no overflow below 130,000 dimensions).
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    const LANES: usize = 16;
+    let mut acc = [0i32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: i32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    acc.iter().sum::<i32>() + tail
+}
+
+/// `1 - cosine similarity` of two [`quantize`]d unit vectors, clamped to `[0, 2]` and never NaN
+/// (the index crate asserts that distances are non-negative numbers); 2.0, the farthest, for
+/// malformed ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuantizedDot;
+
+impl Distance<i8> for QuantizedDot {
+    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
+        if a.len() != b.len() || a.len() < 4 {
+            return 2.0;
+        }
+        let d = 1.0 - dot_i8(&a[4..], &b[4..]) as f32 * scale(a) * scale(b);
         if d.is_nan() { 2.0 } else { d.clamp(0.0, 2.0) }
     }
 }
@@ -102,13 +152,41 @@ mod tests {
 
     #[test]
     fn distance_is_clamped_and_never_nan() {
-        let v = bag_of_words("same text", 64);
-        assert!(DotDistance.eval(&v, &v) < 1e-6);
-        let nan = vec![f32::NAN; 64];
-        assert_eq!(DotDistance.eval(&v, &nan), 2.0);
+        let v = quantize(&bag_of_words("same text", 64));
+        assert!(QuantizedDot.eval(&v, &v) < 1e-3);
+        let mut opposite = v.clone();
+        opposite[4..].iter_mut().for_each(|x| *x = -*x);
+        assert_eq!(QuantizedDot.eval(&v, &opposite), 2.0);
+        let mut nan = v.clone();
+        nan[..4].copy_from_slice(&f32::NAN.to_le_bytes().map(|b| b as i8));
+        assert_eq!(QuantizedDot.eval(&v, &nan), 2.0);
         let mut bad = vec![0.0, f32::INFINITY];
         assert!(!normalize(&mut bad));
         assert!(!normalize(&mut [0.0, 0.0]));
+    }
+
+    #[test]
+    fn quantised_similarity_is_close_to_the_exact_one() {
+        for (x, y) in [
+            (
+                "What is the capital of France?",
+                "Tell me the capital of France",
+            ),
+            ("capital of France", "capital of Spain"),
+            ("bake bread at home", "the capital of France"),
+        ] {
+            for dims in [64, 384, 1536] {
+                let (a, b) = (bag_of_words(x, dims), bag_of_words(y, dims));
+                let exact = dot(&a, &b);
+                let q = 1.0 - QuantizedDot.eval(&quantize(&a), &quantize(&b));
+                assert!(
+                    (exact - q).abs() < 0.005,
+                    "{x} / {y} @ {dims}: {exact} vs {q}"
+                );
+            }
+        }
+        assert_eq!(QuantizedDot.eval(&[1, 2], &[1, 2]), 2.0);
+        assert_eq!(quantize(&[0.0, 0.0]).len(), 6);
     }
 
     #[test]
