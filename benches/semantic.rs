@@ -11,6 +11,10 @@
 //! wall time adds the waits for a core) and wall time. `SEMANTIC_BENCH_ENTRIES` changes the
 //! entry count.
 
+#![allow(
+    clippy::print_stdout,
+    reason = "the bench prints its percentiles and memory"
+)]
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
