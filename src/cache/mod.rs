@@ -9,6 +9,7 @@
 //! bounded by [`crate::state::REDIS_TIMEOUT`] and skipped while Redis is down.
 
 pub mod key;
+pub mod semantic;
 pub mod stream;
 
 use std::collections::HashMap;

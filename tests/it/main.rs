@@ -30,6 +30,7 @@ mod reload;
 mod resilience;
 mod routing;
 mod secrets;
+mod semantic;
 mod shutdown;
 mod streaming;
 mod webhooks;
