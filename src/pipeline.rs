@@ -10,6 +10,8 @@
 //! deadline cuts a stream the same way. A client that goes away drops the body, which drops the
 //! upstream connection.
 
+mod guard;
+
 use std::pin::Pin;
 
 use axum::body::Body;
@@ -272,6 +274,10 @@ fn cache_plan(
 }
 
 /// Look the request up; `Ok(response)` on a hit, else the leader (if any) for storing later.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
 async fn cache_lookup(
     cache: &std::sync::Arc<Cache>,
     plan: Option<&(cache::Key, Policy)>,
@@ -280,6 +286,7 @@ async fn cache_lookup(
     include_usage: bool,
     deadline: Instant,
     ctx: &CallCtx,
+    guard: Option<&mut guard::Guard>,
 ) -> Result<Response, Option<Leader>> {
     let Some((key, policy)) = plan else {
         return Err(None);
@@ -289,7 +296,15 @@ async fn cache_lookup(
         .instrument(crate::telemetry::cache_span())
         .await
     {
-        Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage, ctx)),
+        Lookup::Hit(e, layer) => Ok(hit_response(
+            &e,
+            layer,
+            format,
+            stream,
+            include_usage,
+            ctx,
+            guard,
+        )),
         Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
             Some(e) => Ok(hit_response(
                 &e,
@@ -298,6 +313,7 @@ async fn cache_lookup(
                 stream,
                 include_usage,
                 ctx,
+                guard,
             )),
             None => Err(None),
         },
@@ -305,6 +321,9 @@ async fn cache_lookup(
     }
 }
 
+/// The answer to a cache hit: the stored answer (checked by the output guardrails and with
+/// this request's masked values restored, when it has guardrails), replayed as a stream when
+/// one was asked for.
 fn hit_response(
     e: &Entry,
     layer: Layer,
@@ -312,12 +331,17 @@ fn hit_response(
     stream: bool,
     include_usage: bool,
     ctx: &CallCtx,
+    guard: Option<&mut guard::Guard>,
 ) -> Response {
+    let body = match guard {
+        Some(g) => g.answer(e.body.clone()),
+        None => e.body.clone(),
+    };
     let mut resp = if stream {
-        let sse = cache::stream::replay(format, &e.body, include_usage).unwrap_or_default();
+        let sse = cache::stream::replay(format, &body, include_usage).unwrap_or_default();
         sse_response(Body::from(sse))
     } else {
-        json_response(e.body.clone())
+        json_response(body)
     };
     resp.headers_mut()
         .insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
@@ -332,6 +356,13 @@ fn hit_response(
         },
     );
     resp
+}
+
+/// `x-gateway-guardrails`, when guardrails applied.
+fn guardrails_header(resp: &mut Response, guard: Option<&guard::Guard>) {
+    if let Some(v) = guard.and_then(guard::Guard::header_value) {
+        resp.headers_mut().insert(hn::X_GATEWAY_GUARDRAILS, v);
+    }
 }
 
 /// Store a complete answer and hand it to the waiters.
@@ -436,6 +467,40 @@ pub async fn chat(
     )
     .await?;
     acct.report_to(call.ctx.usage.clone());
+    // Guardrails before the cache and the upstream: both see the masked body.
+    let mut guard = None;
+    let guarded;
+    let (body, head) = match &rt.guardrails {
+        None => (body, head),
+        Some(rails) => match guard::input(
+            rt,
+            rails,
+            call.caller,
+            &head.model,
+            client,
+            body,
+            call.deadline,
+            call.ctx,
+        )
+        .await?
+        {
+            None => (body, head),
+            Some(checked) => {
+                guard = Some(checked.guard);
+                match checked.body {
+                    None => (body, head),
+                    Some(b) => {
+                        let h = match client {
+                            Format::OpenAi => wire::parse_openai_chat(&b)?,
+                            Format::Anthropic => wire::parse_anthropic_messages(&b)?,
+                        };
+                        guarded = (b, h);
+                        (&guarded.0, &guarded.1)
+                    }
+                }
+            }
+        },
+    };
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,
@@ -445,11 +510,13 @@ pub async fn chat(
         head.include_usage,
         call.deadline,
         call.ctx,
+        guard.as_mut(),
     )
     .await
     {
-        Ok(hit) => {
+        Ok(mut hit) => {
             acct.cache_hit();
+            guardrails_header(&mut hit, guard.as_ref());
             return Ok(hit);
         }
         Err(leader) => leader,
@@ -516,8 +583,14 @@ pub async fn chat(
             } else {
                 acct.complete(&out)
             };
+            // What the caller sees; the cache keeps the answer as the upstream gave it.
+            let out = match guard.as_mut() {
+                Some(g) => g.answer(out),
+                None => out,
+            };
             let mut r = json_response(out);
             cost_header(&mut r, cost);
+            guardrails_header(&mut r, guard.as_ref());
             r
         }
         UpstreamBody::Stream(stream) => {
@@ -529,7 +602,20 @@ pub async fn chat(
                 leader,
                 deployment: served.deployment.clone(),
             });
-            sse_response(relay(stream, conv, call.deadline, tap, Some(acct)))
+            let header = guard.as_ref().and_then(guard::Guard::header_value);
+            let guarded = guard.take().and_then(guard::Guard::stream);
+            let mut r = sse_response(relay_guarded(
+                stream,
+                conv,
+                call.deadline,
+                tap,
+                Some(acct),
+                guarded,
+            ));
+            if let Some(v) = header {
+                r.headers_mut().insert(hn::X_GATEWAY_GUARDRAILS, v);
+            }
+            r
         }
     };
     upstream_headers(
@@ -594,6 +680,7 @@ pub async fn embeddings(
         false,
         deadline,
         ctx,
+        None,
     )
     .await
     {
@@ -772,6 +859,7 @@ struct RelayState {
     done: bool,
     tap: Option<CacheTap>,
     acct: Option<Accounting>,
+    guard: Option<Box<guard::GuardedStream>>,
 }
 
 /// The client body of a stream: upstream chunks converted as they arrive. With a cache tap, the
@@ -783,6 +871,19 @@ pub fn relay(
     tap: Option<CacheTap>,
     acct: Option<Accounting>,
 ) -> Body {
+    relay_guarded(upstream, conv, deadline, tap, acct, None)
+}
+
+/// [`relay`] with the output guardrails over the converted bytes (after the cache and usage
+/// taps, which keep the answer as the upstream gave it). A block ends the stream there.
+fn relay_guarded(
+    upstream: ByteStream,
+    conv: Converter,
+    deadline: Instant,
+    tap: Option<CacheTap>,
+    acct: Option<Accounting>,
+    guard: Option<guard::GuardedStream>,
+) -> Body {
     let state = RelayState {
         upstream,
         conv,
@@ -790,6 +891,7 @@ pub fn relay(
         done: false,
         tap,
         acct,
+        guard: guard.map(Box::new),
     };
     let s = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -820,7 +922,7 @@ pub fn relay(
                 }
                 Some(None) => {
                     st.done = true;
-                    let tail = st.conv.finish();
+                    let mut tail = st.conv.finish();
                     if let Some(mut tap) = st.tap.take() {
                         tap.assembler.push(&tail);
                         if let Some(full) = tap.assembler.finish() {
@@ -836,7 +938,15 @@ pub fn relay(
                             .await;
                         }
                     }
-                    tail
+                    if let Some(acct) = st.acct.as_mut() {
+                        acct.stream().push(&tail);
+                    }
+                    if let Some(g) = st.guard.as_mut() {
+                        let mut b = g.feed(&tail).to_vec();
+                        b.extend_from_slice(&g.finish());
+                        tail = Bytes::from(b);
+                    }
+                    return (!tail.is_empty()).then_some((Ok::<_, std::io::Error>(tail), st));
                 }
                 None => {
                     st.done = true;
@@ -853,6 +963,18 @@ pub fn relay(
             if let Some(acct) = st.acct.as_mut() {
                 acct.stream().push(&out);
             }
+            let out = match st.guard.as_mut() {
+                Some(g) if !st.done => {
+                    let guarded = g.feed(&out);
+                    if g.blocked() {
+                        // The rest of the answer is not relayed, nor stored.
+                        st.done = true;
+                        st.tap = None;
+                    }
+                    guarded
+                }
+                _ => out,
+            };
             if !out.is_empty() {
                 return Some((Ok::<_, std::io::Error>(out), st));
             }
