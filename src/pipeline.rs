@@ -11,6 +11,7 @@
 //! upstream connection.
 
 mod guard;
+pub mod semantic;
 
 use std::pin::Pin;
 
@@ -54,6 +55,8 @@ pub struct ChatCall<'a> {
 pub struct Services {
     pub cache: std::sync::Arc<Cache>,
     pub ledger: std::sync::Arc<Ledger>,
+    /// The semantic cache's index (`cache.semantic.enabled` at start).
+    pub semantic: Option<std::sync::Arc<cache::semantic::Index>>,
 }
 
 /// `x-ratelimit-*` headers for the caller's own limits.
@@ -426,6 +429,11 @@ pub struct CacheTap {
     plan: (cache::Key, Policy),
     leader: Option<Leader>,
     deployment: std::sync::Arc<Deployment>,
+    /// The semantic index entry to add once the answer is stored.
+    semantic: Option<(
+        std::sync::Arc<cache::semantic::Index>,
+        cache::semantic::NewEntry,
+    )>,
 }
 
 fn translate_err(e: translate::TranslateError) -> Error {
@@ -521,6 +529,38 @@ pub async fn chat(
         }
         Err(leader) => leader,
     };
+    // Semantic cache: on an exact miss, a stored answer to the same question in other words.
+    let mut semantic_entry = None;
+    if let (Some(index), Some((key, policy))) = (&svc.semantic, plan.as_ref())
+        && let Some(probe) =
+            semantic::probe(rt, client, call.caller, body, call.deadline, call.ctx).await
+    {
+        let threshold = rt.config.cache.semantic.threshold;
+        if let Some((e, similarity)) =
+            semantic::lookup(cache, index, &probe, threshold, policy).await
+        {
+            acct.cache_hit();
+            let mut hit = hit_response(
+                &e,
+                Layer::Semantic,
+                client,
+                head.stream,
+                head.include_usage,
+                call.ctx,
+                guard.as_mut(),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{similarity:.3}")) {
+                hit.headers_mut().insert(hn::X_CACHE_SIMILARITY, v);
+            }
+            guardrails_header(&mut hit, guard.as_ref());
+            // Identical requests waiting on this one take the same answer.
+            if let Some(l) = leader {
+                l.complete(e);
+            }
+            return Ok(hit);
+        }
+        semantic_entry = semantic::entry(probe, *key, policy).map(|e| (index.clone(), e));
+    }
     let build = move |d: &Deployment| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
             (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => {
@@ -576,6 +616,9 @@ pub async fn chat(
                 &served.deployment,
             )
             .await;
+            if let Some((index, entry)) = semantic_entry {
+                index.insert(entry);
+            }
             // Usage as the client receives it: read with the JSON check when the bytes are the
             // upstream's own, from the translation otherwise.
             let cost = if same_format {
@@ -601,6 +644,7 @@ pub async fn chat(
                 plan: *plan,
                 leader,
                 deployment: served.deployment.clone(),
+                semantic: semantic_entry,
             });
             let header = guard.as_ref().and_then(guard::Guard::header_value);
             let guarded = guard.take().and_then(guard::Guard::stream);
@@ -936,6 +980,9 @@ fn relay_guarded(
                                 &tap.deployment,
                             ))
                             .await;
+                            if let Some((index, entry)) = tap.semantic {
+                                index.insert(entry);
+                            }
                         }
                     }
                     if let Some(acct) = st.acct.as_mut() {
