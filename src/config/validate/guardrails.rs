@@ -216,3 +216,59 @@ fn check_semantic(cfg: &Config, cx: &mut Ctx, model_names: &[&str]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match load_str(yaml, &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const HEAD: &str = "providers: [{name: m, type: mock}]\nmodels:\n  - {name: chat, deployments: [{provider: m, model: x}], guardrails: [pii, nope]}\n";
+
+    #[test]
+    fn every_guardrail_problem_has_its_path_and_line() {
+        let yaml = format!(
+            "{HEAD}guardrails:\n  - {{name: pii, type: pii, entities: [email, phone_number]}}\n  - {{name: pii, type: regex, patterns: [ok, \"a{{2\"]}}\n  - {{name: mod, type: moderation, model: chta, action: mask}}\n  - {{name: r, type: regex, patterns: [x], apply_to: []}}\ncache:\n  semantic: {{enabled: true, embedding_model: emb, threshold: 1.5}}\n"
+        );
+        let e = errors(&yaml);
+        let expect = [
+            "models[0].guardrails[1]: no guardrail named \"nope\" in guardrails: (line 3)",
+            "guardrails[0].entities[1]: unknown entity \"phone_number\" (line 5); did you mean \"phone\"?",
+            "guardrails[1].name: duplicate guardrail name \"pii\" (line 6); first defined at guardrails[0].name (line 5)",
+            "guardrails[1].patterns[1]: the pattern does not compile:",
+            "guardrails[2].model: no model named \"chta\" in models: (line 7); did you mean \"chat\"?",
+            "guardrails[2].action: a moderation guardrail can only block (line 7); action: block",
+            "guardrails[3].apply_to: apply_to is empty",
+            "cache.semantic.threshold: threshold must be above 0 and at most 1",
+            "cache.semantic.embedding_model: no model named \"emb\" in models:",
+        ];
+        for want in expect {
+            assert!(
+                e.iter().any(|got| got.starts_with(want)),
+                "{want}\nin {e:#?}"
+            );
+        }
+        assert_eq!(e.len(), expect.len(), "{e:#?}");
+    }
+
+    #[test]
+    fn a_good_section_loads_with_its_defaults() {
+        let yaml = format!(
+            "{HEAD}guardrails:\n  - {{name: pii, type: pii}}\n  - {{name: nope, type: regex, patterns: [\"(?i)x\"], models: []}}\n"
+        );
+        let cfg = load_str(&yaml, &|_| None).unwrap();
+        let g = &cfg.guardrails[0];
+        assert_eq!(g.action(), crate::config::GuardrailAction::Mask);
+        assert_eq!(g.sides(), (true, true));
+        assert_eq!(g.models, ["*"]);
+        assert_eq!(
+            cfg.guardrails[1].action(),
+            crate::config::GuardrailAction::Block
+        );
+    }
+}
