@@ -20,9 +20,8 @@ use crate::guardrails::answer::{
 };
 use crate::guardrails::text::{GuardError, RequestFormat, guard_request, request_strings};
 use crate::guardrails::{Guardrails, Moderation, Outcome, Report, Selected, Vault};
-use crate::providers::{CallCtx, Op, UpstreamBody};
-use crate::router::{self, Call};
-use crate::runtime::{Deployment, Runtime};
+use crate::providers::{CallCtx, Op};
+use crate::runtime::Runtime;
 use crate::sse::SseParser;
 use crate::wire::Format;
 
@@ -157,35 +156,8 @@ async fn moderate(
     if texts.is_empty() {
         return Ok(false);
     }
-    let model = rt
-        .models
-        .get(&m.model)
-        .ok_or_else(|| format!("no model named \"{}\"", m.model))?;
     let input = serde_json::to_string(texts).map_err(|e| e.to_string())?;
-    let build = |d: &Deployment| -> Result<Bytes, Error> {
-        let mut b = Vec::with_capacity(input.len() + d.model.len() + 24);
-        b.extend_from_slice(b"{\"model\":");
-        b.extend_from_slice(crate::wire::json_string(&d.model).as_bytes());
-        b.extend_from_slice(b",\"input\":");
-        b.extend_from_slice(input.as_bytes());
-        b.push(b'}');
-        Ok(Bytes::from(b))
-    };
-    let call = Call {
-        op: Op::Moderations,
-        stream: false,
-        deadline,
-        ctx,
-        input_tokens: crate::tokens::estimate(input.as_bytes()),
-        max_tokens: 0,
-        started: Instant::now(),
-    };
-    let served = router::send(rt, model, &call, &build)
-        .await
-        .map_err(|e| e.to_string())?;
-    let UpstreamBody::Full(body) = served.body else {
-        return Err("the moderation answer was a stream".to_owned());
-    };
+    let body = super::side_call(rt, &m.model, Op::Moderations, &input, deadline, ctx).await?;
     let a: ModerationAnswer = serde_json::from_slice(&body)
         .map_err(|_| "the moderation answer is not a moderation object".to_owned())?;
     if a.results.is_empty() {

@@ -9,16 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::auth::Caller;
 use crate::cache::semantic::{Index, NewEntry, PartitionKey, Shape, prepare};
 use crate::cache::{self, Cache, Entry, Policy};
-use crate::providers::{CallCtx, Op, UpstreamBody};
-use crate::router::{self, Call};
-use crate::runtime::{Deployment, Runtime};
+use crate::providers::{CallCtx, Op};
+use crate::runtime::Runtime;
 use crate::wire::Format;
 
 /// The longest the embedding call may take; past it (or on its failure) the request goes on
@@ -112,32 +110,8 @@ async fn embed(
     deadline: Instant,
     ctx: &CallCtx,
 ) -> Result<Vec<f32>, String> {
-    let m = rt
-        .models
-        .get(model)
-        .ok_or_else(|| format!("no model named \"{model}\""))?;
     let input = crate::wire::json_string(text);
-    let build = |d: &Deployment| -> Result<Bytes, crate::error::Error> {
-        Ok(Bytes::from(format!(
-            "{{\"model\":{},\"input\":{input},\"encoding_format\":\"float\"}}",
-            crate::wire::json_string(&d.model)
-        )))
-    };
-    let call = Call {
-        op: Op::Embeddings,
-        stream: false,
-        deadline,
-        ctx,
-        input_tokens: crate::tokens::estimate(text.as_bytes()),
-        max_tokens: 0,
-        started: Instant::now(),
-    };
-    let served = router::send(rt, m, &call, &build)
-        .await
-        .map_err(|e| e.to_string())?;
-    let UpstreamBody::Full(body) = served.body else {
-        return Err("the embeddings answer was a stream".to_owned());
-    };
+    let body = super::side_call(rt, model, Op::Embeddings, &input, deadline, ctx).await?;
     let mut e: Embeddings = serde_json::from_slice(&body)
         .map_err(|_| "the embeddings answer has no float embedding".to_owned())?;
     e.data
