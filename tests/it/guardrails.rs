@@ -61,6 +61,14 @@ async fn post(gw: &Gateway, key: &str, path: &str, body: &Value) -> reqwest::Res
     gw.post(path, Some(key), body).await
 }
 
+async fn chat(gw: &Gateway, key: &str, model: &str, text: &str) -> reqwest::Response {
+    post(gw, key, "/v1/chat/completions", &chat_body(model, text)).await
+}
+
+async fn messages(gw: &Gateway, key: &str, model: &str, text: &str) -> reqwest::Response {
+    post(gw, key, "/v1/messages", &messages_body(model, text)).await
+}
+
 /// The last user message the upstream received on its chat endpoint, for each request.
 fn upstream_texts(ai: &FakeAi) -> Vec<String> {
     ai.bodies("/chat/completions")
@@ -76,13 +84,7 @@ async fn pii_is_masked_upstream_and_restored_for_the_caller() {
     let text = format!("Mail me at {EMAIL} or call {PHONE}; again: {EMAIL}.");
 
     // OpenAI format, whole answer.
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", &text),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-pii", &text).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-guardrails"), Some("pii=masked"));
     let v = json_of(r).await;
@@ -103,13 +105,7 @@ async fn pii_is_masked_upstream_and_restored_for_the_caller() {
     assert_eq!(datas.last().map(String::as_str), Some("[DONE]"));
 
     // Anthropic format (translated to the OpenAI upstream), whole and streamed.
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/messages",
-        &messages_body("gpt-pii", &text),
-    )
-    .await;
+    let r = messages(&gw, GW_KEY, "gpt-pii", &text).await;
     assert_eq!(r.status(), 200);
     let v = json_of(r).await;
     assert_eq!(v["content"][0]["text"], text.as_str());
@@ -155,13 +151,7 @@ async fn a_block_is_a_content_filter_error_that_never_reaches_the_upstream() {
     let gw = Gateway::start(cfg(&ai)).await;
     let text = "status of Project  Falcon, please";
 
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-strict", text),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-strict", text).await;
     assert_eq!(r.status(), 400);
     let v = json_of(r).await;
     assert_eq!(v["error"]["type"], "invalid_request_error");
@@ -171,26 +161,14 @@ async fn a_block_is_a_content_filter_error_that_never_reaches_the_upstream() {
     assert!(!msg.to_lowercase().contains("falcon\""), "{msg}");
     assert!(!msg.contains("Project"), "{msg}");
 
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/messages",
-        &messages_body("gpt-strict", text),
-    )
-    .await;
+    let r = messages(&gw, GW_KEY, "gpt-strict", text).await;
     assert_eq!(r.status(), 400);
     let v = json_of(r).await;
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "invalid_request_error");
 
     // The same guardrail does not apply to a model that does not name it.
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", text),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-pii", text).await;
     assert_eq!(r.status(), 200);
     assert_eq!(upstream_texts(&ai), [text]);
     assert!(ai.bodies("/moderations").is_empty());
@@ -210,13 +188,7 @@ async fn moderation_goes_through_the_gateways_routing_with_its_error_policy() {
     let ai = FakeAi::start().await;
     let gw = Gateway::start(cfg(&ai)).await;
 
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-strict", "hello there"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-strict", "hello there").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "x-gateway-guardrails"),
@@ -228,13 +200,7 @@ async fn moderation_goes_through_the_gateways_routing_with_its_error_policy() {
     assert_eq!(m[0]["model"], "up-model");
     assert_eq!(m[0]["input"], json!(["hello there"]));
 
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-strict", "plan an attack"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-strict", "plan an attack").await;
     assert_eq!(r.status(), 400);
     let v = json_of(r).await;
     assert_eq!(v["error"]["code"], "content_filter");
@@ -243,23 +209,11 @@ async fn moderation_goes_through_the_gateways_routing_with_its_error_policy() {
 
     // The moderation call failing: on_error block refuses, on_error allow goes on.
     ai.fail_moderation(true);
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-strict", "hi again"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-strict", "hi again").await;
     assert_eq!(r.status(), 503);
     let v = json_of(r).await;
     assert!(v["error"]["message"].as_str().unwrap().contains("'modr'"));
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-lenient", "hi again"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-lenient", "hi again").await;
     assert_eq!(r.status(), 200);
     assert_eq!(upstream_texts(&ai), ["hello there", "hi again"]);
 }
@@ -271,13 +225,7 @@ async fn output_blocks_end_the_answer_the_providers_way() {
     let text = format!("my card is {CARD} thanks");
 
     // The card goes up (an output guardrail) and comes back in the answer, which is cut.
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-out", &text),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-out", &text).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "x-gateway-guardrails"),
@@ -320,36 +268,18 @@ async fn output_blocks_end_the_answer_the_providers_way() {
         events.last().and_then(|(e, _)| e.clone()).as_deref(),
         Some("message_stop")
     );
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/messages",
-        &messages_body("gpt-out", &text),
-    )
-    .await;
+    let r = messages(&gw, GW_KEY, "gpt-out", &text).await;
     let v = json_of(r).await;
     assert_eq!(v["stop_reason"], "refusal");
     assert_eq!(v["content"][0]["text"], "my card is ");
 
     // A key naming the guardrail gets it on any model; the other key does not.
-    let r = post(
-        &gw,
-        GPT_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", &text),
-    )
-    .await;
+    let r = chat(&gw, GPT_KEY, "gpt-pii", &text).await;
     assert_eq!(
         json_of(r).await["choices"][0]["finish_reason"],
         "content_filter"
     );
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", &text),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-pii", &text).await;
     let v = json_of(r).await;
     assert_eq!(v["choices"][0]["message"]["content"], text.as_str());
 }
@@ -361,13 +291,7 @@ async fn the_cache_keeps_the_masked_form_and_each_caller_gets_its_own_values() {
     c["cache"] = json!({"enabled": true});
     let gw = Gateway::start(c).await;
 
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", "write to a@example.com"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-pii", "write to a@example.com").await;
     assert_eq!(header(&r, "x-cache"), Some("MISS"));
     assert_eq!(
         json_of(r).await["choices"][0]["message"]["content"],
@@ -375,13 +299,7 @@ async fn the_cache_keeps_the_masked_form_and_each_caller_gets_its_own_values() {
     );
     // Another address masks to the same body: a hit on the stored (masked) answer, restored
     // with this request's own value.
-    let r = post(
-        &gw,
-        GW_KEY,
-        "/v1/chat/completions",
-        &chat_body("gpt-pii", "write to b@example.org"),
-    )
-    .await;
+    let r = chat(&gw, GW_KEY, "gpt-pii", "write to b@example.org").await;
     assert_eq!(header(&r, "x-cache"), Some("HIT"));
     assert_eq!(header(&r, "x-gateway-guardrails"), Some("pii=masked"));
     assert_eq!(
