@@ -12,6 +12,9 @@
 
 mod guard;
 pub mod semantic;
+mod side_call;
+
+use side_call::side_call;
 
 use std::pin::Pin;
 
@@ -476,39 +479,11 @@ pub async fn chat(
     .await?;
     acct.report_to(call.ctx.usage.clone());
     // Guardrails before the cache and the upstream: both see the masked body.
-    let mut guard = None;
-    let guarded;
-    let (body, head) = match &rt.guardrails {
-        None => (body, head),
-        Some(rails) => match guard::input(
-            rt,
-            rails,
-            call.caller,
-            &head.model,
-            client,
-            body,
-            call.deadline,
-            call.ctx,
-        )
-        .await?
-        {
-            None => (body, head),
-            Some(checked) => {
-                guard = Some(checked.guard);
-                match checked.body {
-                    None => (body, head),
-                    Some(b) => {
-                        let h = match client {
-                            Format::OpenAi => wire::parse_openai_chat(&b)?,
-                            Format::Anthropic => wire::parse_anthropic_messages(&b)?,
-                        };
-                        guarded = (b, h);
-                        (&guarded.0, &guarded.1)
-                    }
-                }
-            }
-        },
+    let (mut guard, guarded) = match &rt.guardrails {
+        None => (None, None),
+        Some(rails) => guard::check_chat(rails, rt, &call).await?,
     };
+    let (body, head) = guarded.as_ref().map_or((body, head), |(b, h)| (b, h));
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,
@@ -774,49 +749,6 @@ pub async fn embeddings(
         served.attempts,
     );
     Ok(resp)
-}
-
-/// A call the gateway makes for its own use (a moderation guardrail's check, the semantic
-/// cache's embedding) through its own routing: `{"model": <deployment model>, "input": INPUT}`
-/// (`input` is JSON) to `model` for `op`; the complete answer, or why there is none (never
-/// carrying the input).
-async fn side_call(
-    rt: &Runtime,
-    model: &str,
-    op: Op,
-    input: &str,
-    deadline: Instant,
-    ctx: &CallCtx,
-) -> Result<Bytes, String> {
-    let m = rt
-        .models
-        .get(model)
-        .ok_or_else(|| format!("no model named \"{model}\""))?;
-    let build = |d: &Deployment| -> Result<Bytes, Error> {
-        let mut b = Vec::with_capacity(input.len() + d.model.len() + 24);
-        b.extend_from_slice(b"{\"model\":");
-        b.extend_from_slice(wire::json_string(&d.model).as_bytes());
-        b.extend_from_slice(b",\"input\":");
-        b.extend_from_slice(input.as_bytes());
-        b.push(b'}');
-        Ok(Bytes::from(b))
-    };
-    let call = Call {
-        op,
-        stream: false,
-        deadline,
-        ctx,
-        input_tokens: estimate_tokens(input.as_bytes()),
-        max_tokens: 0,
-        started: Instant::now(),
-    };
-    let served = router::send(rt, m, &call, &build)
-        .await
-        .map_err(|e| e.to_string())?;
-    match served.body {
-        UpstreamBody::Full(body) => Ok(body),
-        UpstreamBody::Stream(_) => Err("the answer was a stream".to_owned()),
-    }
 }
 
 /// A cheap token estimate for routing and capacity: about four bytes of JSON per token.

@@ -23,7 +23,9 @@ use crate::guardrails::{Guardrails, Moderation, Outcome, Report, Selected, Vault
 use crate::providers::{CallCtx, Op};
 use crate::runtime::Runtime;
 use crate::sse::SseParser;
-use crate::wire::Format;
+use crate::wire::{ChatHead, Format};
+
+use super::ChatCall;
 
 /// One request's guardrails: which apply, the vault of its masked values, and what each did
 /// (counted in `ai_gateway_guardrail_actions_total` when the request ends).
@@ -51,10 +53,44 @@ fn note(outcomes: &mut [Outcome], at: usize, o: Outcome) {
 }
 
 /// What the request path needs to go on after the input side.
-pub struct Checked {
-    pub guard: Guard,
+struct Checked {
+    guard: Guard,
     /// The body with masked and redacted values replaced (`None`: unchanged).
-    pub body: Option<Bytes>,
+    body: Option<Bytes>,
+}
+
+/// The input side of a chat call: the request's guard (`None` when no guardrail applies) and,
+/// when a text changed, the new body with its head parsed again (the model's span moved).
+pub async fn check_chat(
+    rails: &Guardrails,
+    rt: &Runtime,
+    call: &ChatCall<'_>,
+) -> Result<(Option<Guard>, Option<(Bytes, ChatHead)>), Error> {
+    let checked = input(
+        rt,
+        rails,
+        call.caller,
+        &call.head.model,
+        call.client,
+        call.body,
+        call.deadline,
+        call.ctx,
+    )
+    .await?;
+    let Some(Checked { guard, body }) = checked else {
+        return Ok((None, None));
+    };
+    let guarded = match body {
+        None => None,
+        Some(b) => {
+            let head = match call.client {
+                Format::OpenAi => crate::wire::parse_openai_chat(&b)?,
+                Format::Anthropic => crate::wire::parse_anthropic_messages(&b)?,
+            };
+            Some((b, head))
+        }
+    };
+    Ok((Some(guard), guarded))
 }
 
 /// The input side of a chat request: `Ok(None)` when no guardrail applies to `model` for this
@@ -63,7 +99,7 @@ pub struct Checked {
     clippy::too_many_arguments,
     reason = "the request's parts, each used once"
 )]
-pub async fn input(
+async fn input(
     rt: &Runtime,
     rails: &Guardrails,
     caller: &Caller,
