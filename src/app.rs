@@ -64,6 +64,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The async job system, set once at start (unset: async endpoints answer 503).
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
+    /// Stored Responses API objects (Redis, or the embedded store opened when first used).
+    pub responses: Arc<crate::responses::ResponseStore>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -86,6 +88,10 @@ impl AppState {
             spend: Spend::new(redis.clone(), store.clone()),
         });
         let keys = Arc::new(KeyStore::new(redis.clone(), store));
+        let responses = Arc::new(crate::responses::ResponseStore::new(
+            redis.clone(),
+            &config.state.data_dir,
+        ));
         let mut clients = ClientPool::default();
         let connections = Arc::new(crate::server::Connections::new(
             config.server.max_connections,
@@ -105,6 +111,7 @@ impl AppState {
             keys,
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),
+            responses,
         }))
     }
 
@@ -408,6 +415,16 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/embeddings", post(api::openai::embeddings))
         .route("/v1/models", get(api::openai::models))
         .route("/v1/messages", post(api::anthropic::messages))
+        .route("/v1/responses", post(api::openai::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(api::responses::get).delete(api::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(api::responses::input_items),
+        )
+        .route("/v1/async/responses", post(api::jobs::submit_responses))
         .route(
             "/v1/async/chat/completions",
             post(api::jobs::submit_chat_completions),
@@ -481,6 +498,7 @@ fn direct_endpoint(req: &Request) -> Option<api::Endpoint> {
         "/v1/chat/completions" => Some(api::Endpoint::Chat(crate::wire::Format::OpenAi)),
         "/v1/messages" => Some(api::Endpoint::Chat(crate::wire::Format::Anthropic)),
         "/v1/embeddings" => Some(api::Endpoint::Embeddings),
+        "/v1/responses" => Some(api::Endpoint::Responses),
         _ => None,
     }
 }

@@ -23,6 +23,7 @@ pub mod mock_server;
 pub mod pipeline;
 pub mod providers;
 pub mod reload;
+pub mod responses;
 pub mod router;
 pub mod runtime;
 pub mod server;

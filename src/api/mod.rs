@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod jobs;
 pub mod openai;
 pub mod ops;
+pub mod responses;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -102,6 +103,8 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
 pub enum Endpoint {
     Chat(Format),
     Embeddings,
+    /// `POST /v1/responses`: translated to a chat call and back.
+    Responses,
 }
 
 impl Endpoint {
@@ -279,6 +282,7 @@ async fn call_steps(
             };
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
+        Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if rt.models.contains_key(&head.model) {

@@ -20,6 +20,15 @@ pub async fn chat_completions(
     serve_call(state, caller, id, req, Endpoint::Chat(Format::OpenAi)).await
 }
 
+pub async fn responses(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    req: Request,
+) -> Response {
+    serve_call(state, caller, id, req, Endpoint::Responses).await
+}
+
 pub async fn embeddings(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,

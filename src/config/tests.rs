@@ -478,7 +478,7 @@ fn unknown_key_far_from_any_lists_allowed() {
     assert_eq!(
         e.hint.as_deref(),
         Some(
-            "expected one of: listen, max_body_size, request_timeout, shutdown_grace, header_read_timeout, idle_timeout, max_connections"
+            "expected one of: listen, max_body_size, request_timeout, shutdown_grace, header_read_timeout, idle_timeout, max_connections, cors_allowed_origins"
         )
     );
 }

@@ -28,6 +28,7 @@ mod limits;
 mod observability;
 mod reload;
 mod resilience;
+mod responses;
 mod routing;
 mod secrets;
 mod semantic;
