@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod guardrails;
 pub mod headers;

@@ -44,6 +44,7 @@ impl Deployment {
         match op {
             Op::Chat => self.urls[0].as_ref(),
             Op::Embeddings => self.urls[1].as_ref(),
+            Op::CountTokens => None,
         }
     }
 }

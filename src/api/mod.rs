@@ -22,6 +22,35 @@ use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::wire::{self, Format};
 
+/// The `/v1` routes (authentication is layered on by `app::router`).
+pub fn routes() -> axum::Router<SharedState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/responses", post(openai::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/v1/async/responses", post(jobs::submit_responses))
+        .route(
+            "/v1/async/chat/completions",
+            post(jobs::submit_chat_completions),
+        )
+        .route("/v1/async/embeddings", post(jobs::submit_embeddings))
+        .route("/v1/async/messages", post(jobs::submit_messages))
+        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+}
+
 /// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
 /// a broken pipe; past this, or after [`DRAIN_TIME`], the connection is simply closed.
 const DRAIN_MAX: usize = 64 * 1024 * 1024;

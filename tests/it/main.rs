@@ -34,4 +34,5 @@ mod secrets;
 mod semantic;
 mod shutdown;
 mod streaming;
+mod surface;
 mod webhooks;
