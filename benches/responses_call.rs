@@ -25,7 +25,12 @@ fn body(template: &str, stream: bool, store: bool) -> String {
         .replace("STOREFLAG", if store { "" } else { ",\"store\":false" })
 }
 
-fn call(svc: &mut HttpService, rt: &tokio::runtime::Runtime, path: &'static str, body: &str) -> usize {
+fn call(
+    svc: &mut HttpService,
+    rt: &tokio::runtime::Runtime,
+    path: &'static str,
+    body: &str,
+) -> usize {
     let req = Request::post(path)
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))

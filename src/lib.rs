@@ -32,6 +32,7 @@ pub mod slots;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod stream_usage;
 pub mod telemetry;
 pub mod tokens;
 pub mod translate;

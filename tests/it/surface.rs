@@ -246,3 +246,43 @@ async fn cors_star_allows_any_origin() {
         .unwrap();
     assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
 }
+
+#[tokio::test]
+async fn openai_streams_always_carry_exact_usage_upstream() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(basic_config(Some(&up))).await;
+    let mut body = chat_body("gpt-test", "count my tokens exactly");
+    body["stream"] = json!(true);
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    // Asked upstream; not shown to a client that did not ask.
+    let sent = up.only_request().json();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert!(!text.contains("\"usage\":{"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(joined_content(&sse_data(&text)), "count my tokens exactly");
+    // The upstream's own count was settled: the fake's completion tokens are the echo's words.
+    // (An estimate from the bytes would say otherwise: 6 output, ~20 input.)
+    let mut counted = (0.0, 0.0);
+    for _ in 0..100 {
+        counted = (
+            metric_sum(&gw, "ai_gateway_tokens_total", &["type=\"input\""]).await,
+            metric_sum(&gw, "ai_gateway_tokens_total", &["type=\"output\""]).await,
+        );
+        if counted != (0.0, 0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, (4.0, 4.0));
+    // A client that asks gets the chunk.
+    body["stream_options"] = json!({"include_usage": true});
+    let text = gw
+        .post("/v1/chat/completions", Some(GW_KEY), &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("\"usage\":{"), "{text}");
+}
