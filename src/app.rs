@@ -64,6 +64,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The async job system, set once at start (unset: async endpoints answer 503).
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
+    /// Stored Responses API objects (Redis, or the embedded store opened when first used).
+    pub responses: Arc<crate::responses::ResponseStore>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -86,6 +88,10 @@ impl AppState {
             spend: Spend::new(redis.clone(), store.clone()),
         });
         let keys = Arc::new(KeyStore::new(redis.clone(), store));
+        let responses = Arc::new(crate::responses::ResponseStore::new(
+            redis.clone(),
+            &config.state.data_dir,
+        ));
         let mut clients = ClientPool::default();
         let connections = Arc::new(crate::server::Connections::new(
             config.server.max_connections,
@@ -110,6 +116,7 @@ impl AppState {
             keys,
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),
+            responses,
         }))
     }
 
@@ -298,6 +305,11 @@ where
     let (mut resp, caller) =
         tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
+        // Anthropic's clients read their own header name.
+        if uri.path().starts_with("/v1/messages") {
+            resp.headers_mut()
+                .insert(crate::headers::REQUEST_ID, v.clone());
+        }
         resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
     }
     let finish = Finish {
@@ -408,22 +420,7 @@ async fn fallback(req: Request) -> Response {
 
 /// The whole HTTP stack.
 pub fn router(state: SharedState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(api::openai::chat_completions))
-        .route("/v1/embeddings", post(api::openai::embeddings))
-        .route("/v1/models", get(api::openai::models))
-        .route("/v1/messages", post(api::anthropic::messages))
-        .route(
-            "/v1/async/chat/completions",
-            post(api::jobs::submit_chat_completions),
-        )
-        .route("/v1/async/embeddings", post(api::jobs::submit_embeddings))
-        .route("/v1/async/messages", post(api::jobs::submit_messages))
-        .route(
-            "/v1/jobs/{id}",
-            get(api::jobs::get_job).delete(api::jobs::cancel_job),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let v1 = api::routes().route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let admin = Router::new()
         .route("/admin/reload", post(api::admin::reload))
         .route("/admin/deployments", get(api::admin::deployments))
@@ -486,6 +483,7 @@ fn direct_endpoint(req: &Request) -> Option<api::Endpoint> {
         "/v1/chat/completions" => Some(api::Endpoint::Chat(crate::wire::Format::OpenAi)),
         "/v1/messages" => Some(api::Endpoint::Chat(crate::wire::Format::Anthropic)),
         "/v1/embeddings" => Some(api::Endpoint::Embeddings),
+        "/v1/responses" => Some(api::Endpoint::Responses),
         _ => None,
     }
 }
@@ -510,11 +508,32 @@ impl tower::Service<Request> for HttpService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        // Browsers only: a request without `Origin` pays one header look-up.
+        if req.headers().contains_key(axum::http::header::ORIGIN)
+            && let Some(allow) = crate::cors::allowed(
+                &self.state.runtime.load().config.server.cors_allowed_origins,
+                req.headers(),
+            )
+        {
+            return futures_util::future::Either::Left(crate::cors::serve(allow, req, |r| {
+                self.serve(r)
+            }));
+        }
+        self.serve(req)
+    }
+}
+
+impl HttpService {
+    /// The answer to a request, CORS aside.
+    fn serve(&mut self, req: Request) -> <Self as tower::Service<Request>>::Future {
         if self.state.connections.is_draining() && refused_while_draining(&req) {
             return futures_util::future::Either::Left(Box::pin(draining(req)));
         }
         let Some(endpoint) = direct_endpoint(&req) else {
-            return futures_util::future::Either::Right(self.router.call(req));
+            return futures_util::future::Either::Right(tower::Service::call(
+                &mut self.router,
+                req,
+            ));
         };
         futures_util::future::Either::Left(Box::pin(direct(self.state.clone(), req, endpoint)))
     }

@@ -167,6 +167,10 @@ pub enum Error {
     Timeout,
     #[error("not found")]
     NotFound,
+    /// A named thing that does not exist for this caller (a stored response): 404 with a
+    /// message saying what.
+    #[error("{0}")]
+    NoSuch(String),
     /// The request clashes with the state of what it names (a key name taken by a live key,
     /// a job that can no longer be cancelled): 409.
     #[error("{message}")]
@@ -188,7 +192,7 @@ impl Error {
             Self::InvalidRequest(_) | Self::ContentFiltered(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
-            Self::ModelNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::NotFound | Self::NoSuch(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -214,6 +218,7 @@ impl Error {
             Self::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
             Self::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             Self::NotFound => ("not_found_error", None),
+            Self::NoSuch(_) => ("invalid_request_error", None),
             Self::Conflict { code, .. } => ("invalid_request_error", *code),
             Self::TooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
             Self::RateLimited { .. } => ("rate_limit_error", Some("rate_limit_exceeded")),
@@ -299,6 +304,7 @@ impl IntoResponse for ApiError {
                 | Error::ContentFiltered(_)
                 | Error::ModelNotAllowed(_)
                 | Error::ModelNotFound(_)
+                | Error::NoSuch(_)
                 | Error::TooLarge { .. }
                 | Error::Unauthenticated(_)
                 | Error::UpstreamRejected(_)
@@ -339,7 +345,7 @@ fn anthropic_type(e: &Error, openai_type: &str) -> String {
         Error::Upstream { .. } | Error::Internal(_) => "api_error".to_owned(),
         Error::Unavailable { .. } => "overloaded_error".to_owned(),
         Error::Timeout => "timeout_error".to_owned(),
-        Error::NotFound => "not_found_error".to_owned(),
+        Error::NotFound | Error::NoSuch(_) => "not_found_error".to_owned(),
         Error::UpstreamRejected(_) => openai_type.to_owned(),
     }
 }

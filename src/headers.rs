@@ -38,3 +38,9 @@ pub fn number(n: u64) -> http::HeaderValue {
     http::HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
         .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
 }
+/// Request fields a translation left out (comma-separated).
+pub const X_GATEWAY_DROPPED: HeaderName = HeaderName::from_static("x-gateway-dropped");
+/// Anthropic's request id answer header (on `/v1/messages`, beside `x-request-id`).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+/// The Anthropic API version a client sends (its model list gets Anthropic's shape).
+pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");

@@ -538,6 +538,12 @@ pub async fn chat(
     }
     let build = move |d: &Deployment| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
+            // Usage is always asked for, so the accounting is exact (see `stream_usage`).
+            (Format::OpenAi, Format::OpenAi) if head.stream && !head.include_usage => {
+                Ok(crate::stream_usage::force_include_usage(
+                    &wire::splice_model(body, &head.model_span, &d.model),
+                ))
+            }
             (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => {
                 Ok(wire::splice_model(body, &head.model_span, &d.model))
             }
@@ -805,6 +811,9 @@ fn attempts_header(attempts: u32) -> HeaderValue {
 pub enum Converter {
     /// Same format: bytes pass through untouched.
     Pass(Format),
+    /// OpenAI to OpenAI for a client that did not ask for usage (the upstream was asked): the
+    /// usage chunk is taken out.
+    PassWithoutUsage(crate::stream_usage::UsageStripper),
     AnthropicToOpenAi(SseParser, translate::MessagesToChatStream),
     OpenAiToAnthropic(SseParser, translate::ChatToMessagesStream),
 }
@@ -820,14 +829,23 @@ impl Converter {
                 SseParser::new(),
                 translate::ChatToMessagesStream::new(model),
             ),
+            (Format::OpenAi, Format::OpenAi) if !include_usage => {
+                Self::PassWithoutUsage(crate::stream_usage::UsageStripper::default())
+            }
             (_, client) => Self::Pass(client),
         }
+    }
+
+    /// Whether the client sees less than the upstream sent (its usage chunk): the accounting and
+    /// the cache then read the upstream's bytes.
+    fn hides_usage(&self) -> bool {
+        matches!(self, Self::PassWithoutUsage(_))
     }
 
     fn client_format(&self) -> Format {
         match self {
             Self::Pass(f) => *f,
-            Self::AnthropicToOpenAi(..) => Format::OpenAi,
+            Self::AnthropicToOpenAi(..) | Self::PassWithoutUsage(_) => Format::OpenAi,
             Self::OpenAiToAnthropic(..) => Format::Anthropic,
         }
     }
@@ -836,6 +854,7 @@ impl Converter {
     pub fn feed(&mut self, chunk: Bytes) -> Bytes {
         match self {
             Self::Pass(_) => chunk,
+            Self::PassWithoutUsage(s) => s.feed(&chunk),
             Self::AnthropicToOpenAi(parser, tr) => {
                 let mut out = Vec::with_capacity(chunk.len() + 64);
                 parser.push(&chunk, |ev| tr.on_event(ev.event, ev.data, &mut out));
@@ -853,7 +872,7 @@ impl Converter {
     pub fn finish(&mut self) -> Bytes {
         let mut out = Vec::new();
         match self {
-            Self::Pass(_) => {}
+            Self::Pass(_) | Self::PassWithoutUsage(_) => {}
             Self::AnthropicToOpenAi(_, tr) => tr.finish(&mut out),
             Self::OpenAiToAnthropic(_, tr) => tr.finish(&mut out),
         }
@@ -922,8 +941,14 @@ fn relay_guarded(
                 item = st.upstream.next() => Some(item),
                 () = &mut st.deadline => None,
             };
+            let mut raw = None;
             let out = match next {
-                Some(Some(Ok(chunk))) => st.conv.feed(chunk),
+                Some(Some(Ok(chunk))) => {
+                    if st.conv.hides_usage() {
+                        raw = Some(chunk.clone());
+                    }
+                    st.conv.feed(chunk)
+                }
                 Some(Some(Err(e))) => {
                     st.done = true;
                     st.tap = None;
@@ -977,13 +1002,14 @@ fn relay_guarded(
                         .error("timeout", "the request did not finish within its deadline")
                 }
             };
+            let seen = raw.as_ref().unwrap_or(&out);
             if let Some(tap) = st.tap.as_mut()
                 && !st.done
             {
-                tap.assembler.push(&out);
+                tap.assembler.push(seen);
             }
             if let Some(acct) = st.acct.as_mut() {
-                acct.stream().push(&out);
+                acct.stream().push(seen);
             }
             let out = match st.guard.as_mut() {
                 Some(g) if !st.done => {

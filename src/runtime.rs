@@ -45,6 +45,7 @@ impl Deployment {
             Op::Chat => self.urls[0].as_ref(),
             Op::Embeddings => self.urls[1].as_ref(),
             Op::Moderations => None,
+            Op::CountTokens => None,
         }
     }
 }

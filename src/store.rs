@@ -9,6 +9,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 const KEYS: TableDefinition<&str, &str> = TableDefinition::new("keys");
 const USAGE: TableDefinition<&str, &str> = TableDefinition::new("usage");
+const RESPONSES: TableDefinition<&str, &str> = TableDefinition::new("responses");
 
 #[derive(Clone)]
 pub struct Store {
@@ -20,6 +21,8 @@ pub struct Store {
 pub enum Table {
     Keys,
     Usage,
+    /// Stored Responses API objects (`data_dir/responses.redb`).
+    Responses,
 }
 
 impl Table {
@@ -27,6 +30,7 @@ impl Table {
         match self {
             Self::Keys => KEYS,
             Self::Usage => USAGE,
+            Self::Responses => RESPONSES,
         }
     }
 }
@@ -34,15 +38,21 @@ impl Table {
 impl Store {
     /// Open (or create) `data_dir/gateway.redb`.
     pub fn open(data_dir: &Path) -> Result<Self, String> {
+        Self::open_file(data_dir, "gateway.redb", &[Table::Keys, Table::Usage])
+    }
+
+    /// Open (or create) `data_dir/file` with these tables.
+    pub fn open_file(data_dir: &Path, file: &str, tables: &[Table]) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| format!("state.data_dir {}: {e}", data_dir.display()))?;
-        let path = data_dir.join("gateway.redb");
+        let path = data_dir.join(file);
         let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let store = Self { db: Arc::new(db) };
         // Create the tables so reads never fail on a fresh file.
         let txn = store.db.begin_write().map_err(|e| e.to_string())?;
-        txn.open_table(KEYS).map_err(|e| e.to_string())?;
-        txn.open_table(USAGE).map_err(|e| e.to_string())?;
+        for t in tables {
+            txn.open_table(t.def()).map_err(|e| e.to_string())?;
+        }
         txn.commit().map_err(|e| e.to_string())?;
         Ok(store)
     }

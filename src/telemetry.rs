@@ -633,6 +633,7 @@ pub fn attempt_span(op: Op, model: &str, d: &Deployment, attempt: u32) -> Span {
         Op::Chat => "chat",
         Op::Embeddings => "embeddings",
         Op::Moderations => "moderations",
+        Op::CountTokens => "count_tokens",
     };
     let server = server_of(d.provider.base_url());
     tracing::info_span!(

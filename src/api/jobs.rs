@@ -55,6 +55,16 @@ pub async fn submit_messages(
     submit(state, caller, id, req, Endpoint::Chat(Format::Anthropic)).await
 }
 
+/// `POST /v1/async/responses`.
+pub async fn submit_responses(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    req: Request,
+) -> Response {
+    submit(state, caller, id, req, Endpoint::Responses).await
+}
+
 fn unavailable(msg: impl Into<String>) -> Error {
     Error::Unavailable {
         message: msg.into(),
@@ -136,6 +146,7 @@ async fn submit_inner(
             (h.model, h.stream)
         }
         Endpoint::Embeddings => (wire::parse_embeddings(&body)?.model, false),
+        Endpoint::Responses => super::responses::model_and_stream(&body)?,
     };
     if !rt.models.contains_key(&model) {
         return Err(Error::ModelNotFound(model));
@@ -196,6 +207,7 @@ async fn submit_inner(
         Endpoint::Chat(Format::OpenAi) => "/v1/chat/completions",
         Endpoint::Chat(Format::Anthropic) => "/v1/messages",
         Endpoint::Embeddings => "/v1/embeddings",
+        Endpoint::Responses => "/v1/responses",
     };
     let job = Job {
         id: crate::jobs::new_job_id(),

@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod jobs;
 pub mod openai;
 pub mod ops;
+pub mod responses;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -20,6 +21,35 @@ use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::wire::{self, Format};
+
+/// The `/v1` routes (authentication is layered on by `app::router`).
+pub fn routes() -> axum::Router<SharedState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/responses", post(openai::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/v1/async/responses", post(jobs::submit_responses))
+        .route(
+            "/v1/async/chat/completions",
+            post(jobs::submit_chat_completions),
+        )
+        .route("/v1/async/embeddings", post(jobs::submit_embeddings))
+        .route("/v1/async/messages", post(jobs::submit_messages))
+        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+}
 
 /// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
 /// a broken pipe; past this, or after [`DRAIN_TIME`], the connection is simply closed.
@@ -102,6 +132,8 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
 pub enum Endpoint {
     Chat(Format),
     Embeddings,
+    /// `POST /v1/responses`: translated to a chat call and back.
+    Responses,
 }
 
 impl Endpoint {
@@ -279,6 +311,7 @@ async fn call_steps(
             };
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
+        Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if rt.models.contains_key(&head.model) {

@@ -478,7 +478,7 @@ fn unknown_key_far_from_any_lists_allowed() {
     assert_eq!(
         e.hint.as_deref(),
         Some(
-            "expected one of: listen, max_body_size, request_timeout, shutdown_grace, header_read_timeout, idle_timeout, max_connections"
+            "expected one of: listen, max_body_size, request_timeout, shutdown_grace, header_read_timeout, idle_timeout, max_connections, cors_allowed_origins"
         )
     );
 }
@@ -1224,4 +1224,22 @@ fn did_you_mean_helper() {
     assert_eq!(suggest("OpenAI", ["openai"]), Some("openai".into()));
     assert_eq!(suggest("zzz", ["openai", "anthropic"]), None);
     assert_eq!(suggest("x", std::iter::empty()), None);
+}
+
+#[test]
+fn cors_origins_and_responses_ttl() {
+    let cfg = load(
+        "server:\n  cors_allowed_origins: [\"https://app.example.com\", \"http://localhost:5173\"]\nresponses:\n  store_ttl: 1d\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.server.cors_allowed_origins.len(), 2);
+    assert_eq!(cfg.responses.store_ttl, Dur::secs(86_400));
+    assert_eq!(
+        load("{}\n").unwrap().responses.store_ttl,
+        Dur::secs(30 * 86_400)
+    );
+    let e = one_err("server:\n  cors_allowed_origins: [\"app.example.com/x\"]\n");
+    assert_eq!(e.path, "server.cors_allowed_origins[0]");
+    let e = one_err("responses:\n  store_ttl: 0s\n");
+    assert_eq!(e.path, "responses.store_ttl");
 }

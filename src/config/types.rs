@@ -40,6 +40,24 @@ pub struct Config {
     /// In the configured order (the order they run and are reported in).
     #[serde(default)]
     pub guardrails: Vec<GuardrailConfig>,
+    #[serde(default)]
+    pub responses: ResponsesConfig,
+}
+
+/// `responses:`: the Responses API objects the gateway stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesConfig {
+    /// How long a stored response (and its input items) is kept.
+    pub store_ttl: Dur,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        Self {
+            store_ttl: Dur::secs(30 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +74,8 @@ pub struct ServerConfig {
     pub idle_timeout: Dur,
     /// Open client connections at most; beyond it new ones wait in the listen backlog.
     pub max_connections: u32,
+    /// Browser origins allowed to call the API (`"*"` for any); empty: no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +88,7 @@ impl Default for ServerConfig {
             header_read_timeout: Dur::secs(10),
             idle_timeout: Dur::secs(60),
             max_connections: 10_000,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }

@@ -448,6 +448,22 @@ fn check_rest(cfg: &Config, cx: &mut Ctx) {
     if s.max_connections == 0 {
         cx.err("server.max_connections", "must be at least 1", None);
     }
+    for (i, o) in s.cors_allowed_origins.iter().enumerate() {
+        let scheme_host = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+        if o != "*" && (!scheme_host || axum::http::HeaderValue::from_str(o).is_err()) {
+            cx.err(
+                format!("server.cors_allowed_origins[{i}]"),
+                "must be \"*\" or an origin such as \"https://app.example.com\" (scheme and host, an optional port, no path)",
+                None,
+            );
+        }
+    }
+    if cfg.responses.store_ttl.is_zero() {
+        cx.err("responses.store_ttl", "must be more than 0s", None);
+    }
     if cfg.cache.l1_max_entries == 0 {
         cx.err("cache.l1_max_entries", "must be at least 1", None);
     }

@@ -48,6 +48,7 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
         "/v1/chat/completions" => Some(Endpoint::Chat(Format::OpenAi)),
         "/v1/messages" => Some(Endpoint::Chat(Format::Anthropic)),
         "/v1/embeddings" => Some(Endpoint::Embeddings),
+        "/v1/responses" => Some(Endpoint::Responses),
         _ => None,
     }
 }

@@ -42,6 +42,8 @@ pub enum Op {
     Embeddings,
     /// `/v1/moderations` (OpenAI-type providers; what moderation guardrails call).
     Moderations,
+    /// Anthropic's `POST /v1/messages/count_tokens` (Anthropic providers only).
+    CountTokens,
 }
 
 /// Per-call context forwarded upstream.
@@ -235,6 +237,16 @@ impl Provider {
 
     fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
         Ok(match (&self.kind, op) {
+            (Kind::Anthropic, Op::CountTokens) => {
+                format!("{}/v1/messages/count_tokens", self.base_url)
+            }
+            (_, Op::CountTokens) => {
+                return Err(UpstreamError::new(
+                    &self.name,
+                    UpstreamKind::Status(400),
+                    "only Anthropic providers count tokens",
+                ));
+            }
             (Kind::OpenAi, Op::Chat) => format!("{}/chat/completions", self.base_url),
             (Kind::OpenAi, Op::Embeddings) => format!("{}/embeddings", self.base_url),
             (Kind::OpenAi, Op::Moderations) => format!("{}/moderations", self.base_url),
@@ -304,6 +316,9 @@ impl Provider {
                     mock::embeddings(&body)
                 }
                 Op::Moderations => Ok(mock::moderations()),
+                Op::CountTokens => self
+                    .url(op, model)
+                    .map(|_| UpstreamBody::Full(Bytes::new())),
             };
         }
         let parsed;

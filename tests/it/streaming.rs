@@ -160,8 +160,8 @@ async fn slow_stream_first_chunk_arrives_before_upstream_sends_last() {
     }]);
     let gw = Gateway::start(basic_config(Some(&up))).await;
     let text = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12";
-    // role + 12 words + finish + [DONE]
-    let total_frames = 15;
+    // role + 12 words + finish + usage (always asked for upstream) + [DONE]
+    let total_frames = 16;
     let mut r = gw
         .post(
             "/v1/chat/completions",

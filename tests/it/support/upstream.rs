@@ -265,6 +265,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         openai_chat(&shared, &req, deployment, mode)
     } else if p.ends_with("/embeddings") {
         openai_embeddings(&req, deployment)
+    } else if p.ends_with("/messages/count_tokens") {
+        // A count only this fake gives: the bytes of `messages` as JSON.
+        let n = req["messages"].to_string().len();
+        error_response(200, &[], json!({"input_tokens": n}).to_string())
     } else if p.ends_with("/messages") {
         anthropic_messages(&shared, &req, mode)
     } else {
