@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+mod routing;
+
 use super::yaml::Lines;
 use super::{Config, ConfigError, ProviderType, RoutingStrategy, hint_for};
 
@@ -305,7 +307,7 @@ fn check_models(cfg: &Config, cx: &mut Ctx) {
                 }
             }
         }
-        check_hedge_shadow(m, &at, &models, cx);
+        routing::check_hedge_shadow(m, &at, &models, cx);
         for (k, f) in m.fallbacks.iter().enumerate() {
             let fp = format!("{at}.fallbacks[{k}]");
             if *f == m.name {
@@ -330,61 +332,6 @@ fn check_models(cfg: &Config, cx: &mut Ctx) {
                 format!("rate_limits.models.{name}"),
                 format!("no model named \"{name}\""),
                 hint_for(name, &models, "known models"),
-            );
-        }
-    }
-}
-
-/// Most extra requests a hedge may send.
-pub(crate) const MAX_HEDGES: u32 = 4;
-
-fn check_hedge_shadow(m: &super::ModelConfig, at: &str, models: &[&str], cx: &mut Ctx) {
-    if let Some(h) = &m.hedge {
-        if h.max == 0 || h.max > MAX_HEDGES {
-            cx.err(
-                format!("{at}.hedge.max"),
-                format!("must be 1 to {MAX_HEDGES} (extra requests at most)"),
-                None,
-            );
-        }
-        if h.after == super::HedgeAfter::Fixed(super::Dur::millis(0)) {
-            cx.err(
-                format!("{at}.hedge.after"),
-                "must be more than 0 (a hedge at once doubles every request)",
-                None,
-            );
-        }
-        if m.deployments.len() < 2 {
-            cx.err(
-                format!("{at}.hedge"),
-                format!(
-                    "model \"{}\" has one deployment: a hedge goes to another one",
-                    m.name
-                ),
-                None,
-            );
-        }
-    }
-    if let Some(s) = &m.shadow {
-        if s.model == m.name {
-            cx.err(
-                format!("{at}.shadow.model"),
-                format!("model \"{}\" shadows itself", m.name),
-                None,
-            );
-        } else if !models.contains(&s.model.as_str()) {
-            let others: Vec<&str> = models.iter().copied().filter(|n| *n != m.name).collect();
-            cx.err(
-                format!("{at}.shadow.model"),
-                format!("no model named \"{}\"", s.model),
-                hint_for(&s.model, &others, "known models"),
-            );
-        }
-        if !(s.sample.is_finite() && (0.0..=1.0).contains(&s.sample)) {
-            cx.err(
-                format!("{at}.shadow.sample"),
-                "must be a fraction from 0 to 1",
-                None,
             );
         }
     }

@@ -32,6 +32,7 @@ mod resilience;
 mod routing;
 mod secrets;
 mod semantic;
+mod shadow;
 mod shutdown;
 mod streaming;
 mod webhooks;
