@@ -75,16 +75,17 @@ impl Hedge {
 /// Race `first` against hedges from `launch` (which picks, builds and counts a hedge, or says
 /// there is none to send). `on_failure` settles a failed request while others are still out.
 /// Returns the winner, or the last failure when every request failed.
-pub(super) async fn race<F>(
+pub(super) async fn race<F, H>(
     first: F,
     hedge: &Hedge,
     model: &str,
     stream: bool,
-    mut launch: impl FnMut(u32) -> Option<F>,
+    mut launch: impl FnMut(u32) -> Option<H>,
     mut on_failure: impl FnMut(Done),
 ) -> Done
 where
     F: Future<Output = Done>,
+    H: Future<Output = Option<Done>>,
 {
     let Some(after) = hedge.after(stream) else {
         return first.await;
@@ -96,13 +97,25 @@ where
     let mut timer = timer;
     let mut timing = true;
     let mut sent = 0u32;
+    // The last failure, held back while requests are still out (it is the answer if none wins).
+    let mut last_failure: Option<Done> = None;
     loop {
         let done = tokio::select! {
             d = &mut first, if first_out => {
                 first_out = false;
                 d
             }
-            Some(d) = hedges.next(), if !hedges.is_empty() => d,
+            Some(d) = hedges.next(), if !hedges.is_empty() => match d {
+                Some(d) => d,
+                // Not sent after all (its deployment at its shared capacity).
+                None => {
+                    sent -= 1;
+                    if !first_out && hedges.is_empty() && let Some(f) = last_failure.take() {
+                        return f;
+                    }
+                    continue;
+                }
+            },
             () = &mut timer, if timing => {
                 if let Some(f) = launch(sent + 1) {
                     sent += 1;
@@ -121,8 +134,13 @@ where
             && still_out
             && !done.result.as_ref().is_err_and(|e| e.is_caller_fault())
         {
-            on_failure(done);
+            if let Some(f) = last_failure.replace(done) {
+                on_failure(f);
+            }
             continue;
+        }
+        if let Some(f) = last_failure.take() {
+            on_failure(f);
         }
         // The end: a usable answer, a caller's mistake, or the last failure.
         if sent > 0 {
@@ -141,7 +159,9 @@ where
             loser(d, model);
         }
         while let Some(Some(d)) = hedges.next().now_or_never() {
-            loser(d, model);
+            if let Some(d) = d {
+                loser(d, model);
+            }
         }
         return done;
     }

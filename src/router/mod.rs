@@ -12,6 +12,7 @@
 
 mod attempt;
 pub mod breaker;
+pub mod capacity;
 pub mod hedge;
 pub mod shadow;
 pub mod sketch;
@@ -115,6 +116,7 @@ fn candidates(
     blocked: &mut Blocked,
 ) -> Vec<Candidate> {
     let tokens = call.input_tokens + call.max_tokens;
+    let shared = capacity::shared(call);
     let mut out = Vec::with_capacity(m.deployments.len());
     for (i, d) in m.deployments.iter().enumerate() {
         if !d.state.breaker.would_admit(now) {
@@ -122,7 +124,12 @@ fn candidates(
             blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
             continue;
         }
-        if let Some(reason) = d.state.over_capacity(d.rpm, d.tpm, tokens, now) {
+        let full = if shared {
+            d.state.full(now)
+        } else {
+            d.state.over_capacity(d.rpm, d.tpm, tokens, now)
+        };
+        if let Some(reason) = full {
             if blocked.capacity != Some(LimitReason::Requests) {
                 blocked.capacity = Some(reason);
             }
@@ -189,6 +196,22 @@ pub async fn send(
                 }
                 continue;
             }
+            if !capacity::take(call, d, call.input_tokens + call.max_tokens).await {
+                // At its limit across replicas: another deployment, not an attempt.
+                if admission == Admission::Probe {
+                    d.state.breaker.release_probe();
+                }
+                if let Some(reason) = d.state.full(now_ms())
+                    && blocked.capacity != Some(LimitReason::Requests)
+                {
+                    blocked.capacity = Some(reason);
+                }
+                tried.push(idx);
+                if tried.len() > m.deployments.len() * 2 {
+                    break;
+                }
+                continue;
+            }
             let body = build(d)?;
             model_attempts += 1;
             attempts += 1;
@@ -206,29 +229,36 @@ pub async fn send(
             let done = match &m.hedge {
                 None => first.await,
                 Some(h) => {
+                    // Hedges found at their shared capacity when about to go: not attempts.
+                    let refused = std::sync::atomic::AtomicU32::new(0);
+                    let refused_ref = &refused;
                     let launch = |n: u32| {
                         let (i, body) = hedge_target(&m, &tried, call, build)?;
                         tried.push(i);
                         model_attempts += 1;
                         attempts += 1;
                         let d = m.deployments[i].clone();
-                        Some(attempt::run(
-                            call,
-                            &m,
-                            d,
-                            Admission::Yes,
-                            body,
-                            attempts,
-                            n,
-                            0,
-                        ))
+                        let m = &m;
+                        let number = attempts;
+                        Some(async move {
+                            if !capacity::take(call, &d, call.input_tokens + call.max_tokens).await
+                            {
+                                refused_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                return None;
+                            }
+                            Some(attempt::run(call, m, d, Admission::Yes, body, number, n, 0).await)
+                        })
                     };
                     let settle = |d: attempt::Done| {
                         if let Err(e) = &d.result {
                             failed(&d.d, d.guard, e);
                         }
                     };
-                    hedge::race(first, h, &m.name, call.stream, launch, settle).await
+                    let done = hedge::race(first, h, &m.name, call.stream, launch, settle).await;
+                    let refused = refused.into_inner();
+                    attempts -= refused;
+                    model_attempts -= refused;
+                    done
                 }
             };
             let attempt::Done {

@@ -17,6 +17,7 @@ mod anthropic;
 mod auth;
 mod azure;
 mod cache;
+mod capacity;
 mod chat;
 mod cli;
 mod connections;
