@@ -153,6 +153,24 @@ async fn no_hedge_for_a_key_at_its_rate_limit() {
 }
 
 #[tokio::test]
+async fn no_hedge_to_a_deployment_at_its_capacity() {
+    let (a, b) = pair().await;
+    let mut cfg = hedged_config(&a, &b, json!({"after": "100ms"}));
+    cfg["models"][0]["deployments"][1]["rpm"] = json!(1);
+    let gw = Gateway::start(cfg).await;
+    a.push([Fault::Delay(Duration::from_secs(20))]);
+    let r = gw.chat("hedged", "one").await;
+    assert_eq!(header(&r, "x-gateway-hedged"), Some("true"));
+    // B used its one request of the minute: the next slow answer is waited for.
+    a.push([Fault::Delay(Duration::from_millis(500))]);
+    let r = gw.chat("hedged", "two").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-gateway-hedged"), None);
+    assert_eq!(header(&r, "x-gateway-provider"), Some("slow"));
+    assert_eq!(b.request_count(), 1);
+}
+
+#[tokio::test]
 async fn a_failed_first_request_leaves_the_hedge_running() {
     let (a, b) = pair().await;
     // A fails after the hedge went out and before B answers.
