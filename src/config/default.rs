@@ -72,6 +72,7 @@ fn model(name: &str, provider: &str, upstream: &str, price: Option<(f64, f64)>) 
         cache: None,
         hedge: None,
         shadow: None,
+        guardrails: Vec::new(),
     }
 }
 

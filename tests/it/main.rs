@@ -23,6 +23,7 @@ mod cli;
 mod connections;
 mod embeddings;
 mod errors;
+mod guardrails;
 mod hedge;
 mod import;
 mod jobs;
