@@ -16,6 +16,7 @@ pub const X_GATEWAY_GUARDRAILS: HeaderName = HeaderName::from_static("x-gateway-
 pub const X_GATEWAY_PROVIDER: HeaderName = HeaderName::from_static("x-gateway-provider");
 pub const X_GATEWAY_DEPLOYMENT_MODEL: HeaderName =
     HeaderName::from_static("x-gateway-deployment-model");
+pub const X_GATEWAY_HEDGED: HeaderName = HeaderName::from_static("x-gateway-hedged");
 pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 pub const X_GATEWAY_COST_USD: HeaderName = HeaderName::from_static("x-gateway-cost-usd");
 pub const X_GATEWAY_CACHE_TTL: HeaderName = HeaderName::from_static("x-gateway-cache-ttl");

@@ -74,6 +74,11 @@ pub fn install() -> Option<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(UPSTREAM_DURATION.into()), LONG_BUCKETS)
         .ok()?
         .set_buckets_for_metric(Matcher::Full(TTFT.into()), TTFT_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::router::shadow::SHADOW_LATENCY_RATIO.into()),
+            crate::router::shadow::RATIO_BUCKETS,
+        )
         .ok()?;
     let handle = builder.install_recorder().ok()?;
     // Histogram samples wait in lock-free buckets until upkeep folds them in: without it they
@@ -278,6 +283,7 @@ fn describe() {
         DEPENDENCY_UP,
         "Whether a shared dependency (redis, nats) answers: 1 up, 0 down"
     );
+    crate::router::describe_metrics();
 }
 
 /// The endpoint label of a path: one of the contract's paths, or "other".
@@ -467,12 +473,20 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
         }
     }
     let text = handle.render();
-    // `cost` is kept in a float gauge (see there); it is a counter.
-    text.replacen(
+    // `cost` is kept in a float gauge (see there); it is a counter. So are the router's costs.
+    let mut text = text.replacen(
         &format!("# TYPE {COST} gauge"),
         &format!("# TYPE {COST} counter"),
         1,
-    )
+    );
+    for name in crate::router::FLOAT_COUNTERS {
+        text = text.replacen(
+            &format!("# TYPE {name} gauge"),
+            &format!("# TYPE {name} counter"),
+            1,
+        );
+    }
+    text
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ async fn admit(
     counted: Option<u64>,
     max_tokens: Option<u64>,
     rate: &mut Option<RateHeaders>,
+    room: &mut bool,
 ) -> Result<Accounting, Error> {
     // A count from the head parse was made under the same condition (`counts_openai_tokens`).
     let input_tokens = counted
@@ -227,6 +228,7 @@ async fn admit(
     if !headers.is_empty() {
         *rate = Some(headers);
     }
+    *room = router::room_left(&buckets, &verdict.states);
     if !verdict.allowed {
         let reason = verdict
             .denied
@@ -465,6 +467,7 @@ pub async fn chat(
     };
     let input_tokens = estimate_tokens(body);
     let openai_chat = client == Format::OpenAi && speaks_openai(model);
+    let mut room = true;
     let mut acct = admit(
         rt,
         svc,
@@ -475,6 +478,7 @@ pub async fn chat(
         head.prompt_tokens,
         head.max_tokens,
         rate,
+        &mut room,
     )
     .await?;
     acct.report_to(call.ctx.usage.clone());
@@ -567,6 +571,8 @@ pub async fn chat(
         input_tokens,
         max_tokens: head.max_tokens.unwrap_or(translate::DEFAULT_MAX_TOKENS),
         started: call.started,
+        may_hedge: room,
+        limiter: Some(&svc.ledger.limiter),
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     acct.served_by(&served.deployment);
@@ -650,6 +656,10 @@ pub async fn chat(
         &served.deployment,
         served.attempts,
     );
+    if served.hedged {
+        resp.headers_mut()
+            .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
+    }
     Ok(resp)
 }
 
@@ -676,6 +686,7 @@ pub async fn embeddings(
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
     let input_tokens = estimate_tokens(body);
+    let mut room = true;
     let mut acct = admit(
         rt,
         svc,
@@ -686,6 +697,7 @@ pub async fn embeddings(
         None,
         Some(0),
         rate,
+        &mut room,
     )
     .await?;
     acct.report_to(ctx.usage.clone());
@@ -724,6 +736,8 @@ pub async fn embeddings(
         input_tokens,
         max_tokens: 0,
         started: Instant::now(),
+        may_hedge: room,
+        limiter: Some(&svc.ledger.limiter),
     };
     let served = router::send(rt, model, &rcall, &build).await?;
     acct.served_by(&served.deployment);
@@ -754,6 +768,10 @@ pub async fn embeddings(
         &served.deployment,
         served.attempts,
     );
+    if served.hedged {
+        resp.headers_mut()
+            .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
+    }
     Ok(resp)
 }
 

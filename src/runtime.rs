@@ -62,6 +62,10 @@ pub struct Model {
     pub timeout: Option<Duration>,
     /// `cache:` of the model (overrides `cache.enabled`).
     pub cache: Option<bool>,
+    /// `hedge:` of the model.
+    pub hedge: Option<crate::router::hedge::Hedge>,
+    /// `shadow:` of the model.
+    pub shadow: Option<crate::router::shadow::Shadow>,
 }
 
 /// What survives a reload: HTTP clients (one per provider name and connect timeout) and each
@@ -70,6 +74,8 @@ pub struct Model {
 pub struct ClientPool {
     clients: HashMap<(String, Duration, String), Http>,
     states: HashMap<(String, String), Arc<DeploymentState>>,
+    /// Hedging's latency sketches, by model and percentile.
+    sketches: crate::router::hedge::Sketches,
 }
 
 pub struct Runtime {
@@ -159,6 +165,10 @@ impl Runtime {
                     retries: m.retries.unwrap_or(config.resilience.retries),
                     timeout: m.timeout.map(|t| t.get()),
                     cache: m.cache,
+                    hedge: m.hedge.as_ref().map(|h| {
+                        crate::router::hedge::Hedge::new(h, &m.name, &mut clients.sketches)
+                    }),
+                    shadow: m.shadow.as_ref().map(crate::router::shadow::Shadow::new),
                 }),
             );
         }

@@ -70,6 +70,8 @@ fn model(name: &str, provider: &str, upstream: &str, price: Option<(f64, f64)>) 
         retries: None,
         timeout: None,
         cache: None,
+        hedge: None,
+        shadow: None,
         guardrails: Vec::new(),
     }
 }

@@ -181,6 +181,54 @@ pub struct ModelConfig {
     /// Names from `guardrails:`, applied in addition to the global ones.
     #[serde(default)]
     pub guardrails: Vec<String>,
+    /// `hedge:` send the request to a second deployment when the first is slow.
+    #[serde(default)]
+    pub hedge: Option<HedgeConfig>,
+    /// `shadow:` mirror a sample of requests to another model, never affecting the answer.
+    #[serde(default)]
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// `models[].hedge`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    pub after: HedgeAfter,
+    #[serde(default = "one")]
+    pub max: u32,
+}
+
+/// When a hedge goes out: a fixed delay, or a percentile (1-99) of the model's recent latency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    Fixed(Dur),
+    Percentile(f64),
+}
+
+impl<'de> Deserialize<'de> for HedgeAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        if let Some(p) = t.strip_prefix('p') {
+            return match p.parse::<u8>() {
+                Ok(n @ 1..=99) => Ok(Self::Percentile(f64::from(n) / 100.0)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "\"{t}\" is not a percentile; write p50, p90, p95 or p99 (or a duration such as 800ms)"
+                ))),
+            };
+        }
+        t.parse::<Dur>()
+            .map(Self::Fixed)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `models[].shadow`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub model: String,
+    pub sample: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

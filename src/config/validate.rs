@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 mod guardrails;
 
 pub use guardrails::{ENTITIES, PATTERN_SIZE_LIMIT, compile_pattern};
+mod routing;
 
 use super::yaml::Lines;
 use super::{Config, ConfigError, ProviderType, RoutingStrategy, hint_for};
@@ -310,6 +311,7 @@ fn check_models(cfg: &Config, cx: &mut Ctx) {
                 }
             }
         }
+        routing::check_hedge_shadow(m, &at, &models, cx);
         for (k, f) in m.fallbacks.iter().enumerate() {
             let fp = format!("{at}.fallbacks[{k}]");
             if *f == m.name {

@@ -166,6 +166,20 @@ impl Limiter {
         Ok(self.check_local(buckets, now_ms() as f64))
     }
 
+    /// Check and take from `buckets` in Redis only (a deployment's shared capacity): `None` when
+    /// they are not shared or Redis failed, and the caller counts in its own process.
+    pub async fn check_shared(&self, buckets: &[Bucket]) -> Option<Verdict> {
+        let redis = self.shared_redis()?;
+        let conn = redis.conn()?;
+        match self.check_redis(conn, buckets, None).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                redis.report_error("deployment capacity", &e, true);
+                None
+            }
+        }
+    }
+
     async fn check_redis(
         &self,
         mut conn: redis::aio::ConnectionManager,

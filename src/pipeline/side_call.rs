@@ -43,6 +43,9 @@ pub(super) async fn side_call(
         input_tokens: estimate_tokens(input.as_bytes()),
         max_tokens: 0,
         started: Instant::now(),
+        // The gateway's own call: no caller's limits to respect; deployments counted locally.
+        may_hedge: true,
+        limiter: None,
     };
     let served = router::send(rt, m, &call, &build)
         .await

@@ -10,7 +10,12 @@
 //! chunk arrived, so a failure before the first byte is retried like any other; after it, a
 //! failure ends the stream (the pipeline writes an error event) and counts for the circuit.
 
+mod attempt;
 pub mod breaker;
+pub mod capacity;
+pub mod hedge;
+pub mod shadow;
+pub mod sketch;
 pub mod state;
 pub mod strategy;
 mod tracked;
@@ -21,7 +26,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use self::breaker::Admission;
 use self::state::now_ms;
@@ -40,6 +44,8 @@ pub struct Served {
     /// The usage of a complete answer, read while checking it is JSON (`None` for a stream, or
     /// an answer without usage).
     pub usage: Option<crate::usage::Usage>,
+    /// A hedge's answer (`x-gateway-hedged: true`).
+    pub hedged: bool,
 }
 
 /// One request as the router sees it.
@@ -54,6 +60,11 @@ pub struct Call<'a> {
     pub max_tokens: u64,
     /// When the gateway received the request (for time to first token).
     pub started: Instant,
+    /// Whether the caller's limits leave room for a hedge (none goes out when a limit that
+    /// admitted this request is used up).
+    pub may_hedge: bool,
+    /// The limiter, for deployments' `rpm`/`tpm` counted in Redis by all replicas together.
+    pub limiter: Option<&'a crate::limits::Limiter>,
 }
 
 fn outcome(r: &Result<UpstreamBody, UpstreamError>) -> &'static str {
@@ -105,6 +116,7 @@ fn candidates(
     blocked: &mut Blocked,
 ) -> Vec<Candidate> {
     let tokens = call.input_tokens + call.max_tokens;
+    let shared = capacity::shared(call);
     let mut out = Vec::with_capacity(m.deployments.len());
     for (i, d) in m.deployments.iter().enumerate() {
         if !d.state.breaker.would_admit(now) {
@@ -112,7 +124,12 @@ fn candidates(
             blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
             continue;
         }
-        if let Some(reason) = d.state.over_capacity(d.rpm, d.tpm, tokens, now) {
+        let full = if shared {
+            d.state.full(now)
+        } else {
+            d.state.over_capacity(d.rpm, d.tpm, tokens, now)
+        };
+        if let Some(reason) = full {
             if blocked.capacity != Some(LimitReason::Requests) {
                 blocked.capacity = Some(reason);
             }
@@ -179,53 +196,86 @@ pub async fn send(
                 }
                 continue;
             }
+            if !capacity::take(call, d, call.input_tokens + call.max_tokens).await {
+                // At its limit across replicas: another deployment, not an attempt.
+                if admission == Admission::Probe {
+                    d.state.breaker.release_probe();
+                }
+                if let Some(reason) = d.state.full(now_ms())
+                    && blocked.capacity != Some(LimitReason::Requests)
+                {
+                    blocked.capacity = Some(reason);
+                }
+                tried.push(idx);
+                if tried.len() > m.deployments.len() * 2 {
+                    break;
+                }
+                continue;
+            }
             let body = build(d)?;
             model_attempts += 1;
             attempts += 1;
             tried.push(idx);
-            tracing::debug!(
-                model = %m.name, strategy = ?m.routing, provider = %d.provider.name,
-                deployment_model = %d.model, attempt = attempts, candidates = cands.len(),
-                probe = admission == Admission::Probe, "upstream attempt"
+            let first = attempt::run(
+                call,
+                &m,
+                d.clone(),
+                admission,
+                body,
+                attempts,
+                0,
+                cands.len(),
             );
-            d.state.reserve(call.input_tokens + call.max_tokens, now);
-            let guard = d.state.start();
-            let started = Instant::now();
-            let per_attempt = m.timeout.unwrap_or(d.provider.timeout);
-            let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
-            let span = crate::telemetry::attempt_span(call.op, &m.name, d, attempts);
-            let ctx = crate::telemetry::attempt_ctx(&span, call.ctx);
-            let result = d
-                .provider
-                .send(
-                    call.op,
-                    &d.model,
-                    d.url(call.op),
-                    body,
-                    call.stream,
-                    timeout,
-                    &ctx,
-                )
-                .instrument(span.clone())
-                .await;
-            let mut usage = None;
-            let result = match result {
-                Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
-                Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name).map(|(b, u)| {
-                    usage = u;
-                    b
-                }),
-                other => other,
+            let done = match &m.hedge {
+                None => first.await,
+                Some(h) => {
+                    // Hedges found at their shared capacity when about to go: not attempts.
+                    let refused = std::sync::atomic::AtomicU32::new(0);
+                    let refused_ref = &refused;
+                    let launch = |n: u32| {
+                        let (i, body) = hedge_target(&m, &tried, call, build)?;
+                        tried.push(i);
+                        model_attempts += 1;
+                        attempts += 1;
+                        let d = m.deployments[i].clone();
+                        let m = &m;
+                        let number = attempts;
+                        Some(async move {
+                            if !capacity::take(call, &d, call.input_tokens + call.max_tokens).await
+                            {
+                                refused_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                return None;
+                            }
+                            Some(attempt::run(call, m, d, Admission::Yes, body, number, n, 0).await)
+                        })
+                    };
+                    let settle = |d: attempt::Done| {
+                        if let Err(e) = &d.result {
+                            failed(&d.d, d.guard, e);
+                        }
+                    };
+                    let done = hedge::race(first, h, &m.name, call.stream, launch, settle).await;
+                    let refused = refused.into_inner();
+                    attempts -= refused;
+                    model_attempts -= refused;
+                    done
+                }
             };
-            let took = started.elapsed();
-            // A served stream's attempt is counted when the stream ends, with its outcome.
-            if !matches!(result, Ok(UpstreamBody::Stream(_))) {
-                crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
-            }
-            crate::telemetry::attempt_end(&span, d, outcome(&result), &result);
+            let attempt::Done {
+                d,
+                admission,
+                guard,
+                result,
+                usage,
+                took,
+                hedge,
+            } = done;
             match result {
                 Ok(body) => {
                     d.state.record_latency(took);
+                    if let Some(h) = &m.hedge {
+                        h.record(call.stream, took);
+                    }
                     if call.stream {
                         crate::metrics::time_to_first_token(
                             &m.name,
@@ -240,12 +290,14 @@ pub async fn send(
                         }
                         full => full,
                     };
+                    let body = shadow::tap(rt, model, call, build, &d, took, body);
                     return Ok(Served {
                         body,
-                        deployment: d.clone(),
+                        deployment: d,
                         model: m.clone(),
                         attempts,
                         usage,
+                        hedged: hedge > 0,
                     });
                 }
                 Err(e) if e.is_caller_fault() => {
@@ -255,13 +307,8 @@ pub async fn send(
                     return Err(Error::UpstreamRejected(e));
                 }
                 Err(e) => {
-                    drop(guard);
-                    let opened = d.state.record_failure(now_ms());
-                    tracing::debug!(
-                        provider = %d.provider.name, deployment_model = %d.model, error = %e,
-                        circuit_opened = opened, "attempt failed"
-                    );
                     let retry_after = e.retry_after;
+                    failed(&d, guard, &e);
                     last = Some(e);
                     if model_attempts > m.retries {
                         break;
@@ -299,6 +346,82 @@ pub async fn send(
         }
     }
     Err(finish(attempts, last, call))
+}
+
+/// The router's float sums kept in gauges that only go up (rendered as counters).
+pub const FLOAT_COUNTERS: [&str; 2] = [hedge::HEDGE_COST, shadow::SHADOW_COST];
+
+/// Describe the router's metrics (hedges, shadow traffic, shared capacity).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        hedge::HEDGES,
+        "Hedge requests sent, by model and outcome (won: its answer was returned; lost)"
+    );
+    describe_gauge!(
+        hedge::HEDGE_COST,
+        "USD charged for hedged requests whose answer lost the race (when their usage is known)"
+    );
+    describe_counter!(
+        shadow::SHADOW_REQUESTS,
+        "Shadow requests by model, shadow model and outcome (ok, error, dropped)"
+    );
+    describe_histogram!(
+        shadow::SHADOW_LATENCY_RATIO,
+        "Shadow answer's duration over the primary answer's"
+    );
+    describe_counter!(
+        shadow::SHADOW_MATCHES,
+        "Shadow comparisons by check (text_exact, text_normalised, finish_reason, tool_calls) and result"
+    );
+    describe_counter!(
+        shadow::SHADOW_TOKENS,
+        "Tokens of compared answers, by side (primary, shadow) and type (input, output)"
+    );
+    describe_gauge!(
+        shadow::SHADOW_COST,
+        "USD of compared answers, by side (primary, shadow)"
+    );
+}
+
+/// Whether the limits that admitted a request leave room for a hedge: something left in every
+/// requests bucket, and at least this request's tokens in every tokens bucket.
+pub fn room_left(buckets: &[crate::limits::Bucket], states: &[crate::limits::BucketState]) -> bool {
+    buckets.iter().zip(states).all(|(b, st)| match b.reason {
+        LimitReason::Requests => st.remaining > 0,
+        LimitReason::Tokens => st.remaining >= b.cost,
+    })
+}
+
+/// A failed attempt (not the caller's fault): its circuit is told.
+fn failed(d: &Deployment, guard: state::InFlight, e: &UpstreamError) {
+    drop(guard);
+    let opened = d.state.record_failure(now_ms());
+    tracing::debug!(
+        provider = %d.provider.name, deployment_model = %d.model, error = %e,
+        circuit_opened = opened, "attempt failed"
+    );
+}
+
+/// Where a hedge would go, with its body: the strategy's pick among the deployments not tried
+/// yet whose circuit is closed and that have capacity; none while the caller is at a limit.
+fn hedge_target(
+    m: &Model,
+    tried: &[usize],
+    call: &Call<'_>,
+    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
+) -> Option<(usize, Bytes)> {
+    if !call.may_hedge || Instant::now() >= call.deadline {
+        return None;
+    }
+    let mut cands = candidates(m, tried, call, now_ms(), &mut Blocked::default());
+    cands.retain(|c| {
+        !tried.contains(&c.index)
+            && m.deployments[c.index].state.breaker.state() == breaker::CircuitState::Closed
+    });
+    let i = strategy::pick(m.routing, &cands, &mut rand::rng())?;
+    let body = build(&m.deployments[i]).ok()?;
+    Some((i, body))
 }
 
 fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error {

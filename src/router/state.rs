@@ -37,6 +37,11 @@ pub struct DeploymentState {
     window_minute: AtomicU64,
     window_requests: AtomicU64,
     window_tokens: AtomicU64,
+    /// Shared capacity (Redis): at its limit until this time (ms), for requests (0) or tokens (1).
+    full_until_ms: AtomicU64,
+    full_reason: std::sync::atomic::AtomicU8,
+    /// Names of its shared capacity buckets (`d:<provider>:<model>:rpm`, `…:tpm`), made once.
+    bucket_keys: OnceLock<(std::sync::Arc<str>, std::sync::Arc<str>)>,
 }
 
 impl DeploymentState {
@@ -53,7 +58,42 @@ impl DeploymentState {
             window_minute: AtomicU64::new(0),
             window_requests: AtomicU64::new(0),
             window_tokens: AtomicU64::new(0),
+            full_until_ms: AtomicU64::new(0),
+            full_reason: std::sync::atomic::AtomicU8::new(0),
+            bucket_keys: OnceLock::new(),
         }
+    }
+
+    /// The shared capacity bucket names of this deployment.
+    pub fn bucket_keys(
+        &self,
+        provider: &str,
+        model: &str,
+    ) -> &(std::sync::Arc<str>, std::sync::Arc<str>) {
+        self.bucket_keys.get_or_init(|| {
+            (
+                format!("d:{provider}:{model}:rpm").into(),
+                format!("d:{provider}:{model}:tpm").into(),
+            )
+        })
+    }
+
+    /// Found at its shared limit: skipped until `until_ms`.
+    pub fn mark_full(&self, until_ms: u64, reason: LimitReason) {
+        self.full_reason
+            .store(u8::from(reason == LimitReason::Tokens), Ordering::Relaxed);
+        self.full_until_ms.store(until_ms, Ordering::Release);
+    }
+
+    /// Which shared limit it is at now, if any.
+    pub fn full(&self, now_ms: u64) -> Option<LimitReason> {
+        (self.full_until_ms.load(Ordering::Acquire) > now_ms).then(|| {
+            if self.full_reason.load(Ordering::Relaxed) == 1 {
+                LimitReason::Tokens
+            } else {
+                LimitReason::Requests
+            }
+        })
     }
 
     /// Latency EWMA in ms (`None` before the first sample).

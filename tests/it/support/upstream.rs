@@ -57,6 +57,8 @@ pub enum Fault {
     Body(String),
     /// Wait, then answer normally.
     Delay(Duration),
+    /// Wait, then answer this status with this body.
+    StatusAfter(Duration, u16, String),
     /// Never answer.
     Hang,
     /// Streamed requests: send this many frames, then break the connection.
@@ -97,6 +99,8 @@ struct Shared {
     streams_started: AtomicUsize,
     streams_completed: AtomicUsize,
     streams_cancelled: AtomicUsize,
+    /// Requests whose handler was dropped before it answered (the client went away).
+    requests_cancelled: AtomicUsize,
     frames_sent: AtomicUsize,
     gate: tokio::sync::watch::Sender<bool>,
 }
@@ -125,6 +129,7 @@ impl FakeUpstream {
             streams_started: AtomicUsize::new(0),
             streams_completed: AtomicUsize::new(0),
             streams_cancelled: AtomicUsize::new(0),
+            requests_cancelled: AtomicUsize::new(0),
             frames_sent: AtomicUsize::new(0),
             gate,
         });
@@ -199,6 +204,12 @@ impl FakeUpstream {
         self.shared.streams_cancelled.load(Ordering::SeqCst)
     }
 
+    /// Requests the client gave up on before their answer's head was sent (the connection was
+    /// dropped while the server was still working on it, e.g. in a `Fault::Delay`).
+    pub fn requests_cancelled(&self) -> usize {
+        self.shared.requests_cancelled.load(Ordering::SeqCst)
+    }
+
     /// Frames handed to the server so far, over all streams.
     pub fn frames_sent(&self) -> usize {
         self.shared.frames_sent.load(Ordering::SeqCst)
@@ -210,7 +221,25 @@ impl FakeUpstream {
     }
 }
 
+/// Counts a request whose handler is dropped before it returned its answer.
+struct Answering(Arc<Shared>, bool);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.requests_cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let mut answering = Answering(shared.clone(), false);
+    let r = answer(shared, req).await;
+    answering.1 = true;
+    r
+}
+
+async fn answer(shared: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -235,6 +264,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Fault::Status(s, b) => return error_response(s, &[], b),
         Fault::StatusWith(s, h, b) => return error_response(s, &h, b),
         Fault::Body(b) => return json_response(Bytes::from(b)),
+        Fault::StatusAfter(d, s, b) => {
+            tokio::time::sleep(d).await;
+            return error_response(s, &[], b);
+        }
         Fault::Hang => {
             std::future::pending::<()>().await;
             unreachable!()

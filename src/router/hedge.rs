@@ -1,0 +1,202 @@
+//! Hedged requests (`models[].hedge`): when a round's first request has not answered after
+//! `after` (a duration, or a percentile of the model's recent latency), the same request goes to
+//! the next deployment the strategy picks — never one already tried, never one whose circuit is not
+//! closed or that is at its capacity, and not at all while the caller's limits are used up. Up to
+//! `max` hedges go out, `after` apart. The first usable answer wins (a stream's first chunk, or a
+//! whole checked answer); the other requests are dropped, and their upstream connections with
+//! them. A failure does not end the race while another request is still out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use super::attempt::Done;
+use super::sketch::Sketch;
+use crate::config::{HedgeAfter, HedgeConfig};
+use crate::providers::UpstreamBody;
+
+pub const HEDGES: &str = "ai_gateway_hedges_total";
+/// What hedges that lost were charged (when their usage is known), over all keys.
+pub const HEDGE_COST: &str = "ai_gateway_hedge_cost_usd_total";
+
+/// A model's hedging, as the router uses it.
+#[derive(Debug)]
+pub struct Hedge {
+    after: HedgeAfter,
+    pub max: u32,
+    /// Recent latencies when `after` is a percentile: `[whole answers, streams' first chunks]`.
+    sketches: Option<Arc<[Sketch; 2]>>,
+}
+
+/// Sketches kept across reloads, by model name and percentile.
+pub type Sketches = HashMap<(String, u64), Arc<[Sketch; 2]>>;
+
+impl Hedge {
+    pub fn new(cfg: &HedgeConfig, model: &str, kept: &mut Sketches) -> Self {
+        let sketches = match cfg.after {
+            HedgeAfter::Fixed(_) => None,
+            HedgeAfter::Percentile(q) => Some(
+                kept.entry((model.to_owned(), q.to_bits()))
+                    .or_insert_with(|| Arc::new([Sketch::new(q), Sketch::new(q)]))
+                    .clone(),
+            ),
+        };
+        Self {
+            after: cfg.after,
+            max: cfg.max,
+            sketches,
+        }
+    }
+
+    /// How long the first request may take before a hedge goes out (`None`: not yet known).
+    pub fn after(&self, stream: bool) -> Option<Duration> {
+        match (self.after, &self.sketches) {
+            (HedgeAfter::Fixed(d), _) => Some(d.get()),
+            (HedgeAfter::Percentile(_), Some(s)) => s[usize::from(stream)].quantile(),
+            (HedgeAfter::Percentile(_), None) => None,
+        }
+    }
+
+    /// A completed attempt's latency (to its first chunk for a stream).
+    #[inline]
+    pub fn record(&self, stream: bool, took: Duration) {
+        if let Some(s) = &self.sketches {
+            s[usize::from(stream)].record(took);
+        }
+    }
+}
+
+/// Race `first` against hedges from `launch` (which picks, builds and counts a hedge, or says
+/// there is none to send). `on_failure` settles a failed request while others are still out.
+/// Returns the winner, or the last failure when every request failed.
+pub(super) async fn race<F, H>(
+    first: F,
+    hedge: &Hedge,
+    model: &str,
+    stream: bool,
+    mut launch: impl FnMut(u32) -> Option<H>,
+    mut on_failure: impl FnMut(Done),
+) -> Done
+where
+    F: Future<Output = Done>,
+    H: Future<Output = Option<Done>>,
+{
+    let Some(after) = hedge.after(stream) else {
+        return first.await;
+    };
+    let mut first = pin!(first);
+    let mut first_out = true;
+    let mut hedges = FuturesUnordered::new();
+    let timer = pin!(tokio::time::sleep(after));
+    let mut timer = timer;
+    let mut timing = true;
+    let mut sent = 0u32;
+    // The last failure, held back while requests are still out (it is the answer if none wins).
+    let mut last_failure: Option<Done> = None;
+    loop {
+        let done = tokio::select! {
+            d = &mut first, if first_out => {
+                first_out = false;
+                d
+            }
+            Some(d) = hedges.next(), if !hedges.is_empty() => match d {
+                Some(d) => d,
+                // Not sent after all (its deployment at its shared capacity).
+                None => {
+                    sent -= 1;
+                    if !first_out && hedges.is_empty() && let Some(f) = last_failure.take() {
+                        return f;
+                    }
+                    continue;
+                }
+            },
+            () = &mut timer, if timing => {
+                if let Some(f) = launch(sent + 1) {
+                    sent += 1;
+                    hedges.push(f);
+                }
+                if sent < hedge.max && (first_out || !hedges.is_empty()) {
+                    timer.as_mut().reset(Instant::now() + after);
+                } else {
+                    timing = false;
+                }
+                continue;
+            }
+        };
+        let still_out = first_out || !hedges.is_empty();
+        if done.result.is_err()
+            && still_out
+            && !done.result.as_ref().is_err_and(|e| e.is_caller_fault())
+        {
+            if let Some(f) = last_failure.replace(done) {
+                on_failure(f);
+            }
+            continue;
+        }
+        if let Some(f) = last_failure.take() {
+            on_failure(f);
+        }
+        // The end: a usable answer, a caller's mistake, or the last failure.
+        if sent > 0 {
+            for n in 1..=sent {
+                let outcome = if done.result.is_ok() && done.hedge == n {
+                    "won"
+                } else {
+                    "lost"
+                };
+                metrics::counter!(HEDGES, "model" => model.to_owned(), "outcome" => outcome)
+                    .increment(1);
+            }
+        }
+        // Requests that finished in the same instant are losers too: count what they cost.
+        if first_out && let Some(d) = first.as_mut().now_or_never() {
+            loser(d, model);
+        }
+        while let Some(Some(d)) = hedges.next().now_or_never() {
+            if let Some(d) = d {
+                loser(d, model);
+            }
+        }
+        return done;
+    }
+}
+
+/// A request that answered but lost: its circuit and latency count, its cost goes to the
+/// gateway-wide hedge cost (never to the caller).
+fn loser(d: Done, model: &str) {
+    match &d.result {
+        Ok(body) => {
+            d.d.state.record_latency(d.took);
+            d.d.state.breaker.on_success();
+            if let UpstreamBody::Full(_) = body
+                && let Some(cost) = d
+                    .usage
+                    .and_then(|u| u.cost(d.d.input_cost_per_mtok, d.d.output_cost_per_mtok))
+            {
+                lost_cost(model, &d.d.provider.name, cost);
+            }
+        }
+        Err(e) if e.is_caller_fault() => {
+            if d.admission == super::breaker::Admission::Probe {
+                d.d.state.breaker.release_probe();
+            }
+        }
+        Err(_) => {
+            d.d.state.record_failure(super::state::now_ms());
+        }
+    }
+}
+
+/// Add `usd` to the hedge cost of a model and provider.
+pub fn lost_cost(model: &str, provider: &str, usd: f64) {
+    if usd.is_finite() && usd > 0.0 {
+        metrics::gauge!(HEDGE_COST, "model" => model.to_owned(), "provider" => provider.to_owned())
+            .increment(usd);
+    }
+}
