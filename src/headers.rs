@@ -16,6 +16,7 @@ pub const X_GATEWAY_DEPLOYMENT_MODEL: HeaderName =
     HeaderName::from_static("x-gateway-deployment-model");
 pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 pub const X_GATEWAY_COST_USD: HeaderName = HeaderName::from_static("x-gateway-cost-usd");
+pub const X_GATEWAY_DROPPED: HeaderName = HeaderName::from_static("x-gateway-dropped");
 pub const X_GATEWAY_CACHE_TTL: HeaderName = HeaderName::from_static("x-gateway-cache-ttl");
 pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName =

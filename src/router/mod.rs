@@ -40,6 +40,8 @@ pub struct Served {
     /// The usage of a complete answer, read while checking it is JSON (`None` for a stream, or
     /// an answer without usage).
     pub usage: Option<crate::usage::Usage>,
+    /// Request fields the serving provider could not take (`x-gateway-dropped`).
+    pub dropped: crate::translate::Dropped,
 }
 
 /// One request as the router sees it.
@@ -151,12 +153,8 @@ pub async fn send(
     let mut attempts = 0u32;
     let mut last: Option<UpstreamError> = None;
     let mut blocked = Blocked::default();
-    let chain = std::iter::once(model.clone()).chain(
-        model
-            .fallbacks
-            .iter()
-            .filter_map(|name| rt.models.get(name).cloned()),
-    );
+    let chain = std::iter::once(model.clone())
+        .chain(model.fallbacks.iter().filter_map(|name| rt.model(name)));
     for m in chain {
         let mut tried: Vec<usize> = Vec::new();
         let mut model_attempts = 0u32;
@@ -195,6 +193,7 @@ pub async fn send(
             let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
             let span = crate::telemetry::attempt_span(call.op, &m.name, d, attempts);
             let ctx = crate::telemetry::attempt_ctx(&span, call.ctx);
+            let mut dropped = crate::translate::Dropped::default();
             let result = d
                 .provider
                 .send(
@@ -205,6 +204,7 @@ pub async fn send(
                     call.stream,
                     timeout,
                     &ctx,
+                    &mut dropped,
                 )
                 .instrument(span.clone())
                 .await;
@@ -246,6 +246,7 @@ pub async fn send(
                         model: m.clone(),
                         attempts,
                         usage,
+                        dropped,
                     });
                 }
                 Err(e) if e.is_caller_fault() => {
@@ -396,6 +397,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
                     false,
                     timeout,
                     &ctx,
+                    &mut crate::translate::Dropped::default(),
                 )
                 .await;
             match result {

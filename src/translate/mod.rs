@@ -22,7 +22,8 @@ mod responses;
 mod stream;
 
 pub use bedrock::{
-    BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_from_bedrock,
+    BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_fault,
+    error_from_bedrock, exception_fault,
 };
 pub use dropped::Dropped;
 pub use gemini::{
@@ -30,6 +31,7 @@ pub use gemini::{
     embeddings_request_to_gemini, error_from_gemini, gemini_embeddings_to_openai,
     gemini_response_to_chat,
 };
+pub use pivot::chunks::StreamFault;
 pub use request::{chat_request_to_messages, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,

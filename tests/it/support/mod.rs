@@ -2,6 +2,7 @@
 //! assertion helpers.
 
 pub mod gateway;
+pub mod native;
 pub mod nats;
 pub mod receiver;
 pub mod redis;
