@@ -169,7 +169,9 @@ impl Runtime {
             })
             .collect();
         let m = Arc::new(Model {
-            name: name.to_owned(),
+            // The wildcard's name (`openai/*`): the router's metrics and spans label with it, so
+            // callers cannot make new label values.
+            name: t.name.clone(),
             routing: t.routing,
             deployments,
             fallbacks: t.fallbacks.clone(),
