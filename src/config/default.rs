@@ -79,6 +79,7 @@ pub(super) fn model(
         retries: None,
         timeout: None,
         cache: None,
+        guardrails: Vec::new(),
     }
 }
 

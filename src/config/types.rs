@@ -37,6 +37,9 @@ pub struct Config {
     pub jobs: JobsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// In the configured order (the order they run and are reported in).
+    #[serde(default)]
+    pub guardrails: Vec<GuardrailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +224,9 @@ pub struct ModelConfig {
     pub timeout: Option<Dur>,
     #[serde(default)]
     pub cache: Option<bool>,
+    /// Names from `guardrails:`, applied in addition to the global ones.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +308,7 @@ pub struct CacheConfig {
     pub l1_max_bytes: ByteSize,
     pub l2: bool,
     pub only_deterministic: bool,
+    pub semantic: SemanticCacheConfig,
 }
 
 impl Default for CacheConfig {
@@ -314,6 +321,113 @@ impl Default for CacheConfig {
             l1_max_bytes: ByteSize(256 * 1024 * 1024),
             l2: true,
             only_deterministic: false,
+            semantic: SemanticCacheConfig::default(),
+        }
+    }
+}
+
+/// `cache.semantic`: answer a request whose last user message means nearly the same as a
+/// cached one's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticCacheConfig {
+    pub enabled: bool,
+    /// A model name from `models:`, called through the gateway's own routing.
+    pub embedding_model: String,
+    /// Cosine similarity needed for a hit, in (0, 1].
+    pub threshold: f32,
+    pub max_entries: u64,
+}
+
+impl Default for SemanticCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            embedding_model: "text-embedding-3-small".to_owned(),
+            threshold: 0.95,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// One entry of `guardrails:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: GuardrailType,
+    /// `type: pii`: the entities looked for (default: all six).
+    #[serde(default)]
+    pub entities: Option<Vec<String>>,
+    /// `type: regex`: the patterns (Rust `regex` syntax), checked at load.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// `type: moderation`: a model from `models:` serving `/v1/moderations`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Default: `mask` for pii, `block` for regex and moderation.
+    #[serde(default)]
+    pub action: Option<GuardrailAction>,
+    /// Default: `[input, output]` for pii and regex, `[input]` for moderation.
+    #[serde(default)]
+    pub apply_to: Option<Vec<GuardrailSide>>,
+    /// Globs over model names this guardrail applies to on its own; empty: only where a
+    /// model or a key names it.
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    /// `type: moderation`: what a failed moderation call means.
+    #[serde(default)]
+    pub on_error: ModerationOnError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailType {
+    Pii,
+    Regex,
+    Moderation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailAction {
+    Mask,
+    Redact,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailSide {
+    Input,
+    Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModerationOnError {
+    Allow,
+    #[default]
+    Block,
+}
+
+impl GuardrailConfig {
+    pub fn action(&self) -> GuardrailAction {
+        self.action.unwrap_or(match self.kind {
+            GuardrailType::Pii => GuardrailAction::Mask,
+            GuardrailType::Regex | GuardrailType::Moderation => GuardrailAction::Block,
+        })
+    }
+
+    /// Whether it applies to the request (`input`) and to the answer (`output`).
+    pub fn sides(&self) -> (bool, bool) {
+        match &self.apply_to {
+            Some(s) => (
+                s.contains(&GuardrailSide::Input),
+                s.contains(&GuardrailSide::Output),
+            ),
+            None => (true, self.kind != GuardrailType::Moderation),
         }
     }
 }
@@ -349,6 +463,9 @@ pub struct KeyConfig {
     /// RFC 3339 timestamp, validated at load.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// Names from `guardrails:`, applied in addition to the global and the model's.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 fn all_models() -> Vec<String> {

@@ -204,6 +204,9 @@ impl Provider {
         model: &str,
         stream: bool,
     ) -> Result<String, UpstreamError> {
+        if op == Op::Moderations {
+            return Err(self.refused("this model's provider has no moderations API".to_owned()));
+        }
         match (&self.kind, op) {
             (Kind::Gemini, op) => {
                 let model = model.strip_prefix("models/").unwrap_or(model);
@@ -216,8 +219,8 @@ impl Provider {
                 };
                 let method = match (op, stream) {
                     (Op::Embeddings, _) => ":batchEmbedContents",
-                    (Op::Chat, false) => ":generateContent",
-                    (Op::Chat, true) => ":streamGenerateContent?alt=sse",
+                    (_, false) => ":generateContent",
+                    (_, true) => ":streamGenerateContent?alt=sse",
                 };
                 Ok(format!("{base}{version}/models/{model}{method}"))
             }
@@ -251,10 +254,11 @@ impl Provider {
         let bedrock = matches!(self.kind, Kind::Bedrock { .. });
         let url = self.native_url(op, model, stream)?;
         let native = match (bedrock, op) {
-            (false, Op::Chat) => translate::chat_request_to_gemini(&body, model, dropped),
+            // (`native_url` above refused moderations.)
             (false, Op::Embeddings) => {
                 translate::embeddings_request_to_gemini(&body, model, dropped)
             }
+            (false, _) => translate::chat_request_to_gemini(&body, model, dropped),
             (true, _) => translate::chat_request_to_bedrock(&body, model, dropped),
         }
         .map_err(|e| self.refused(e.to_string()))?;
@@ -326,13 +330,13 @@ impl Provider {
             }
             let bytes = self.collect(resp).await?;
             let out = match (bedrock, op) {
-                (false, Op::Chat) => translate::gemini_response_to_chat(&bytes, model),
                 (false, Op::Embeddings) => translate::gemini_embeddings_to_openai(
                     &bytes,
                     model,
                     base64,
                     crate::tokens::estimate(&body),
                 ),
+                (false, _) => translate::gemini_response_to_chat(&bytes, model),
                 (true, _) => translate::bedrock_response_to_chat(&bytes, model),
             }
             .map_err(|e| {

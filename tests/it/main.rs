@@ -24,6 +24,7 @@ mod connections;
 mod embeddings;
 mod errors;
 mod gemini;
+mod guardrails;
 mod import;
 mod jobs;
 mod limits;
