@@ -1,14 +1,18 @@
 //! Costs of the translations through the chat pivot to Gemini and Bedrock Converse: one
 //! realistic request each way out (a system prompt, 3 turns, 2 tools), one answer each way
 //! back, a 20-event Gemini SSE stream (parse + convert) and a 20-frame Bedrock event stream
-//! (decode + convert), SigV4 signing, and the chat -> Anthropic request for comparison.
+//! (decode + convert), SigV4 signing, and the chat -> Anthropic request for comparison; also the
+//! presets' quirks (a request with a refused field rewritten, a clean one left alone, a stream
+//! chunk's `reasoning` renamed).
 
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
+use ai_gateway::config::ProviderType;
 use ai_gateway::providers::aws::eventstream::EventStreamDecoder;
 use ai_gateway::providers::aws::sigv4::SigV4;
 use ai_gateway::providers::aws::{ConverseStreamToChat, bedrock_base_url, bedrock_url};
+use ai_gateway::providers::quirks;
 use ai_gateway::{sse::SseParser, translate as tr};
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
@@ -134,6 +138,36 @@ fn requests(c: &mut Criterion) {
                 &mut d,
             )
         })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("preset_quirks");
+    let clean = bytes::Bytes::from_static(CHAT_REQUEST.as_bytes());
+    let refused = bytes::Bytes::from(CHAT_REQUEST.replace(
+        "\"temperature\": 0.3,",
+        "\"temperature\": 0.3, \"logprobs\": true,",
+    ));
+    let groq = quirks::of(ProviderType::Groq);
+    g.bench_function("groq_request_clean", |b| {
+        b.iter(|| {
+            let mut d = tr::Dropped::default();
+            groq.request(black_box(clean.clone()), &mut d)
+        })
+    });
+    g.bench_function("groq_request_strip_logprobs", |b| {
+        b.iter(|| {
+            let mut d = tr::Dropped::default();
+            groq.request(black_box(refused.clone()), &mut d)
+        })
+    });
+    let chunk = bytes::Bytes::from_static(
+        br#"data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"deepseek/deepseek-r1","choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning":" so the 09:39 train"},"finish_reason":null}]}
+
+"#,
+    );
+    let or = quirks::of(ProviderType::Openrouter);
+    g.bench_function("openrouter_reasoning_chunk", |b| {
+        b.iter(|| or.answer(black_box(chunk.clone())))
     });
     g.finish();
 

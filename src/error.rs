@@ -41,6 +41,9 @@ pub struct UpstreamError {
     pub error_type: Option<String>,
     /// Sanitised: no keys, bounded length.
     pub message: String,
+    /// The gateway's own configuration is wrong (an upstream 404 on the path itself): never the
+    /// caller's fault, whatever the status.
+    pub misconfigured: bool,
 }
 
 impl UpstreamError {
@@ -51,6 +54,7 @@ impl UpstreamError {
             retry_after: None,
             error_type: None,
             message: sanitize(&message.into()),
+            misconfigured: false,
         }
     }
 
@@ -66,7 +70,8 @@ impl UpstreamError {
     /// An upstream 401/403 is the gateway's own credentials failing: not the caller's fault, so
     /// it is tried elsewhere and ends as a 502.
     pub fn is_caller_fault(&self) -> bool {
-        !self.is_retryable()
+        !self.misconfigured
+            && !self.is_retryable()
             && matches!(self.kind, UpstreamKind::Status(s)
                 if (400..500).contains(&s) && s != 401 && s != 403)
     }

@@ -19,6 +19,8 @@ pub const X_GATEWAY_DEPLOYMENT_MODEL: HeaderName =
 pub const X_GATEWAY_HEDGED: HeaderName = HeaderName::from_static("x-gateway-hedged");
 pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 pub const X_GATEWAY_COST_USD: HeaderName = HeaderName::from_static("x-gateway-cost-usd");
+/// Request fields a translation or the serving provider left out (comma-separated).
+pub const X_GATEWAY_DROPPED: HeaderName = HeaderName::from_static("x-gateway-dropped");
 pub const X_GATEWAY_CACHE_TTL: HeaderName = HeaderName::from_static("x-gateway-cache-ttl");
 pub const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 pub const X_RATELIMIT_LIMIT_REQUESTS: HeaderName =
@@ -39,8 +41,6 @@ pub fn number(n: u64) -> http::HeaderValue {
     http::HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
         .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
 }
-/// Request fields a translation left out (comma-separated).
-pub const X_GATEWAY_DROPPED: HeaderName = HeaderName::from_static("x-gateway-dropped");
 /// Anthropic's request id answer header (on `/v1/messages`, beside `x-request-id`).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The Anthropic API version a client sends (its model list gets Anthropic's shape).

@@ -83,7 +83,7 @@ fn needs_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
 /// limit applies and the model's first deployment speaks OpenAI's format (the tokenizer is
 /// OpenAI's); others are estimated.
 pub fn counts_openai_tokens(rt: &Runtime, caller: &Caller, model: &str) -> bool {
-    rt.models.get(model).is_some_and(|m| speaks_openai(m)) && needs_tokens(rt, caller, model)
+    needs_tokens(rt, caller, model) && rt.model(model).is_some_and(|m| speaks_openai(&m))
 }
 
 /// Whether the model's first deployment speaks OpenAI's format (whose tokenizer we have).
@@ -453,9 +453,8 @@ pub async fn chat(
     rate: &mut Option<RateHeaders>,
 ) -> Result<Response, Error> {
     let cache = &svc.cache;
-    let model = rt
-        .models
-        .get(&call.head.model)
+    let model = &rt
+        .model(&call.head.model)
         .ok_or_else(|| Error::ModelNotFound(call.head.model.clone()))?;
     call.caller.check_model(&call.head.model)?;
     let head = call.head;
@@ -660,6 +659,7 @@ pub async fn chat(
         resp.headers_mut()
             .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
     }
+    served.dropped.set_header(resp.headers_mut());
     Ok(resp)
 }
 
@@ -680,9 +680,8 @@ pub async fn embeddings(
     rate: &mut Option<RateHeaders>,
 ) -> Result<Response, Error> {
     let cache = &svc.cache;
-    let model = rt
-        .models
-        .get(&head.model)
+    let model = &rt
+        .model(&head.model)
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
     let input_tokens = estimate_tokens(body);
@@ -772,6 +771,7 @@ pub async fn embeddings(
         resp.headers_mut()
             .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
     }
+    served.dropped.set_header(resp.headers_mut());
     Ok(resp)
 }
 

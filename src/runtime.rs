@@ -68,6 +68,43 @@ pub struct Model {
     pub shadow: Option<crate::router::shadow::Shadow>,
 }
 
+/// A wildcard model: names starting with `prefix` (`openai/`) are served by `template`, whose
+/// deployments' `*` becomes the rest of the name.
+struct Wildcard {
+    prefix: String,
+    template: Arc<Model>,
+}
+
+/// A deployment's prices: its own when it gives any, else the built-in list's.
+fn priced(
+    p: &Provider,
+    model: &str,
+    input: Option<f64>,
+    output: Option<f64>,
+) -> (Option<f64>, Option<f64>) {
+    if input.is_some() || output.is_some() {
+        return (input, output);
+    }
+    crate::providers::prices::lookup(p.provider_type(), model)
+        .map_or((None, None), |pr| (Some(pr.input), Some(pr.output)))
+}
+
+/// How many names made by wildcards are kept ready.
+const WILD_MODELS: u64 = 4096;
+
+/// Whether the part of a name after a wildcard's prefix may become an upstream model: it goes
+/// into upstream URLs (Gemini, Bedrock, Azure), so only the characters model names use, and
+/// no `..` segment.
+fn upstream_name_ok(rest: &str) -> bool {
+    !rest.is_empty()
+        && rest.len() <= 256
+        && !rest.starts_with('/')
+        && rest.split('/').all(|seg| seg != ".." && seg != ".")
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:/@+".contains(&b))
+}
+
 /// What survives a reload: HTTP clients (one per provider name and connect timeout) and each
 /// deployment's run-time state (per provider and upstream model).
 #[derive(Default)]
@@ -82,9 +119,14 @@ pub struct Runtime {
     pub config: Config,
     pub providers: HashMap<String, Arc<Provider>>,
     /// By name. FxHash: the names come from the configuration and a request only looks up.
+    /// Wildcard models (`NAME/*`) are not here: look names up with [`Runtime::model`].
     pub models: rustc_hash::FxHashMap<String, Arc<Model>>,
-    /// Model names in file order, for `/v1/models`.
+    /// Model names in file order, for `/v1/models` (wildcards as written, `openai/*`).
     pub model_names: Vec<String>,
+    /// Wildcard models, longest prefix first.
+    wildcards: Vec<Wildcard>,
+    /// Models made for names a wildcard served, by name (bounded; made again after eviction).
+    wild_models: moka::sync::Cache<String, Arc<Model>>,
     pub auth: Auth,
     /// Unix time the configuration was loaded (the `created` of `/v1/models`).
     pub loaded_at: u64,
@@ -93,6 +135,91 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The model serving `name`: a configured name, else the longest wildcard prefix of it
+    /// (`openai/gpt-4.1` by `openai/*`, upstream model `gpt-4.1`). An exact name wins.
+    pub fn model(&self, name: &str) -> Option<Arc<Model>> {
+        if let Some(m) = self.models.get(name) {
+            return Some(m.clone());
+        }
+        let w = self.wildcard_of(name)?;
+        if let Some(m) = self.wild_models.get(name) {
+            return Some(m);
+        }
+        let rest = &name[w.prefix.len()..];
+        let t = &w.template;
+        let deployments = t
+            .deployments
+            .iter()
+            .map(|d| {
+                let model = d.model.replace('*', rest);
+                let (input_cost_per_mtok, output_cost_per_mtok) = priced(
+                    &d.provider,
+                    &model,
+                    d.input_cost_per_mtok,
+                    d.output_cost_per_mtok,
+                );
+                Arc::new(Deployment {
+                    input_cost_per_mtok,
+                    output_cost_per_mtok,
+                    urls: [
+                        d.provider.parsed_url(Op::Chat, &model),
+                        d.provider.parsed_url(Op::Embeddings, &model),
+                    ],
+                    headers: DeploymentHeaders {
+                        provider: d.headers.provider.clone(),
+                        model: http::HeaderValue::from_str(&model).ok(),
+                    },
+                    state: Arc::new(DeploymentState::new(
+                        self.config.resilience.circuit_breaker.failure_threshold,
+                        self.config.resilience.circuit_breaker.open_for.get(),
+                    )),
+                    model,
+                    ..(**d).clone()
+                })
+            })
+            .collect();
+        let m = Arc::new(Model {
+            // The wildcard's name (`openai/*`): the router's metrics and spans label with it, so
+            // callers cannot make new label values.
+            name: t.name.clone(),
+            routing: t.routing,
+            deployments,
+            fallbacks: t.fallbacks.clone(),
+            retries: t.retries,
+            timeout: t.timeout,
+            cache: t.cache,
+            // Hedging and shadowing need a model's own latency sketch and sampling: configured
+            // names only (docs/routing.md).
+            hedge: None,
+            shadow: None,
+        });
+        self.wild_models.insert(name.to_owned(), m.clone());
+        Some(m)
+    }
+
+    /// Whether `name` is served (a configured name or one a wildcard takes).
+    pub fn has_model(&self, name: &str) -> bool {
+        self.models.contains_key(name) || self.wildcard_of(name).is_some()
+    }
+
+    /// The name metrics and logs label a request for `name` with: the name itself when it is
+    /// configured, the wildcard's (`openai/*`) when a wildcard serves it, so clients cannot make
+    /// new label values.
+    pub fn model_label<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.models.contains_key(name) {
+            return Some(name);
+        }
+        self.wildcard_of(name).map(|w| w.template.name.as_str())
+    }
+
+    fn wildcard_of(&self, name: &str) -> Option<&Wildcard> {
+        self.wildcards.iter().find(|w| {
+            name.len() > w.prefix.len()
+                && name.starts_with(&w.prefix)
+                && upstream_name_ok(&name[w.prefix.len()..])
+        })
+    }
+
     pub fn build(config: Config, clients: &mut ClientPool) -> Result<Self, String> {
         let mut providers = HashMap::new();
         for p in &config.providers {
@@ -114,6 +241,7 @@ impl Runtime {
         }
         let mut models = rustc_hash::FxHashMap::default();
         let mut model_names = Vec::new();
+        let mut wildcards = Vec::new();
         for m in &config.models {
             let mut deployments = Vec::new();
             for d in &m.deployments {
@@ -131,14 +259,25 @@ impl Runtime {
                         ))
                     })
                     .clone();
-                let urls = [
-                    provider.parsed_url(Op::Chat, &d.model),
-                    provider.parsed_url(Op::Embeddings, &d.model),
-                ];
+                // A wildcard's deployment (`*` in its model) is a template: no URL of its own.
+                let urls = if d.model.contains('*') {
+                    [None, None]
+                } else {
+                    [
+                        provider.parsed_url(Op::Chat, &d.model),
+                        provider.parsed_url(Op::Embeddings, &d.model),
+                    ]
+                };
                 let headers = DeploymentHeaders {
                     provider: http::HeaderValue::from_str(&provider.name).ok(),
                     model: http::HeaderValue::from_str(&d.model).ok(),
                 };
+                let (input_cost_per_mtok, output_cost_per_mtok) = priced(
+                    &provider,
+                    &d.model,
+                    d.input_cost_per_mtok,
+                    d.output_cost_per_mtok,
+                );
                 deployments.push(Arc::new(Deployment {
                     urls,
                     headers,
@@ -147,31 +286,39 @@ impl Runtime {
                     tpm: d.tpm,
                     state,
                     model: d.model.clone(),
-                    input_cost_per_mtok: d.input_cost_per_mtok,
-                    output_cost_per_mtok: d.output_cost_per_mtok,
+                    input_cost_per_mtok,
+                    output_cost_per_mtok,
                     weight: d.weight,
                     priority: d.priority,
                 }));
             }
             deployments.sort_by_key(|d| d.priority);
             model_names.push(m.name.clone());
-            models.insert(
-                m.name.clone(),
-                Arc::new(Model {
-                    name: m.name.clone(),
-                    routing: m.routing,
-                    deployments,
-                    fallbacks: m.fallbacks.clone(),
-                    retries: m.retries.unwrap_or(config.resilience.retries),
-                    timeout: m.timeout.map(|t| t.get()),
-                    cache: m.cache,
-                    hedge: m.hedge.as_ref().map(|h| {
-                        crate::router::hedge::Hedge::new(h, &m.name, &mut clients.sketches)
-                    }),
-                    shadow: m.shadow.as_ref().map(crate::router::shadow::Shadow::new),
+            let model = Arc::new(Model {
+                name: m.name.clone(),
+                routing: m.routing,
+                deployments,
+                fallbacks: m.fallbacks.clone(),
+                retries: m.retries.unwrap_or(config.resilience.retries),
+                timeout: m.timeout.map(|t| t.get()),
+                cache: m.cache,
+                hedge: m
+                    .hedge
+                    .as_ref()
+                    .map(|h| crate::router::hedge::Hedge::new(h, &m.name, &mut clients.sketches)),
+                shadow: m.shadow.as_ref().map(crate::router::shadow::Shadow::new),
+            });
+            match m.name.strip_suffix('*').filter(|p| p.ends_with('/')) {
+                Some(prefix) => wildcards.push(Wildcard {
+                    prefix: prefix.to_owned(),
+                    template: model,
                 }),
-            );
+                None => {
+                    models.insert(m.name.clone(), model);
+                }
+            }
         }
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.prefix.len()));
         let auth = Auth::from_config(config.auth.as_ref())?;
         let guardrails = crate::guardrails::Guardrails::build(&config, |name| {
             auth.static_keys()
@@ -184,6 +331,8 @@ impl Runtime {
             providers,
             models,
             model_names,
+            wildcards,
+            wild_models: moka::sync::Cache::new(WILD_MODELS),
             auth,
             loaded_at: crate::providers::now_unix(),
         })

@@ -66,7 +66,16 @@ pub async fn count_tokens(
             let timeout = m.timeout.unwrap_or(d.provider.timeout);
             match d
                 .provider
-                .send(Op::CountTokens, &d.model, None, out.into(), false, timeout, &ctx)
+                .send(
+                    Op::CountTokens,
+                    &d.model,
+                    None,
+                    out.into(),
+                    false,
+                    timeout,
+                    &ctx,
+                    &mut crate::translate::Dropped::default(),
+                )
                 .await
             {
                 Ok(UpstreamBody::Full(b)) => return Ok(b),

@@ -148,10 +148,10 @@ async fn submit_inner(
         Endpoint::Embeddings => (wire::parse_embeddings(&body)?.model, false),
         Endpoint::Responses => super::responses::model_and_stream(&body)?,
     };
-    if !rt.models.contains_key(&model) {
+    if !rt.has_model(&model) {
         return Err(Error::ModelNotFound(model));
     }
-    *label = Some(model.clone());
+    *label = rt.model_label(&model).map(str::to_owned);
     caller.check_model(&model)?;
     // limits: check budget at submission
     if let Some(k) = &caller.key

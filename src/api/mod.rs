@@ -295,8 +295,8 @@ async fn call_steps(
                 })?,
                 Format::Anthropic => wire::parse_anthropic_messages(&body)?,
             };
-            if rt.models.contains_key(&head.model) {
-                out.label = Some(head.model.clone());
+            if let Some(label) = rt.model_label(&head.model) {
+                out.label = Some(label.to_owned());
             }
             crate::telemetry::record_request(&head.model, head.max_tokens, &body);
             let call = ChatCall {
@@ -314,8 +314,8 @@ async fn call_steps(
         Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
-            if rt.models.contains_key(&head.model) {
-                out.label = Some(head.model.clone());
+            if let Some(label) = rt.model_label(&head.model) {
+                out.label = Some(label.to_owned());
             }
             crate::telemetry::record_request(&head.model, None, &body);
             pipeline::embeddings(

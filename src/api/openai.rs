@@ -71,7 +71,7 @@ pub async fn model(
 ) -> Response {
     let rt = state.runtime.load();
     let anthropic = anthropic_client(&headers);
-    if !rt.models.contains_key(&id) || !caller.may_use(&id) {
+    if !rt.has_model(&id) || !caller.may_use(&id) {
         let flavor = if anthropic {
             Flavor::Anthropic
         } else {

@@ -91,7 +91,7 @@ pub(super) async fn call(
     let model = peek
         .model
         .ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
-    if !rt.models.contains_key(model.as_ref()) {
+    if !rt.has_model(model.as_ref()) {
         return Err(Error::ModelNotFound(model.into_owned()));
     }
     out.label = Some(model.clone().into_owned());

@@ -37,7 +37,7 @@ const AZURE_MODELS: [(&str, f64, f64); 2] = [("gpt-4o", 2.50, 10.00), ("gpt-4o-m
 
 pub(crate) const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
-fn provider(name: &str, kind: ProviderType, base_url: Option<String>) -> ProviderConfig {
+pub(super) fn provider(name: &str, kind: ProviderType, base_url: Option<String>) -> ProviderConfig {
     ProviderConfig {
         name: name.to_owned(),
         kind,
@@ -49,10 +49,19 @@ fn provider(name: &str, kind: ProviderType, base_url: Option<String>) -> Provide
         headers: BTreeMap::new(),
         api_version: None,
         latency: None,
+        region: None,
+        aws_access_key_id: None,
+        aws_secret_access_key: None,
+        aws_session_token: None,
     }
 }
 
-fn model(name: &str, provider: &str, upstream: &str, price: Option<(f64, f64)>) -> ModelConfig {
+pub(super) fn model(
+    name: &str,
+    provider: &str,
+    upstream: &str,
+    price: Option<(f64, f64)>,
+) -> ModelConfig {
     ModelConfig {
         name: name.to_owned(),
         routing: RoutingStrategy::Priority,
@@ -142,6 +151,8 @@ pub(crate) fn builtin_default(env: Env) -> Config {
         }
     }
 
+    super::presets::add_from_env(&mut cfg, &var);
+
     // No `auth` section: serve without keys (the caller logs a warning).
     cfg.auth = None::<AuthConfig>;
     cfg
@@ -163,7 +174,12 @@ mod tests {
     fn names(cfg: &Config) -> (Vec<&str>, Vec<&str>) {
         (
             cfg.providers.iter().map(|p| p.name.as_str()).collect(),
-            cfg.models.iter().map(|m| m.name.as_str()).collect(),
+            // Wildcards (`openai/*`) are `presets::add_from_env`'s, tested there.
+            cfg.models
+                .iter()
+                .map(|m| m.name.as_str())
+                .filter(|n| !n.ends_with("/*"))
+                .collect(),
         )
     }
 
@@ -248,7 +264,7 @@ mod tests {
             cfg.providers[1].base_url.as_deref(),
             Some("https://api.anthropic.com")
         );
-        for m in &cfg.models[1..] {
+        for m in cfg.models[1..].iter().filter(|m| !m.name.ends_with("/*")) {
             assert_eq!(m.deployments[0].model, m.name);
             assert_eq!(m.deployments[0].provider, "anthropic");
             assert!(m.deployments[0].input_cost_per_mtok.is_some());

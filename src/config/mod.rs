@@ -11,6 +11,7 @@ pub mod units;
 
 mod default;
 mod interpolate;
+pub mod presets;
 mod validate;
 mod yaml;
 
@@ -102,6 +103,11 @@ pub fn load_str(text: &str, env: Env) -> Result<Config, LoadErrors> {
             hint,
         }
     })?;
+    let mut cfg = cfg;
+    let errors = presets::fill_defaults(&mut cfg, env, &lines);
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
     validate::validate(cfg, &lines).map_err(LoadErrors)
 }
 
@@ -160,12 +166,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     out.push(state);
 
     for p in &cfg.providers {
-        let kind = match p.kind {
-            ProviderType::Openai => "openai",
-            ProviderType::Azure => "azure",
-            ProviderType::Anthropic => "anthropic",
-            ProviderType::Mock => "mock",
-        };
+        let kind = p.kind.as_str();
         let mut line = format!("provider {} ({kind})", p.name);
         if let Some(u) = &p.base_url {
             line.push(' ');
@@ -174,10 +175,19 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         if let Some(v) = &p.api_version {
             line.push_str(&format!(", api-version {v}"));
         }
+        if let Some(r) = &p.region {
+            line.push_str(&format!(", region {r}"));
+        }
         if let Some(l) = p.latency {
             line.push_str(&format!(", latency {}", fmt_dur(l)));
         }
-        if p.kind != ProviderType::Mock {
+        if p.kind == ProviderType::Bedrock && p.api_key.is_none() {
+            line.push_str(if p.aws_session_token.is_some() {
+                ", AWS credentials set (temporary)"
+            } else {
+                ", AWS credentials set"
+            });
+        } else if p.kind != ProviderType::Mock {
             line.push_str(if p.api_key.is_some() {
                 ", api key set"
             } else {

@@ -111,13 +111,70 @@ impl Default for StateConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A provider's `type`: the four wire formats the gateway speaks besides the built-in mock,
+/// and the presets (OpenAI-compatible services with their base URL and key variable known;
+/// `config::presets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderType {
     Openai,
     Azure,
     Anthropic,
     Mock,
+    Gemini,
+    Bedrock,
+    Deepseek,
+    Qwen,
+    Zhipu,
+    Moonshot,
+    Doubao,
+    Hunyuan,
+    Qianfan,
+    Mistral,
+    Groq,
+    Together,
+    Fireworks,
+    Openrouter,
+    Xai,
+    Cohere,
+    Ollama,
+    Vllm,
+}
+
+impl ProviderType {
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Azure => "azure",
+            Self::Anthropic => "anthropic",
+            Self::Mock => "mock",
+            Self::Gemini => "gemini",
+            Self::Bedrock => "bedrock",
+            Self::Deepseek => "deepseek",
+            Self::Qwen => "qwen",
+            Self::Zhipu => "zhipu",
+            Self::Moonshot => "moonshot",
+            Self::Doubao => "doubao",
+            Self::Hunyuan => "hunyuan",
+            Self::Qianfan => "qianfan",
+            Self::Mistral => "mistral",
+            Self::Groq => "groq",
+            Self::Together => "together",
+            Self::Fireworks => "fireworks",
+            Self::Openrouter => "openrouter",
+            Self::Xai => "xai",
+            Self::Cohere => "cohere",
+            Self::Ollama => "ollama",
+            Self::Vllm => "vllm",
+        }
+    }
+
+    /// Whether the provider speaks OpenAI's wire format at OpenAI's paths (`openai` and every
+    /// preset).
+    pub fn is_openai_compatible(self) -> bool {
+        self == Self::Openai || super::presets::preset(self).is_some()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +200,16 @@ pub struct ProviderConfig {
     /// mock only: delay before the answer (and between streamed words).
     #[serde(default)]
     pub latency: Option<Dur>,
+    /// bedrock only: the AWS region (signing, and the default `base_url`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// bedrock only: AWS credentials (SigV4); a session token for temporary ones.
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<String>,
+    #[serde(default)]
+    pub aws_session_token: Option<String>,
 }
 
 fn default_provider_timeout() -> Dur {

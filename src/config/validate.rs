@@ -69,12 +69,12 @@ fn normalize(cfg: &mut Config) {
         none_if_empty(&mut p.base_url);
         none_if_empty(&mut p.api_key);
         none_if_empty(&mut p.api_version);
+        none_if_empty(&mut p.region);
+        none_if_empty(&mut p.aws_access_key_id);
+        none_if_empty(&mut p.aws_secret_access_key);
+        none_if_empty(&mut p.aws_session_token);
         if p.base_url.is_none() {
-            p.base_url = match p.kind {
-                ProviderType::Openai => Some(OPENAI_BASE_URL.to_owned()),
-                ProviderType::Anthropic => Some(ANTHROPIC_BASE_URL.to_owned()),
-                ProviderType::Azure | ProviderType::Mock => None,
-            };
+            p.base_url = super::presets::default_base_url(p.kind).map(str::to_owned);
         }
     }
     if let Some(auth) = &mut cfg.auth {
@@ -235,6 +235,7 @@ fn check_providers(cfg: &Config, cx: &mut Ctx) {
                 None,
             );
         }
+        check_aws(p, &at, cx);
         for (name, value) in &p.headers {
             let hp = format!("{at}.headers.{name}");
             if !is_header_token(name) {
@@ -244,6 +245,40 @@ fn check_providers(cfg: &Config, cx: &mut Ctx) {
                 cx.err(&hp, "header value contains a control character", None);
             }
         }
+    }
+}
+
+/// `region` and the AWS credentials belong to `bedrock` alone; a region is AWS's name of one.
+fn check_aws(p: &super::ProviderConfig, at: &str, cx: &mut Ctx) {
+    let aws = [
+        ("region", p.region.is_some()),
+        ("aws_access_key_id", p.aws_access_key_id.is_some()),
+        ("aws_secret_access_key", p.aws_secret_access_key.is_some()),
+        ("aws_session_token", p.aws_session_token.is_some()),
+    ];
+    if p.kind != ProviderType::Bedrock {
+        for (key, set) in aws {
+            if set {
+                cx.err(
+                    format!("{at}.{key}"),
+                    format!("{key} is only allowed for type bedrock"),
+                    None,
+                );
+            }
+        }
+        return;
+    }
+    if let Some(r) = &p.region
+        && (r.len() > 32
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        cx.err(
+            format!("{at}.region"),
+            format!("\"{r}\" is not an AWS region name"),
+            Some("e.g. region: us-east-1".to_owned()),
+        );
     }
 }
 

@@ -23,8 +23,7 @@ pub(super) async fn side_call(
     ctx: &CallCtx,
 ) -> Result<Bytes, String> {
     let m = rt
-        .models
-        .get(model)
+        .model(model)
         .ok_or_else(|| format!("no model named \"{model}\""))?;
     let build = |d: &Deployment| -> Result<Bytes, Error> {
         let mut b = Vec::with_capacity(input.len() + d.model.len() + 24);
@@ -47,7 +46,7 @@ pub(super) async fn side_call(
         may_hedge: true,
         limiter: None,
     };
-    let served = router::send(rt, m, &call, &build)
+    let served = router::send(rt, &m, &call, &build)
         .await
         .map_err(|e| e.to_string())?;
     match served.body {

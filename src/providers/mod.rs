@@ -1,8 +1,11 @@
 //! Upstream providers: where a deployment's request goes and how it is authenticated.
 //!
-//! Four types, one enum (no trait objects): `openai` (and any OpenAI-compatible server), `azure`
-//! (OpenAI's wire format behind Azure's URL scheme and `api-key` header), `anthropic` (its own
-//! wire format; the pipeline translates) and the built-in `mock`. Each provider owns one pooled
+//! Six kinds, one enum (no trait objects): `openai` (and any OpenAI-compatible server; the
+//! presets are this kind with their quirks, `quirks.rs`), `azure` (OpenAI's wire format behind
+//! Azure's URL scheme and `api-key` header), `anthropic` (its own wire format; the pipeline
+//! translates), `gemini` and `bedrock` (their own formats, translated here from and to OpenAI
+//! chat, `native.rs`, so to the rest of the gateway they speak OpenAI's format) and the
+//! built-in `mock`. Each provider owns one pooled
 //! HTTP client ([`http::Http`]: keep-alive, `TCP_NODELAY`, HTTP/2 by ALPN) shared by every
 //! request to it.
 //! A provider never sees the caller's gateway key: it sends its own.
@@ -10,7 +13,10 @@
 pub mod aws;
 pub mod http;
 pub mod mock;
+mod native;
 pub mod pool;
+pub mod prices;
+pub mod quirks;
 
 use std::pin::Pin;
 use std::sync::Once;
@@ -23,7 +29,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderConfig, ProviderType};
 use crate::error::{UpstreamError, UpstreamKind};
-use crate::translate;
+use crate::translate::{self, Dropped};
 use crate::wire::Format;
 
 /// A body of bytes arriving from upstream.
@@ -57,17 +63,29 @@ pub struct CallCtx {
     pub usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Kind {
-    OpenAi,
-    Azure { api_version: String },
+    OpenAi {
+        quirks: &'static quirks::Quirks,
+    },
+    Azure {
+        api_version: String,
+    },
     Anthropic,
-    Mock { latency: Duration },
+    Mock {
+        latency: Duration,
+    },
+    Gemini,
+    /// SigV4 with the configured credentials, or (`None`) a Bedrock API key as a bearer token.
+    Bedrock {
+        signer: Option<aws::sigv4::SigV4>,
+    },
 }
 
 /// One configured provider. (`Debug` is written by hand: it never shows the key.)
 pub struct Provider {
     pub name: String,
+    ptype: ProviderType,
     kind: Kind,
     base_url: String,
     headers: HeaderMap,
@@ -94,16 +112,13 @@ static CRYPTO: Once = Once::new();
 /// The base URL requests to this provider start with (the configured one, or the provider
 /// type's public API), without a trailing `/`.
 pub fn base_url_of(cfg: &ProviderConfig) -> String {
-    let default_base = match cfg.kind {
-        ProviderType::Openai => "https://api.openai.com/v1",
-        ProviderType::Anthropic => "https://api.anthropic.com",
-        ProviderType::Azure | ProviderType::Mock => "",
-    };
-    cfg.base_url
-        .as_deref()
-        .unwrap_or(default_base)
-        .trim_end_matches('/')
-        .to_owned()
+    match (&cfg.base_url, cfg.kind, &cfg.region) {
+        (Some(u), _, _) => u.trim_end_matches('/').to_owned(),
+        (None, ProviderType::Bedrock, Some(region)) => aws::bedrock_base_url(region),
+        (None, kind, _) => crate::config::presets::default_base_url(kind)
+            .unwrap_or("")
+            .to_owned(),
+    }
 }
 
 /// Build the HTTP client used for one provider at `base_url`.
@@ -122,8 +137,8 @@ pub fn install_crypto() {
 
 impl Provider {
     pub fn new(cfg: &ProviderConfig, http: http::Http) -> Result<Self, String> {
+        let key = cfg.api_key.as_deref().filter(|k| !k.is_empty());
         let kind = match cfg.kind {
-            ProviderType::Openai => Kind::OpenAi,
             ProviderType::Azure => Kind::Azure {
                 api_version: cfg
                     .api_version
@@ -134,6 +149,13 @@ impl Provider {
             ProviderType::Mock => Kind::Mock {
                 latency: cfg.latency.map(|d| d.get()).unwrap_or_default(),
             },
+            ProviderType::Gemini => Kind::Gemini,
+            ProviderType::Bedrock => Kind::Bedrock {
+                signer: native::bedrock_signer(cfg, key)?,
+            },
+            other => Kind::OpenAi {
+                quirks: quirks::of(other),
+            },
         };
         let base_url = base_url_of(cfg);
         let mut headers = HeaderMap::new();
@@ -141,39 +163,31 @@ impl Provider {
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let key = cfg.api_key.as_deref().filter(|k| !k.is_empty());
-        match (&kind, key) {
-            (Kind::OpenAi, Some(k)) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                    format!(
-                        "providers {}: api_key has characters a header cannot carry",
-                        cfg.name
-                    )
-                })?;
-                v.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, v);
+        // Where the key goes: (header, value).
+        let auth = match (&kind, key) {
+            (Kind::OpenAi { .. } | Kind::Bedrock { signer: None }, Some(k)) => {
+                Some((reqwest::header::AUTHORIZATION, format!("Bearer {k}")))
             }
             (Kind::Azure { .. }, Some(k)) => {
-                let mut v = HeaderValue::from_str(k).map_err(|_| {
-                    format!(
-                        "providers {}: api_key has characters a header cannot carry",
-                        cfg.name
-                    )
-                })?;
-                v.set_sensitive(true);
-                headers.insert("api-key", v);
+                Some((HeaderName::from_static("api-key"), k.to_owned()))
             }
             (Kind::Anthropic, Some(k)) => {
-                let mut v = HeaderValue::from_str(k).map_err(|_| {
-                    format!(
-                        "providers {}: api_key has characters a header cannot carry",
-                        cfg.name
-                    )
-                })?;
-                v.set_sensitive(true);
-                headers.insert("x-api-key", v);
+                Some((HeaderName::from_static("x-api-key"), k.to_owned()))
             }
-            _ => {}
+            (Kind::Gemini, Some(k)) => {
+                Some((HeaderName::from_static("x-goog-api-key"), k.to_owned()))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = auth {
+            let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                format!(
+                    "providers {}: api_key has characters a header cannot carry",
+                    cfg.name
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(name, v);
         }
         if matches!(kind, Kind::Anthropic) {
             headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
@@ -193,18 +207,24 @@ impl Provider {
             })?;
             headers.insert(name, value);
         }
+        let secret = match &kind {
+            Kind::Bedrock { signer: Some(_) } => cfg.aws_secret_access_key.clone(),
+            _ => key.map(str::to_owned),
+        };
         Ok(Self {
             name: cfg.name.clone(),
+            ptype: cfg.kind,
             kind,
             base_url,
             headers,
             timeout: cfg.timeout.get(),
             http,
-            secret: key.map(str::to_owned),
+            secret,
         })
     }
 
-    /// The wire format this provider speaks.
+    /// The wire format the rest of the gateway exchanges with this provider (Gemini and
+    /// Bedrock are translated from and to OpenAI chat inside [`Provider::send`]).
     pub fn format(&self) -> Format {
         match self.kind {
             Kind::Anthropic => Format::Anthropic,
@@ -214,12 +234,12 @@ impl Provider {
 
     /// The provider type's name as in the configuration (and the GenAI `gen_ai.provider.name`).
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            Kind::OpenAi => "openai",
-            Kind::Azure { .. } => "azure",
-            Kind::Anthropic => "anthropic",
-            Kind::Mock { .. } => "mock",
-        }
+        self.ptype.as_str()
+    }
+
+    /// The provider's configured type.
+    pub fn provider_type(&self) -> ProviderType {
+        self.ptype
     }
 
     pub fn base_url(&self) -> &str {
@@ -247,9 +267,12 @@ impl Provider {
                     "only Anthropic providers count tokens",
                 ));
             }
-            (Kind::OpenAi, Op::Chat) => format!("{}/chat/completions", self.base_url),
-            (Kind::OpenAi, Op::Embeddings) => format!("{}/embeddings", self.base_url),
-            (Kind::OpenAi, Op::Moderations) => format!("{}/moderations", self.base_url),
+            (Kind::OpenAi { .. }, Op::Chat) => format!("{}/chat/completions", self.base_url),
+            (Kind::OpenAi { .. }, Op::Embeddings) => format!("{}/embeddings", self.base_url),
+            (Kind::OpenAi { .. }, Op::Moderations) => format!("{}/moderations", self.base_url),
+            (Kind::Gemini | Kind::Bedrock { .. }, op) => {
+                return self.native_url(op, model, false);
+            }
             (Kind::Azure { .. } | Kind::Anthropic, Op::Moderations) => {
                 let mut e = UpstreamError::new(
                     &self.name,
@@ -300,6 +323,41 @@ impl Provider {
         stream: bool,
         timeout: Duration,
         ctx: &CallCtx,
+        dropped: &mut Dropped,
+    ) -> Result<UpstreamBody, UpstreamError> {
+        match &self.kind {
+            Kind::Gemini | Kind::Bedrock { .. } => {
+                return self
+                    .send_native(op, model, body, stream, timeout, ctx, dropped)
+                    .await;
+            }
+            Kind::OpenAi { quirks } if op == Op::Chat => {
+                let body = quirks.request(body, dropped);
+                return self
+                    .send_raw(op, model, url, body, stream, timeout, ctx, quirks)
+                    .await;
+            }
+            _ => {}
+        }
+        self.send_raw(op, model, url, body, stream, timeout, ctx, &quirks::NONE)
+            .await
+    }
+
+    /// One attempt in the provider's own format (after any translation).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's parts, each used once"
+    )]
+    async fn send_raw(
+        &self,
+        op: Op,
+        model: &str,
+        url: Option<&::http::Uri>,
+        body: Bytes,
+        stream: bool,
+        timeout: Duration,
+        ctx: &CallCtx,
+        quirks: &'static quirks::Quirks,
     ) -> Result<UpstreamBody, UpstreamError> {
         if let Kind::Mock { latency } = self.kind {
             return match op {
@@ -336,6 +394,59 @@ impl Provider {
                 &parsed
             }
         };
+        let headers = self.request_headers(ctx);
+        let fut = async {
+            let resp = self
+                .http
+                .post(uri, headers, body)
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(self.status_error(resp, uri, model).await);
+            }
+            if stream {
+                let s = self.relay(resp.into_body(), timeout);
+                Ok(UpstreamBody::Stream(quirks.stream(s)))
+            } else {
+                let bytes = self.collect(resp).await?;
+                Ok(UpstreamBody::Full(quirks.answer(bytes)))
+            }
+        };
+        self.bounded(timeout, fut).await
+    }
+
+    /// `fut` (one attempt up to its answer's head, or its whole answer) within `timeout`.
+    async fn bounded<T>(
+        &self,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::new(
+                &self.name,
+                UpstreamKind::Timeout,
+                format!("no complete answer within {}ms", timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// A whole answer's body.
+    async fn collect(
+        &self,
+        resp: ::http::Response<http::UpstreamBody>,
+    ) -> Result<Bytes, UpstreamError> {
+        Ok(resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.body_error(&*e))?
+            .to_bytes())
+    }
+
+    /// The provider's headers and the call's own (request id, trace, Anthropic beta).
+    fn request_headers(&self, ctx: &CallCtx) -> HeaderMap {
         let mut headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
             headers.insert(crate::headers::X_REQUEST_ID, id);
@@ -346,36 +457,7 @@ impl Provider {
         if let (Kind::Anthropic, Some(beta)) = (&self.kind, &ctx.anthropic_beta) {
             headers.insert(crate::headers::ANTHROPIC_BETA, beta.clone());
         }
-        let fut = async {
-            let resp = self
-                .http
-                .post(uri, headers, body)
-                .await
-                .map_err(|e| self.transport_error(&e))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(self.status_error(resp).await);
-            }
-            if stream {
-                Ok(UpstreamBody::Stream(self.relay(resp.into_body(), timeout)))
-            } else {
-                let bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| self.body_error(&*e))?
-                    .to_bytes();
-                Ok(UpstreamBody::Full(bytes))
-            }
-        };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::new(
-                &self.name,
-                UpstreamKind::Timeout,
-                format!("no complete answer within {}ms", timeout.as_millis()),
-            )),
-        }
+        headers
     }
 
     fn relay(&self, body: http::UpstreamBody, idle: Duration) -> ByteStream {
@@ -408,9 +490,19 @@ impl Provider {
         )
     }
 
-    async fn status_error(&self, resp: ::http::Response<http::UpstreamBody>) -> UpstreamError {
+    async fn status_error(
+        &self,
+        resp: ::http::Response<http::UpstreamBody>,
+        uri: &::http::Uri,
+        model: &str,
+    ) -> UpstreamError {
         let status = resp.status().as_u16();
         let retry_after = parse_retry_after(resp.headers());
+        let amzn_type = resp
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         // Bounded read of the error body.
         let mut body = Vec::new();
         let mut s = http_body_util::BodyDataStream::new(resp.into_body());
@@ -420,10 +512,15 @@ impl Provider {
                 break;
             }
         }
-        let parsed = match self.format() {
-            Format::Anthropic => translate::error_from_anthropic(&body),
-            Format::OpenAi => translate::error_from_openai(&body),
+        let parsed = match &self.kind {
+            Kind::Anthropic => translate::error_from_anthropic(&body),
+            Kind::Gemini => translate::error_from_gemini(&body),
+            Kind::Bedrock { .. } => translate::error_from_bedrock(amzn_type.as_deref(), &body),
+            _ => translate::error_from_openai(&body).or_else(|| quirks::error_from_other(&body)),
         };
+        if status == 404 && native::path_not_found(&body, parsed.as_ref(), model) {
+            return self.path_not_found(uri);
+        }
         let (ty, msg) = parsed.unwrap_or_else(|| {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             (

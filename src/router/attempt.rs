@@ -29,6 +29,8 @@ pub(super) struct Done {
     pub took: Duration,
     /// 0 for a round's first request, 1.. for its hedges.
     pub hedge: u32,
+    /// Request fields the serving provider could not take (`x-gateway-dropped`).
+    pub dropped: crate::translate::Dropped,
 }
 
 /// Settles an attempt whose future was dropped before it finished.
@@ -89,6 +91,7 @@ pub(super) async fn run(
     let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
     let span = crate::telemetry::attempt_span(call.op, &m.name, &d, n);
     let ctx = crate::telemetry::attempt_ctx(&span, call.ctx);
+    let mut dropped = crate::translate::Dropped::default();
     let result = d
         .provider
         .send(
@@ -99,6 +102,7 @@ pub(super) async fn run(
             call.stream,
             timeout,
             &ctx,
+            &mut dropped,
         )
         .instrument(span.clone())
         .await;
@@ -126,5 +130,6 @@ pub(super) async fn run(
         usage,
         took,
         hedge,
+        dropped,
     }
 }

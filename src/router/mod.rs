@@ -46,6 +46,8 @@ pub struct Served {
     pub usage: Option<crate::usage::Usage>,
     /// A hedge's answer (`x-gateway-hedged: true`).
     pub hedged: bool,
+    /// Request fields the serving provider could not take (`x-gateway-dropped`).
+    pub dropped: crate::translate::Dropped,
 }
 
 /// One request as the router sees it.
@@ -168,12 +170,8 @@ pub async fn send(
     let mut attempts = 0u32;
     let mut last: Option<UpstreamError> = None;
     let mut blocked = Blocked::default();
-    let chain = std::iter::once(model.clone()).chain(
-        model
-            .fallbacks
-            .iter()
-            .filter_map(|name| rt.models.get(name).cloned()),
-    );
+    let chain = std::iter::once(model.clone())
+        .chain(model.fallbacks.iter().filter_map(|name| rt.model(name)));
     for m in chain {
         let mut tried: Vec<usize> = Vec::new();
         let mut model_attempts = 0u32;
@@ -269,6 +267,7 @@ pub async fn send(
                 usage,
                 took,
                 hedge,
+                dropped,
             } = done;
             match result {
                 Ok(body) => {
@@ -298,6 +297,7 @@ pub async fn send(
                         attempts,
                         usage,
                         hedged: hedge > 0,
+                        dropped,
                     });
                 }
                 Err(e) if e.is_caller_fault() => {
@@ -519,6 +519,7 @@ pub async fn probe_open_deployments(rt: &Runtime) {
                     false,
                     timeout,
                     &ctx,
+                    &mut crate::translate::Dropped::default(),
                 )
                 .await;
             match result {

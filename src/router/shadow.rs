@@ -127,7 +127,7 @@ fn job(
     primary: &Arc<Deployment>,
     took: Duration,
 ) -> Option<Job> {
-    let shadow = rt.models.get(&s.model)?;
+    let shadow = &rt.model(&s.model)?;
     let cands = candidates(shadow, &[], call, now_ms(), &mut Blocked::default());
     let i = strategy::pick(shadow.routing, &cands, &mut rand::rng())?;
     let d = shadow.deployments.get(i)?;

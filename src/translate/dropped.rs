@@ -31,6 +31,16 @@ impl Dropped {
     pub fn join(&self, sep: &str) -> String {
         self.0.join(sep)
     }
+
+    /// Add the `x-gateway-dropped` header naming the fields, when there are any.
+    pub fn set_header(&self, headers: &mut http::HeaderMap) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&self.join(",")) {
+            headers.insert(crate::headers::X_GATEWAY_DROPPED, v);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ mod responses;
 mod stream;
 
 pub use bedrock::{
-    BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_from_bedrock,
+    BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_fault,
+    error_from_bedrock, exception_fault,
 };
 pub use dropped::Dropped;
 pub use gemini::{
@@ -30,6 +31,7 @@ pub use gemini::{
     embeddings_request_to_gemini, error_from_gemini, gemini_embeddings_to_openai,
     gemini_response_to_chat,
 };
+pub use pivot::chunks::StreamFault;
 pub use request::{chat_request_to_messages, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
@@ -151,6 +153,48 @@ mod tests {
         assert_eq!(anthropic_tool_id("call_abc-1"), "call_abc-1");
         assert_eq!(anthropic_tool_id("call.0:x"), "call_0_x");
         assert!(anthropic_tool_id("").starts_with("toolu_"));
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_claude_thinking() {
+        let to = |body: &str| -> serde_json::Value {
+            serde_json::from_slice(&chat_request_to_messages(body.as_bytes(), "claude").unwrap())
+                .unwrap()
+        };
+        let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+        let v = to(&format!(
+            r#"{{{msgs},"reasoning_effort":"medium","temperature":0.2,"top_p":0.5}}"#
+        ));
+        assert_eq!(
+            v["thinking"],
+            serde_json::json!({"type":"enabled","budget_tokens":8192})
+        );
+        assert_eq!(v["max_tokens"], 8192 + DEFAULT_MAX_TOKENS);
+        assert!(
+            v.get("temperature").is_none() && v.get("top_p").is_none(),
+            "{v}"
+        );
+        // A small max_tokens shrinks the budget; too small, no thinking.
+        let v = to(&format!(
+            r#"{{{msgs},"reasoning_effort":"high","max_tokens":5000}}"#
+        ));
+        assert_eq!(v["thinking"]["budget_tokens"], 4999);
+        assert_eq!(v["max_tokens"], 5000);
+        let v = to(&format!(
+            r#"{{{msgs},"reasoning_effort":"low","max_tokens":800,"temperature":0.5}}"#
+        ));
+        assert!(v.get("thinking").is_none());
+        assert_eq!(v["temperature"], 0.5);
+        // none / minimal, or an unknown value: no thinking.
+        for e in ["none", "minimal", "extreme"] {
+            let v = to(&format!(r#"{{{msgs},"reasoning_effort":"{e}"}}"#));
+            assert!(v.get("thinking").is_none(), "{e}");
+        }
+        // A forced tool becomes auto while Claude thinks.
+        let v = to(&format!(
+            r#"{{{msgs},"reasoning_effort":"low","tool_choice":"required","tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object"}}}}}}]}}"#
+        ));
+        assert_eq!(v["tool_choice"]["type"], "auto");
     }
 
     #[test]

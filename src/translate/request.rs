@@ -96,7 +96,9 @@ struct ChatReq<'a> {
     store: Option<IgnoredAny>,
     metadata: Option<IgnoredAny>,
     service_tier: Option<IgnoredAny>,
-    reasoning_effort: Option<IgnoredAny>,
+    /// Becomes Claude's extended thinking.
+    #[serde(borrow)]
+    reasoning_effort: Option<JStr<'a>>,
     modalities: Option<IgnoredAny>,
     audio: Option<IgnoredAny>,
     prediction: Option<IgnoredAny>,
@@ -281,6 +283,50 @@ struct MsgReqOut<'b> {
     tool_choice: Option<AToolChoiceOut<'b>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<AMetaOut<'b>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<ThinkingOut>,
+}
+
+/// Claude's extended thinking.
+#[derive(Serialize)]
+struct ThinkingOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u64,
+}
+
+/// Claude's least thinking budget.
+const MIN_THINKING: u64 = 1024;
+
+/// OpenAI `reasoning_effort` -> Claude's thinking budget and the `max_tokens` to send, which
+/// must exceed the budget: without a `max_tokens` the budget plus the default; with one at or
+/// below the budget the budget shrinks to `max_tokens - 1`, and below Claude's least (1024)
+/// there is no thinking. `none` / `minimal` think not at all.
+fn thinking_for(effort: Option<&str>, asked: Option<u64>) -> (Option<u64>, u64) {
+    let budget = effort.and_then(|e| {
+        let b = super::pivot::request::thinking_budget(e);
+        if b.is_none() {
+            tracing::debug!(
+                effort = e,
+                "dropped a reasoning_effort Anthropic has no budget for"
+            );
+        }
+        b
+    });
+    let budget = budget.map(u64::from).filter(|b| *b > 0);
+    match (budget, asked) {
+        (Some(b), None) => (Some(b), b + DEFAULT_MAX_TOKENS),
+        (Some(b), Some(m)) if m > b => (Some(b), m),
+        (Some(_), Some(m)) if m > MIN_THINKING => (Some(m - 1), m),
+        (Some(_), Some(m)) => {
+            tracing::debug!(
+                max_tokens = m,
+                "dropped reasoning_effort: max_tokens leaves no room for Claude's least thinking budget"
+            );
+            (None, m)
+        }
+        (None, m) => (None, m.unwrap_or(DEFAULT_MAX_TOKENS)),
+    }
 }
 
 #[derive(Serialize)]
@@ -548,7 +594,6 @@ pub fn chat_request_to_messages(
             ("store", req.store.is_some()),
             ("metadata", req.metadata.is_some()),
             ("service_tier", req.service_tier.is_some()),
-            ("reasoning_effort", req.reasoning_effort.is_some()),
             ("modalities", req.modalities.is_some()),
             ("audio", req.audio.is_some()),
             ("prediction", req.prediction.is_some()),
@@ -688,7 +733,22 @@ pub fn chat_request_to_messages(
     });
     let stop_sequences = stop_sequences.filter(|s| !s.is_empty());
 
-    let temperature = req.temperature.map(|t| {
+    let (thinking, max_tokens) = thinking_for(
+        req.reasoning_effort.map(JStr::decode).as_deref(),
+        req.max_completion_tokens.or(req.max_tokens),
+    );
+    // While Claude thinks it takes no temperature but 1, no top_p below 0.95, no forced tool.
+    let thinks = thinking.is_some();
+    let mut tool_choice = tool_choice;
+    if thinks
+        && let Some(tc) = tool_choice.as_mut()
+        && matches!(tc.kind, "any" | "tool")
+    {
+        tracing::debug!("dropped a forced tool_choice: Claude cannot be forced while it thinks");
+        tc.kind = "auto";
+        tc.name = None;
+    }
+    let temperature = req.temperature.filter(|_| !thinks).map(|t| {
         if t > 1.0 {
             tracing::debug!(
                 temperature = t,
@@ -701,7 +761,7 @@ pub fn chat_request_to_messages(
     });
     // top_p = 1 is the default on both sides; leaving it out lets models that refuse both
     // temperature and top_p take the request.
-    let top_p = req.top_p.filter(|&p| p < 1.0);
+    let top_p = req.top_p.filter(|&p| p < 1.0 && (!thinks || p >= 0.95));
 
     let system = if system.is_empty() {
         None
@@ -719,10 +779,7 @@ pub fn chat_request_to_messages(
                 content: ContentOut::from_blocks(blocks),
             })
             .collect(),
-        max_tokens: req
-            .max_completion_tokens
-            .or(req.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         temperature,
         top_p,
         stop_sequences,
@@ -733,6 +790,10 @@ pub fn chat_request_to_messages(
             .user
             .or(req.safety_identifier)
             .map(|user_id| AMetaOut { user_id }),
+        thinking: thinking.map(|budget_tokens| ThinkingOut {
+            kind: "enabled",
+            budget_tokens,
+        }),
     };
     serialize(&out)
 }

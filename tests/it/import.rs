@@ -27,9 +27,29 @@ fn import(path: &Path) -> (bool, String, String) {
     )
 }
 
-/// The configurations that use only provider types the loader takes today, with the variables
-/// they name.
-const CHECKED: [(&str, &[(&str, &str)]); 3] = [
+/// Every fixture, with the variables it names.
+const CHECKED: [(&str, &[(&str, &str)]); 5] = [
+    (
+        "bedrock_anthropic.yaml",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("ANTHROPIC_API_KEY", "sk-a"),
+        ],
+    ),
+    (
+        "wildcards_presets.yaml",
+        &[
+            ("ANTHROPIC_API_KEY", "sk-a"),
+            ("GROQ_API_KEY", "g"),
+            ("DEEPSEEK_API_KEY", "d"),
+            ("DASHSCOPE_API_KEY", "q"),
+            ("GEMINI_API_KEY", "gm"),
+            ("TOGETHERAI_API_KEY", "t"),
+            ("HOSTED_VLLM_API_KEY", "v"),
+            ("HOSTED_VLLM_API_BASE", "http://127.0.0.1:8000/v1"),
+        ],
+    ),
     (
         "multi_provider.yaml",
         &[

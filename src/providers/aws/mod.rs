@@ -8,7 +8,7 @@ pub mod sigv4;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::translate::BedrockToChatStream;
+use crate::translate::{BedrockToChatStream, StreamFault, error_fault, exception_fault};
 use eventstream::{EventStreamDecoder, FrameKind};
 
 /// Characters escaped in a URL path segment: all but RFC 3986's unreserved ones.
@@ -47,6 +47,8 @@ pub fn bedrock_url(base_url: &str, model: &str, stream: bool) -> String {
 pub struct ConverseStreamToChat {
     decoder: EventStreamDecoder,
     conv: BedrockToChatStream,
+    /// A fault was handed back: nothing more is decoded.
+    failed: bool,
 }
 
 impl ConverseStreamToChat {
@@ -54,41 +56,72 @@ impl ConverseStreamToChat {
         ConverseStreamToChat {
             decoder: EventStreamDecoder::new(),
             conv,
+            failed: false,
         }
     }
 
     /// One network chunk of the body.
     pub fn on_bytes(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if let Err(f) = self.on_bytes_checked(chunk, out) {
+            self.conv.on_error_fault(&f, out);
+        }
+    }
+
+    /// One network chunk of the body; an exception or error frame, or a broken frame, is
+    /// handed back instead of written (nothing more is decoded after it).
+    pub fn on_bytes_checked(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFault> {
+        if self.failed || self.conv.is_done() {
+            return Ok(());
+        }
         self.decoder.push(chunk);
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => match frame.kind() {
                     FrameKind::Event(kind) => self.conv.on_event(kind, frame.payload(), out),
                     FrameKind::Exception(kind) => {
-                        self.conv.on_exception(kind, frame.payload(), out)
+                        return Err(self.fail(exception_fault(kind, frame.payload())));
                     }
-                    FrameKind::Error { code, message } => self.conv.on_error(code, message, out),
+                    FrameKind::Error { code, message } => {
+                        return Err(self.fail(error_fault(code, message)));
+                    }
                     FrameKind::Other(kind) => {
                         tracing::debug!(kind, "skipped an event-stream frame of an unknown type")
                     }
                 },
-                Ok(None) => return,
+                Ok(None) => return Ok(()),
                 Err(e) => {
                     tracing::debug!(error = %e, "the upstream's event stream is broken");
-                    self.conv
-                        .on_broken(&format!("the upstream's event stream is broken: {e}"), out);
-                    return;
+                    return Err(self.fail(StreamFault {
+                        error_type: "upstream_error",
+                        message: format!("the upstream's event stream is broken: {e}"),
+                    }));
                 }
             }
         }
     }
 
+    fn fail(&mut self, f: StreamFault) -> StreamFault {
+        self.failed = true;
+        f
+    }
+
     /// The body ended.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Err(f) = self.finish_checked(out) {
+            self.conv.on_error_fault(&f, out);
+        }
+    }
+
+    /// The body ended: the closing chunks, or the fault of a body cut inside a frame or before
+    /// the answer was complete (not written).
+    pub fn finish_checked(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFault> {
+        if self.failed {
+            return Ok(());
+        }
         if let Err(e) = self.decoder.finish() {
             tracing::debug!(error = %e, "the upstream's event stream was cut");
         }
-        self.conv.finish(out);
+        self.conv.finish_checked(out)
     }
 }
 

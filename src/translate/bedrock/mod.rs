@@ -16,7 +16,7 @@ mod stream;
 
 pub use request::chat_request_to_bedrock;
 pub use response::{bedrock_response_to_chat, error_from_bedrock};
-pub use stream::BedrockToChatStream;
+pub use stream::{BedrockToChatStream, error_fault, exception_fault};
 
 use serde::Deserialize;
 

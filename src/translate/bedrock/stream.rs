@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::super::json::JStr;
 use super::super::pivot::answer::Usage;
-use super::super::pivot::chunks::ChunkWriter;
+use super::super::pivot::chunks::{ChunkWriter, StreamFault};
 use super::{ConverseUsage, error_type, finish_reason};
 
 #[derive(Deserialize)]
@@ -175,27 +175,41 @@ impl BedrockToChatStream {
         }
     }
 
+    /// A fault as an error event and `[DONE]`.
+    pub fn on_error_fault(&mut self, f: &StreamFault, out: &mut Vec<u8>) {
+        self.w.fault(f, out);
+    }
+
+    /// Whether the stream was closed (`[DONE]` written).
+    pub fn is_done(&self) -> bool {
+        self.w.is_done()
+    }
+
     /// An exception frame (`:message-type` `exception`, e.g. `throttlingException`,
     /// `modelStreamErrorException`; the payload holds `{"message"}`): an error event, then
     /// `[DONE]`.
     pub fn on_exception(&mut self, exception_type: &str, payload: &[u8], out: &mut Vec<u8>) {
-        let body = serde_json::from_slice::<ExceptionBody>(payload).ok();
-        let message = body
-            .as_ref()
-            .and_then(|b| b.message.as_deref())
-            .unwrap_or("");
-        self.on_error(exception_type, message, out);
+        self.w.fault(&exception_fault(exception_type, payload), out);
     }
 
     /// An error the stream reported (an `error` frame's `:error-code` and `:error-message`, or
     /// an exception): an error event, then `[DONE]`.
     pub fn on_error(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
-        let message = if message.is_empty() {
-            format!("{code} from the upstream stream")
+        self.w.fault(&error_fault(code, message), out);
+    }
+
+    /// The stream ended (upstream EOF): the closing chunks, or the fault of a stream cut short
+    /// (not written).
+    pub fn finish_checked(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFault> {
+        if self.w.is_done() {
+            return Ok(());
+        }
+        if self.finish_sent {
+            self.w.close(&self.usage, out);
+            Ok(())
         } else {
-            format!("{code}: {message}")
-        };
-        self.w.error(error_type(code), &message, out);
+            Err(StreamFault::truncated())
+        }
     }
 
     /// The upstream's stream itself is broken (a corrupt or cut frame): an error event of type
@@ -216,5 +230,28 @@ impl BedrockToChatStream {
         } else {
             self.w.truncated(out);
         }
+    }
+}
+
+/// An exception frame's fault (the payload holds `{"message"}`).
+pub fn exception_fault(exception_type: &str, payload: &[u8]) -> StreamFault {
+    let body = serde_json::from_slice::<ExceptionBody>(payload).ok();
+    let message = body
+        .as_ref()
+        .and_then(|b| b.message.as_deref())
+        .unwrap_or("");
+    error_fault(exception_type, message)
+}
+
+/// An `error` frame's (or an exception's) fault.
+pub fn error_fault(code: &str, message: &str) -> StreamFault {
+    let message = if message.is_empty() {
+        format!("{code} from the upstream stream")
+    } else {
+        format!("{code}: {message}")
+    };
+    StreamFault {
+        error_type: error_type(code),
+        message,
     }
 }

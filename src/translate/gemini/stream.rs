@@ -5,7 +5,7 @@
 
 use super::super::json::write_str;
 use super::super::pivot::answer::Usage;
-use super::super::pivot::chunks::ChunkWriter;
+use super::super::pivot::chunks::{ChunkWriter, StreamFault};
 use super::wire::GenResponse;
 use super::{finish_reason, tool_call_id};
 
@@ -63,20 +63,30 @@ impl GeminiToChatStream {
 
     /// One SSE `data:` payload.
     pub fn on_data(&mut self, data: &str, out: &mut Vec<u8>) {
+        if let Err(f) = self.on_data_checked(data, out) {
+            self.w.fault(&f, out);
+        }
+    }
+
+    /// One SSE `data:` payload; an error chunk is handed back instead of written (the stream
+    /// then writes nothing more).
+    pub fn on_data_checked(&mut self, data: &str, out: &mut Vec<u8>) -> Result<(), StreamFault> {
         if self.w.is_done() {
-            return;
+            return Ok(());
         }
         let chunk: GenResponse = match serde_json::from_str(data) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "skipped an unreadable Gemini stream chunk");
-                return;
+                return Ok(());
             }
         };
         if let Some(e) = &chunk.error {
             let message = e.message.as_deref().unwrap_or("upstream stream error");
-            self.w.error(e.client_type(), message, out);
-            return;
+            return Err(StreamFault {
+                error_type: e.client_type(),
+                message: message.to_owned(),
+            });
         }
         if let Some(id) = chunk.response_id.as_deref() {
             self.w.set_id(id);
@@ -94,7 +104,7 @@ impl GeminiToChatStream {
                 self.w.finish(0, "content_filter", out);
                 self.complete = true;
             }
-            return;
+            return Ok(());
         }
         for (pos, c) in candidates.iter().enumerate() {
             let index = c
@@ -130,19 +140,28 @@ impl GeminiToChatStream {
                 self.complete = true;
             }
         }
+        Ok(())
     }
 
     /// The upstream ended. After a finished candidate (or a blocked prompt): the usage chunk
     /// (when asked for) and `[DONE]`; otherwise the stream was cut short and ends with an error
     /// frame and `[DONE]`. `[DONE]` is written exactly once over the stream's life.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Err(f) = self.finish_checked(out) {
+            self.w.fault(&f, out);
+        }
+    }
+
+    /// The upstream ended: the closing chunks, or the fault of a stream cut short (not written).
+    pub fn finish_checked(&mut self, out: &mut Vec<u8>) -> Result<(), StreamFault> {
         if self.w.is_done() {
-            return;
+            return Ok(());
         }
         if self.complete {
             self.w.close(&self.usage, out);
+            Ok(())
         } else {
-            self.w.truncated(out);
+            Err(StreamFault::truncated())
         }
     }
 }

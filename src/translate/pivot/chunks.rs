@@ -9,6 +9,27 @@ use super::answer::Usage;
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const TRUNCATED: &str = "the upstream stream ended before the message was complete";
 
+/// Why an upstream stream cannot go on: an error the upstream reported in the stream, a broken
+/// frame, or an end before the answer was complete. The gateway turns it into a failed attempt
+/// (before the first byte) or the client's in-stream error event (after it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFault {
+    /// The error type a client sees (`rate_limit_error`, `invalid_request_error`, …;
+    /// `upstream_error` for a broken or cut stream).
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl StreamFault {
+    /// A stream that ended before its answer was complete.
+    pub fn truncated() -> Self {
+        StreamFault {
+            error_type: "upstream_error",
+            message: TRUNCATED.to_owned(),
+        }
+    }
+}
+
 /// Writes the chunks of one stream: every chunk has the same `id`, `created` and `model`; each
 /// choice's first chunk carries `role: "assistant"`; with `include_usage` every chunk has
 /// `"usage":null` and the stream ends with a usage chunk; `[DONE]` is written once.
@@ -196,6 +217,11 @@ impl ChunkWriter {
     /// The error event of a stream that ended before its answer was complete, and `[DONE]`.
     pub(crate) fn truncated(&mut self, out: &mut Vec<u8>) {
         self.error("upstream_error", TRUNCATED, out);
+    }
+
+    /// The fault as an error event and `[DONE]`, once.
+    pub(crate) fn fault(&mut self, f: &StreamFault, out: &mut Vec<u8>) {
+        self.error(f.error_type, &f.message, out);
     }
 
     /// An error event and `[DONE]`, once.

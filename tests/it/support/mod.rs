@@ -3,6 +3,7 @@
 
 pub mod ai;
 pub mod gateway;
+pub mod native;
 pub mod nats;
 pub mod receiver;
 pub mod redis;

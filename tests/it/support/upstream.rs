@@ -239,7 +239,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     r
 }
 
-async fn answer(shared: Arc<Shared>, req: Request) -> Response {
+/// Read a request whole and record it: its head, body and path with query.
+pub async fn record(
+    req: Request,
+    into: &Mutex<Vec<Recorded>>,
+) -> (axum::http::request::Parts, Bytes, String) {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -248,12 +252,17 @@ async fn answer(shared: Arc<Shared>, req: Request) -> Response {
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    shared.requests.lock().unwrap().push(Recorded {
+    into.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         path: path.clone(),
         headers: parts.headers.clone(),
         body: body.clone(),
     });
+    (parts, body, path)
+}
+
+async fn answer(shared: Arc<Shared>, req: Request) -> Response {
+    let (parts, body, _path) = record(req, &shared.requests).await;
     let fault = shared
         .faults
         .lock()
@@ -364,7 +373,7 @@ fn echo_of(req: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn words(s: &str) -> u64 {
+pub fn words(s: &str) -> u64 {
     s.split_whitespace().count().max(1) as u64
 }
 
@@ -378,7 +387,7 @@ fn prompt_tokens(req: &Value) -> u64 {
 }
 
 /// Split into word pieces that join back to `s`.
-fn pieces(s: &str) -> Vec<String> {
+pub fn pieces(s: &str) -> Vec<String> {
     let ws: Vec<&str> = s.split(' ').collect();
     let last = ws.len().saturating_sub(1);
     ws.iter()
