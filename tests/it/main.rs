@@ -22,6 +22,7 @@ mod cli;
 mod connections;
 mod embeddings;
 mod errors;
+mod first_contact;
 mod import;
 mod jobs;
 mod limits;
