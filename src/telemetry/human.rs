@@ -7,7 +7,7 @@
 //!
 //! (UTC time, status, method, path, model → provider/upstream model, latency, time to first token
 //! of a stream, input→output tokens, cache hit, attempts when more than one, the key's name, the
-//! start of the request id). JSON logs keep every field.
+//! request id). JSON logs keep every field.
 
 use std::fmt;
 
@@ -21,16 +21,9 @@ use tracing_subscriber::registry::LookupSpan;
 /// The access log's target (see `app::Finish`).
 pub const ACCESS_TARGET: &str = "access";
 
+#[derive(Default)]
 pub struct Human {
     inner: Format<Full, SystemTime>,
-}
-
-impl Default for Human {
-    fn default() -> Self {
-        Self {
-            inner: Format::default(),
-        }
-    }
 }
 
 impl<S, N> FormatEvent<S, N> for Human
@@ -138,7 +131,7 @@ impl Access {
         if let (Some(i), Some(o)) = (self.input_tokens, self.output_tokens) {
             line.push_str(&format!(" {i}→{o} tok"));
         }
-        if self.cache.starts_with("hit") {
+        if self.cache == "HIT" {
             line.push_str(&format!(" cache {}", self.cache));
         }
         if !self.attempts.is_empty() && self.attempts != "1" {
@@ -209,11 +202,11 @@ mod tests {
         let mut a = access();
         a.ttft_ms = Some(3.25);
         a.attempts = "2".into();
-        a.cache = "hit-l1".into();
+        a.cache = "HIT".into();
         a.latency_ms = 1500.0;
         let line = a.line((0, 0, 0), false);
         assert!(
-            line.contains(" 1.50s (first token 3.2ms) 12→5 tok cache hit-l1 2 attempts key app"),
+            line.contains(" 1.50s (first token 3.2ms) 12→5 tok cache HIT 2 attempts key app"),
             "{line}"
         );
         let plain = Access {

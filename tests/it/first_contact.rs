@@ -85,7 +85,7 @@ async fn healthcheck_against_a_running_and_a_stopped_gateway() {
     let mut gw = Gateway::start_builtin_default(&[]).await;
     let listen = format!("0.0.0.0:{}", port_of(&gw));
     // As the image's HEALTHCHECK runs it: the same environment, no flags.
-    let out = healthcheck(&[], &[("AI_GATEWAY_LISTEN", &listen)]);
+    let out = healthcheck(&[], &[("AI_GATEWAY_LISTEN", listen.as_str())]);
     assert!(out.status.success(), "{out:?}");
     let health = gw.url("/health");
     assert!(healthcheck(&["--url", &health], &[]).status.success());
@@ -96,7 +96,7 @@ async fn healthcheck_against_a_running_and_a_stopped_gateway() {
 
     gw.send_signal(Signal::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(30)).await.success());
-    let out = healthcheck(&[], &[("AI_GATEWAY_LISTEN", &listen)]);
+    let out = healthcheck(&[], &[("AI_GATEWAY_LISTEN", listen.as_str())]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("refused"),
@@ -155,7 +155,11 @@ async fn master_key_turns_on_the_admin_api_and_keys() {
     assert_eq!(gw.chat("mock", "hi").await.status(), 401);
     let (_, key) = create_key(&gw, serde_json::json!({"name": "first"})).await;
     let r = gw
-        .post("/v1/chat/completions", Some(&key), &chat_body("mock", "hi"))
+        .post(
+            "/v1/chat/completions",
+            Some(key.as_str()),
+            &chat_body("mock", "hi"),
+        )
         .await;
     assert_eq!(r.status(), 200);
     // The page lists no models to strangers, and its curl sends a key.
