@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use ai_gateway::guardrails::text::{RequestFormat, guard_request};
 use ai_gateway::guardrails::{
-    Action, Entities, Entity, Guardrail, Plan, Report, Restorer, TextStream, Vault, guard_text,
+    Action, Entities, Entity, Guardrail, Guardrails, Plan, Report, Restorer, TextStream, Vault,
+    guard_text,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -197,5 +198,36 @@ fn streaming(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scan, mask_restore, streaming);
+/// Which guardrails apply to a request: with none configured the pipeline checks one `Option`;
+/// configured, one map look-up per request (the selection of each configured model is made at
+/// load).
+fn select(c: &mut Criterion) {
+    let yaml = "providers: [{name: m, type: mock}]\nmodels:\n  - {name: gpt-4o, deployments: [{provider: m, model: x}]}\n  - {name: claude, deployments: [{provider: m, model: x}]}\nguardrails:\n  - {name: pii, type: pii, models: [\"gpt-*\"]}\n  - {name: falcon, type: regex, patterns: [\"(?i)falcon\"], models: [\"gpt-*\"]}\n";
+    let cfg = ai_gateway::config::load_str(yaml, &|_| None).unwrap();
+    let configured = Guardrails::build(&cfg, |_| None).unwrap();
+    let none: Option<Guardrails> = None;
+    c.bench_function("guardrails_select_none_configured", |b| {
+        b.iter(|| {
+            black_box(&none)
+                .as_ref()
+                .and_then(|g| g.select(black_box("gpt-4o"), ""))
+        });
+    });
+    c.bench_function("guardrails_select_configured_not_applying", |b| {
+        b.iter(|| {
+            black_box(&configured)
+                .as_ref()
+                .and_then(|g| g.select(black_box("claude"), ""))
+        });
+    });
+    c.bench_function("guardrails_select_configured_applying", |b| {
+        b.iter(|| {
+            black_box(&configured)
+                .as_ref()
+                .and_then(|g| g.select(black_box("gpt-4o"), ""))
+        });
+    });
+}
+
+criterion_group!(benches, scan, mask_restore, streaming, select);
 criterion_main!(benches);

@@ -93,6 +93,7 @@ impl AppState {
         let job_slots = Arc::new(crate::slots::Slots::new(
             usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
         ));
+        let semantic = crate::pipeline::semantic::index(&config, redis.as_ref());
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
@@ -101,7 +102,11 @@ impl AppState {
             job_slots,
             clients: Mutex::new(clients),
             redis,
-            services: Arc::new(Services { cache, ledger }),
+            services: Arc::new(Services {
+                semantic,
+                cache,
+                ledger,
+            }),
             keys,
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),

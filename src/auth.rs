@@ -387,6 +387,7 @@ mod tests {
                     budget_usd: None,
                     budget_period: None,
                     expires_at: None,
+                    guardrails: Vec::new(),
                 },
                 KeyConfig {
                     name: "gpt".into(),
@@ -398,6 +399,7 @@ mod tests {
                     budget_usd: None,
                     budget_period: None,
                     expires_at: None,
+                    guardrails: Vec::new(),
                 },
                 KeyConfig {
                     name: "old".into(),
@@ -409,6 +411,7 @@ mod tests {
                     budget_usd: None,
                     budget_period: None,
                     expires_at: Some("2001-01-01T00:00:00Z".into()),
+                    guardrails: Vec::new(),
                 },
             ],
         };

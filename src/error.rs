@@ -133,6 +133,10 @@ pub const ECHO_MAX: usize = 128;
 pub enum Error {
     #[error("{0}")]
     InvalidRequest(String),
+    /// A guardrail with `action: block` refused the input; the message names the guardrail,
+    /// never the matched text.
+    #[error("{0}")]
+    ContentFiltered(String),
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("this key may not use the model \"{}\"", clip(.0))]
@@ -181,7 +185,7 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::ContentFiltered(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::NotFound => StatusCode::NOT_FOUND,
@@ -205,6 +209,7 @@ impl Error {
     pub fn kind(&self) -> (&str, Option<&'static str>) {
         match self {
             Self::InvalidRequest(_) => ("invalid_request_error", None),
+            Self::ContentFiltered(_) => ("invalid_request_error", Some("content_filter")),
             Self::Unauthenticated(_) => ("authentication_error", Some("invalid_api_key")),
             Self::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
             Self::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
@@ -291,6 +296,7 @@ impl IntoResponse for ApiError {
             self.error,
             Error::BudgetExceeded { .. }
                 | Error::InvalidRequest(_)
+                | Error::ContentFiltered(_)
                 | Error::ModelNotAllowed(_)
                 | Error::ModelNotFound(_)
                 | Error::TooLarge { .. }
@@ -317,6 +323,7 @@ pub struct ErrorKind(pub String);
 fn anthropic_type(e: &Error, openai_type: &str) -> String {
     match e {
         Error::InvalidRequest(_)
+        | Error::ContentFiltered(_)
         | Error::TooLarge { .. }
         | Error::ModelNotFound(_)
         | Error::Conflict { .. } => {

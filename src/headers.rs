@@ -11,6 +11,8 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 pub const X_CACHE_LAYER: HeaderName = HeaderName::from_static("x-cache-layer");
+pub const X_CACHE_SIMILARITY: HeaderName = HeaderName::from_static("x-cache-similarity");
+pub const X_GATEWAY_GUARDRAILS: HeaderName = HeaderName::from_static("x-gateway-guardrails");
 pub const X_GATEWAY_PROVIDER: HeaderName = HeaderName::from_static("x-gateway-provider");
 pub const X_GATEWAY_DEPLOYMENT_MODEL: HeaderName =
     HeaderName::from_static("x-gateway-deployment-model");

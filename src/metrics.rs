@@ -32,6 +32,7 @@ pub const JOBS: &str = "ai_gateway_jobs_total";
 pub const JOBS_QUEUED: &str = "ai_gateway_jobs_queued";
 pub const WEBHOOKS: &str = "ai_gateway_webhook_deliveries_total";
 pub const DEPENDENCY_UP: &str = "ai_gateway_dependency_up";
+pub const GUARDRAIL_ACTIONS: &str = "ai_gateway_guardrail_actions_total";
 
 /// Whole requests and upstream calls: from milliseconds to ten minutes.
 const LONG_BUCKETS: &[f64] = &[
@@ -229,6 +230,10 @@ fn push_parts(buf: &mut String, parts: &[&str]) {
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        GUARDRAIL_ACTIONS,
+        "What each guardrail did to requests (passed, masked, redacted, blocked)"
+    );
     describe_counter!(
         REQUESTS,
         "Requests answered, by endpoint, model, provider and status code"
@@ -436,6 +441,12 @@ pub fn in_flight(up: bool) {
 }
 
 /// Whether a shared dependency (`redis`, `nats`) answers: `ai_gateway_dependency_up` 1 or 0.
+/// What a guardrail did to one request (`action`: passed | masked | redacted | blocked).
+pub fn guardrail_action(guardrail: &str, action: &'static str) {
+    metrics::counter!(GUARDRAIL_ACTIONS, "guardrail" => guardrail.to_owned(), "action" => action)
+        .increment(1);
+}
+
 pub fn dependency_up(dependency: &'static str, up: bool) {
     metrics::gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
 }

@@ -10,6 +10,12 @@
 //! deadline cuts a stream the same way. A client that goes away drops the body, which drops the
 //! upstream connection.
 
+mod guard;
+pub mod semantic;
+mod side_call;
+
+use side_call::side_call;
+
 use std::pin::Pin;
 
 use axum::body::Body;
@@ -52,6 +58,8 @@ pub struct ChatCall<'a> {
 pub struct Services {
     pub cache: std::sync::Arc<Cache>,
     pub ledger: std::sync::Arc<Ledger>,
+    /// The semantic cache's index (`cache.semantic.enabled` at start).
+    pub semantic: Option<std::sync::Arc<cache::semantic::Index>>,
 }
 
 /// `x-ratelimit-*` headers for the caller's own limits.
@@ -272,6 +280,10 @@ fn cache_plan(
 }
 
 /// Look the request up; `Ok(response)` on a hit, else the leader (if any) for storing later.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, each used once"
+)]
 async fn cache_lookup(
     cache: &std::sync::Arc<Cache>,
     plan: Option<&(cache::Key, Policy)>,
@@ -280,6 +292,7 @@ async fn cache_lookup(
     include_usage: bool,
     deadline: Instant,
     ctx: &CallCtx,
+    guard: Option<&mut guard::Guard>,
 ) -> Result<Response, Option<Leader>> {
     let Some((key, policy)) = plan else {
         return Err(None);
@@ -289,7 +302,15 @@ async fn cache_lookup(
         .instrument(crate::telemetry::cache_span())
         .await
     {
-        Lookup::Hit(e, layer) => Ok(hit_response(&e, layer, format, stream, include_usage, ctx)),
+        Lookup::Hit(e, layer) => Ok(hit_response(
+            &e,
+            layer,
+            format,
+            stream,
+            include_usage,
+            ctx,
+            guard,
+        )),
         Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
             Some(e) => Ok(hit_response(
                 &e,
@@ -298,6 +319,7 @@ async fn cache_lookup(
                 stream,
                 include_usage,
                 ctx,
+                guard,
             )),
             None => Err(None),
         },
@@ -305,6 +327,9 @@ async fn cache_lookup(
     }
 }
 
+/// The answer to a cache hit: the stored answer (checked by the output guardrails and with
+/// this request's masked values restored, when it has guardrails), replayed as a stream when
+/// one was asked for.
 fn hit_response(
     e: &Entry,
     layer: Layer,
@@ -312,12 +337,17 @@ fn hit_response(
     stream: bool,
     include_usage: bool,
     ctx: &CallCtx,
+    guard: Option<&mut guard::Guard>,
 ) -> Response {
+    let body = match guard {
+        Some(g) => g.answer(e.body.clone()),
+        None => e.body.clone(),
+    };
     let mut resp = if stream {
-        let sse = cache::stream::replay(format, &e.body, include_usage).unwrap_or_default();
+        let sse = cache::stream::replay(format, &body, include_usage).unwrap_or_default();
         sse_response(Body::from(sse))
     } else {
-        json_response(e.body.clone())
+        json_response(body)
     };
     resp.headers_mut()
         .insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
@@ -332,6 +362,13 @@ fn hit_response(
         },
     );
     resp
+}
+
+/// `x-gateway-guardrails`, when guardrails applied.
+fn guardrails_header(resp: &mut Response, guard: Option<&guard::Guard>) {
+    if let Some(v) = guard.and_then(guard::Guard::header_value) {
+        resp.headers_mut().insert(hn::X_GATEWAY_GUARDRAILS, v);
+    }
 }
 
 /// Store a complete answer and hand it to the waiters.
@@ -395,6 +432,11 @@ pub struct CacheTap {
     plan: (cache::Key, Policy),
     leader: Option<Leader>,
     deployment: std::sync::Arc<Deployment>,
+    /// The semantic index entry to add once the answer is stored.
+    semantic: Option<(
+        std::sync::Arc<cache::semantic::Index>,
+        cache::semantic::NewEntry,
+    )>,
 }
 
 fn translate_err(e: translate::TranslateError) -> Error {
@@ -436,6 +478,12 @@ pub async fn chat(
     )
     .await?;
     acct.report_to(call.ctx.usage.clone());
+    // Guardrails before the cache and the upstream: both see the masked body.
+    let (mut guard, guarded) = match &rt.guardrails {
+        None => (None, None),
+        Some(rails) => guard::check_chat(rails, rt, &call).await?,
+    };
+    let (body, head) = guarded.as_ref().map_or((body, head), |(b, h)| (b, h));
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,
@@ -445,15 +493,49 @@ pub async fn chat(
         head.include_usage,
         call.deadline,
         call.ctx,
+        guard.as_mut(),
     )
     .await
     {
-        Ok(hit) => {
+        Ok(mut hit) => {
             acct.cache_hit();
+            guardrails_header(&mut hit, guard.as_ref());
             return Ok(hit);
         }
         Err(leader) => leader,
     };
+    // Semantic cache: on an exact miss, a stored answer to the same question in other words.
+    let mut semantic_entry = None;
+    if let (Some(index), Some((key, policy))) = (&svc.semantic, plan.as_ref())
+        && let Some(probe) =
+            semantic::probe(rt, client, call.caller, body, call.deadline, call.ctx).await
+    {
+        let threshold = rt.config.cache.semantic.threshold;
+        if let Some((e, similarity)) =
+            semantic::lookup(cache, index, &probe, threshold, policy).await
+        {
+            acct.cache_hit();
+            let mut hit = hit_response(
+                &e,
+                Layer::Semantic,
+                client,
+                head.stream,
+                head.include_usage,
+                call.ctx,
+                guard.as_mut(),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{similarity:.3}")) {
+                hit.headers_mut().insert(hn::X_CACHE_SIMILARITY, v);
+            }
+            guardrails_header(&mut hit, guard.as_ref());
+            // Identical requests waiting on this one take the same answer.
+            if let Some(l) = leader {
+                l.complete(e);
+            }
+            return Ok(hit);
+        }
+        semantic_entry = semantic::entry(probe, *key, policy).map(|e| (index.clone(), e));
+    }
     let build = move |d: &Deployment| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
             (Format::OpenAi, Format::OpenAi) | (Format::Anthropic, Format::Anthropic) => {
@@ -509,6 +591,9 @@ pub async fn chat(
                 &served.deployment,
             )
             .await;
+            if let Some((index, entry)) = semantic_entry {
+                index.insert(entry);
+            }
             // Usage as the client receives it: read with the JSON check when the bytes are the
             // upstream's own, from the translation otherwise.
             let cost = if same_format {
@@ -516,8 +601,14 @@ pub async fn chat(
             } else {
                 acct.complete(&out)
             };
+            // What the caller sees; the cache keeps the answer as the upstream gave it.
+            let out = match guard.as_mut() {
+                Some(g) => g.answer(out),
+                None => out,
+            };
             let mut r = json_response(out);
             cost_header(&mut r, cost);
+            guardrails_header(&mut r, guard.as_ref());
             r
         }
         UpstreamBody::Stream(stream) => {
@@ -528,8 +619,22 @@ pub async fn chat(
                 plan: *plan,
                 leader,
                 deployment: served.deployment.clone(),
+                semantic: semantic_entry,
             });
-            sse_response(relay(stream, conv, call.deadline, tap, Some(acct)))
+            let header = guard.as_ref().and_then(guard::Guard::header_value);
+            let guarded = guard.take().and_then(guard::Guard::stream);
+            let mut r = sse_response(relay_guarded(
+                stream,
+                conv,
+                call.deadline,
+                tap,
+                Some(acct),
+                guarded,
+            ));
+            if let Some(v) = header {
+                r.headers_mut().insert(hn::X_GATEWAY_GUARDRAILS, v);
+            }
+            r
         }
     };
     upstream_headers(
@@ -594,6 +699,7 @@ pub async fn embeddings(
         false,
         deadline,
         ctx,
+        None,
     )
     .await
     {
@@ -772,6 +878,7 @@ struct RelayState {
     done: bool,
     tap: Option<CacheTap>,
     acct: Option<Accounting>,
+    guard: Option<Box<guard::GuardedStream>>,
 }
 
 /// The client body of a stream: upstream chunks converted as they arrive. With a cache tap, the
@@ -783,6 +890,19 @@ pub fn relay(
     tap: Option<CacheTap>,
     acct: Option<Accounting>,
 ) -> Body {
+    relay_guarded(upstream, conv, deadline, tap, acct, None)
+}
+
+/// [`relay`] with the output guardrails over the converted bytes (after the cache and usage
+/// taps, which keep the answer as the upstream gave it). A block ends the stream there.
+fn relay_guarded(
+    upstream: ByteStream,
+    conv: Converter,
+    deadline: Instant,
+    tap: Option<CacheTap>,
+    acct: Option<Accounting>,
+    guard: Option<guard::GuardedStream>,
+) -> Body {
     let state = RelayState {
         upstream,
         conv,
@@ -790,6 +910,7 @@ pub fn relay(
         done: false,
         tap,
         acct,
+        guard: guard.map(Box::new),
     };
     let s = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -820,7 +941,7 @@ pub fn relay(
                 }
                 Some(None) => {
                     st.done = true;
-                    let tail = st.conv.finish();
+                    let mut tail = st.conv.finish();
                     if let Some(mut tap) = st.tap.take() {
                         tap.assembler.push(&tail);
                         if let Some(full) = tap.assembler.finish() {
@@ -834,9 +955,20 @@ pub fn relay(
                                 &tap.deployment,
                             ))
                             .await;
+                            if let Some((index, entry)) = tap.semantic {
+                                index.insert(entry);
+                            }
                         }
                     }
-                    tail
+                    if let Some(acct) = st.acct.as_mut() {
+                        acct.stream().push(&tail);
+                    }
+                    if let Some(g) = st.guard.as_mut() {
+                        let mut b = g.feed(&tail).to_vec();
+                        b.extend_from_slice(&g.finish());
+                        tail = Bytes::from(b);
+                    }
+                    return (!tail.is_empty()).then_some((Ok::<_, std::io::Error>(tail), st));
                 }
                 None => {
                     st.done = true;
@@ -853,6 +985,18 @@ pub fn relay(
             if let Some(acct) = st.acct.as_mut() {
                 acct.stream().push(&out);
             }
+            let out = match st.guard.as_mut() {
+                Some(g) if !st.done => {
+                    let guarded = g.feed(&out);
+                    if g.blocked() {
+                        // The rest of the answer is not relayed, nor stored.
+                        st.done = true;
+                        st.tap = None;
+                    }
+                    guarded
+                }
+                _ => out,
+            };
             if !out.is_empty() {
                 return Some((Ok::<_, std::io::Error>(out), st));
             }

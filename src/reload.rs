@@ -53,6 +53,8 @@ restart_only! {
     "cache.l1_max_entries" => cache.l1_max_entries;
     "cache.l1_max_bytes" => cache.l1_max_bytes;
     "cache.l2" => cache.l2;
+    "cache.semantic.enabled" => cache.semantic.enabled;
+    "cache.semantic.max_entries" => cache.semantic.max_entries;
     "jobs.webhook.secret" => jobs.webhook.secret;
     "telemetry.log_format" => telemetry.log_format;
     "telemetry.otlp_endpoint" => telemetry.otlp_endpoint;

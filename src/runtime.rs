@@ -44,6 +44,7 @@ impl Deployment {
         match op {
             Op::Chat => self.urls[0].as_ref(),
             Op::Embeddings => self.urls[1].as_ref(),
+            Op::Moderations => None,
         }
     }
 }
@@ -80,6 +81,8 @@ pub struct Runtime {
     pub auth: Auth,
     /// Unix time the configuration was loaded (the `created` of `/v1/models`).
     pub loaded_at: u64,
+    /// The compiled `guardrails:`; `None` when there are none (nothing is looked at).
+    pub guardrails: Option<crate::guardrails::Guardrails>,
 }
 
 impl Runtime {
@@ -159,7 +162,13 @@ impl Runtime {
             );
         }
         let auth = Auth::from_config(config.auth.as_ref())?;
+        let guardrails = crate::guardrails::Guardrails::build(&config, |name| {
+            auth.static_keys()
+                .find(|k| k.name == name)
+                .map(|k| k.id.clone())
+        })?;
         Ok(Self {
+            guardrails,
             config,
             providers,
             models,

@@ -639,6 +639,7 @@ pub fn attempt_span(op: Op, model: &str, d: &Deployment, attempt: u32) -> Span {
     let op_name = match op {
         Op::Chat => "chat",
         Op::Embeddings => "embeddings",
+        Op::Moderations => "moderations",
     };
     let server = server_of(d.provider.base_url());
     tracing::info_span!(

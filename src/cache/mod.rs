@@ -63,6 +63,8 @@ use crate::clock::unix_ms;
 pub enum Layer {
     L1,
     L2,
+    /// A semantic match (`cache.semantic`), read from L1/L2 under the matched entry's key.
+    Semantic,
 }
 
 impl Layer {
@@ -70,6 +72,7 @@ impl Layer {
         match self {
             Self::L1 => "l1",
             Self::L2 => "l2",
+            Self::Semantic => "semantic",
         }
     }
 }

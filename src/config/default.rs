@@ -73,6 +73,7 @@ fn model(name: &str, provider: &str, upstream: &str, price: Option<(f64, f64)>) 
         retries: None,
         timeout: None,
         cache: None,
+        guardrails: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use types::*;
 pub use units::{ByteSize, Dur};
+pub use validate::{ENTITIES, PATTERN_SIZE_LIMIT, compile_pattern};
 
 /// Looks up an environment variable. A closure so tests never touch the process environment;
 /// in production: `&|k| std::env::var(k).ok()`.

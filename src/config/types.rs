@@ -48,6 +48,9 @@ pub struct Config {
     #[serde(default)]
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+    /// In the configured order (the order they run and are reported in).
+    #[serde(default)]
+    pub guardrails: Vec<GuardrailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -198,6 +201,9 @@ pub struct ModelConfig {
     /// Overrides `cache.enabled` for this model.
     #[schemars(example = false)]
     pub cache: Option<bool>,
+    /// Names from `guardrails:`, applied in addition to the global ones.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -307,6 +313,8 @@ pub struct CacheConfig {
     pub l2: bool,
     /// Cache only requests with temperature 0 or a seed.
     pub only_deterministic: bool,
+    /// Answer a request whose last user message means nearly the same as a cached one's.
+    pub semantic: SemanticCacheConfig,
 }
 
 impl Default for CacheConfig {
@@ -319,6 +327,118 @@ impl Default for CacheConfig {
             l1_max_bytes: ByteSize(256 * 1024 * 1024),
             l2: true,
             only_deterministic: false,
+            semantic: SemanticCacheConfig::default(),
+        }
+    }
+}
+
+/// `cache.semantic`: answer a request whose last user message means nearly the same as a
+/// cached one's.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticCacheConfig {
+    /// Turn the semantic cache on.
+    pub enabled: bool,
+    /// A model name from `models:`, called through the gateway's own routing.
+    pub embedding_model: String,
+    /// Cosine similarity needed for a hit, in (0, 1].
+    pub threshold: f32,
+    /// Entries kept at most.
+    pub max_entries: u64,
+}
+
+impl Default for SemanticCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            embedding_model: "text-embedding-3-small".to_owned(),
+            threshold: 0.95,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// One entry of `guardrails:`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailConfig {
+    /// Named by `models[].guardrails` and `auth.keys[].guardrails`.
+    #[schemars(example = &"pii")]
+    pub name: String,
+    /// What it checks.
+    #[serde(rename = "type")]
+    pub kind: GuardrailType,
+    /// `type: pii`: the entities looked for (default: all six).
+    #[serde(default)]
+    pub entities: Option<Vec<String>>,
+    /// `type: regex`: the patterns (Rust `regex` syntax), checked at load.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// `type: moderation`: a model from `models:` serving `/v1/moderations`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Default: `mask` for pii, `block` for regex and moderation.
+    #[serde(default)]
+    pub action: Option<GuardrailAction>,
+    /// Default: `[input, output]` for pii and regex, `[input]` for moderation.
+    #[serde(default)]
+    pub apply_to: Option<Vec<GuardrailSide>>,
+    /// Globs over model names this guardrail applies to on its own; empty: only where a
+    /// model or a key names it.
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    /// `type: moderation`: what a failed moderation call means.
+    #[serde(default)]
+    pub on_error: ModerationOnError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailType {
+    Pii,
+    Regex,
+    Moderation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailAction {
+    Mask,
+    Redact,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardrailSide {
+    Input,
+    Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModerationOnError {
+    Allow,
+    #[default]
+    Block,
+}
+
+impl GuardrailConfig {
+    pub fn action(&self) -> GuardrailAction {
+        self.action.unwrap_or(match self.kind {
+            GuardrailType::Pii => GuardrailAction::Mask,
+            GuardrailType::Regex | GuardrailType::Moderation => GuardrailAction::Block,
+        })
+    }
+
+    /// Whether it applies to the request (`input`) and to the answer (`output`).
+    pub fn sides(&self) -> (bool, bool) {
+        match &self.apply_to {
+            Some(s) => (
+                s.contains(&GuardrailSide::Input),
+                s.contains(&GuardrailSide::Output),
+            ),
+            None => (true, self.kind != GuardrailType::Moderation),
         }
     }
 }
@@ -372,6 +492,9 @@ pub struct KeyConfig {
     #[serde(default)]
     #[schemars(example = &"2027-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
+    /// Names from `guardrails:`, applied in addition to the global and the model's.
+    #[serde(default)]
+    pub guardrails: Vec<String>,
 }
 
 fn all_models() -> Vec<String> {

@@ -18,6 +18,10 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+mod guardrails;
+
+pub use guardrails::{ENTITIES, PATTERN_SIZE_LIMIT, compile_pattern};
+
 use super::yaml::Lines;
 use super::{Config, ConfigError, ProviderType, RoutingStrategy, hint_for};
 
@@ -165,6 +169,7 @@ pub(crate) fn validate(mut cfg: Config, lines: &Lines) -> Result<Config, Vec<Con
     check_models(&cfg, &mut cx);
     check_auth(&cfg, &mut cx);
     check_rest(&cfg, &mut cx);
+    guardrails::check(&cfg, &mut cx);
     if cx.errors.is_empty() {
         Ok(cfg)
     } else {

@@ -21,6 +21,7 @@ mod chunk_tests;
 mod json;
 mod patterns;
 pub mod pii;
+mod select;
 mod stream;
 pub mod text;
 mod vault;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 pub use apply::guard_text;
 pub use patterns::PatternError;
 pub use pii::{Entities, Entity};
+pub use select::{Guardrails, Moderation, Selected};
 pub use stream::{HOLD_BACK, OutputScan, Restorer, TextStream};
 pub use vault::Vault;
 

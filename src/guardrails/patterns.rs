@@ -6,6 +6,8 @@ use std::ops::Range;
 
 use regex::{Regex, RegexBuilder};
 
+use crate::config::{PATTERN_SIZE_LIMIT, compile_pattern};
+
 /// A pattern that does not compile: its index in the guardrail's `patterns` list and the
 /// regex library's message. The configuration loader turns it into an error with the
 /// pattern's path and line.
@@ -22,9 +24,6 @@ pub(super) struct Patterns {
     count: usize,
 }
 
-/// Compiled size limit per guardrail (the regex crate's default is 10 MiB).
-const SIZE_LIMIT: usize = 4 << 20;
-
 impl Patterns {
     pub(super) fn compile<S: AsRef<str>>(patterns: &[S]) -> Result<Patterns, PatternError> {
         if patterns.is_empty() {
@@ -33,27 +32,22 @@ impl Patterns {
                 message: "a regex guardrail needs at least one pattern".into(),
             });
         }
+        if let [one] = patterns {
+            let re = compile_pattern(one.as_ref())
+                .map_err(|message| PatternError { index: 0, message })?;
+            return Ok(Patterns { re, count: 1 });
+        }
         // Each alone first, so an error names the pattern that has it.
         for (index, p) in patterns.iter().enumerate() {
-            RegexBuilder::new(p.as_ref())
-                .size_limit(SIZE_LIMIT)
-                .build()
-                .map_err(|e| PatternError {
-                    index,
-                    message: e.to_string(),
-                })?;
+            compile_pattern(p.as_ref()).map_err(|message| PatternError { index, message })?;
         }
-        let joined = if patterns.len() == 1 {
-            patterns[0].as_ref().to_owned()
-        } else {
-            patterns
-                .iter()
-                .map(|p| format!("(?:{})", p.as_ref()))
-                .collect::<Vec<_>>()
-                .join("|")
-        };
+        let joined = patterns
+            .iter()
+            .map(|p| format!("(?:{})", p.as_ref()))
+            .collect::<Vec<_>>()
+            .join("|");
         let re = RegexBuilder::new(&joined)
-            .size_limit(SIZE_LIMIT)
+            .size_limit(PATTERN_SIZE_LIMIT)
             .build()
             .map_err(|e| PatternError {
                 index: 0,

@@ -92,6 +92,19 @@ pub fn guard_request(
     Ok((!edits.is_empty()).then(|| edits.apply(body)))
 }
 
+/// Every text of a request, decoded, in document order (what a moderation model is given).
+pub fn request_strings(format: RequestFormat, body: &[u8]) -> Result<Vec<String>, GuardError> {
+    let text = std::str::from_utf8(body).map_err(|_| GuardError::Malformed(format_name(format)))?;
+    let mut spots = Vec::new();
+    request_texts(format, text, &mut spots)?;
+    Ok(spots
+        .iter()
+        .filter(|s| !s.json)
+        .filter_map(|s| decode(&text[s.range.clone()]).map(std::borrow::Cow::into_owned))
+        .filter(|s| !s.trim().is_empty())
+        .collect())
+}
+
 fn format_name(format: RequestFormat) -> &'static str {
     match format {
         RequestFormat::OpenAiChat => "chat completions",

@@ -226,6 +226,13 @@ pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
 }
 
 /// Answer an embeddings request as an OpenAI server would.
+/// A moderation answer that flags nothing.
+pub fn moderations() -> UpstreamBody {
+    UpstreamBody::Full(Bytes::from_static(
+        br#"{"id":"modr-mock","model":"mock-moderation","results":[{"flagged":false,"categories":{},"category_scores":{}}]}"#,
+    ))
+}
+
 pub fn embeddings(body: &[u8]) -> Result<UpstreamBody, UpstreamError> {
     let req: EmbReq = serde_json::from_slice(body)
         .map_err(|e| UpstreamError::new("mock", UpstreamKind::Status(400), format!("mock: {e}")))?;

@@ -40,6 +40,8 @@ pub enum UpstreamBody {
 pub enum Op {
     Chat,
     Embeddings,
+    /// `/v1/moderations` (OpenAI-type providers; what moderation guardrails call).
+    Moderations,
 }
 
 /// Per-call context forwarded upstream.
@@ -235,6 +237,16 @@ impl Provider {
         Ok(match (&self.kind, op) {
             (Kind::OpenAi, Op::Chat) => format!("{}/chat/completions", self.base_url),
             (Kind::OpenAi, Op::Embeddings) => format!("{}/embeddings", self.base_url),
+            (Kind::OpenAi, Op::Moderations) => format!("{}/moderations", self.base_url),
+            (Kind::Azure { .. } | Kind::Anthropic, Op::Moderations) => {
+                let mut e = UpstreamError::new(
+                    &self.name,
+                    UpstreamKind::Status(400),
+                    "this model's provider has no moderations API",
+                );
+                e.error_type = Some("invalid_request_error".into());
+                return Err(e);
+            }
             (Kind::Azure { api_version }, op) => format!(
                 "{}/openai/deployments/{}/{}?api-version={}",
                 self.base_url,
@@ -291,6 +303,7 @@ impl Provider {
                     }
                     mock::embeddings(&body)
                 }
+                Op::Moderations => Ok(mock::moderations()),
             };
         }
         let parsed;

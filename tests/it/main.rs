@@ -23,6 +23,7 @@ mod connections;
 mod embeddings;
 mod errors;
 mod first_contact;
+mod guardrails;
 mod import;
 mod jobs;
 mod limits;

@@ -22,3 +22,22 @@ pub use index::{EF_SEARCH, Index, MAX_DIMENSIONS, Match, NewEntry, Options, Part
 pub use request::{Prepared, Shape, prepare};
 pub use shared::STREAM_KEY;
 pub use vector::{bag_of_words, dot, normalize};
+
+use std::sync::Arc;
+
+use super::{Cache, Entry, Key, Policy, fresh};
+
+impl Cache {
+    /// The stored answer under `key` if it is fresh for `policy` (L1, then L2, copied into L1
+    /// on a hit); no single flight (a semantic match reads an answer stored earlier).
+    pub async fn get_fresh(&self, key: &Key, policy: &Policy) -> Option<Arc<Entry>> {
+        if let Some(e) = self.l1.get(key).await
+            && fresh(&e, policy)
+        {
+            return Some(e);
+        }
+        let e = Arc::new(self.l2_get(key).await.filter(|e| fresh(e, policy))?);
+        self.l1.insert(*key, e.clone()).await;
+        Some(e)
+    }
+}

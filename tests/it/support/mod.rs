@@ -1,6 +1,7 @@
 //! The integration harness: a fake upstream, the real gateway binary, configuration builders and
 //! assertion helpers.
 
+pub mod ai;
 pub mod gateway;
 pub mod nats;
 pub mod receiver;
