@@ -1,26 +1,48 @@
 # syntax=docker/dockerfile:1
-# ai-gateway image: built with the release profile (fat LTO), run on distroless (glibc, CA roots,
-# no shell) as a non-root user. The binary uses rustls: no OpenSSL in the image.
+# ai-gateway image: built with the `dist` profile (fat LTO, one codegen unit), run on distroless
+# (glibc, CA roots, no shell) as a non-root user. The binary uses rustls: no OpenSSL in the image.
 #   docker build -t ai-gateway .
-#   docker run -p 8080:8080 -v $PWD/gateway.yaml:/etc/ai-gateway/gateway.yaml ai-gateway
-# The configuration must listen on 0.0.0.0 (the built-in default listens on 127.0.0.1 only).
+#   docker run -p 8080:8080 ai-gateway          # no file: the built-in default, model `mock`
+#   docker run -p 8080:8080 -v $PWD/gateway.yaml:/etc/ai-gateway/gateway.yaml \
+#     -e AI_GATEWAY_CONFIG=/etc/ai-gateway/gateway.yaml ai-gateway
+# With no configuration file the gateway listens on $AI_GATEWAY_LISTEN (0.0.0.0:8080 here); a
+# file of your own must listen on 0.0.0.0 too. Behind a slow or blocked crates.io, build through
+# a mirror (any registry that speaks the sparse protocol), e.g.
+#   docker build --build-arg CARGO_REGISTRY=sparse+https://rsproxy.cn/index/ -t ai-gateway .
+#   docker build --build-arg CARGO_REGISTRY=sparse+https://mirrors.tuna.tsinghua.edu.cn/crates.io-index/ -t ai-gateway .
+# and the base images through a Docker registry mirror (the daemon's `registry-mirrors`), or name
+# them: --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=….
 
-FROM rust:1-slim-bookworm AS build
+ARG RUST_IMAGE=rust:1-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS build
+# Empty: crates.io itself. Otherwise the index URL of a crates.io mirror, e.g. sparse+https://….
+ARG CARGO_REGISTRY=
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin ai-gateway \
- && cp target/release/ai-gateway /ai-gateway \
+    if [ -n "$CARGO_REGISTRY" ]; then \
+      printf '[source.crates-io]\nreplace-with = "mirror"\n[source.mirror]\nregistry = "%s"\n' \
+        "$CARGO_REGISTRY" >> /usr/local/cargo/config.toml; \
+    fi \
+ && cargo build --profile dist --locked --bin ai-gateway \
+ && cp target/dist/ai-gateway /ai-gateway \
  && mkdir -p /rootfs/data /rootfs/etc/ai-gateway \
  && cp examples/gateway.yaml /rootfs/etc/ai-gateway/gateway.example.yaml
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /ai-gateway /usr/local/bin/ai-gateway
 COPY --from=build --chown=65532:65532 /rootfs/ /
-ENV AI_GATEWAY_CONFIG=/etc/ai-gateway/gateway.yaml
+# No AI_GATEWAY_CONFIG: without a file the built-in default serves (set it to a mounted file).
+ENV AI_GATEWAY_LISTEN=0.0.0.0:8080
 WORKDIR /data
 EXPOSE 8080
 USER 65532:65532
+# The image has no shell and no curl: the binary GETs its own /health (exit 0 on 200). With a
+# configuration file it reads the listen address from the same file.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/ai-gateway", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/ai-gateway"]
 CMD ["serve"]

@@ -2,7 +2,8 @@
 # ai-gateway overhead benchmark, one command:  bench/run.sh
 #
 # 1. installs what is missing (wrk; nginx-light for the nginx row) with apt-get when root;
-# 2. builds the gateway in release (CARGO_TARGET_DIR, default ~/.cache/ai-gateway/target);
+# 2. builds the gateway with the `dist` profile, the image's (PROFILE=release for the quick one;
+#    CARGO_TARGET_DIR, default ~/.cache/ai-gateway/target);
 # 3. starts the zero-latency upstream `ai-gateway mock-server` on 127.0.0.1:$MOCK_PORT,
 #    pinned to $LOAD_CPU together with the load generator (wrk, lib/sse_probe.py);
 # 4. measures startup-to-ready of the gateway ($STARTUP_RUNS starts), then each of $TARGETS:
@@ -34,6 +35,7 @@
 #   REDIS_PORT=0       redis-server port (0 = a free one)
 #   GW_CPU=0  LOAD_CPU=1  MOCK_PORT=18080  GW_PORT=18081  PROXY_PORT=18090
 #   NGINX_SCENARIOS="chat stream"  the scenarios the nginx row runs (it does not translate)
+#   PROFILE=dist       the cargo profile built (dist: fat LTO, as in the image; release: quick build)
 #   GATEWAY_BIN=path   use this binary, skip the build (GATEWAY_REV=text: what it was built from)
 #   GW_LOG_LEVEL=warn  the gateway's telemetry.log_level (info = one access-log line per request)
 #   INSTALL=0          never run apt-get (targets whose tools are missing are skipped)
@@ -162,9 +164,10 @@ if [[ -z "${GATEWAY_BIN:-}" ]]; then
   built=1
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway/target}"
   command -v cargo >/dev/null || { echo "cargo is required (or set GATEWAY_BIN)" >&2; exit 1; }
-  say "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  (cd "$root" && cargo build --release --quiet --bin ai-gateway)
-  GATEWAY_BIN="$CARGO_TARGET_DIR/release/ai-gateway"
+  # The image's profile (fat LTO): the figures are those of what is deployed.
+  say "cargo build --profile ${PROFILE:-dist} (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  (cd "$root" && cargo build --profile "${PROFILE:-dist}" --quiet --bin ai-gateway)
+  GATEWAY_BIN="$CARGO_TARGET_DIR/${PROFILE:-dist}/ai-gateway"
 fi
 [[ -x "$GATEWAY_BIN" ]] || { echo "no gateway binary at $GATEWAY_BIN" >&2; exit 1; }
 # What the binary was built from (right after the build: others may commit during the run).

@@ -439,6 +439,7 @@ pub fn router(state: SharedState) -> Router {
             require_master,
         ));
     Router::new()
+        .route("/", get(api::home::page))
         .route("/health", get(api::ops::health))
         .route("/ready", get(api::ops::ready))
         .route("/metrics", get(api::ops::metrics))

@@ -1,5 +1,6 @@
-//! The `ai-gateway` command: serve, check a configuration, hash a key, print the webhook
-//! secret, run the mock server, import another gateway's configuration.
+//! The `ai-gateway` command: serve, check a configuration, check a running gateway's health,
+//! print the configuration's JSON Schema and reference, hash a key, print the webhook secret, run
+//! the mock server, import another gateway's configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod allocator;
+mod healthcheck;
 
-use ai_gateway::{app, auth, config, import, jobs, keys, lifecycle, mock_server, telemetry};
+use ai_gateway::{api, app, auth, config, import, jobs, keys, lifecycle, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,15 @@ enum Command {
     Worker,
     /// Validate a configuration file without starting; exits non-zero with its errors.
     Check,
+    /// GET a running gateway's /health: exit 0 on 200, 1 otherwise (for container health checks).
+    Healthcheck {
+        /// Default: /health at the configuration's `server.listen` (0.0.0.0 through 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// The configuration file's JSON Schema and reference.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print the SHA-256 hex of a key, for `key_sha256` in the configuration.
     HashKey { key: String },
     /// Print the secret webhooks are signed with (`whsec_…`): `jobs.webhook.secret`, or the one
@@ -53,6 +64,14 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the JSON Schema of the configuration file (for editors: autocomplete, validation).
+    Schema,
+    /// Print the configuration reference (Markdown; docs/reference/configuration.md).
+    Reference,
+}
+
+#[derive(Subcommand)]
 enum ImportFrom {
     /// A LiteLLM proxy config.yaml: `ai-gateway import litellm config.yaml > gateway.yaml`.
     Litellm { path: PathBuf },
@@ -67,7 +86,9 @@ fn load(cli_path: Option<&std::path::Path>) -> Result<(config::Config, Option<Pa
         Some(path) => config::load_file(&path, &env)
             .map(|c| (c, Some(path)))
             .map_err(|e| e.to_string()),
-        None => Ok((config::builtin_default(&env), None)),
+        None => config::builtin_default(&env, config::in_container(&env))
+            .map(|c| (c, None))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -132,6 +153,37 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => match load(cli.config.as_deref()) {
+                    Ok((cfg, _)) => healthcheck::url_for(cfg.server.listen),
+                    Err(e) => {
+                        eprintln!("invalid configuration:\n{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            match healthcheck::check(&url) {
+                Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("{url}: {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config(ConfigCmd::Schema) => {
+            println!("{}", config::schema::json_schema_text());
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCmd::Reference) => {
+            print!("{}", config::schema::reference_markdown());
+            ExitCode::SUCCESS
         }
         Command::Import(ImportFrom::Litellm { path }) => {
             match import::litellm::import_file(&path, std::time::SystemTime::now()) {
@@ -229,6 +281,7 @@ async fn serve(
     worker_only: bool,
 ) -> Result<(), String> {
     let listen = cfg.server.listen;
+    let first_call = FirstCall::of(&cfg);
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
         None => tracing::info!("no configuration file: running on the built-in default"),
@@ -264,13 +317,58 @@ async fn serve(
             .await
             .map_err(|e| e.to_string())?;
     } else {
-        tracing::info!(listen = %local, "ai-gateway ready");
+        // The suggestions on lines of their own, last, so that they copy whole.
+        tracing::info!("ai-gateway ready on {local}{}", first_call.describe(local));
         lifecycle::serve(state, listener)
             .await
             .map_err(|e| e.to_string())?;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the "ready" line suggests: a curl of the first model, and the console when there is one.
+struct FirstCall {
+    model: Option<String>,
+    needs_key: bool,
+    master_key: bool,
+}
+
+impl FirstCall {
+    fn of(cfg: &config::Config) -> Self {
+        Self {
+            model: api::home::first_chat_model(cfg.models.iter().map(|m| m.name.as_str()))
+                .map(str::to_owned),
+            needs_key: cfg.auth.is_some(),
+            master_key: cfg
+                .auth
+                .as_ref()
+                .and_then(|a| a.master_key.as_deref())
+                .is_some_and(|k| !k.is_empty()),
+        }
+    }
+
+    fn describe(&self, local: std::net::SocketAddr) -> String {
+        let base = api::home::local_base(local);
+        let mut out = String::new();
+        if self.master_key
+            && let Some(console) = api::home::CONSOLE_PATH
+        {
+            out.push_str(&format!("; console: {base}{console}"));
+        }
+        match &self.model {
+            Some(m) => {
+                if self.needs_key {
+                    out.push_str("; try it (AI_GATEWAY_KEY: a key of the configuration, or one made with POST /admin/keys):\n  ");
+                } else {
+                    out.push_str("; try it:\n  ");
+                }
+                out.push_str(&api::home::first_curl(&base, m, self.needs_key));
+            }
+            None => out.push_str("; no models configured"),
+        }
+        out
+    }
 }
 
 /// Every stream holds a client connection and, through a provider, an upstream one: raise the

@@ -19,6 +19,8 @@
 //! are under `gateway.*`. The sampler is the SDK's (`OTEL_TRACES_SAMPLER`, `_ARG`; default
 //! parent-based always-on), export is batched off the request path (`OTEL_BSP_*`).
 
+mod human;
+
 use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -139,7 +141,9 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
             let logs = tracing_subscriber::registry().with(filter);
             let _ = match format {
                 LogFormat::Json => logs.with(fmt.json().flatten_event(true)).try_init(),
-                LogFormat::Pretty => logs.with(fmt).try_init(),
+                LogFormat::Pretty => logs
+                    .with(fmt.event_format(human::Human::default()))
+                    .try_init(),
             };
             return Guard {
                 provider: None,
@@ -155,7 +159,10 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
             .flatten_event(true)
             .with_writer(writer)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .event_format(human::Human::default())
+            .with_writer(writer)
+            .boxed(),
     };
     // Logs never see the trace spans, so their lines are the same with traces on or off.
     let fmt =

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod home;
 pub mod jobs;
 pub mod openai;
 pub mod ops;

@@ -1,17 +1,20 @@
-//! The built-in default configuration (no file): listen on 127.0.0.1:8080 without auth, the
-//! `mock` provider serving model `mock`, and for each vendor whose API key is in the environment
-//! (non-empty) that provider with its usual models.
+//! The built-in default configuration (no file): listen on `$AI_GATEWAY_LISTEN`, else
+//! 0.0.0.0:8080 in a container, else 127.0.0.1:8080; no auth unless `$GATEWAY_MASTER_KEY` is set
+//! (then the admin API is on and calls need a key made through it); the `mock` provider serving
+//! model `mock`, and for each vendor whose API key is in the environment (non-empty) that provider
+//! with its usual models.
 //!
 //! Prices are USD per million tokens, input / output, from the vendors' public list prices as of
 //! 2025; they are approximate (no batch or cached-input discounts) and only feed `cost` routing and
 //! spend estimates. Edit a config file to override them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use super::validate::{ANTHROPIC_BASE_URL, OPENAI_BASE_URL};
 use super::{
-    AuthConfig, Config, DeploymentConfig, Dur, Env, ModelConfig, ProviderConfig, ProviderType,
-    RoutingStrategy,
+    AuthConfig, Config, ConfigError, DeploymentConfig, Dur, Env, ModelConfig, ProviderConfig,
+    ProviderType, RoutingStrategy,
 };
 
 /// (model name = upstream model, input USD/Mtok, output USD/Mtok).
@@ -85,13 +88,40 @@ pub(super) fn model(
     }
 }
 
-pub(crate) fn builtin_default(env: Env) -> Config {
+/// Where the built-in default listens: `$AI_GATEWAY_LISTEN` when set, else every interface in a
+/// container (a port published from a container reaches nothing bound to its loopback), else
+/// loopback only.
+pub(crate) fn default_listen(env: Env, in_container: bool) -> Result<SocketAddr, ConfigError> {
+    match env("AI_GATEWAY_LISTEN").map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => v.parse().map_err(|_| ConfigError {
+            path: "AI_GATEWAY_LISTEN".to_owned(),
+            line: None,
+            message: format!("\"{v}\" is not an address"),
+            hint: Some("write IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"".to_owned()),
+        }),
+        _ if in_container => Ok(SocketAddr::from(([0, 0, 0, 0], 8080))),
+        _ => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    }
+}
+
+/// Whether this process runs in a container: Docker's `/.dockerenv`, Podman's
+/// `/run/.containerenv`, the `container` variable (systemd-nspawn, Podman, LXC) or a Kubernetes
+/// pod's service variables.
+pub(crate) fn in_container(env: Env) -> bool {
+    env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
+        || env("container").is_some_and(|v| !v.is_empty())
+        || std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+}
+
+pub(crate) fn builtin_default(env: Env, in_container: bool) -> Result<Config, ConfigError> {
     let var = |k: &str| {
         env(k)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
     let mut cfg = Config::default();
+    cfg.server.listen = default_listen(env, in_container)?;
 
     let mut mock = provider("mock", ProviderType::Mock, None);
     mock.latency = Some(Dur::millis(0));
@@ -153,9 +183,14 @@ pub(crate) fn builtin_default(env: Env) -> Config {
 
     super::presets::add_from_env(&mut cfg, &var);
 
-    // No `auth` section: serve without keys (the caller logs a warning).
-    cfg.auth = None::<AuthConfig>;
-    cfg
+    // Without a master key no `auth` section: serve without keys (the caller logs a warning).
+    // With one, the admin API is on and every call needs a key (made through `POST /admin/keys`):
+    // an admin API beside an open API would guard nothing.
+    cfg.auth = var("GATEWAY_MASTER_KEY").map(|master| AuthConfig {
+        master_key: Some(master),
+        keys: Vec::new(),
+    });
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -169,6 +204,10 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    fn default_of(env: Env) -> Config {
+        builtin_default(env, false).unwrap()
     }
 
     fn names(cfg: &Config) -> (Vec<&str>, Vec<&str>) {
@@ -191,7 +230,7 @@ mod tests {
 
     #[test]
     fn nothing_set_is_mock_only() {
-        let cfg = builtin_default(&env_of(&[]));
+        let cfg = default_of(&env_of(&[]));
         assert_eq!(names(&cfg), (vec!["mock"], vec!["mock"]));
         assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
         assert!(cfg.auth.is_none());
@@ -205,7 +244,7 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_unset() {
-        let cfg = builtin_default(&env_of(&[
+        let cfg = default_of(&env_of(&[
             ("OPENAI_API_KEY", ""),
             ("ANTHROPIC_API_KEY", "  "),
             ("AZURE_OPENAI_API_KEY", "k"),
@@ -215,7 +254,7 @@ mod tests {
 
     #[test]
     fn openai() {
-        let cfg = builtin_default(&env_of(&[("OPENAI_API_KEY", "sk-test")]));
+        let cfg = default_of(&env_of(&[("OPENAI_API_KEY", "sk-test")]));
         let (providers, models) = names(&cfg);
         assert_eq!(providers, vec!["mock", "openai"]);
         assert_eq!(
@@ -247,7 +286,7 @@ mod tests {
 
     #[test]
     fn anthropic() {
-        let cfg = builtin_default(&env_of(&[("ANTHROPIC_API_KEY", "sk-ant")]));
+        let cfg = default_of(&env_of(&[("ANTHROPIC_API_KEY", "sk-ant")]));
         let (providers, models) = names(&cfg);
         assert_eq!(providers, vec!["mock", "anthropic"]);
         assert_eq!(
@@ -274,7 +313,7 @@ mod tests {
 
     #[test]
     fn azure_alone_takes_plain_names() {
-        let cfg = builtin_default(&env_of(&[
+        let cfg = default_of(&env_of(&[
             ("AZURE_OPENAI_API_KEY", "az"),
             ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
         ]));
@@ -290,13 +329,13 @@ mod tests {
 
     #[test]
     fn azure_needs_endpoint() {
-        let cfg = builtin_default(&env_of(&[("AZURE_OPENAI_API_KEY", "az")]));
+        let cfg = default_of(&env_of(&[("AZURE_OPENAI_API_KEY", "az")]));
         assert_eq!(names(&cfg).0, vec!["mock"]);
     }
 
     #[test]
     fn all_three() {
-        let cfg = builtin_default(&env_of(&[
+        let cfg = default_of(&env_of(&[
             ("OPENAI_API_KEY", "sk-openai-SEKRIT"),
             ("ANTHROPIC_API_KEY", "ant-SEKRIT"),
             ("AZURE_OPENAI_API_KEY", "az-SEKRIT"),
@@ -322,5 +361,51 @@ mod tests {
         // `describe` never prints a key.
         let text = crate::config::describe(&cfg).join("\n");
         assert!(!text.contains("SEKRIT"), "{text}");
+    }
+
+    #[test]
+    fn listen_from_the_environment_or_the_place() {
+        let none = env_of(&[]);
+        let at = |env: Env, c| builtin_default(env, c).unwrap().server.listen.to_string();
+        assert_eq!(at(&none, false), "127.0.0.1:8080");
+        assert_eq!(at(&none, true), "0.0.0.0:8080");
+        let set = env_of(&[("AI_GATEWAY_LISTEN", " 0.0.0.0:9000 ")]);
+        assert_eq!(at(&set, false), "0.0.0.0:9000");
+        let local = env_of(&[("AI_GATEWAY_LISTEN", "127.0.0.1:7000")]);
+        assert_eq!(
+            at(&local, true),
+            "127.0.0.1:7000",
+            "the variable wins over the place"
+        );
+        let empty = env_of(&[("AI_GATEWAY_LISTEN", "")]);
+        assert_eq!(at(&empty, true), "0.0.0.0:8080");
+        let bad = env_of(&[("AI_GATEWAY_LISTEN", "8080")]);
+        let e = builtin_default(&bad, false).unwrap_err();
+        assert_eq!(e.path, "AI_GATEWAY_LISTEN");
+        assert!(e.to_string().contains("\"8080\" is not an address"), "{e}");
+        assert!(e.hint.unwrap().contains("0.0.0.0:8080"));
+    }
+
+    #[test]
+    fn container_from_the_environment() {
+        assert!(in_container(&env_of(&[(
+            "KUBERNETES_SERVICE_HOST",
+            "10.0.0.1"
+        )])));
+        assert!(in_container(&env_of(&[("container", "podman")])));
+    }
+
+    #[test]
+    fn master_key_turns_auth_on() {
+        let cfg = default_of(&env_of(&[("GATEWAY_MASTER_KEY", "mk-SEKRIT")]));
+        let auth = cfg.auth.as_ref().unwrap();
+        assert_eq!(auth.master_key.as_deref(), Some("mk-SEKRIT"));
+        assert!(auth.keys.is_empty());
+        assert_valid(&cfg);
+        let text = crate::config::describe(&cfg).join("\n");
+        assert!(text.contains("admin API enabled"), "{text}");
+        assert!(!text.contains("SEKRIT"), "{text}");
+        let blank = default_of(&env_of(&[("GATEWAY_MASTER_KEY", " ")]));
+        assert!(blank.auth.is_none());
     }
 }

@@ -1,4 +1,4 @@
-//! Loading the configuration file (`shared/spec/config.md`).
+//! Loading the configuration file (`docs/contract/config.md`).
 //!
 //! `load_str` runs: YAML events -> tree with lines (`yaml`) -> `${VAR}` substitution in string
 //! scalars (`interpolate`) -> typed `Config` through serde_path_to_error (unknown keys and type
@@ -6,6 +6,7 @@
 //! carries the key path, the line and, where one helps, a hint such as `did you mean "openai"?`.
 //! Without a file the gateway runs on [`builtin_default`].
 
+pub mod schema;
 pub mod types;
 pub mod units;
 
@@ -123,9 +124,17 @@ pub fn load_file(path: &Path, env: Env) -> Result<Config, LoadErrors> {
 }
 
 /// The configuration used when there is no file: mock provider and model `mock`, plus OpenAI,
-/// Anthropic and Azure OpenAI with their usual models for each API key found in `env`.
-pub fn builtin_default(env: Env) -> Config {
-    default::builtin_default(env)
+/// Anthropic and Azure OpenAI with their usual models for each API key found in `env`; it
+/// listens on `$AI_GATEWAY_LISTEN`, else on 0.0.0.0:8080 when `in_container`, else on
+/// 127.0.0.1:8080, and `$GATEWAY_MASTER_KEY` turns auth and the admin API on. The error: an
+/// `AI_GATEWAY_LISTEN` that is not an address.
+pub fn builtin_default(env: Env, in_container: bool) -> Result<Config, ConfigError> {
+    default::builtin_default(env, in_container)
+}
+
+/// Whether this process runs in a container (Docker, Podman, systemd-nspawn, a Kubernetes pod).
+pub fn in_container(env: Env) -> bool {
+    default::in_container(env)
 }
 
 /// `--config PATH`, else `$AI_GATEWAY_CONFIG`, else `./gateway.yaml` if it exists, else `None`
@@ -329,13 +338,7 @@ fn fmt_dur(d: Dur) -> String {
 }
 
 fn fmt_size(b: ByteSize) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (m, u) in UNITS {
-        if b.0 >= m && b.0.is_multiple_of(m) {
-            return format!("{}{u}", b.0 / m);
-        }
-    }
-    format!("{}B", b.0)
+    b.to_config_string()
 }
 
 /// A URL without credentials (`user:pass@`), query or fragment.

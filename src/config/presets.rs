@@ -463,7 +463,7 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         };
-        let cfg = super::super::builtin_default(&env);
+        let cfg = super::super::builtin_default(&env, false).expect("the built-in default");
         let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             providers,

@@ -409,7 +409,7 @@ fn describe_example_without_secrets() {
 
 #[test]
 fn describe_default() {
-    let lines = describe(&builtin_default(&no_env));
+    let lines = describe(&builtin_default(&no_env, false).expect("default"));
     assert!(
         lines.contains(&"provider mock (mock), latency 0s".to_owned()),
         "{lines:?}"

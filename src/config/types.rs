@@ -1,6 +1,6 @@
 //! The validated configuration: what every other module sees.
 //!
-//! These structs mirror `shared/spec/config.md` key for key (serde names are the YAML keys) and are
+//! These structs mirror `docs/contract/config.md` key for key (serde names are the YAML keys) and are
 //! deserialised with `deny_unknown_fields` everywhere, so an unknown key is an error with its path.
 //! Cross-references (a deployment's provider, a fallback's model) are checked afterwards by
 //! `validate`. Durations and sizes are newtypes parsed from `30s` / `10MiB` strings.
@@ -8,34 +8,45 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Dur};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
+    /// The listener and its limits.
     pub server: ServerConfig,
     #[serde(default)]
+    /// Shared state: Redis, NATS, the embedded store. None of them = one process, embedded, no services.
     pub state: StateConfig,
     #[serde(default)]
+    /// Upstream APIs the models are served by.
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
+    /// The model names clients put in `"model"`, each served by one or more deployments.
     pub models: Vec<ModelConfig>,
     #[serde(default)]
+    /// Retries, backoff and circuit breakers: the defaults for every model.
     pub resilience: ResilienceConfig,
     #[serde(default)]
+    /// The response cache (L1 in process, L2 in Redis).
     pub cache: CacheConfig,
-    /// `None` = no `auth` section at all: the gateway serves without keys (warning at start).
+    /// Gateway keys and the admin API. No `auth` section at all: the gateway serves without keys
+    /// (and warns at start).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
     #[serde(default)]
+    /// Where rate limits are counted, and per-model ceilings over all keys.
     pub rate_limits: RateLimitsConfig,
     #[serde(default)]
+    /// Async jobs and their webhooks.
     pub jobs: JobsConfig,
     #[serde(default)]
+    /// Logs and traces.
     pub telemetry: TelemetryConfig,
     /// In the configured order (the order they run and are reported in).
     #[serde(default)]
@@ -45,7 +56,7 @@ pub struct Config {
 }
 
 /// `responses:`: the Responses API objects the gateway stores.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResponsesConfig {
     /// How long a stored response (and its input items) is kept.
@@ -60,12 +71,16 @@ impl Default for ResponsesConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Address to listen on, `IP:PORT`. Without a file: `$AI_GATEWAY_LISTEN`, else `0.0.0.0:8080` in a container, else `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Largest request body accepted (413 beyond it).
     pub max_body_size: ByteSize,
+    /// Whole-request deadline (504 beyond it).
     pub request_timeout: Dur,
+    /// On SIGTERM, how long in-flight requests and streams may take to finish.
     pub shutdown_grace: Dur,
     /// A client must send a whole request head within this (from its first byte, or from the
     /// connection's start for the first request).
@@ -93,11 +108,16 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
+    /// L2 cache, shared rate limits and spend, admin-made keys. `rediss://` for TLS, `redis://user:password@host:port/db` for auth.
+    #[schemars(example = &"redis://127.0.0.1:6379")]
     pub redis_url: Option<String>,
+    /// Jobs: queue on a JetStream stream, records in a JetStream KV bucket. Several servers comma-separated; `tls://` for TLS.
+    #[schemars(example = &"nats://127.0.0.1:4222")]
     pub nats_url: Option<String>,
+    /// Embedded store for whatever Redis and NATS do not hold (keys, spend, jobs).
     pub data_dir: String,
 }
 
@@ -114,7 +134,7 @@ impl Default for StateConfig {
 /// A provider's `type`: the four wire formats the gateway speaks besides the built-in mock,
 /// and the presets (OpenAI-compatible services with their base URL and key variable known;
 /// `config::presets`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderType {
     Openai,
@@ -177,28 +197,40 @@ impl ProviderType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// Referenced by `models[].deployments[].provider`.
+    #[schemars(example = &"openai")]
     pub name: String,
     #[serde(rename = "type")]
+    /// The kind of upstream API.
     pub kind: ProviderType,
     /// Required for openai (defaults to OpenAI's), azure and anthropic (defaults to Anthropic's).
     #[serde(default)]
+    #[schemars(example = &"https://api.openai.com/v1")]
     pub base_url: Option<String>,
     #[serde(default)]
+    /// The provider's key, usually `"${OPENAI_API_KEY}"`-style from the environment.
+    #[schemars(example = &"${OPENAI_API_KEY}")]
     pub api_key: Option<String>,
+    /// Per attempt, to the last byte of a non-streamed answer.
     #[serde(default = "default_provider_timeout")]
     pub timeout: Dur,
+    /// Connecting to the provider, TLS included.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
     #[serde(default)]
+    /// Extra headers to send upstream.
+    #[schemars(example = serde_json::json!({"x-team": "search"}))]
     pub headers: BTreeMap<String, String>,
     /// azure only.
     #[serde(default)]
+    #[schemars(example = &"2024-10-21")]
     pub api_version: Option<String>,
     /// mock only: delay before the answer (and between streamed words).
     #[serde(default)]
+    #[schemars(example = &"20ms")]
     pub latency: Option<Dur>,
     /// bedrock only: the AWS region (signing, and the default `base_url`).
     #[serde(default)]
@@ -219,7 +251,7 @@ fn default_connect_timeout() -> Dur {
     Dur::secs(5)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingStrategy {
     #[default]
@@ -230,20 +262,32 @@ pub enum RoutingStrategy {
     LeastBusy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// What clients put in `"model"`; `prefix/*` serves every name with that prefix.
+    #[schemars(example = &"gpt-4o-mini")]
     pub name: String,
     #[serde(default)]
+    /// How a deployment is picked among the healthy ones.
     pub routing: RoutingStrategy,
+    /// Where the model is served: a provider and its model name.
     pub deployments: Vec<DeploymentConfig>,
     #[serde(default)]
+    /// Other model names, tried in order when every deployment failed.
+    #[schemars(example = ["claude-haiku"])]
     pub fallbacks: Vec<String>,
     #[serde(default)]
+    /// Overrides `resilience.retries` for this model.
+    #[schemars(example = 1)]
     pub retries: Option<u32>,
     #[serde(default)]
+    /// Overrides the provider's timeout for this model.
+    #[schemars(example = &"30s")]
     pub timeout: Option<Dur>,
     #[serde(default)]
+    /// Overrides `cache.enabled` for this model.
+    #[schemars(example = false)]
     pub cache: Option<bool>,
     /// Names from `guardrails:`, applied in addition to the global ones.
     #[serde(default)]
@@ -256,8 +300,8 @@ pub struct ModelConfig {
     pub shadow: Option<ShadowConfig>,
 }
 
-/// `models[].hedge`.
-#[derive(Debug, Clone, Deserialize)]
+/// `models[].hedge`: a second request when the first has no first byte after `after`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HedgeConfig {
     pub after: HedgeAfter,
@@ -270,6 +314,28 @@ pub struct HedgeConfig {
 pub enum HedgeAfter {
     Fixed(Dur),
     Percentile(f64),
+}
+
+impl Serialize for HedgeAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Fixed(d) => d.serialize(s),
+            Self::Percentile(p) => s.collect_str(&format_args!("p{}", (p * 100.0).round())),
+        }
+    }
+}
+
+impl JsonSchema for HedgeAfter {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HedgeAfter".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration (800ms, 2s) or a percentile of the model's recent latency (p50 .. p99)",
+            "examples": ["800ms", "p95"]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for HedgeAfter {
@@ -290,30 +356,44 @@ impl<'de> Deserialize<'de> for HedgeAfter {
     }
 }
 
-/// `models[].shadow`.
-#[derive(Debug, Clone, Deserialize)]
+/// `models[].shadow`: a sampled share of requests also sent, after the answer, to another model.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     pub model: String,
     pub sample: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfig {
+    /// A provider name from `providers`.
+    #[schemars(example = &"openai")]
     pub provider: String,
+    /// The upstream's model name (Azure: the deployment name; `"*"` under a wildcard model name `prefix/*`).
+    #[schemars(example = &"gpt-4o-mini")]
     pub model: String,
     #[serde(default)]
+    /// USD per million input tokens; used by `cost` routing and spend.
+    #[schemars(example = 0.15)]
     pub input_cost_per_mtok: Option<f64>,
     #[serde(default)]
+    /// USD per million output tokens.
+    #[schemars(example = 0.6)]
     pub output_cost_per_mtok: Option<f64>,
     #[serde(default = "one")]
+    /// Share of requests under `weighted` routing.
     pub weight: u32,
     #[serde(default)]
+    /// Order under `priority` routing: lower first.
     pub priority: i32,
+    /// Upstream requests per minute this deployment takes; the router avoids it at its limit.
     #[serde(default)]
+    #[schemars(example = 5000)]
     pub rpm: Option<u64>,
+    /// Upstream tokens per minute this deployment takes.
     #[serde(default)]
+    #[schemars(example = 2000000)]
     pub tpm: Option<u64>,
 }
 
@@ -321,13 +401,18 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResilienceConfig {
+    /// Extra attempts after the first, on 429, 5xx, connect errors and timeouts.
     pub retries: u32,
+    /// First retry delay; exponential with full jitter, honouring `retry-after`.
     pub backoff_initial: Dur,
+    /// Longest retry delay.
     pub backoff_max: Dur,
+    /// A deployment's circuit opens after consecutive failures.
     pub circuit_breaker: CircuitBreakerConfig,
+    /// Above 0: probe deployments whose circuit is open this often.
     pub health_check_interval: Dur,
 }
 
@@ -343,10 +428,12 @@ impl Default for ResilienceConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open a deployment's circuit.
     pub failure_threshold: u32,
+    /// Then half-open: one probe request decides.
     pub open_for: Dur,
 }
 
@@ -359,7 +446,7 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheScope {
     #[default]
@@ -367,16 +454,24 @@ pub enum CacheScope {
     Global,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
+    /// Cache answers (per model: `models[].cache`).
     pub enabled: bool,
+    /// How long an answer is kept.
     pub ttl: Dur,
+    /// `key`: each gateway key sees its own entries; `global`: shared by all keys.
     pub scope: CacheScope,
+    /// In-process cache: entries at most.
     pub l1_max_entries: u64,
+    /// In-process cache: bytes at most.
     pub l1_max_bytes: ByteSize,
+    /// Also cache in Redis (when `state.redis_url` is set), shared by replicas.
     pub l2: bool,
+    /// Cache only requests with temperature 0 or a seed.
     pub only_deterministic: bool,
+    /// Answer a request whose last user message means nearly the same as a cached one's.
     pub semantic: SemanticCacheConfig,
 }
 
@@ -397,14 +492,16 @@ impl Default for CacheConfig {
 
 /// `cache.semantic`: answer a request whose last user message means nearly the same as a
 /// cached one's.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SemanticCacheConfig {
+    /// Turn the semantic cache on.
     pub enabled: bool,
     /// A model name from `models:`, called through the gateway's own routing.
     pub embedding_model: String,
     /// Cosine similarity needed for a hit, in (0, 1].
     pub threshold: f32,
+    /// Entries kept at most.
     pub max_entries: u64,
 }
 
@@ -420,10 +517,13 @@ impl Default for SemanticCacheConfig {
 }
 
 /// One entry of `guardrails:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailConfig {
+    /// Named by `models[].guardrails` and `auth.keys[].guardrails`.
+    #[schemars(example = &"pii")]
     pub name: String,
+    /// What it checks.
     #[serde(rename = "type")]
     pub kind: GuardrailType,
     /// `type: pii`: the entities looked for (default: all six).
@@ -450,7 +550,7 @@ pub struct GuardrailConfig {
     pub on_error: ModerationOnError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardrailType {
     Pii,
@@ -458,7 +558,7 @@ pub enum GuardrailType {
     Moderation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardrailAction {
     Mask,
@@ -466,14 +566,14 @@ pub enum GuardrailAction {
     Block,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardrailSide {
     Input,
     Output,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModerationOnError {
     Allow,
@@ -501,36 +601,54 @@ impl GuardrailConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default)]
+    /// Turns the admin API on; usually `"${GATEWAY_MASTER_KEY}"`.
+    #[schemars(example = &"${GATEWAY_MASTER_KEY}")]
     pub master_key: Option<String>,
     #[serde(default)]
+    /// Static keys; more through the admin API.
     pub keys: Vec<KeyConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
+    /// Names the key in logs, metrics, spend and the admin API; unique.
+    #[schemars(example = &"app")]
     pub name: String,
     /// Exactly one of `key` and `key_sha256` (checked by validation).
     #[serde(default)]
+    #[schemars(example = &"${APP_KEY}")]
     pub key: Option<String>,
     #[serde(default)]
+    /// Or its SHA-256 hex (`ai-gateway hash-key KEY`), so the file holds no secret.
+    #[schemars(example = &"3f0a…(64 hex digits)")]
     pub key_sha256: Option<String>,
     #[serde(default = "all_models")]
+    /// Globs over model names this key may use.
     pub models: Vec<String>,
+    /// Requests per minute for this key.
     #[serde(default)]
+    #[schemars(example = 600)]
     pub rpm: Option<u64>,
+    /// Tokens per minute for this key.
     #[serde(default)]
+    #[schemars(example = 1000000)]
     pub tpm: Option<u64>,
     #[serde(default)]
+    /// Spend ceiling in USD per `budget_period`.
+    #[schemars(example = 50.0)]
     pub budget_usd: Option<f64>,
     #[serde(default)]
+    /// The budget period (e.g. `30d`); none = over the key's lifetime.
+    #[schemars(example = &"30d")]
     pub budget_period: Option<Dur>,
     /// RFC 3339 timestamp, validated at load.
     #[serde(default)]
+    #[schemars(example = &"2027-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
     /// Names from `guardrails:`, applied in addition to the global and the model's.
     #[serde(default)]
@@ -541,7 +659,7 @@ fn all_models() -> Vec<String> {
     vec!["*".to_owned()]
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum OnRedisError {
     #[default]
@@ -550,11 +668,15 @@ pub enum OnRedisError {
     Allow,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitsConfig {
+    /// Count in Redis (all replicas together) when `state.redis_url` is set.
     pub shared: bool,
+    /// While Redis is down: `local` counting per process, `deny` or `allow`.
     pub on_redis_error: OnRedisError,
+    /// Per-model ceilings over all keys, by model name.
+    #[schemars(example = serde_json::json!({"gpt-4o-mini": {"rpm": 10000, "tpm": 5000000}}))]
     pub models: BTreeMap<String, ModelLimit>,
 }
 
@@ -568,21 +690,29 @@ impl Default for RateLimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelLimit {
+    /// Requests per minute for this model over all keys.
     #[serde(default)]
+    #[schemars(example = 10000)]
     pub rpm: Option<u64>,
+    /// Tokens per minute for this model over all keys.
     #[serde(default)]
+    #[schemars(example = 5000000)]
     pub tpm: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
+    /// Concurrent jobs per gateway process.
     pub workers: u32,
+    /// Attempts of a job before it ends `failed`.
     pub max_attempts: u32,
+    /// How long a finished job's record and result are kept.
     pub result_ttl: Dur,
+    /// Delivery of finished jobs to `x-webhook-url`.
     pub webhook: WebhookConfig,
 }
 
@@ -597,14 +727,21 @@ impl Default for JobsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
+    /// `whsec_…`; generated and stored at start when unset (`ai-gateway webhook-secret` prints it).
+    #[schemars(example = &"${WEBHOOK_SECRET}")]
     pub secret: Option<String>,
+    /// A delivery not answered with 2xx within this is retried.
     pub timeout: Dur,
+    /// Delivery attempts at most.
     pub max_attempts: u32,
+    /// First retry delay; exponential with jitter.
     pub backoff_initial: Dur,
+    /// Longest retry delay.
     pub backoff_max: Dur,
+    /// Allow webhook URLs that resolve to loopback, private, link-local or metadata addresses.
     pub allow_private_networks: bool,
 }
 
@@ -621,21 +758,26 @@ impl Default for WebhookConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
     Pretty,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// `None`: pretty on a terminal, JSON otherwise.
+    /// `json` or `pretty`; unset: pretty on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
+    /// A tracing filter such as `info` or `ai_gateway=debug` (or `RUST_LOG`).
     pub log_level: String,
+    /// OTLP endpoint for trace export; empty = no export.
+    #[schemars(example = &"http://127.0.0.1:4318")]
     pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported traces.
     pub service_name: String,
+    /// Log request and response bodies (never keys or `Authorization`).
     pub log_bodies: bool,
 }
 

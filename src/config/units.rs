@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration from the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -69,6 +69,53 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+impl Dur {
+    /// The shortest way to write it in the file: `30s`, `1h`, `250ms`.
+    pub fn to_config_string(self) -> String {
+        const UNITS: [(u128, &str); 4] = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
+        let ms = self.0.as_millis();
+        for (m, u) in UNITS {
+            if ms > 0 && ms.is_multiple_of(m) {
+                return format!("{}{u}", ms / m);
+            }
+        }
+        if ms == 0 {
+            return "0s".to_owned();
+        }
+        format!("{ms}ms")
+    }
+}
+
+/// What the schema says a duration looks like (as [`Dur::from_str`] reads it).
+pub const DURATION_PATTERN: &str = "^\\s*[0-9]+(ms|s|m|h|d)\\s*$";
+/// What the schema says a size looks like (as [`ByteSize::from_str`] reads it).
+pub const SIZE_PATTERN: &str = "^\\s*[0-9]+\\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\\s*$";
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_config_string())
+    }
+}
+
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration: a whole number and a unit, ms, s, m, h or d (250ms, 30s, 5m, 24h, 30d).",
+            "examples": ["30s"]
+        })
+    }
+}
+
 /// A size in bytes from the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ByteSize(pub u64);
@@ -121,6 +168,41 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl ByteSize {
+    /// The shortest way to write it in the file: `10MiB`, `512KiB`, `100B`.
+    pub fn to_config_string(self) -> String {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (m, u) in UNITS {
+            if self.0 >= m && self.0.is_multiple_of(m) {
+                return format!("{}{u}", self.0 / m);
+            }
+        }
+        format!("{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_config_string())
+    }
+}
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": SIZE_PATTERN}
+            ],
+            "description": "A size in bytes: a number, or a number and a unit, B, KiB, MiB, GiB, KB, MB or GB (512KiB, 10MiB).",
+            "examples": ["10MiB"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +229,23 @@ mod tests {
         assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 * 1024);
         assert_eq!("10MiB".parse::<ByteSize>().unwrap().0, 10 * 1024 * 1024);
         assert!("10XB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn written_back_shortest() {
+        for (text, back) in [
+            ("30s", "30s"),
+            ("60s", "1m"),
+            ("600s", "10m"),
+            ("7d", "7d"),
+            ("250ms", "250ms"),
+            ("1500ms", "1500ms"),
+            ("0ms", "0s"),
+        ] {
+            assert_eq!(text.parse::<Dur>().unwrap().to_config_string(), back);
+        }
+        for (text, back) in [("10MiB", "10MiB"), ("1024KiB", "1MiB"), ("100", "100B")] {
+            assert_eq!(text.parse::<ByteSize>().unwrap().to_config_string(), back);
+        }
     }
 }

@@ -112,7 +112,7 @@ def check_compose_gateway(at: str, path: Path, svc: dict, binary: Path, shell_en
             mounts[parts[1]] = path.parent / parts[0]
         elif len(parts) > 1 and not parts[0].startswith("/"):
             mounts[parts[1]] = None
-    config = env.get("AI_GATEWAY_CONFIG", "/etc/ai-gateway/gateway.yaml")
+    config = env.get("AI_GATEWAY_CONFIG", "")  # the image sets none: the built-in default
     if config:
         if mounts.get(config) is None:
             problems.add(at, f"AI_GATEWAY_CONFIG {config} is not a file mounted from deploy/")

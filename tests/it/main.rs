@@ -24,6 +24,7 @@ mod cli;
 mod connections;
 mod embeddings;
 mod errors;
+mod first_contact;
 mod gemini;
 mod guardrails;
 mod hedge;

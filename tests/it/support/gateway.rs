@@ -22,6 +22,9 @@ enum Source {
     Json(Value),
     /// Written as is, with a `server.listen` section appended (so it must have no `server:`).
     Yaml(String),
+    /// No file at all: the built-in default, listening where `AI_GATEWAY_LISTEN` says
+    /// (`0.0.0.0:PORT`, as the image runs it).
+    BuiltinDefault,
 }
 
 pub struct Gateway {
@@ -77,6 +80,8 @@ fn clean(mut c: Command) -> Command {
         "ANTHROPIC_API_KEY",
         "AZURE_OPENAI_API_KEY",
         "AZURE_OPENAI_ENDPOINT",
+        "AI_GATEWAY_LISTEN",
+        "GATEWAY_MASTER_KEY",
     ] {
         c.env_remove(v);
     }
@@ -111,6 +116,12 @@ impl Gateway {
             "start_yaml adds the server section itself"
         );
         Self::start_inner(Source::Yaml(yaml.to_owned()), env, &[], &[]).await
+    }
+
+    /// Start `ai-gateway serve` as the container image does: no configuration file (none given,
+    /// none in the working directory), `AI_GATEWAY_LISTEN=0.0.0.0:PORT`, plus `env`.
+    pub async fn start_builtin_default(env: &[(&str, &str)]) -> Self {
+        Self::start_inner(Source::BuiltinDefault, env, &["serve"], &[]).await
     }
 
     /// Start `ai-gateway serve` under `taskset -c 0`: the process sees one CPU.
@@ -151,6 +162,7 @@ impl Gateway {
     ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let builtin = matches!(config, Source::BuiltinDefault);
         let (config_path, text) = match config {
             Source::Json(mut config) => {
                 if !config["server"].is_object() {
@@ -164,8 +176,11 @@ impl Gateway {
                 let text = format!("{yaml}\nserver:\n  listen: \"127.0.0.1:{port}\"\n");
                 (dir.path().join("gateway.yaml"), text.into_bytes())
             }
+            Source::BuiltinDefault => (dir.path().join("no-config"), Vec::new()),
         };
-        std::fs::write(&config_path, text).unwrap();
+        if !builtin {
+            std::fs::write(&config_path, text).unwrap();
+        }
         let mut cmd = match wrapper.split_first() {
             // taskset and prlimit exec the binary: the child's pid stays the gateway's.
             Some((program, wrapper_args)) => {
@@ -175,10 +190,13 @@ impl Gateway {
             }
             None => command(),
         };
-        cmd.args(args)
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
+        cmd.args(args);
+        if builtin {
+            cmd.env("AI_GATEWAY_LISTEN", format!("0.0.0.0:{port}"));
+        } else {
+            cmd.arg("--config").arg(&config_path);
+        }
+        cmd.current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
