@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Dur};
 
+mod guardrails;
+mod routing;
+pub use guardrails::*;
+pub use routing::*;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -300,70 +305,6 @@ pub struct ModelConfig {
     pub shadow: Option<ShadowConfig>,
 }
 
-/// `models[].hedge`: a second request when the first has no first byte after `after`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HedgeConfig {
-    pub after: HedgeAfter,
-    #[serde(default = "one")]
-    pub max: u32,
-}
-
-/// When a hedge goes out: a fixed delay, or a percentile (1-99) of the model's recent latency.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HedgeAfter {
-    Fixed(Dur),
-    Percentile(f64),
-}
-
-impl Serialize for HedgeAfter {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Fixed(d) => d.serialize(s),
-            Self::Percentile(p) => s.collect_str(&format_args!("p{}", (p * 100.0).round())),
-        }
-    }
-}
-
-impl JsonSchema for HedgeAfter {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "HedgeAfter".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "A duration (800ms, 2s) or a percentile of the model's recent latency (p50 .. p99)",
-            "examples": ["800ms", "p95"]
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for HedgeAfter {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let t = s.trim();
-        if let Some(p) = t.strip_prefix('p') {
-            return match p.parse::<u8>() {
-                Ok(n @ 1..=99) => Ok(Self::Percentile(f64::from(n) / 100.0)),
-                _ => Err(serde::de::Error::custom(format!(
-                    "\"{t}\" is not a percentile; write p50, p90, p95 or p99 (or a duration such as 800ms)"
-                ))),
-            };
-        }
-        t.parse::<Dur>()
-            .map(Self::Fixed)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// `models[].shadow`: a sampled share of requests also sent, after the answer, to another model.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowConfig {
-    pub model: String,
-    pub sample: f64,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfig {
@@ -512,91 +453,6 @@ impl Default for SemanticCacheConfig {
             embedding_model: "text-embedding-3-small".to_owned(),
             threshold: 0.95,
             max_entries: 100_000,
-        }
-    }
-}
-
-/// One entry of `guardrails:`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GuardrailConfig {
-    /// Named by `models[].guardrails` and `auth.keys[].guardrails`.
-    #[schemars(example = &"pii")]
-    pub name: String,
-    /// What it checks.
-    #[serde(rename = "type")]
-    pub kind: GuardrailType,
-    /// `type: pii`: the entities looked for (default: all six).
-    #[serde(default)]
-    pub entities: Option<Vec<String>>,
-    /// `type: regex`: the patterns (Rust `regex` syntax), checked at load.
-    #[serde(default)]
-    pub patterns: Vec<String>,
-    /// `type: moderation`: a model from `models:` serving `/v1/moderations`.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Default: `mask` for pii, `block` for regex and moderation.
-    #[serde(default)]
-    pub action: Option<GuardrailAction>,
-    /// Default: `[input, output]` for pii and regex, `[input]` for moderation.
-    #[serde(default)]
-    pub apply_to: Option<Vec<GuardrailSide>>,
-    /// Globs over model names this guardrail applies to on its own; empty: only where a
-    /// model or a key names it.
-    #[serde(default = "all_models")]
-    pub models: Vec<String>,
-    /// `type: moderation`: what a failed moderation call means.
-    #[serde(default)]
-    pub on_error: ModerationOnError,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardrailType {
-    Pii,
-    Regex,
-    Moderation,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardrailAction {
-    Mask,
-    Redact,
-    Block,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardrailSide {
-    Input,
-    Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ModerationOnError {
-    Allow,
-    #[default]
-    Block,
-}
-
-impl GuardrailConfig {
-    pub fn action(&self) -> GuardrailAction {
-        self.action.unwrap_or(match self.kind {
-            GuardrailType::Pii => GuardrailAction::Mask,
-            GuardrailType::Regex | GuardrailType::Moderation => GuardrailAction::Block,
-        })
-    }
-
-    /// Whether it applies to the request (`input`) and to the answer (`output`).
-    pub fn sides(&self) -> (bool, bool) {
-        match &self.apply_to {
-            Some(s) => (
-                s.contains(&GuardrailSide::Input),
-                s.contains(&GuardrailSide::Output),
-            ),
-            None => (true, self.kind != GuardrailType::Moderation),
         }
     }
 }
