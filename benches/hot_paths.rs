@@ -12,8 +12,8 @@ use ai_gateway::cache::key::{Endpoint, key};
 use ai_gateway::config::{RateLimitsConfig, RoutingStrategy};
 use ai_gateway::error::LimitReason;
 use ai_gateway::limits::{Bucket, Limiter};
-use ai_gateway::router::breaker::Breaker;
 use ai_gateway::router::strategy::{Candidate, pick};
+use ai_gateway::runtime::breaker::Breaker;
 use ai_gateway::wire::{parse_openai_chat, splice_model};
 use criterion::{Criterion, criterion_group, criterion_main};
 

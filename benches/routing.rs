@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use ai_gateway::providers::{CallCtx, Op};
-use ai_gateway::router::sketch::Sketch;
 use ai_gateway::router::{self, Call};
+use ai_gateway::runtime::sketch::Sketch;
 use ai_gateway::runtime::{ClientPool, Runtime};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};

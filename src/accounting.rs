@@ -32,7 +32,7 @@ pub struct Accounting {
     /// A cache hit: no upstream tokens were spent.
     free: bool,
     /// The request's usage cell (access log, server span).
-    report: Option<Arc<crate::telemetry::Usage>>,
+    report: Option<Arc<crate::record::RequestRecord>>,
 }
 
 impl Accounting {
@@ -58,7 +58,7 @@ impl Accounting {
     }
 
     /// Also report tokens and cost to the request's usage cell.
-    pub fn report_to(&mut self, cell: Option<Arc<crate::telemetry::Usage>>) {
+    pub fn report_to(&mut self, cell: Option<Arc<crate::record::RequestRecord>>) {
         self.report = cell;
     }
 

@@ -185,7 +185,7 @@ struct Finish {
     /// Time to the first body frame of a stream.
     ttft: Option<Duration>,
     stream: bool,
-    usage: Arc<crate::telemetry::Usage>,
+    usage: Arc<crate::record::RequestRecord>,
     span: tracing::Span,
 }
 
@@ -275,7 +275,7 @@ async fn request_context(req: Request, next: Next) -> Response {
 /// body ends.
 async fn in_context<F, Fut>(req: Request, next: F) -> Response
 where
-    F: FnOnce(Request, String, Arc<crate::telemetry::Usage>) -> Fut,
+    F: FnOnce(Request, String, Arc<crate::record::RequestRecord>) -> Fut,
     Fut: std::future::Future<Output = (Response, Option<crate::auth::Caller>)>,
 {
     let header_bytes: usize = req
@@ -298,7 +298,7 @@ where
         .get(crate::headers::X_REQUEST_ID)
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
-    let usage = Arc::new(crate::telemetry::Usage::new());
+    let usage = Arc::new(crate::record::RequestRecord::new());
     let method = req.method().clone();
     let uri = req.uri().clone();
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);

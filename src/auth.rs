@@ -144,7 +144,7 @@ impl KeyEntry {
     /// The period spend and usage are counted over.
     pub fn period(&self) -> std::time::Duration {
         self.budget_period
-            .unwrap_or(crate::limits::spend::DEFAULT_PERIOD)
+            .unwrap_or(crate::config::DEFAULT_BUDGET_PERIOD)
     }
 
     pub fn is_expired(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Wall-clock Unix time, for timestamps that leave the process (`created`, records, periods).
-//! Intervals and deadlines use tokio's monotonic clock instead.
+//! Intervals and deadlines use tokio's monotonic clock instead ([`monotonic_ms`]).
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix seconds now (0 if the clock is before 1970).
@@ -15,4 +16,16 @@ pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds on a monotonic clock (tokio's, so paused-time tests move it).
+pub fn monotonic_ms() -> u64 {
+    static BASE: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(tokio::time::Instant::now);
+    u64::try_from(
+        tokio::time::Instant::now()
+            .saturating_duration_since(base)
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
 }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mock_server;
 pub mod pipeline;
 pub mod providers;
+pub mod record;
 pub mod reload;
 pub mod responses;
 pub mod router;

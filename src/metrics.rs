@@ -15,8 +15,6 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::runtime::Runtime;
-
 pub const REQUESTS: &str = "ai_gateway_requests_total";
 pub const REQUEST_DURATION: &str = "ai_gateway_request_duration_seconds";
 pub const UPSTREAM_DURATION: &str = "ai_gateway_upstream_duration_seconds";
@@ -75,10 +73,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .ok()?
         .set_buckets_for_metric(Matcher::Full(TTFT.into()), TTFT_BUCKETS)
         .ok()?
-        .set_buckets_for_metric(
-            Matcher::Full(crate::router::shadow::SHADOW_LATENCY_RATIO.into()),
-            crate::router::shadow::RATIO_BUCKETS,
-        )
+        .set_buckets_for_metric(Matcher::Full(SHADOW_LATENCY_RATIO.into()), RATIO_BUCKETS)
         .ok()?;
     let handle = builder.install_recorder().ok()?;
     // Histogram samples wait in lock-free buckets until upkeep folds them in: without it they
@@ -283,7 +278,7 @@ fn describe() {
         DEPENDENCY_UP,
         "Whether a shared dependency (redis, nats) answers: 1 up, 0 down"
     );
-    crate::router::describe_metrics();
+    describe_router_metrics();
 }
 
 /// The endpoint label of a path: one of the contract's paths, or "other".
@@ -457,21 +452,8 @@ pub fn dependency_up(dependency: &'static str, up: bool) {
     metrics::gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
 }
 
-/// Text exposition, with the circuit gauges read from the deployments at scrape time.
-pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
-    let mut seen = std::collections::HashSet::new();
-    for m in rt.models.values() {
-        for d in &m.deployments {
-            if seen.insert((d.provider.name.as_str(), d.model.as_str())) {
-                let v = d.state.breaker.state() as u8;
-                metrics::gauge!(CIRCUIT, "provider" => d.provider.name.clone(),
-                    "deployment_model" => d.model.clone())
-                .set(f64::from(v));
-            }
-            // Token series of every configured model and provider exist from the first scrape.
-            tokens(&m.name, &d.provider.name, 0, 0);
-        }
-    }
+/// Text exposition (the circuit gauges are set just before by `Runtime::publish_gauges`).
+pub fn render(handle: &PrometheusHandle) -> String {
     let text = handle.render();
     // `cost` is kept in a float gauge (see there); it is a counter. So are the router's costs.
     let mut text = text.replacen(
@@ -479,7 +461,7 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
         &format!("# TYPE {COST} counter"),
         1,
     );
-    for name in crate::router::FLOAT_COUNTERS {
+    for name in FLOAT_COUNTERS {
         text = text.replacen(
             &format!("# TYPE {name} gauge"),
             &format!("# TYPE {name} counter"),
@@ -487,6 +469,58 @@ pub fn render(handle: &PrometheusHandle, rt: &Runtime) -> String {
         );
     }
     text
+}
+
+// ------------------------------------------------------------------ the router's metrics
+
+pub const HEDGES: &str = "ai_gateway_hedges_total";
+/// What hedges that lost were charged (when their usage is known), over all keys.
+pub const HEDGE_COST: &str = "ai_gateway_hedge_cost_usd_total";
+pub const SHADOW_REQUESTS: &str = "ai_gateway_shadow_requests_total";
+pub const SHADOW_LATENCY_RATIO: &str = "ai_gateway_shadow_latency_ratio";
+pub const SHADOW_MATCHES: &str = "ai_gateway_shadow_matches_total";
+pub const SHADOW_TOKENS: &str = "ai_gateway_shadow_tokens_total";
+pub const SHADOW_COST: &str = "ai_gateway_shadow_cost_usd_total";
+
+/// Buckets of the latency ratio (shadow / primary).
+pub const RATIO_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
+];
+
+/// The router's float sums kept in gauges that only go up (rendered as counters).
+pub const FLOAT_COUNTERS: [&str; 2] = [HEDGE_COST, SHADOW_COST];
+
+/// Describe the router's metrics (hedges, shadow traffic, shared capacity).
+fn describe_router_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HEDGES,
+        "Hedge requests sent, by model and outcome (won: its answer was returned; lost)"
+    );
+    describe_gauge!(
+        HEDGE_COST,
+        "USD charged for hedged requests whose answer lost the race (when their usage is known)"
+    );
+    describe_counter!(
+        SHADOW_REQUESTS,
+        "Shadow requests by model, shadow model and outcome (ok, error, dropped)"
+    );
+    describe_histogram!(
+        SHADOW_LATENCY_RATIO,
+        "Shadow answer's duration over the primary answer's"
+    );
+    describe_counter!(
+        SHADOW_MATCHES,
+        "Shadow comparisons by check (text_exact, text_normalised, finish_reason, tool_calls) and result"
+    );
+    describe_counter!(
+        SHADOW_TOKENS,
+        "Tokens of compared answers, by side (primary, shadow) and type (input, output)"
+    );
+    describe_gauge!(
+        SHADOW_COST,
+        "USD of compared answers, by side (primary, shadow)"
+    );
 }
 
 #[cfg(test)]

@@ -34,10 +34,10 @@ use crate::error::{Error, UpstreamError};
 use crate::headers as hn;
 use crate::limits::Bucket;
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
+use crate::record::ServedBy;
 use crate::router::{self, Call};
 use crate::runtime::{Deployment, Runtime};
 use crate::sse::SseParser;
-use crate::telemetry::ServedBy;
 use crate::translate;
 use crate::wire::{self, ChatHead, Format};
 
@@ -198,7 +198,7 @@ async fn admit(
             .key
             .as_ref()
             .map(|k| k.period())
-            .unwrap_or(crate::limits::spend::DEFAULT_PERIOD);
+            .unwrap_or(crate::config::DEFAULT_BUDGET_PERIOD);
         return Err(Error::BudgetExceeded {
             retry_after: std::time::Duration::from_millis(crate::limits::spend::until_period_end(
                 period,
@@ -411,7 +411,7 @@ fn upstream_headers(
 }
 
 /// Put what served the answer in its headers, and beside it for the request's metrics and
-/// access log (`telemetry::Usage`, when the request has one).
+/// access log (`record::RequestRecord`, when the request has one).
 fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
     let h = resp.headers_mut();
     h.insert(hn::X_CACHE, served.cache.clone());

@@ -29,7 +29,7 @@ impl Redis {
     /// Parse the URL; connecting happens in the background (see [`Redis::maintain`]).
     pub fn new(url: &str) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("state.redis_url: {e}"))?;
-        let url_for_logs = redact_url(url);
+        let url_for_logs = crate::config::redact_url(url);
         Ok(Arc::new(Self {
             url_for_logs,
             client,
@@ -60,7 +60,7 @@ impl Redis {
         if fatal {
             self.healthy.store(false, Ordering::Relaxed);
         }
-        let now = crate::router::state::now_ms();
+        let now = crate::clock::monotonic_ms();
         let last = self.last_error_log_ms.load(Ordering::Relaxed);
         if (last == 0 || now.saturating_sub(last) >= LOG_EVERY_MS)
             && self
@@ -125,24 +125,16 @@ impl Redis {
     }
 }
 
-/// The URL without its password, for logs.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn redacts_passwords() {
         assert_eq!(
-            super::redact_url("redis://:pw@host:6379/0"),
+            crate::config::redact_url("redis://:pw@host:6379/0"),
             "redis://***@host:6379/0"
         );
         assert_eq!(
-            super::redact_url("redis://127.0.0.1:6379"),
+            crate::config::redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
     }

@@ -23,13 +23,24 @@ pub struct Usage {
 impl Usage {
     /// USD at the deployment's prices (per million tokens); `None` when it has none.
     pub fn cost(&self, input_per_mtok: Option<f64>, output_per_mtok: Option<f64>) -> Option<f64> {
-        crate::router::strategy::estimate_cost(
-            self.input,
-            self.output,
-            input_per_mtok,
-            output_per_mtok,
-        )
+        estimate_cost(self.input, self.output, input_per_mtok, output_per_mtok)
     }
+}
+
+/// Estimated USD cost of a request: input tokens at the input price plus `max_tokens` at the
+/// output price (prices per million tokens).
+pub fn estimate_cost(
+    input_tokens: u64,
+    max_tokens: u64,
+    input_per_mtok: Option<f64>,
+    output_per_mtok: Option<f64>,
+) -> Option<f64> {
+    if input_per_mtok.is_none() && output_per_mtok.is_none() {
+        return None;
+    }
+    let i = input_per_mtok.unwrap_or(0.0) * input_tokens as f64;
+    let o = output_per_mtok.unwrap_or(0.0) * max_tokens as f64;
+    Some((i + o) / 1_000_000.0)
 }
 
 #[derive(Deserialize, Default)]

@@ -37,7 +37,7 @@ pub async fn reload(State(state): State<SharedState>) -> Response {
 /// error rate, in-flight and request counts.
 pub async fn deployments(State(state): State<SharedState>) -> Response {
     let rt = state.runtime.load();
-    let now = crate::router::state::now_ms();
+    let now = crate::clock::monotonic_ms();
     let models: Vec<_> = rt
         .model_names
         .iter()
@@ -86,7 +86,7 @@ async fn key_view(state: &SharedState, rec: &crate::keys::KeyRecord) -> serde_js
         .budget_period
         .as_deref()
         .and_then(|p| p.parse::<crate::config::Dur>().ok())
-        .map_or(crate::limits::spend::DEFAULT_PERIOD, |d| d.get());
+        .map_or(crate::config::DEFAULT_BUDGET_PERIOD, |d| d.get());
     let totals = state.services.ledger.spend.totals(&rec.id, period).await;
     let (start, end) = crate::limits::spend::period_bounds(period);
     json!({

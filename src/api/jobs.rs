@@ -107,7 +107,7 @@ async fn submit(
     let flavor = endpoint.flavor();
     let usage = req
         .extensions()
-        .get::<std::sync::Arc<crate::telemetry::Usage>>()
+        .get::<std::sync::Arc<crate::record::RequestRecord>>()
         .cloned();
     let mut label = None;
     let result = submit_inner(&state, &caller, request_id, req, endpoint, &mut label).await;

@@ -158,7 +158,7 @@ pub async fn serve_call(
 ) -> Response {
     let usage = req
         .extensions()
-        .get::<std::sync::Arc<crate::telemetry::Usage>>()
+        .get::<std::sync::Arc<crate::record::RequestRecord>>()
         .cloned();
     serve_request(state, caller, request_id, usage, req, endpoint).await
 }
@@ -169,7 +169,7 @@ pub async fn serve_request(
     state: SharedState,
     caller: Caller,
     request_id: String,
-    usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
+    usage: Option<std::sync::Arc<crate::record::RequestRecord>>,
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
@@ -210,7 +210,7 @@ pub async fn run_call(
     body: Bytes,
     endpoint: Endpoint,
     started: tokio::time::Instant,
-    usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
+    usage: Option<std::sync::Arc<crate::record::RequestRecord>>,
 ) -> Response {
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
     let mut out = CallOut::default();
@@ -235,7 +235,7 @@ struct CallIn<'a> {
     endpoint: Endpoint,
     started: tokio::time::Instant,
     deadline: tokio::time::Instant,
-    usage: &'a Option<std::sync::Arc<crate::telemetry::Usage>>,
+    usage: &'a Option<std::sync::Arc<crate::record::RequestRecord>>,
 }
 
 /// What a call learns on its way that its answer carries even when the deadline cut it short:
@@ -252,7 +252,7 @@ impl CallOut {
         self,
         result: Result<Result<Response, Error>, tokio::time::error::Elapsed>,
         flavor: Flavor,
-        usage: Option<&crate::telemetry::Usage>,
+        usage: Option<&crate::record::RequestRecord>,
     ) -> Response {
         let mut resp = match result {
             Ok(Ok(r)) => r,

@@ -50,7 +50,10 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
     let body = state
         .metrics
         .as_ref()
-        .map(|h| crate::metrics::render(h, &rt))
+        .map(|h| {
+            rt.publish_gauges();
+            crate::metrics::render(h)
+        })
         .unwrap_or_default();
     (
         [(

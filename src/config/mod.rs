@@ -6,6 +6,7 @@
 //! carries the key path, the line and, where one helps, a hint such as `did you mean "openai"?`.
 //! Without a file the gateway runs on [`builtin_default`].
 
+pub mod otlp;
 pub mod schema;
 pub mod types;
 pub mod units;
@@ -314,7 +315,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             Some(LogFormat::Json) => "json",
             Some(LogFormat::Pretty) => "pretty",
         },
-        crate::telemetry::export_summary(t, &crate::telemetry::process_env)
+        otlp::export_summary(t, &otlp::process_env)
     ));
     out
 }
@@ -341,19 +342,14 @@ fn fmt_size(b: ByteSize) -> String {
     b.to_config_string()
 }
 
-/// A URL without credentials (`user:pass@`), query or fragment.
-fn redact_url(u: &str) -> String {
-    let (scheme, rest) = match u.find("://") {
-        Some(i) => (&u[..i + 3], &u[i + 3..]),
-        None => ("", u),
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    format!("{scheme}{host}{path}")
+/// A URL for logs and errors: credentials (`user:pass@`) replaced by `***`, query and fragment
+/// dropped. The one redactor of URLs (Redis, NATS, OTLP endpoints, upstreams).
+pub fn redact_url(u: &str) -> String {
+    let u = u.split(['?', '#']).next().unwrap_or_default();
+    match (u.find("://"), u.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
+        _ => u.to_owned(),
+    }
 }
 
 /// The closest candidate to `word`, if any is close enough to be a likely typo.

@@ -469,6 +469,9 @@ pub struct AuthConfig {
     pub keys: Vec<KeyConfig>,
 }
 
+/// The budget period of keys without `budget_period` (also the usage-reporting period).
+pub const DEFAULT_BUDGET_PERIOD: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::monotonic_ms as now_ms;
 use crate::config::{OnRedisError, RateLimitsConfig};
 use crate::error::{Error, LimitReason};
-use crate::router::state::now_ms;
 use crate::state::{REDIS_TIMEOUT, Redis};
 
 /// The window every limit is expressed over.

@@ -18,8 +18,7 @@ use crate::state::{REDIS_TIMEOUT, Redis};
 use crate::store::{Store, Table};
 use crate::usage::Usage;
 
-/// The default period for keys without `budget_period`, for usage reporting.
-pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+pub use crate::config::DEFAULT_BUDGET_PERIOD as DEFAULT_PERIOD;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Totals {

@@ -60,7 +60,7 @@ pub struct CallCtx {
     /// The client's `anthropic-beta` header, forwarded to Anthropic upstreams only.
     pub anthropic_beta: Option<HeaderValue>,
     /// Where the request's tokens and cost are reported for its access-log line and span.
-    pub usage: Option<std::sync::Arc<crate::telemetry::Usage>>,
+    pub usage: Option<std::sync::Arc<crate::record::RequestRecord>>,
 }
 
 #[derive(Debug)]

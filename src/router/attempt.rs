@@ -10,11 +10,12 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::breaker::Admission;
-use super::state::{InFlight, now_ms};
 use super::{Call, first_chunk, outcome, valid_json};
+use crate::clock::monotonic_ms as now_ms;
 use crate::error::UpstreamError;
 use crate::providers::UpstreamBody;
+use crate::runtime::breaker::Admission;
+use crate::runtime::health::InFlight;
 use crate::runtime::{Deployment, Model};
 
 /// A finished attempt.
@@ -89,8 +90,8 @@ pub(super) async fn run(
     };
     let per_attempt = m.timeout.unwrap_or(d.provider.timeout);
     let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
-    let span = crate::telemetry::attempt_span(call.op, &m.name, &d, n);
-    let ctx = crate::telemetry::attempt_ctx(&span, call.ctx);
+    let span = crate::router::trace::attempt_span(call.op, &m.name, &d, n);
+    let ctx = crate::router::trace::attempt_ctx(&span, call.ctx);
     let mut dropped = crate::translate::Dropped::default();
     let result = d
         .provider
@@ -121,7 +122,7 @@ pub(super) async fn run(
     if !matches!(result, Ok(UpstreamBody::Stream(_))) {
         crate::metrics::attempt(&d.provider.name, &d.model, outcome(&result), took);
     }
-    crate::telemetry::attempt_end(&span, &d, outcome(&result), &result);
+    crate::router::trace::attempt_end(&span, &d, outcome(&result), &result);
     Done {
         d,
         admission,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::Call;
-use super::state::now_ms;
+use crate::clock::monotonic_ms as now_ms;
 use crate::error::LimitReason;
 use crate::limits::Bucket;
 use crate::runtime::Deployment;
@@ -24,7 +24,7 @@ pub fn shared(call: &Call<'_>) -> bool {
 /// limit, the deployment is marked full (for [`DeploymentState::full`]) and `false` returned;
 /// when Redis fails, the local window decides.
 ///
-/// [`DeploymentState::full`]: super::state::DeploymentState::full
+/// [`DeploymentState::full`]: crate::runtime::health::DeploymentState::full
 pub async fn take(call: &Call<'_>, d: &Deployment, tokens: u64) -> bool {
     if d.rpm.is_none() && d.tpm.is_none() {
         return true;

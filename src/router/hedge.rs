@@ -6,71 +6,17 @@
 //! whole checked answer); the other requests are dropped, and their upstream connections with
 //! them. A failure does not end the race while another request is still out.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::attempt::Done;
-use super::sketch::Sketch;
-use crate::config::{HedgeAfter, HedgeConfig};
+use crate::metrics::{HEDGE_COST, HEDGES};
 use crate::providers::UpstreamBody;
-
-pub const HEDGES: &str = "ai_gateway_hedges_total";
-/// What hedges that lost were charged (when their usage is known), over all keys.
-pub const HEDGE_COST: &str = "ai_gateway_hedge_cost_usd_total";
-
-/// A model's hedging, as the router uses it.
-#[derive(Debug)]
-pub struct Hedge {
-    after: HedgeAfter,
-    pub max: u32,
-    /// Recent latencies when `after` is a percentile: `[whole answers, streams' first chunks]`.
-    sketches: Option<Arc<[Sketch; 2]>>,
-}
-
-/// Sketches kept across reloads, by model name and percentile.
-pub type Sketches = HashMap<(String, u64), Arc<[Sketch; 2]>>;
-
-impl Hedge {
-    pub fn new(cfg: &HedgeConfig, model: &str, kept: &mut Sketches) -> Self {
-        let sketches = match cfg.after {
-            HedgeAfter::Fixed(_) => None,
-            HedgeAfter::Percentile(q) => Some(
-                kept.entry((model.to_owned(), q.to_bits()))
-                    .or_insert_with(|| Arc::new([Sketch::new(q), Sketch::new(q)]))
-                    .clone(),
-            ),
-        };
-        Self {
-            after: cfg.after,
-            max: cfg.max,
-            sketches,
-        }
-    }
-
-    /// How long the first request may take before a hedge goes out (`None`: not yet known).
-    pub fn after(&self, stream: bool) -> Option<Duration> {
-        match (self.after, &self.sketches) {
-            (HedgeAfter::Fixed(d), _) => Some(d.get()),
-            (HedgeAfter::Percentile(_), Some(s)) => s[usize::from(stream)].quantile(),
-            (HedgeAfter::Percentile(_), None) => None,
-        }
-    }
-
-    /// A completed attempt's latency (to its first chunk for a stream).
-    #[inline]
-    pub fn record(&self, stream: bool, took: Duration) {
-        if let Some(s) = &self.sketches {
-            s[usize::from(stream)].record(took);
-        }
-    }
-}
+use crate::runtime::policy::Hedge;
 
 /// Race `first` against hedges from `launch` (which picks, builds and counts a hedge, or says
 /// there is none to send). `on_failure` settles a failed request while others are still out.
@@ -183,12 +129,12 @@ fn loser(d: Done, model: &str) {
             }
         }
         Err(e) if e.is_caller_fault() => {
-            if d.admission == super::breaker::Admission::Probe {
+            if d.admission == crate::runtime::breaker::Admission::Probe {
                 d.d.state.breaker.release_probe();
             }
         }
         Err(_) => {
-            d.d.state.record_failure(super::state::now_ms());
+            d.d.state.record_failure(crate::clock::monotonic_ms());
         }
     }
 }

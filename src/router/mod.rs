@@ -11,13 +11,11 @@
 //! failure ends the stream (the pipeline writes an error event) and counts for the circuit.
 
 mod attempt;
-pub mod breaker;
 pub mod capacity;
 pub mod hedge;
 pub mod shadow;
-pub mod sketch;
-pub mod state;
 pub mod strategy;
+pub mod trace;
 mod tracked;
 
 use std::sync::Arc;
@@ -27,12 +25,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use self::breaker::Admission;
-use self::state::now_ms;
-use self::strategy::{Candidate, estimate_cost};
+use self::strategy::Candidate;
+use crate::clock::monotonic_ms as now_ms;
 use crate::error::{Error, LimitReason, UpstreamError, UpstreamKind};
 use crate::providers::{CallCtx, Op, UpstreamBody};
+use crate::runtime::breaker::Admission;
 use crate::runtime::{Deployment, Model, Runtime};
+use crate::usage::estimate_cost;
 
 /// A successful upstream answer and who gave it.
 pub struct Served {
@@ -348,42 +347,6 @@ pub async fn send(
     Err(finish(attempts, last, call))
 }
 
-/// The router's float sums kept in gauges that only go up (rendered as counters).
-pub const FLOAT_COUNTERS: [&str; 2] = [hedge::HEDGE_COST, shadow::SHADOW_COST];
-
-/// Describe the router's metrics (hedges, shadow traffic, shared capacity).
-pub fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        hedge::HEDGES,
-        "Hedge requests sent, by model and outcome (won: its answer was returned; lost)"
-    );
-    describe_gauge!(
-        hedge::HEDGE_COST,
-        "USD charged for hedged requests whose answer lost the race (when their usage is known)"
-    );
-    describe_counter!(
-        shadow::SHADOW_REQUESTS,
-        "Shadow requests by model, shadow model and outcome (ok, error, dropped)"
-    );
-    describe_histogram!(
-        shadow::SHADOW_LATENCY_RATIO,
-        "Shadow answer's duration over the primary answer's"
-    );
-    describe_counter!(
-        shadow::SHADOW_MATCHES,
-        "Shadow comparisons by check (text_exact, text_normalised, finish_reason, tool_calls) and result"
-    );
-    describe_counter!(
-        shadow::SHADOW_TOKENS,
-        "Tokens of compared answers, by side (primary, shadow) and type (input, output)"
-    );
-    describe_gauge!(
-        shadow::SHADOW_COST,
-        "USD of compared answers, by side (primary, shadow)"
-    );
-}
-
 /// Whether the limits that admitted a request leave room for a hedge: something left in every
 /// requests bucket, and at least this request's tokens in every tokens bucket.
 pub fn room_left(buckets: &[crate::limits::Bucket], states: &[crate::limits::BucketState]) -> bool {
@@ -394,7 +357,7 @@ pub fn room_left(buckets: &[crate::limits::Bucket], states: &[crate::limits::Buc
 }
 
 /// A failed attempt (not the caller's fault): its circuit is told.
-fn failed(d: &Deployment, guard: state::InFlight, e: &UpstreamError) {
+fn failed(d: &Deployment, guard: crate::runtime::health::InFlight, e: &UpstreamError) {
     drop(guard);
     let opened = d.state.record_failure(now_ms());
     tracing::debug!(
@@ -417,7 +380,8 @@ fn hedge_target(
     let mut cands = candidates(m, tried, call, now_ms(), &mut Blocked::default());
     cands.retain(|c| {
         !tried.contains(&c.index)
-            && m.deployments[c.index].state.breaker.state() == breaker::CircuitState::Closed
+            && m.deployments[c.index].state.breaker.state()
+                == crate::runtime::breaker::CircuitState::Closed
     });
     let i = strategy::pick(m.routing, &cands, &mut rand::rng())?;
     let body = build(&m.deployments[i]).ok()?;

@@ -21,54 +21,26 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::breaker::Admission;
-use super::state::now_ms;
 use super::{Blocked, Call, candidates, strategy};
 use crate::cache::stream::Assembler;
-use crate::config::ShadowConfig;
+use crate::clock::monotonic_ms as now_ms;
 use crate::error::{Error, UpstreamError};
+use crate::metrics::{
+    SHADOW_COST, SHADOW_LATENCY_RATIO, SHADOW_MATCHES, SHADOW_REQUESTS, SHADOW_TOKENS,
+};
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
+use crate::runtime::breaker::Admission;
+use crate::runtime::policy::Shadow;
 use crate::runtime::{Deployment, Model, Runtime};
-
-pub const SHADOW_REQUESTS: &str = "ai_gateway_shadow_requests_total";
-pub const SHADOW_LATENCY_RATIO: &str = "ai_gateway_shadow_latency_ratio";
-pub const SHADOW_MATCHES: &str = "ai_gateway_shadow_matches_total";
-pub const SHADOW_TOKENS: &str = "ai_gateway_shadow_tokens_total";
-pub const SHADOW_COST: &str = "ai_gateway_shadow_cost_usd_total";
 
 /// Shadow requests out at once, per process.
 pub const MAX_PENDING: usize = 32;
 /// A shadow request's own deadline (its model's or provider's timeout applies within it).
 const SHADOW_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Buckets of the latency ratio (shadow / primary).
-pub const RATIO_BUCKETS: &[f64] = &[
-    0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0,
-];
-
 fn pending() -> &'static Arc<Semaphore> {
     static P: OnceLock<Arc<Semaphore>> = OnceLock::new();
     P.get_or_init(|| Arc::new(Semaphore::new(MAX_PENDING)))
-}
-
-/// A model's shadow, as the router uses it.
-#[derive(Debug)]
-pub struct Shadow {
-    pub model: String,
-    pub sample: f64,
-}
-
-impl Shadow {
-    pub fn new(cfg: &ShadowConfig) -> Self {
-        Self {
-            model: cfg.model.clone(),
-            sample: cfg.sample,
-        }
-    }
-
-    fn sampled(&self) -> bool {
-        self.sample >= 1.0 || (self.sample > 0.0 && rand::random::<f64>() < self.sample)
-    }
 }
 
 /// A shadow request ready to go once the primary answer is complete.

@@ -89,25 +89,10 @@ pub fn pick<R: Rng + ?Sized>(
     Some(chosen.index)
 }
 
-/// Estimated USD cost of a request: input tokens at the input price plus `max_tokens` at the
-/// output price (prices per million tokens).
-pub fn estimate_cost(
-    input_tokens: u64,
-    max_tokens: u64,
-    input_per_mtok: Option<f64>,
-    output_per_mtok: Option<f64>,
-) -> Option<f64> {
-    if input_per_mtok.is_none() && output_per_mtok.is_none() {
-        return None;
-    }
-    let i = input_per_mtok.unwrap_or(0.0) * input_tokens as f64;
-    let o = output_per_mtok.unwrap_or(0.0) * max_tokens as f64;
-    Some((i + o) / 1_000_000.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::estimate_cost;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

@@ -27,10 +27,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde::Deserialize;
 
-use super::state::{InFlight, now_ms};
+use crate::clock::monotonic_ms as now_ms;
 use crate::error::{UpstreamError, UpstreamKind};
 use crate::providers::ByteStream;
 use crate::runtime::Deployment;
+use crate::runtime::health::InFlight;
 use crate::sse::SseParser;
 use crate::translate::TRUNCATED;
 use crate::wire::Format;

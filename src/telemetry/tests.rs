@@ -1,4 +1,6 @@
 use super::*;
+use crate::config::otlp::export_summary;
+use crate::record::RequestRecord;
 
 fn plan(file: Option<&str>, vars: &[(&str, &str)]) -> Option<ExportPlan> {
     let cfg = TelemetryConfig {
@@ -71,7 +73,7 @@ fn endpoints_and_protocols() {
 #[test]
 fn endpoint_logs_hide_credentials() {
     assert_eq!(
-        redact_endpoint("https://user:pw@otlp.example.com/v1/traces?token=x"),
+        crate::config::redact_url("https://user:pw@otlp.example.com/v1/traces?token=x"),
         "https://***@otlp.example.com/v1/traces"
     );
 }
@@ -103,7 +105,7 @@ fn bodies_lose_their_secrets() {
 
 #[test]
 fn usage_cell() {
-    let u = Usage::new();
+    let u = RequestRecord::new();
     assert_eq!(u.tokens(), None);
     assert_eq!(u.cost(), None);
     u.set_tokens(3, 4);

@@ -2,15 +2,20 @@
 //! and the key table, built from a validated `Config`. The app holds it in an `ArcSwap`, so a reload
 //! swaps it whole while in-flight requests finish on the one they started with.
 
+pub mod breaker;
+pub mod health;
+pub mod policy;
+pub mod sketch;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::health::DeploymentState;
 use crate::auth::Auth;
 use crate::config::{Config, RoutingStrategy};
 use crate::providers::http::Http;
 use crate::providers::{Op, Provider, http_client};
-use crate::router::state::DeploymentState;
 
 /// One way to serve a model: a provider and its upstream model name.
 #[derive(Debug, Clone)]
@@ -63,9 +68,9 @@ pub struct Model {
     /// `cache:` of the model (overrides `cache.enabled`).
     pub cache: Option<bool>,
     /// `hedge:` of the model.
-    pub hedge: Option<crate::router::hedge::Hedge>,
+    pub hedge: Option<self::policy::Hedge>,
     /// `shadow:` of the model.
-    pub shadow: Option<crate::router::shadow::Shadow>,
+    pub shadow: Option<self::policy::Shadow>,
 }
 
 /// A wildcard model: names starting with `prefix` (`openai/`) are served by `template`, whose
@@ -112,7 +117,7 @@ pub struct ClientPool {
     clients: HashMap<(String, Duration, String), Http>,
     states: HashMap<(String, String), Arc<DeploymentState>>,
     /// Hedging's latency sketches, by model and percentile.
-    sketches: crate::router::hedge::Sketches,
+    sketches: self::policy::Sketches,
 }
 
 pub struct Runtime {
@@ -305,8 +310,8 @@ impl Runtime {
                 hedge: m
                     .hedge
                     .as_ref()
-                    .map(|h| crate::router::hedge::Hedge::new(h, &m.name, &mut clients.sketches)),
-                shadow: m.shadow.as_ref().map(crate::router::shadow::Shadow::new),
+                    .map(|h| self::policy::Hedge::new(h, &m.name, &mut clients.sketches)),
+                shadow: m.shadow.as_ref().map(self::policy::Shadow::new),
             });
             match m.name.strip_suffix('*').filter(|p| p.ends_with('/')) {
                 Some(prefix) => wildcards.push(Wildcard {
@@ -336,5 +341,23 @@ impl Runtime {
             auth,
             loaded_at: crate::providers::now_unix(),
         })
+    }
+
+    /// Set the gauges read from the deployments at scrape time (circuit states), and make every
+    /// configured model's token series exist from the first scrape.
+    pub fn publish_gauges(&self) {
+        let mut seen = std::collections::HashSet::new();
+        for m in self.models.values() {
+            for d in &m.deployments {
+                if seen.insert((d.provider.name.as_str(), d.model.as_str())) {
+                    let v = d.state.breaker.state() as u8;
+                    metrics::gauge!(crate::metrics::CIRCUIT, "provider" => d.provider.name.clone(),
+                        "deployment_model" => d.model.clone())
+                    .set(f64::from(v));
+                }
+                // Token series of every configured model and provider exist from the first scrape.
+                crate::metrics::tokens(&m.name, &d.provider.name, 0, 0);
+            }
+        }
     }
 }

@@ -11,18 +11,6 @@ use std::time::Duration;
 use super::breaker::Breaker;
 use crate::error::LimitReason;
 
-/// Milliseconds on a monotonic clock (tokio's, so paused-time tests move it).
-pub fn now_ms() -> u64 {
-    static BASE: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(tokio::time::Instant::now);
-    u64::try_from(
-        tokio::time::Instant::now()
-            .saturating_duration_since(base)
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
 /// EWMA weight of a new latency sample.
 const EWMA_ALPHA: f64 = 0.2;
 
