@@ -9,7 +9,8 @@
 
 use std::hint::black_box;
 
-use ai_gateway::app::{AppState, HttpService};
+use ai_gateway::api::context::AppState;
+use ai_gateway::app::HttpService;
 use axum::body::Body;
 use axum::extract::Request;
 use criterion::{Criterion, criterion_group, criterion_main};

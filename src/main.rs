@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 mod allocator;
 mod healthcheck;
 
-use ai_gateway::{api, app, auth, config, import, jobs, keys, lifecycle, mock_server, telemetry};
+use ai_gateway::app::lifecycle;
+use ai_gateway::{api, app, auth, config, import, jobs, mock_server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -295,8 +296,8 @@ async fn serve(
     raise_descriptor_limit();
     // The metrics recorder is installed with the state, before the jobs set their gauges.
     let jobs_cfg = cfg.clone();
-    let state = app::AppState::new(cfg, path)?;
-    keys::at_start(&state).await;
+    let state = api::context::AppState::new(cfg, path)?;
+    api::context::keys_at_start(&state).await;
     match jobs::Jobs::start(&jobs_cfg).await {
         Ok(j) => {
             let _ = state.jobs.set(j);

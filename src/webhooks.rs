@@ -293,7 +293,7 @@ impl Webhooks {
                 retry_after: None,
             };
         };
-        let ts = crate::jobs::now_unix();
+        let ts = crate::clock::unix_secs();
         let signature = sign(key, id, ts, body);
         let req = self
             .client

@@ -12,13 +12,54 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::Error;
+use crate::error::{Error, Flavor};
 
 /// Which API a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     OpenAi,
     Anthropic,
+}
+
+/// Which operation a body-carrying model call performs (the direct path, async jobs and their
+/// stored records name it by its path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat(Format),
+    Embeddings,
+    /// `POST /v1/responses`: translated to a chat call and back.
+    Responses,
+}
+
+impl Endpoint {
+    /// The model call a path is (`None`: not one of them).
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/v1/chat/completions" => Some(Self::Chat(Format::OpenAi)),
+            "/v1/messages" => Some(Self::Chat(Format::Anthropic)),
+            "/v1/embeddings" => Some(Self::Embeddings),
+            "/v1/responses" => Some(Self::Responses),
+            _ => None,
+        }
+    }
+
+    /// The path of the call.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat(Format::OpenAi) => "/v1/chat/completions",
+            Self::Chat(Format::Anthropic) => "/v1/messages",
+            Self::Embeddings => "/v1/embeddings",
+            Self::Responses => "/v1/responses",
+        }
+    }
+
+    /// The error shape of the endpoint.
+    pub fn flavor(self) -> Flavor {
+        match self {
+            Self::Chat(Format::Anthropic) => Flavor::Anthropic,
+            _ => Flavor::OpenAi,
+        }
+    }
 }
 
 /// The parts of a chat request (OpenAI or Anthropic) the gateway itself uses.

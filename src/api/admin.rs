@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::SharedState;
+use crate::api::context::SharedState;
 
 /// `POST /admin/reload`: re-read the file; an invalid one is refused with its errors. A valid one
 /// is applied, and the answer lists the changed keys that need a restart (`restart_required`).
 pub async fn reload(State(state): State<SharedState>) -> Response {
-    match crate::app::reload(&state).await {
+    match crate::api::context::reload(&state).await {
         Ok(restart_required) => axum::Json(json!({
             "status": "reloaded",
             "restart_required": restart_required,

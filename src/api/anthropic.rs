@@ -7,11 +7,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Endpoint, call_ctx, read_body, serve_call};
-use crate::app::{RequestId, SharedState};
+use super::{call_ctx, read_body, serve_call};
+use crate::api::context::{RequestId, SharedState};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor, UpstreamKind};
 use crate::providers::{Op, UpstreamBody};
+use crate::wire::Endpoint;
 use crate::wire::Format;
 
 pub async fn messages(

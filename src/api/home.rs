@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::SharedState;
+use crate::api::context::SharedState;
 
 /// Where the web console is served, when this build has it (the `console` feature).
 pub const CONSOLE_PATH: Option<&str> = if cfg!(feature = "console") {

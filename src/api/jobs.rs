@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Endpoint, read_body};
-use crate::app::{RequestId, SharedState};
+use super::read_body;
+use crate::api::context::{RequestId, SharedState};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::jobs::{Cancel, Job, JobStatus, NewJob, SubmitError, WebhookState, WebhookStatus};
+use crate::wire::Endpoint;
 use crate::wire::{self, Format};
 
 /// Request headers a job keeps, because the pipeline reads them.
@@ -203,12 +204,7 @@ async fn submit_inner(
         .iter()
         .filter_map(|n| header_str(&parts.headers, n).map(|v| ((*n).to_owned(), v.to_owned())))
         .collect();
-    let path = match endpoint {
-        Endpoint::Chat(Format::OpenAi) => "/v1/chat/completions",
-        Endpoint::Chat(Format::Anthropic) => "/v1/messages",
-        Endpoint::Embeddings => "/v1/embeddings",
-        Endpoint::Responses => "/v1/responses",
-    };
+    let path = endpoint.path();
     let job = Job {
         id: crate::jobs::new_job_id(),
         status: JobStatus::Queued,
@@ -217,7 +213,7 @@ async fn submit_inner(
         caller: caller.name().to_owned(),
         caller_id: caller.id().to_owned(),
         request_id,
-        created_at: crate::jobs::now_unix(),
+        created_at: crate::clock::unix_secs(),
         started_at: None,
         finished_at: None,
         attempts: 0,

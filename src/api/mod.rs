@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod context;
 pub mod home;
 pub mod jobs;
 pub mod openai;
 pub mod ops;
+pub mod reload;
 pub mod responses;
 
 use axum::body::Body;
@@ -16,11 +18,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::app::{SharedState, deadline};
+use crate::api::context::{SharedState, deadline};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
+use crate::wire::Endpoint;
 use crate::wire::{self, Format};
 
 /// The `/v1` routes (authentication is layered on by `app::router`).
@@ -125,25 +128,6 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
         traceparent: headers.get(crate::headers::TRACEPARENT).cloned(),
         anthropic_beta: headers.get(crate::headers::ANTHROPIC_BETA).cloned(),
         usage: None,
-    }
-}
-
-/// Which operation a body-carrying endpoint performs.
-#[derive(Debug, Clone, Copy)]
-pub enum Endpoint {
-    Chat(Format),
-    Embeddings,
-    /// `POST /v1/responses`: translated to a chat call and back.
-    Responses,
-}
-
-impl Endpoint {
-    /// The error shape of the endpoint.
-    pub fn flavor(self) -> Flavor {
-        match self {
-            Endpoint::Chat(Format::Anthropic) => Flavor::Anthropic,
-            _ => Flavor::OpenAi,
-        }
     }
 }
 

@@ -7,11 +7,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Endpoint, serve_call};
-use crate::app::{RequestId, SharedState};
+use super::serve_call;
+use crate::api::context::{RequestId, SharedState};
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline;
+use crate::wire::Endpoint;
 use crate::wire::Format;
 
 pub async fn chat_completions(

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::SharedState;
+use crate::api::context::SharedState;
 
 pub async fn health() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()

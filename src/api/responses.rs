@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{CallIn, CallOut};
-use crate::app::SharedState;
+use crate::api::context::SharedState;
 use crate::auth::Caller;
 use crate::error::{Error, Flavor};
 use crate::pipeline::{self, ChatCall};

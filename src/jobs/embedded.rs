@@ -26,8 +26,9 @@ use redb::{
 };
 use tokio::sync::{Notify, oneshot};
 
-use super::{Cancel, Job, JobStatus, NewJob, StoreError, Submitted, WebhookStatus, now_unix_ms};
+use super::{Cancel, Job, JobStatus, NewJob, StoreError, Submitted, WebhookStatus};
 use crate::auth::Caller;
+use crate::clock::unix_ms;
 use crate::config::Config;
 
 pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
@@ -225,7 +226,7 @@ impl Embedded {
 
     pub async fn submit(&self, new: NewJob) -> Result<Submitted, StoreError> {
         let NewJob { mut job, body } = new;
-        let slot = (now_unix_ms(), self.seq());
+        let slot = (unix_ms(), self.seq());
         job.slot = Some(slot);
         let out = self
             .write(move |txn| {
@@ -273,7 +274,7 @@ impl Embedded {
     /// Take up to `n` due jobs: each becomes `running` with one more attempt. Also returns the
     /// due time (unix ms) of the next queued job, if any.
     pub async fn take(&self, n: usize) -> Result<(Vec<(Job, Bytes)>, Option<u64>), StoreError> {
-        let now = now_unix_ms();
+        let now = unix_ms();
         let (taken, next) = self
             .write(move |txn| {
                 let mut queue = txn.open_table(QUEUE)?;
@@ -306,7 +307,7 @@ impl Embedded {
                         .unwrap_or_default();
                     job.status = JobStatus::Running;
                     job.attempts += 1;
-                    job.started_at = Some(super::now_unix());
+                    job.started_at = Some(crate::clock::unix_secs());
                     job.slot = None;
                     records.insert(id.as_str(), job.to_bytes().as_ref())?;
                     running.insert(id.as_str(), ())?;
@@ -400,7 +401,7 @@ impl Embedded {
         n: usize,
         busy: HashSet<String>,
     ) -> Result<(Vec<(u64, Job)>, Option<u64>), StoreError> {
-        let now = now_unix_ms();
+        let now = unix_ms();
         self.read(move |txn| {
             let hooks = txn.open_table(WEBHOOKS)?;
             let records = txn.open_table(RECORDS)?;
@@ -453,7 +454,7 @@ impl Embedded {
 
     /// Drop records whose `result_ttl` passed (and their idempotency keys). How many.
     pub async fn expire(&self) -> Result<usize, StoreError> {
-        let now = now_unix_ms();
+        let now = unix_ms();
         self.write(move |txn| {
             let mut exp = txn.open_table(EXPIRY)?;
             let mut due = Vec::new();
@@ -531,7 +532,7 @@ fn end_job(
     records.insert(id, job.to_bytes().as_ref())?;
     txn.open_table(RUNNING)?.remove(id)?;
     txn.open_table(BODIES)?.remove(id)?;
-    let now = now_unix_ms();
+    let now = unix_ms();
     txn.open_table(EXPIRY)?
         .insert((now.saturating_add(ttl_ms), id), ())?;
     if job
@@ -579,7 +580,7 @@ fn recover(
             .filter_map(Result::ok)
             .map(|(k, _)| k.value().to_owned())
             .collect();
-        let now = now_unix_ms();
+        let now = unix_ms();
         let (mut requeued, mut failed) = (0, 0);
         for id in &ids {
             running.remove(id.as_str())?;

@@ -18,6 +18,7 @@
 //! in `attempts`.
 
 pub mod embedded;
+pub mod host;
 mod legacy;
 pub mod nats;
 pub mod secret;
@@ -33,8 +34,9 @@ use serde_json::{Value, json};
 
 use tokio::sync::watch;
 
-use crate::app::SharedState;
+use self::host::SharedHost as SharedState;
 use crate::auth::Caller;
+use crate::clock::{unix_ms, unix_secs};
 use crate::config::Config;
 
 /// Where a job is in its life.
@@ -193,7 +195,7 @@ impl Job {
         self.status = status;
         self.result = result;
         self.error = error;
-        self.finished_at = Some(now_unix());
+        self.finished_at = Some(unix_secs());
         self.slot = None;
     }
 }
@@ -355,15 +357,12 @@ impl Jobs {
     }
 }
 
-/// Unix seconds now.
-pub use crate::clock::{unix_ms as now_unix_ms, unix_secs as now_unix};
-
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// `job_` + a ULID: 48 bits of unix milliseconds and 80 random bits in Crockford base32 (26
 /// characters), so ids sort by creation time.
 pub fn new_job_id() -> String {
-    let ms = u128::from(now_unix_ms() & 0xFFFF_FFFF_FFFF);
+    let ms = u128::from(unix_ms() & 0xFFFF_FFFF_FFFF);
     let rnd: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
     let v = (ms << 80) | rnd;
     let mut out = String::with_capacity(30);

@@ -35,9 +35,9 @@ use super::worker::{Outcome, count_end, deliver_webhook, execute, interrupted_er
 use super::{
     Cancel, Job, JobStatus, Jobs, NewJob, StoreError, SubmitError, Submitted, WebhookStatus,
 };
-use crate::app::SharedState;
 use crate::auth::Caller;
 use crate::config::Config;
+use crate::jobs::host::SharedHost as SharedState;
 
 const JOBS_STREAM: &str = "AIGW_JOBS";
 const JOBS_SUBJECT: &str = "aigw.jobs.run";
@@ -474,7 +474,7 @@ impl Nats {
         mut stop: watch::Receiver<bool>,
         hard: watch::Receiver<bool>,
     ) {
-        let slots = state.job_slots.clone();
+        let slots = state.job_slots().clone();
         let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
@@ -566,7 +566,7 @@ impl Nats {
             return;
         };
         let key = record_key(&id);
-        let max_attempts = state.runtime.load().config.jobs.max_attempts;
+        let max_attempts = state.runtime().config.jobs.max_attempts;
         // Mark it running (compare-and-set on the record).
         let mut tries = 0;
         let (mut job, revision) = loop {
@@ -614,7 +614,7 @@ impl Nats {
             }
             job.status = JobStatus::Running;
             job.attempts += 1;
-            job.started_at = Some(super::now_unix());
+            job.started_at = Some(crate::clock::unix_secs());
             match inner.kv.update(&key, job.to_bytes(), entry.revision).await {
                 Ok(rev) => break (job, rev),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision && tries < 5 => {}

@@ -20,12 +20,12 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::embedded::Embedded;
-use super::{Job, JobStatus, Jobs, WebhookState, WebhookStatus, backoff, now_unix, now_unix_ms};
-use crate::api::Endpoint;
-use crate::app::SharedState;
+use super::{Job, JobStatus, Jobs, WebhookState, WebhookStatus, backoff};
 use crate::auth::Caller;
+use crate::clock::{unix_ms, unix_secs};
+use crate::jobs::host::SharedHost as SharedState;
 use crate::webhooks::Attempt;
-use crate::wire::Format;
+use crate::wire::Endpoint;
 
 /// What running a job once came to.
 pub enum Outcome {
@@ -41,16 +41,6 @@ pub fn interrupted_error(attempts: u32) -> Value {
         "param": null,
         "code": null,
     })
-}
-
-fn endpoint_of(path: &str) -> Option<Endpoint> {
-    match path {
-        "/v1/chat/completions" => Some(Endpoint::Chat(Format::OpenAi)),
-        "/v1/messages" => Some(Endpoint::Chat(Format::Anthropic)),
-        "/v1/embeddings" => Some(Endpoint::Embeddings),
-        "/v1/responses" => Some(Endpoint::Responses),
-        _ => None,
-    }
 }
 
 fn headers_of(job: &Job) -> HeaderMap {
@@ -69,12 +59,12 @@ fn headers_of(job: &Job) -> HeaderMap {
 /// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
 /// revoked or expired.
 async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
-    if !state.runtime.load().auth.enabled() {
+    if !state.runtime().auth.enabled() {
         return Ok(Some(Caller { key: None }));
     }
-    let entry = match state.runtime.load().auth.entry_by_id(&job.caller_id) {
+    let entry = match state.runtime().auth.entry_by_id(&job.caller_id) {
         Some(e) => Some(e),
-        None => match state.keys.get(&job.caller_id).await? {
+        None => match state.keys().get(&job.caller_id).await? {
             Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
             _ => None,
         },
@@ -112,7 +102,7 @@ pub async fn execute(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
 }
 
 async fn run_once(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
-    let Some(endpoint) = endpoint_of(&job.endpoint) else {
+    let Some(endpoint) = Endpoint::from_path(&job.endpoint) else {
         return Outcome::Failed {
             error: json!({"message": format!("unknown endpoint {}", job.endpoint), "type": "invalid_request_error", "param": null, "code": null}),
             retryable: false,
@@ -135,18 +125,10 @@ async fn run_once(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
     };
     let headers = headers_of(job);
     loop {
-        let started = tokio::time::Instant::now();
-        let resp = crate::api::run_call(
-            state.clone(),
-            &caller,
-            &job.request_id,
-            &headers,
-            body.clone(),
-            endpoint,
-            started,
-            None,
-        )
-        .await;
+        let resp = state
+            .clone()
+            .run_call(&caller, &job.request_id, &headers, body.clone(), endpoint)
+            .await;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -155,7 +137,7 @@ async fn run_once(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let timeout = state.runtime.load().config.server.request_timeout.get();
+        let timeout = state.runtime().config.server.request_timeout.get();
         let bytes = match tokio::time::timeout(timeout, resp.into_body().collect()).await {
             Ok(Ok(c)) => c.to_bytes(),
             Ok(Err(e)) => {
@@ -201,7 +183,7 @@ async fn run_once(state: &SharedState, job: &Job, body: Bytes) -> Outcome {
 
 /// The delay before attempt `attempts + 1` of a job that failed with a retryable error.
 pub fn retry_delay(state: &SharedState, attempts: u32) -> Duration {
-    let r = &state.runtime.load().config.resilience;
+    let r = &state.runtime().config.resilience;
     backoff(attempts, r.backoff_initial.get(), r.backoff_max.get())
 }
 
@@ -216,7 +198,7 @@ pub async fn deliver_webhook(
     if w.status != WebhookStatus::Pending {
         return None;
     }
-    let cfg = state.runtime.load().config.jobs.webhook.clone();
+    let cfg = state.runtime().config.jobs.webhook.clone();
     let attempt_no = w.attempts + 1;
     let mut shown = job.clone();
     if let Some(sw) = shown.webhook.as_mut() {
@@ -266,7 +248,7 @@ pub async fn deliver_webhook(
                 if let Some(ra) = retry_after {
                     d = d.max(ra.min(cfg.backoff_max.get()));
                 }
-                w.next_attempt_at = Some(now_unix() + d.as_secs());
+                w.next_attempt_at = Some(unix_secs() + d.as_secs());
                 Some(d)
             }
         }
@@ -294,17 +276,7 @@ pub fn count_end(job: &Job) {
 }
 
 fn ttl_ms(state: &SharedState) -> u64 {
-    u64::try_from(
-        state
-            .runtime
-            .load()
-            .config
-            .jobs
-            .result_ttl
-            .get()
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
+    u64::try_from(state.runtime().config.jobs.result_ttl.get().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The embedded backend's worker pool: up to `jobs.workers` jobs at a time (the process's job
@@ -316,7 +288,7 @@ pub async fn run_embedded(
     mut stop: watch::Receiver<bool>,
     hard: watch::Receiver<bool>,
 ) {
-    let slots = state.job_slots.clone();
+    let slots = state.job_slots().clone();
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -338,7 +310,7 @@ pub async fn run_embedded(
             Ok((taken, next)) if taken.is_empty() => {
                 drop(permits);
                 let wait_ms = next
-                    .map(|due| due.saturating_sub(now_unix_ms()))
+                    .map(|due| due.saturating_sub(unix_ms()))
                     .unwrap_or(1000)
                     .clamp(2, 1000);
                 tokio::select! {
@@ -389,12 +361,12 @@ async fn run_embedded_job(
         o = execute(&state, &job, body) => Some(o),
         _ = hard.wait_for(|v| *v) => None,
     };
-    let max_attempts = state.runtime.load().config.jobs.max_attempts;
+    let max_attempts = state.runtime().config.jobs.max_attempts;
     match outcome {
         None => {
             // Shutdown grace passed: give the job back (this attempt does not count).
             job.attempts = job.attempts.saturating_sub(1);
-            if let Err(e) = store.requeue(job, now_unix_ms()).await {
+            if let Err(e) = store.requeue(job, unix_ms()).await {
                 tracing::warn!(error = %e, "could not release a running job; it is re-queued at the next start");
             }
             return;
@@ -404,7 +376,7 @@ async fn run_embedded_job(
             let delay = retry_delay(&state, job.attempts);
             tracing::info!(job = %job.id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
             job.error = Some(error);
-            let due = now_unix_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(0));
+            let due = unix_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(0));
             if let Err(e) = store.requeue(job, due).await {
                 tracing::error!(error = %e, "could not re-queue a job; it is re-queued at the next start");
             }
@@ -453,7 +425,7 @@ pub async fn run_embedded_webhooks(
         };
         if due.is_empty() {
             let wait_ms = next
-                .map(|d| d.saturating_sub(now_unix_ms()))
+                .map(|d| d.saturating_sub(unix_ms()))
                 .unwrap_or(1000)
                 .clamp(2, 1000);
             tokio::select! {
@@ -477,7 +449,7 @@ pub async fn run_embedded_webhooks(
                 match deliver_webhook(&state, &jobs, &job).await {
                     Some((w, next)) => {
                         let next_due = next.map(|d| {
-                            now_unix_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(0))
+                            unix_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(0))
                         });
                         if let Err(e) = store.webhook_done(&id, old_due, w, next_due).await {
                             tracing::error!(error = %e, "cannot record a webhook attempt");

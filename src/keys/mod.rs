@@ -154,49 +154,6 @@ impl KeyRecord {
     }
 }
 
-/// At start, before serving: the file's keys take over the current period's spend recorded
-/// under the ids they had before ids followed their digest (`cfg_<name>`; rate-limit buckets
-/// start afresh); then, in the background, the admin-made keys' names are indexed and names
-/// shared by a file key and a live admin-made key are logged (both keep working; a reload is
-/// refused until one is renamed).
-pub async fn at_start(state: &crate::app::SharedState) {
-    let rt = state.runtime.load_full();
-    let moves: Vec<(String, String, Duration)> = rt
-        .auth
-        .static_keys()
-        .filter_map(|k| {
-            k.legacy_id()
-                .map(|old| (old.to_owned(), k.id.clone(), k.period()))
-        })
-        .collect();
-    let st = state.clone();
-    let Some(redis) = st.redis.clone() else {
-        // Embedded: before the spend is loaded from the store.
-        st.services.ledger.spend.carry_over(&moves).await;
-        tokio::spawn(async move { settle_names(&st).await });
-        return;
-    };
-    tokio::spawn(async move {
-        // Redis is connected in the background: wait for it (however long it is down).
-        while !redis.is_healthy() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        st.services.ledger.spend.carry_over(&moves).await;
-        settle_names(&st).await;
-    });
-}
-
-/// Index the admin-made keys' names; log names shared by a file key and a live admin-made key.
-async fn settle_names(st: &crate::app::SharedState) {
-    st.keys.index_names().await;
-    if let Ok(admin) = st.keys.live_names().await {
-        let cfg = &st.runtime.load().config;
-        for clash in file_clashes(cfg.auth.as_ref(), &admin) {
-            tracing::error!("{clash}");
-        }
-    }
-}
-
 /// A new random key: `sk-gw-` + 40 base62 characters.
 pub fn generate_key() -> String {
     use rand::RngExt;
@@ -351,7 +308,7 @@ impl KeyStore {
             budget_period: None,
             expires_at: None,
             metadata: Value::Object(serde_json::Map::new()),
-            created_at: crate::providers::now_unix(),
+            created_at: crate::clock::unix_secs(),
             revoked: false,
         };
         rec.apply(change)?;

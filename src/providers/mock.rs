@@ -22,7 +22,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{UpstreamBody, now_unix};
+use super::UpstreamBody;
+use crate::clock::unix_secs;
 use crate::error::{UpstreamError, UpstreamKind};
 
 #[derive(Deserialize)]
@@ -94,7 +95,7 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
         .sum();
     let completion_tokens = words(&reply);
     let id = format!("chatcmpl-mock{:016x}", rand::random::<u64>());
-    let created = now_unix();
+    let created = unix_secs();
     let tool = forced_tool(&req);
     let model = req.model.clone();
     let usage = json!({

@@ -105,8 +105,6 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-pub use crate::clock::unix_secs as now_unix;
-
 static CRYPTO: Once = Once::new();
 
 /// The base URL requests to this provider start with (the configured one, or the provider

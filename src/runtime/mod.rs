@@ -339,7 +339,7 @@ impl Runtime {
             wildcards,
             wild_models: moka::sync::Cache::new(WILD_MODELS),
             auth,
-            loaded_at: crate::providers::now_unix(),
+            loaded_at: crate::clock::unix_secs(),
         })
     }
 

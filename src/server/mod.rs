@@ -29,9 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use crate::app::SharedState;
 use crate::slots::Slots;
-use conn::{Conn, ConnIo, ConnService, DRAIN, SHED, Signals, Timeouts};
+pub use conn::Timeouts;
+use conn::{Conn, ConnIo, ConnService, DRAIN, SHED, Signals};
 
 /// How long the loop waits after running out of descriptors.
 const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
@@ -170,7 +170,8 @@ where
 /// Accept and serve connections until `stop` resolves (the end of the drain); the listener is
 /// closed when this returns. Connections still open then are dropped with the runtime.
 pub async fn serve<S>(
-    state: SharedState,
+    conns: Arc<Connections>,
+    timeouts: impl Fn() -> Timeouts,
     listener: TcpListener,
     app: S,
     stop: impl Future<Output = ()>,
@@ -178,7 +179,6 @@ pub async fn serve<S>(
     S: App,
 {
     let builder = Arc::new(builder());
-    let conns = state.connections.clone();
     tokio::pin!(stop);
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut warned: Option<Instant> = None;
@@ -223,14 +223,7 @@ pub async fn serve<S>(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let timeouts = {
-            let rt = state.runtime.load();
-            let s = &rt.config.server;
-            Timeouts {
-                header_read: s.header_read_timeout.get(),
-                idle: s.idle_timeout.get(),
-            }
-        };
+        let timeouts = timeouts();
         let registered = conns.register();
         let service = ConnService {
             app: app.clone(),

@@ -62,9 +62,6 @@ impl TranslateError {
     }
 }
 
-/// Seconds since the Unix epoch (for OpenAI's `created`).
-use crate::clock::unix_secs as now_unix;
-
 /// A fresh id with the given prefix, for when the other side sent none.
 fn new_id(prefix: &str) -> String {
     crate::ids::random_id(prefix)

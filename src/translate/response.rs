@@ -3,13 +3,14 @@
 use std::borrow::Cow;
 
 use super::request::ChatToolCall;
+use crate::clock::unix_secs;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::json::{AsJsonString, JStr, RawOr, Txt, is_object};
 use super::{
-    TranslateError, chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat, new_id, now_unix,
+    TranslateError, chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat, new_id,
     stop_reason_from_finish,
 };
 
@@ -182,7 +183,7 @@ struct OFnOut<'b> {
 /// Anthropic message response -> OpenAI chat.completion response. `model`: the model name to
 /// report to the client.
 pub fn messages_response_to_chat(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
-    messages_response_to_chat_at(body, model, now_unix())
+    messages_response_to_chat_at(body, model, unix_secs())
 }
 
 pub(crate) fn messages_response_to_chat_at(

@@ -12,9 +12,9 @@ use serde_json::value::RawValue;
 use super::json::{JStr, write_str, write_u64};
 use super::response::{AUsage, OUsage};
 use super::{
-    chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat, new_id, now_unix,
-    stop_reason_from_finish,
+    chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat, new_id, stop_reason_from_finish,
 };
+use crate::clock::unix_secs;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 /// The error message of a stream the upstream ended before the answer did.
@@ -136,7 +136,7 @@ impl MessagesToChatStream {
         Self {
             model: model.to_owned(),
             include_usage,
-            created: now_unix(),
+            created: unix_secs(),
             prefix: Vec::new(),
             suffix: if include_usage {
                 b",\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"

@@ -1,5 +1,5 @@
-//! The application: shared state and THE layer stack (serving is `server`, the process's life
-//! `lifecycle`, reload `reload`).
+//! The application: THE layer stack and the route table (serving is `server`, the process's
+//! life [`lifecycle`]; the shared state is `api::context`).
 //!
 //! Request path, outermost first:
 //! 1. `CatchPanic`: a panic becomes a 500 in the API's error shape; the process keeps serving.
@@ -15,11 +15,10 @@
 //! `/v1/embeddings`) through the same steps as plain calls, and hands every other request to the
 //! router.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+pub mod lifecycle;
+
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -29,125 +28,10 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use crate::accounting::Ledger;
 use crate::api;
+use crate::api::context::{AppState, RequestId, SharedState, flavor_of};
 use crate::auth::{Caller, Identified, check_usable};
-use crate::cache::Cache;
-use crate::config::Config;
 use crate::error::{Error, Flavor};
-use crate::keys::KeyStore;
-use crate::limits::Limiter;
-use crate::limits::spend::Spend;
-use crate::pipeline::Services;
-use crate::runtime::{ClientPool, Runtime};
-use crate::state::Redis;
-use crate::store::Store;
-
-/// State shared by every request.
-pub struct AppState {
-    pub runtime: ArcSwap<Runtime>,
-    /// Where the configuration came from (`None` = built-in default; reload re-reads nothing).
-    pub config_path: Option<PathBuf>,
-    /// The open client connections (`server.max_connections`); they know whether the gateway
-    /// is draining (SIGTERM: `/ready` answers 503 while in-flight work finishes).
-    pub connections: Arc<crate::server::Connections>,
-    /// How many jobs this process runs at once (`jobs.workers`).
-    pub job_slots: Arc<crate::slots::Slots>,
-    pub(crate) clients: Mutex<ClientPool>,
-    /// Redis of `state.redis_url` (read at start; a reload does not change it).
-    pub redis: Option<Arc<Redis>>,
-    /// Cache, limits and spend (created at start; a reload changes their policy, not them).
-    pub services: Arc<Services>,
-    /// Admin-created keys (Redis or the embedded store).
-    pub keys: Arc<KeyStore>,
-    /// The Prometheus recorder (`None` when another app in this process installed it first).
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// The async job system, set once at start (unset: async endpoints answer 503).
-    pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
-    /// Stored Responses API objects (Redis, or the embedded store opened when first used).
-    pub responses: Arc<crate::responses::ResponseStore>,
-}
-
-pub type SharedState = Arc<AppState>;
-
-impl AppState {
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<SharedState, String> {
-        let redis = match &config.state.redis_url {
-            Some(url) => Some(Redis::new(url)?),
-            None => None,
-        };
-        let cache = Cache::new(&config.cache, redis.clone());
-        // The embedded store holds keys and spend when Redis does not.
-        let store = if redis.is_none() && config.auth.is_some() {
-            Some(Store::open(std::path::Path::new(&config.state.data_dir))?)
-        } else {
-            None
-        };
-        let ledger = Arc::new(Ledger {
-            limiter: Limiter::new(&config.rate_limits, redis.clone()),
-            spend: Spend::new(redis.clone(), store.clone()),
-        });
-        let keys = Arc::new(KeyStore::new(redis.clone(), store));
-        let responses = Arc::new(crate::responses::ResponseStore::new(
-            redis.clone(),
-            &config.state.data_dir,
-        ));
-        let mut clients = ClientPool::default();
-        let connections = Arc::new(crate::server::Connections::new(
-            config.server.max_connections,
-        ));
-        let job_slots = Arc::new(crate::slots::Slots::new(
-            usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
-        ));
-        let semantic = crate::pipeline::semantic::index(&config, redis.as_ref());
-        let rt = Runtime::build(config, &mut clients)?;
-        Ok(Arc::new(Self {
-            runtime: ArcSwap::from_pointee(rt),
-            config_path,
-            connections,
-            job_slots,
-            clients: Mutex::new(clients),
-            redis,
-            services: Arc::new(Services {
-                semantic,
-                cache,
-                ledger,
-            }),
-            keys,
-            metrics: crate::metrics::install(),
-            jobs: std::sync::OnceLock::new(),
-            responses,
-        }))
-    }
-
-    /// Re-read the configuration file, validate it whole and swap it in; the changed keys that
-    /// need a restart (see [`crate::reload`]). On error the running configuration stays and the
-    /// errors are returned. `admin_names` (the live admin-made keys' names, with their ids): a
-    /// file whose key has one of them is refused, names being unique.
-    pub fn reload(
-        &self,
-        admin_names: &std::collections::HashMap<String, String>,
-    ) -> Result<Vec<&'static str>, Vec<String>> {
-        crate::reload::reload(self, admin_names)
-    }
-}
-
-/// [`AppState::reload`] off the async runtime (it reads the file), with the names of the live
-/// admin-made keys to check the file's against.
-pub async fn reload(state: &SharedState) -> Result<Vec<&'static str>, Vec<String>> {
-    let names = state.keys.live_names().await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "reload: the admin-made keys cannot be read; the file's key names are not checked against theirs");
-        std::collections::HashMap::new()
-    });
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || st.reload(&names))
-        .await
-        .map_err(|_| vec!["internal: the reload task failed".to_owned()])?
-}
-
-/// The request id of the current request, put in extensions by `request_context`.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
@@ -156,15 +40,6 @@ fn valid_request_id(v: &HeaderValue) -> Option<&str> {
 
 fn new_request_id() -> String {
     crate::ids::random_id("req_")
-}
-
-/// Which error shape a path answers in.
-pub fn flavor_of(path: &str) -> Flavor {
-    if path.starts_with("/v1/messages") || path.starts_with("/v1/async/messages") {
-        Flavor::Anthropic
-    } else {
-        Flavor::OpenAi
-    }
 }
 
 /// Records the request's metrics and access-log line when its body ends (streams included),
@@ -476,17 +351,11 @@ impl HttpService {
 }
 
 /// The model call a request is, if it is one `HttpService` serves directly.
-fn direct_endpoint(req: &Request) -> Option<api::Endpoint> {
+fn direct_endpoint(req: &Request) -> Option<crate::wire::Endpoint> {
     if req.method() != axum::http::Method::POST {
         return None;
     }
-    match req.uri().path() {
-        "/v1/chat/completions" => Some(api::Endpoint::Chat(crate::wire::Format::OpenAi)),
-        "/v1/messages" => Some(api::Endpoint::Chat(crate::wire::Format::Anthropic)),
-        "/v1/embeddings" => Some(api::Endpoint::Embeddings),
-        "/v1/responses" => Some(api::Endpoint::Responses),
-        _ => None,
-    }
+    crate::wire::Endpoint::from_path(req.uri().path())
 }
 
 type DirectFuture = std::pin::Pin<
@@ -564,7 +433,7 @@ async fn draining(req: Request) -> Result<Response, std::convert::Infallible> {
 async fn direct(
     state: SharedState,
     req: Request,
-    endpoint: api::Endpoint,
+    endpoint: crate::wire::Endpoint,
 ) -> Result<Response, std::convert::Infallible> {
     use futures_util::FutureExt;
     let served = std::panic::AssertUnwindSafe(in_context(req, move |req, id, usage| {
@@ -599,10 +468,4 @@ pub fn worker_router(state: SharedState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-}
-
-/// The whole-request deadline for a request starting now.
-pub fn deadline(state: &AppState) -> Instant {
-    let d: Duration = state.runtime.load().config.server.request_timeout.get();
-    Instant::now() + d
 }

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
+use crate::api::context::AppState;
 use crate::config::{self, Config};
 use crate::runtime::Runtime;
 

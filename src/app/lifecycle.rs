@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::app::{HttpService, SharedState};
+use crate::api::context::SharedState;
+use crate::app::HttpService;
 
 /// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
 pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
@@ -132,7 +133,18 @@ where
             }
         }
     };
-    crate::server::serve(state.clone(), listener, app, drained).await;
+    let timeouts = {
+        let state = state.clone();
+        move || {
+            let rt = state.runtime.load();
+            let s = &rt.config.server;
+            crate::server::Timeouts {
+                header_read: s.header_read_timeout.get(),
+                idle: s.idle_timeout.get(),
+            }
+        }
+    };
+    crate::server::serve(state.connections.clone(), timeouts, listener, app, drained).await;
     if let Some(task) = jobs_task
         && tokio::time::timeout(grace_of(&grace_at_stop) + Duration::from_secs(2), task)
             .await
@@ -163,7 +175,7 @@ async fn wait_for_stop(state: &SharedState) {
                 _ = int.recv() => return,
                 _ = hup.recv() => {
                     // The outcome, restart-only keys included, is logged by the reload.
-                    if let Err(errors) = crate::app::reload(state).await {
+                    if let Err(errors) = crate::api::context::reload(state).await {
                         for e in errors {
                             tracing::error!(error = %e, "reload refused; the running configuration stays");
                         }
