@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 
 /// Which API a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +54,10 @@ impl Endpoint {
     }
 
     /// The error shape of the endpoint.
-    pub fn flavor(self) -> Flavor {
+    pub fn error_format(self) -> Format {
         match self {
-            Self::Chat(Format::Anthropic) => Flavor::Anthropic,
-            _ => Flavor::OpenAi,
+            Self::Chat(Format::Anthropic) => Format::Anthropic,
+            _ => Format::OpenAi,
         }
     }
 }

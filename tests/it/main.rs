@@ -14,6 +14,7 @@
 mod support;
 
 mod anthropic;
+mod architecture;
 mod auth;
 mod azure;
 mod bedrock;
