@@ -335,8 +335,8 @@ pub fn router(state: SharedState) -> Router {
 /// (panic guard, request context, authentication, handler) as one future; everything else goes
 /// to [`router`]. On the calls this saves the router's per-request work: its boxed layer
 /// futures, the service clones of `from_fn` and the extension maps that carry the request id,
-/// the usage cell and the caller from layer to handler (~10,000 instructions per request,
-/// callgrind: ~10 % of a request with a key and limits).
+/// the usage cell and the caller from layer to handler (measured in docs/benchmarks.md,
+/// "What changed what").
 #[derive(Clone)]
 pub struct HttpService {
     state: SharedState,
