@@ -9,7 +9,7 @@
 //! docs/benchmarks.md, "Allocator"). Every mimalloc block is a multiple of 8
 //! bytes and 8-byte aligned, so an alignment of at most 8 (nearly every Rust type) goes to
 //! `mi_malloc`, `mi_zalloc` and `mi_realloc`; larger alignments keep the aligned calls.
-#![allow(
+#![expect(
     unsafe_code,
     reason = "a GlobalAlloc is unsafe by definition: this module is the crate's only unsafe code"
 )]
