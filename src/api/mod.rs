@@ -268,7 +268,8 @@ async fn call_steps(
         caller, headers, ..
     } = call;
     let rt = state.runtime.load_full();
-    if rt.config.telemetry.log_bodies {
+    // Chat bodies are logged by the pipeline after the guardrails (masked, redacted).
+    if rt.config.telemetry.log_bodies && matches!(call.endpoint, Endpoint::Embeddings) {
         crate::telemetry::log_request_body(call.request_id, &body);
     }
     let mut ctx = call_ctx(call.request_id, headers);
