@@ -258,7 +258,7 @@ impl Drop for Accounting {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(s.apply());
+            crate::tasks::spawn_on(&rt, s.apply());
         }
     }
 }

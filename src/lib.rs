@@ -33,6 +33,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod stream_usage;
+pub mod tasks;
 pub mod telemetry;
 pub mod tokens;
 pub mod translate;

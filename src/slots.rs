@@ -57,7 +57,7 @@ impl Slots {
             if rest > 0 {
                 let sem = self.sem.clone();
                 let rest = u32::try_from(rest).unwrap_or(u32::MAX);
-                tokio::spawn(async move {
+                crate::tasks::spawn(async move {
                     if let Ok(p) = sem.acquire_many_owned(rest).await {
                         p.forget();
                     }

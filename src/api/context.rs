@@ -161,10 +161,10 @@ pub async fn keys_at_start(state: &SharedState) {
     let Some(redis) = st.redis.clone() else {
         // Embedded: before the spend is loaded from the store.
         st.services.ledger.spend.carry_over(&moves).await;
-        tokio::spawn(async move { settle_names(&st).await });
+        crate::tasks::spawn(async move { settle_names(&st).await });
         return;
     };
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         // Redis is connected in the background: wait for it (however long it is down).
         while !redis.is_healthy() {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -30,7 +30,7 @@ where
     let grace_at_stop = Arc::new(std::sync::OnceLock::new());
     let signals_state = state.clone();
     let grace_set = grace_at_stop.clone();
-    tokio::spawn(async move {
+    crate::tasks::service(async move {
         wait_for_stop(&signals_state).await;
         let grace = signals_state
             .runtime
@@ -51,7 +51,7 @@ where
     if let Some(redis) = state.redis.clone() {
         redis.maintain().await;
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
@@ -64,7 +64,7 @@ where
         let ledger = state.services.ledger.clone();
         ledger.spend.load().await;
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             loop {
                 tokio::select! {
                     _ = stop.changed() => {
@@ -78,7 +78,7 @@ where
     }
     let probe_state = state.clone();
     let mut probe_stop = stop_rx.clone();
-    tokio::spawn(async move {
+    crate::tasks::service(async move {
         loop {
             let interval = probe_state
                 .runtime
@@ -110,7 +110,7 @@ where
         .map(|j| j.run(state.clone(), stop_rx.clone(), hard_rx));
     let mut hard_stop_rx = stop_rx.clone();
     let hard_grace = grace_at_stop.clone();
-    tokio::spawn(async move {
+    crate::tasks::service(async move {
         let _ = hard_stop_rx.wait_for(|v| *v).await;
         let grace = grace_of(&hard_grace);
         // Leave time to release running jobs before the process exits.
@@ -152,6 +152,8 @@ where
     {
         tracing::warn!("job workers did not stop within the shutdown grace; exiting");
     }
+    // Writes still on their way (stored responses, spend, cache entries) finish first.
+    crate::tasks::drain(Duration::from_secs(5)).await;
     Ok(())
 }
 

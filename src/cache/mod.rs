@@ -222,7 +222,7 @@ pub struct Claim {
 impl Claim {
     fn new(redis: Arc<Redis>, key: String, token: String) -> Self {
         let (r, k, t) = (redis.clone(), key.clone(), token.clone());
-        let renew = tokio::spawn(async move {
+        let renew = crate::tasks::service(async move {
             loop {
                 tokio::time::sleep(CLAIM_RENEW).await;
                 let Some(mut conn) = r.conn() else { continue };
@@ -262,7 +262,7 @@ impl Drop for Claim {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
         );
-        rt.spawn(async move {
+        crate::tasks::spawn_on(&rt, async move {
             let mut inv = CLAIM_RELEASE.key(&key);
             inv.arg(&token);
             match tokio::time::timeout(REDIS_TIMEOUT * 4, inv.invoke_async::<i64>(&mut conn)).await
@@ -551,7 +551,7 @@ impl Cache {
             let value = encode(&entry);
             let ttl = entry.ttl.as_secs().max(1);
             let k = l2_key(&key);
-            tokio::spawn(async move {
+            crate::tasks::spawn(async move {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(&k).arg(value).arg("EX").arg(ttl);
                 let fut = cmd.query_async::<()>(&mut conn);

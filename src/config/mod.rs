@@ -168,10 +168,10 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     ));
     let mut state = format!("state: embedded store in {}", cfg.state.data_dir);
     if let Some(u) = &cfg.state.redis_url {
-        state.push_str(&format!(", redis {}", redact_url(u)));
+        state.push_str(&format!(", redis {}", url_without_credentials(u)));
     }
     if let Some(u) = &cfg.state.nats_url {
-        state.push_str(&format!(", nats {}", redact_url(u)));
+        state.push_str(&format!(", nats {}", url_without_credentials(u)));
     }
     out.push(state);
 
@@ -180,7 +180,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         let mut line = format!("provider {} ({kind})", p.name);
         if let Some(u) = &p.base_url {
             line.push(' ');
-            line.push_str(&redact_url(u));
+            line.push_str(&url_without_credentials(u));
         }
         if let Some(v) = &p.api_version {
             line.push_str(&format!(", api-version {v}"));
@@ -342,13 +342,30 @@ fn fmt_size(b: ByteSize) -> String {
     b.to_config_string()
 }
 
-/// A URL for logs and errors: credentials (`user:pass@`) replaced by `***`, query and fragment
-/// dropped. The one redactor of URLs (Redis, NATS, OTLP endpoints, upstreams).
+/// Where a URL's credentials (`user:pass`) are, as the byte range before the `@`.
+fn credentials(u: &str) -> Option<(usize, usize)> {
+    match (u.find("://"), u.rfind('@')) {
+        (Some(s), Some(at)) if at > s => Some((s + 3, at)),
+        _ => None,
+    }
+}
+
+/// A URL for logs and errors: credentials replaced by `***`, query and fragment dropped. The
+/// one redactor of URLs (Redis, NATS, OTLP endpoints).
 pub fn redact_url(u: &str) -> String {
     let u = u.split(['?', '#']).next().unwrap_or_default();
-    match (u.find("://"), u.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
-        _ => u.to_owned(),
+    match credentials(u) {
+        Some((a, b)) => format!("{}***{}", &u[..a], &u[b..]),
+        None => u.to_owned(),
+    }
+}
+
+/// [`redact_url`] without even the `***@` (for `config describe`'s one-line summary).
+fn url_without_credentials(u: &str) -> String {
+    let u = u.split(['?', '#']).next().unwrap_or_default();
+    match credentials(u) {
+        Some((a, b)) => format!("{}{}", &u[..a], &u[b + 1..]),
+        None => u.to_owned(),
     }
 }
 

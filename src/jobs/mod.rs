@@ -301,7 +301,7 @@ impl Jobs {
                 JobQueue::Embedded(e) => jobs.webhooks.set_key(secret::embedded(cfg, e).await?),
                 JobQueue::Nats(n) => {
                     let (n, j) = (n.clone(), jobs.clone());
-                    tokio::spawn(async move {
+                    crate::tasks::spawn(async move {
                         if let Ok((key, created)) = n.webhook_secret().await {
                             secret::log_nats(created);
                             j.webhooks.set_key(key);
@@ -322,7 +322,7 @@ impl Jobs {
         hard: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let jobs = self.clone();
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             match &jobs.queue {
                 JobQueue::Embedded(e) => {
                     tokio::join!(

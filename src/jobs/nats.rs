@@ -230,7 +230,7 @@ impl Nats {
         });
         let bg = me.clone();
         let cfg = cfg.clone();
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             let mut logged = false;
             loop {
                 match setup(&bg.client, &cfg).await {

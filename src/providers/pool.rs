@@ -147,7 +147,7 @@ impl Pool {
         };
         let pool: Weak<Pool> = Arc::downgrade(self);
         let every = self.idle_timeout;
-        rt.spawn(async move {
+        crate::tasks::service_on(&rt, async move {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(pool) = pool.upgrade() else { return };
@@ -196,7 +196,7 @@ impl Pool {
         let (sender, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| connect_error(error_chain(&e)))?;
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %error_chain(&e), "upstream connection closed");
             }
@@ -333,11 +333,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = conns.clone();
-        tokio::spawn(async move {
+        crate::tasks::service(async move {
             loop {
                 let (mut sock, _) = listener.accept().await.unwrap();
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
+                crate::tasks::service(async move {
                     let mut buf = vec![0u8; 65536];
                     let mut seen = Vec::new();
                     loop {

@@ -96,7 +96,7 @@ impl ResponseStore {
             .map_err(unavailable)?
             .map_err(unavailable)?;
             let sweeper = store.clone();
-            tokio::spawn(async move {
+            crate::tasks::service(async move {
                 loop {
                     tokio::time::sleep(SWEEP_EVERY).await;
                     if let Err(e) = sweep(&sweeper).await {
@@ -149,7 +149,7 @@ impl ResponseStore {
         let record: Arc<str> = Arc::from(record);
         self.pending.insert(id.clone(), record.clone());
         let this = self.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             if let Err(e) = this.write(&id, &record, ttl).await {
                 tracing::warn!(response_id = %id, error = %e, "a response could not be stored");
             }

@@ -140,7 +140,7 @@ impl Job {
             count(&self.model, &self.shadow.name, "dropped");
             return;
         };
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             self.run(answer, primary_took).await;
             drop(permit);
         });

@@ -229,7 +229,7 @@ pub async fn serve<S>(
             app: app.clone(),
             conn: registered.conn.clone(),
         };
-        tokio::spawn(serve_conn(
+        crate::tasks::service(serve_conn(
             builder.clone(),
             tcp,
             service,

@@ -8,6 +8,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::print_stderr,
+    clippy::disallowed_methods,
     reason = "test code: a failed expectation is a panic, diagnostics go to stderr"
 )]
 

@@ -431,7 +431,7 @@ impl Index {
             ..Self::new(opts)
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(stream.tail(Arc::downgrade(&index)));
+            crate::tasks::service_on(&rt, stream.tail(Arc::downgrade(&index)));
         }
         index
     }

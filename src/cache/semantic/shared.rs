@@ -81,7 +81,7 @@ impl Stream {
             .arg(ttl_ms)
             .ignore();
         let redis = self.redis.clone();
-        rt.spawn(async move {
+        crate::tasks::spawn_on(&rt, async move {
             match tokio::time::timeout(REDIS_TIMEOUT * 4, pipe.query_async::<()>(&mut conn)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => redis.report_error("semantic cache write", &e, e.is_io_error()),
