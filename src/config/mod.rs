@@ -166,11 +166,11 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         s.max_connections
     ));
     let mut state = format!("state: embedded store in {}", cfg.state.data_dir);
-    if let Some(u) = &cfg.state.redis_url {
-        state.push_str(&format!(", redis {}", redact_url(u)));
+    if let Some(r) = redis_topology(&cfg.state) {
+        state.push_str(&format!(", {r}"));
     }
-    if let Some(u) = &cfg.state.nats_url {
-        state.push_str(&format!(", nats {}", redact_url(u)));
+    if let Some(n) = nats_topology(&cfg.state) {
+        state.push_str(&format!(", {n}"));
     }
     out.push(state);
 
@@ -252,7 +252,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             CacheScope::Key => "key",
             CacheScope::Global => "global",
         };
-        let l2 = if c.l2 && cfg.state.redis_url.is_some() {
+        let l2 = if c.l2 && cfg.state.redis_configured() {
             ", L2 in Redis"
         } else {
             ""
@@ -273,7 +273,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     }
 
     let rl = &cfg.rate_limits;
-    let mut line = if rl.shared && cfg.state.redis_url.is_some() {
+    let mut line = if rl.shared && cfg.state.redis_configured() {
         let on_err = match rl.on_redis_error {
             OnRedisError::Local => "local",
             OnRedisError::Deny => "deny",
@@ -342,7 +342,87 @@ fn fmt_size(b: ByteSize) -> String {
 }
 
 /// A URL without credentials (`user:pass@`), query or fragment.
-fn redact_url(u: &str) -> String {
+/// The Redis of `state:` in words (`redis cluster of 3 seed node(s) …`), without credentials.
+pub fn redis_topology(s: &StateConfig) -> Option<String> {
+    let tls = |urls: &[String]| {
+        if urls
+            .iter()
+            .any(|u| u.to_ascii_lowercase().starts_with("rediss://"))
+        {
+            if s.redis_tls.insecure_skip_verify {
+                " (TLS, certificate NOT verified)"
+            } else if s.redis_tls.ca_file.is_some() {
+                " (TLS, CA file)"
+            } else {
+                " (TLS, system roots)"
+            }
+        } else {
+            ""
+        }
+    };
+    let list = |urls: &[String]| {
+        urls.iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Some(u) = &s.redis_url {
+        let t = tls(std::slice::from_ref(u));
+        return Some(format!("redis {}{t}", redact_url(u)));
+    }
+    if !s.redis_cluster_urls.is_empty() {
+        let t = tls(&s.redis_cluster_urls);
+        return Some(format!(
+            "redis cluster via {} seed node(s) {}{t}",
+            s.redis_cluster_urls.len(),
+            list(&s.redis_cluster_urls)
+        ));
+    }
+    if !s.redis_sentinel.urls.is_empty() {
+        let t = tls(&s.redis_sentinel.urls);
+        return Some(format!(
+            "redis primary {} via {} sentinel(s) {}{t}",
+            s.redis_sentinel.master_name,
+            s.redis_sentinel.urls.len(),
+            list(&s.redis_sentinel.urls)
+        ));
+    }
+    None
+}
+
+/// The NATS of `state:` in words, without credentials.
+pub fn nats_topology(s: &StateConfig) -> Option<String> {
+    let u = s.nats_url.as_ref()?;
+    let servers = u.split(',').filter(|x| !x.trim().is_empty()).count();
+    let mut line = if servers > 1 {
+        format!("nats {servers} servers {}", redact_url(u))
+    } else {
+        format!("nats {}", redact_url(u))
+    };
+    if u.to_ascii_lowercase().contains("tls://") || s.nats_tls.ca_file.is_some() {
+        line.push_str(", TLS");
+    }
+    if s.nats_credentials_file.is_some() {
+        line.push_str(", .creds file");
+    }
+    line.push_str(&format!(", JetStream replicas {}", s.jetstream_replicas));
+    Some(line)
+}
+
+/// A URL without its credentials, query and fragment, for logs, errors and the start-up
+/// summary; a comma-separated list of URLs (NATS servers) is redacted one by one.
+pub(crate) fn redact_url(u: &str) -> String {
+    if u.contains(',') {
+        return u
+            .split(',')
+            .map(|one| redact_one_url(one.trim()))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one_url(u)
+}
+
+fn redact_one_url(u: &str) -> String {
     let (scheme, rest) = match u.find("://") {
         Some(i) => (&u[..i + 3], &u[i + 3..]),
         None => ("", u),
