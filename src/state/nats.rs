@@ -112,6 +112,7 @@ pub async fn ensure_stream(
                 }
             })?;
             if replicas_differ {
+                settle(js, &name, replicas).await?;
                 tracing::info!(
                     stream = %name, from = have.num_replicas.max(1), to = replicas,
                     "JetStream stream brought to state.jetstream_replicas"
@@ -129,6 +130,29 @@ pub async fn ensure_stream(
                 .await
                 .map_err(|_| format!("stream {name}: {e}")),
         },
+    }
+}
+
+/// After a change of replicas: wait (up to 20 s) until the stream has a leader and every replica
+/// is current, so that what is set up next does not meet it while it moves.
+async fn settle(js: &jetstream::Context, name: &str, replicas: usize) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(mut st) = js.get_stream(name).await
+            && let Ok(info) = st.info().await
+            && let Some(c) = &info.cluster
+            && (replicas <= 1 || c.leader.is_some())
+            && c.replicas.len() + 1 >= replicas
+            && c.replicas.iter().all(|p| p.current && !p.offline)
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "stream {name}: its {replicas} replicas were not all current 20 s after the change"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
@@ -152,6 +176,7 @@ pub async fn ensure_object_store(
                     have.num_replicas.max(1)
                 )
             })?;
+            settle(js, &format!("OBJ_{bucket}"), replicas).await?;
             tracing::info!(
                 object_store = %bucket, from = have.num_replicas.max(1), to = replicas,
                 "JetStream object store brought to state.jetstream_replicas"
