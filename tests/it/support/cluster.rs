@@ -37,6 +37,17 @@ impl Drop for Proc {
     }
 }
 
+/// `n` distinct ports that were free a moment ago (held together while picked, so that no two
+/// are the same).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
 /// Wait until `port` accepts TCP connections.
 async fn wait_port(port: u16, what: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -105,8 +116,10 @@ impl RedisCluster {
     pub async fn start(masters: usize, replicas: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut nodes = Vec::new();
-        for i in 0..masters * (1 + replicas) {
-            let port = free_port();
+        let count = masters * (1 + replicas);
+        let ports = free_ports(count * 2);
+        for i in 0..count {
+            let port = ports[i];
             let d = dir.path().join(format!("n{i}"));
             std::fs::create_dir_all(&d).unwrap();
             let mut args = redis_args(port, &d);
@@ -119,7 +132,7 @@ impl RedisCluster {
                     "--cluster-node-timeout",
                     "1000",
                     "--cluster-port",
-                    &free_port().to_string(),
+                    &ports[count + i].to_string(),
                 ]
                 .map(str::to_owned),
             );
@@ -419,7 +432,8 @@ pub const MASTER_NAME: &str = "mymaster";
 impl Sentinel {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (primary, replica, sentinel) = (free_port(), free_port(), free_port());
+        let p = free_ports(3);
+        let (primary, replica, sentinel) = (p[0], p[1], p[2]);
         let mut procs = Vec::new();
         for (port, name) in [(primary, "p"), (replica, "r")] {
             let d = dir.path().join(name);
@@ -537,8 +551,8 @@ pub struct NatsCluster {
 impl NatsCluster {
     pub async fn start(n: usize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let all = free_ports(n * 2);
+        let (ports, routes) = (all[..n].to_vec(), all[n..].to_vec());
         let mut procs = Vec::new();
         for i in 0..n {
             let others: Vec<String> = (0..n)
