@@ -24,7 +24,7 @@
 #   DURATION=5  WARMUP=2  CONCS="1 16 64"  STREAM_CONCS="1 16"  STARTUP_RUNS=5
 #   TARGETS="direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency
 #            gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k"
-#                                          (also: gateway-log; add target_<name>)
+#                                          (also: gateway-log, gateway-auth-shared-cluster; add target_<name>)
 #   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings; add scenario_<name>)
 #   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
 #   FILL_N=100000      cached answers for the RSS figure   REDIS_CALLS_N=1000  requests counted in Redis
@@ -306,8 +306,9 @@ hdr_args() { HDR_ARGS=(); local h; for h in "${T_HDRS[@]}"; do HDR_ARGS+=(-H "$h
 count_redis_calls() {
   hdr_args
   local fmt=(); [[ -n "${T_CALLS_FORMAT:-}" ]] && fmt=(--format "$T_CALLS_FORMAT")
+  local ports=() p; for p in ${T_REDIS_PORTS:-$REDIS_PORT}; do ports+=(--redis-port "$p"); done
   run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/redis_calls.py" --url "$T_BASE/v1/chat/completions" \
-    --body "$CHAT_BODY" --redis-port "$REDIS_PORT" --n "$REDIS_CALLS_N" --target "$T_LABEL" --out "$rows" \
+    --body "$CHAT_BODY" "${ports[@]}" --n "$REDIS_CALLS_N" --target "$T_LABEL" --out "$rows" \
     ${fmt[@]+"${fmt[@]}"} ${HDR_ARGS[@]+"${HDR_ARGS[@]}"}
 }
 # fill_cache [N]: N (default $FILL_N) distinct requests through the cache, RSS before / after
@@ -386,6 +387,39 @@ ensure_redis() {
   return 1
 }
 redis_overlay() { echo "\"state\":{\"redis_url\":\"redis://127.0.0.1:$REDIS_PORT\"}"; }
+# ensure_redis_cluster LABEL: three redis-servers of our own (cluster mode, pinned to $LOAD_CPU,
+# no persistence) joined by `redis-cli --cluster create`, started once and emptied for each
+# target; their ports in $CLUSTER_PORTS. 1 (and a note) if there is none.
+cluster_pids=(); CLUSTER_PORTS=""
+ensure_redis_cluster() {
+  if [[ -n "$CLUSTER_PORTS" ]]; then
+    local p; for p in $CLUSTER_PORTS; do redis-cli -h 127.0.0.1 -p "$p" flushall >/dev/null 2>&1 || true; done; return 0
+  fi
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+    || { note "redis-server not available: $1 skipped"; return 1; }
+  local i port bus addrs=()
+  for i in 0 1 2; do
+    port="$(free_port)"; bus="$(free_port)"; mkdir -p "$tmp/redis-cluster/$i"
+    start_bg "redis-cluster-$i" "$LOAD_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$tmp/redis-cluster/$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$bus"
+    cluster_pids+=("$BG_PID"); CLUSTER_PORTS+="$port "; addrs+=("127.0.0.1:$port")
+  done
+  for port in $CLUSTER_PORTS; do
+    for i in $(seq 50); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  say "redis cluster of 3 primaries on ${addrs[*]} (CPU $LOAD_CPU)"
+  if ! redis-cli --cluster create "${addrs[@]}" --cluster-yes >"$out/redis-cluster-create.log" 2>&1; then
+    note "redis-cli --cluster create failed: $1 skipped"; return 1
+  fi
+  for i in $(seq 100); do
+    redis-cli -p "${CLUSTER_PORTS%% *}" cluster info 2>/dev/null | grep -q cluster_state:ok && return 0; sleep 0.1
+  done
+  note "the redis cluster did not become ok: $1 skipped"; return 1
+}
+redis_cluster_overlay() {
+  local p urls=(); for p in $CLUSTER_PORTS; do urls+=("\"redis://127.0.0.1:$p\""); done
+  echo "\"state\":{\"redis_cluster_urls\":[$(IFS=,; echo "${urls[*]}")]}"
+}
 target_direct()  {
   say "direct: the mock itself"
   local T_SCENARIOS="" s
@@ -410,6 +444,15 @@ target_gateway_auth_shared() {
   ensure_redis gateway-auth-shared || return 0
   local T_SCENARIOS="chat" T_CONCS="$AUTH_CONCS" T_AUX_PID="$redis_pid" T_AFTER=count_redis_calls
   run_gateway gateway-auth-shared "{$(auth_overlay), $(redis_overlay), \"rate_limits\":{\"shared\":true}}"
+}
+# The same on a Redis Cluster of 3 primaries (on the load generator's core, as the one Redis):
+# the limits' keys share one hash tag, so the Redis commands per request and the throughput are
+# to be the same as gateway-auth-shared's (docs/scale-out.md).
+target_gateway_auth_shared_cluster() {
+  ensure_redis_cluster gateway-auth-shared-cluster || return 0
+  local T_SCENARIOS="chat" T_CONCS="$AUTH_CONCS" T_AUX_PID="${cluster_pids[0]}" T_AFTER=count_redis_calls
+  local T_REDIS_PORTS="$CLUSTER_PORTS"
+  run_gateway gateway-auth-shared-cluster "{$(auth_overlay), $(redis_cluster_overlay), \"rate_limits\":{\"shared\":true}}"
 }
 # A second mock pinned to the gateway's CPU: the upstream served directly from the core the
 # gateway runs on (wrk on the other core, as for the gateway), the fair baseline for cache hits;

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Redis commands per gateway request, from `redis-cli info commandstats`.
 
-  redis_calls.py --url URL --body JSON --redis-port P --n 1000 --target LABEL --out rows.jsonl
+  redis_calls.py --url URL --body JSON --redis-port P [--redis-port P2 ...] --n 1000 --target LABEL --out rows.jsonl
                  [-H 'Name: value' ...] [--name redis-calls] [--format BODY_WITH_%d]
 
 `CONFIG RESETSTAT`, then N requests one after the other on one keep-alive connection, then
 --settle seconds (writes the gateway does after the answer, in the background, land), then
 `INFO commandstats`: calls of each command divided by N. With --format, request i sends the
 body --format % i instead of --body (distinct requests, e.g. answers that are in L2). Appends one
-row. Loopback only.
+row. Several --redis-port (the nodes of a Redis Cluster): their counts are added up. Loopback only.
 """
 import argparse
 import http.client
@@ -19,7 +19,15 @@ import time
 from urllib.parse import urlsplit
 
 
-def commandstats(port):
+def commandstats(ports):
+    calls = {}
+    for port in ports:
+        for k, v in commandstats_one(port).items():
+            calls[k] = calls.get(k, 0) + v
+    return calls
+
+
+def commandstats_one(port):
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "info", "commandstats"],
                          capture_output=True, text=True, check=True).stdout
     calls = {}
@@ -36,7 +44,7 @@ def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--body", required=True)
     ap.add_argument("-H", "--header", action="append", default=[])
-    ap.add_argument("--redis-port", type=int, required=True)
+    ap.add_argument("--redis-port", type=int, action="append", required=True)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--settle", type=float, default=0.5)
     ap.add_argument("--target", required=True)
@@ -56,8 +64,9 @@ def main():
     conn.request("POST", u.path, body=a.body.encode(), headers=headers)
     conn.getresponse().read()
     time.sleep(a.settle)
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(a.redis_port), "config", "resetstat"],
-                   capture_output=True, check=True)
+    for port in a.redis_port:
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "config", "resetstat"],
+                       capture_output=True, check=True)
     before = commandstats(a.redis_port)
     status = {}
     layers = {}

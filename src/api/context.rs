@@ -50,10 +50,7 @@ pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<SharedState, String> {
-        let redis = match &config.state.redis_url {
-            Some(url) => Some(Redis::new(url)?),
-            None => None,
-        };
+        let redis = Redis::from_config(&config.state)?;
         let cache = Cache::new(&config.cache, redis.clone());
         // The embedded store holds keys and spend when Redis does not.
         let store = if redis.is_none() && config.auth.is_some() {

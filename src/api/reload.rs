@@ -48,7 +48,13 @@ macro_rules! restart_only {
 restart_only! {
     "server.listen" => server.listen;
     "state.redis_url" => state.redis_url;
+    "state.redis_cluster_urls" => state.redis_cluster_urls;
+    "state.redis_sentinel" => state.redis_sentinel;
+    "state.redis_tls" => state.redis_tls;
     "state.nats_url" => state.nats_url;
+    "state.nats_credentials_file" => state.nats_credentials_file;
+    "state.nats_tls" => state.nats_tls;
+    "state.jetstream_replicas" => state.jetstream_replicas;
     "state.data_dir" => state.data_dir;
     "cache.l1_max_entries" => cache.l1_max_entries;
     "cache.l1_max_bytes" => cache.l1_max_bytes;

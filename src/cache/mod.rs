@@ -182,7 +182,7 @@ pub struct Leader {
 }
 
 /// Cross-replica single flight. A replica about to fetch a key claims it in Redis
-/// (`SET aigw:claim:cache:v1:<hex> <token> NX PX 5000`) and renews the claim while it fetches; a
+/// (`SET aigw:claim:cache:v1:{<hex>} <token> NX PX 5000`, in the entry's hash slot) and renews the claim while it fetches; a
 /// replica that finds the key claimed looks for the answer in L2 instead of fetching it too,
 /// until the answer is there, the claim is gone (the fetch failed: it claims and fetches
 /// itself), or its own deadline. The claim is released (if still ours) once the answer is in
@@ -602,11 +602,11 @@ fn count(layer: &'static str, result: &'static str) {
 }
 
 fn l2_key(key: &Key) -> String {
-    format!("aigw:cache:v{L2_VERSION}:{}", hex::encode(key))
+    crate::state::keys::cache_entry(L2_VERSION, &hex::encode(key))
 }
 
 fn claim_key(key: &Key) -> String {
-    format!("aigw:claim:cache:v{L2_VERSION}:{}", hex::encode(key))
+    crate::state::keys::cache_claim(L2_VERSION, &hex::encode(key))
 }
 
 /// `[version][lz4( header-json \n body )]`.

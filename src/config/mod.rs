@@ -167,11 +167,11 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         s.max_connections
     ));
     let mut state = format!("state: embedded store in {}", cfg.state.data_dir);
-    if let Some(u) = &cfg.state.redis_url {
-        state.push_str(&format!(", redis {}", url_without_credentials(u)));
+    if let Some(r) = redis_topology(&cfg.state) {
+        state.push_str(&format!(", {r}"));
     }
-    if let Some(u) = &cfg.state.nats_url {
-        state.push_str(&format!(", nats {}", url_without_credentials(u)));
+    if let Some(n) = nats_topology(&cfg.state) {
+        state.push_str(&format!(", {n}"));
     }
     out.push(state);
 
@@ -180,7 +180,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
         let mut line = format!("provider {} ({kind})", p.name);
         if let Some(u) = &p.base_url {
             line.push(' ');
-            line.push_str(&url_without_credentials(u));
+            line.push_str(&redact_url(u));
         }
         if let Some(v) = &p.api_version {
             line.push_str(&format!(", api-version {v}"));
@@ -253,7 +253,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
             CacheScope::Key => "key",
             CacheScope::Global => "global",
         };
-        let l2 = if c.l2 && cfg.state.redis_url.is_some() {
+        let l2 = if c.l2 && cfg.state.redis_configured() {
             ", L2 in Redis"
         } else {
             ""
@@ -274,7 +274,7 @@ pub fn describe(cfg: &Config) -> Vec<String> {
     }
 
     let rl = &cfg.rate_limits;
-    let mut line = if rl.shared && cfg.state.redis_url.is_some() {
+    let mut line = if rl.shared && cfg.state.redis_configured() {
         let on_err = match rl.on_redis_error {
             OnRedisError::Local => "local",
             OnRedisError::Deny => "deny",
@@ -342,31 +342,99 @@ fn fmt_size(b: ByteSize) -> String {
     b.to_config_string()
 }
 
-/// Where a URL's credentials (`user:pass`) are, as the byte range before the `@`.
-fn credentials(u: &str) -> Option<(usize, usize)> {
-    match (u.find("://"), u.rfind('@')) {
-        (Some(s), Some(at)) if at > s => Some((s + 3, at)),
-        _ => None,
+/// The Redis of `state:` in words (`redis cluster of 3 seed node(s) …`), without credentials.
+pub fn redis_topology(s: &StateConfig) -> Option<String> {
+    let tls = |urls: &[String]| {
+        if urls
+            .iter()
+            .any(|u| u.to_ascii_lowercase().starts_with("rediss://"))
+        {
+            if s.redis_tls.insecure_skip_verify {
+                " (TLS, certificate NOT verified)"
+            } else if s.redis_tls.ca_file.is_some() {
+                " (TLS, CA file)"
+            } else {
+                " (TLS, system roots)"
+            }
+        } else {
+            ""
+        }
+    };
+    let list = |urls: &[String]| {
+        urls.iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Some(u) = &s.redis_url {
+        let t = tls(std::slice::from_ref(u));
+        return Some(format!("redis {}{t}", redact_url(u)));
     }
+    if !s.redis_cluster_urls.is_empty() {
+        let t = tls(&s.redis_cluster_urls);
+        return Some(format!(
+            "redis cluster via {} seed node(s) {}{t}",
+            s.redis_cluster_urls.len(),
+            list(&s.redis_cluster_urls)
+        ));
+    }
+    if !s.redis_sentinel.urls.is_empty() {
+        let t = tls(&s.redis_sentinel.urls);
+        return Some(format!(
+            "redis primary {} via {} sentinel(s) {}{t}",
+            s.redis_sentinel.master_name,
+            s.redis_sentinel.urls.len(),
+            list(&s.redis_sentinel.urls)
+        ));
+    }
+    None
 }
 
-/// A URL for logs and errors: credentials replaced by `***`, query and fragment dropped. The
-/// one redactor of URLs (Redis, NATS, OTLP endpoints).
+/// The NATS of `state:` in words, without credentials.
+pub fn nats_topology(s: &StateConfig) -> Option<String> {
+    let u = s.nats_url.as_ref()?;
+    let servers = u.split(',').filter(|x| !x.trim().is_empty()).count();
+    let mut line = if servers > 1 {
+        format!("nats {servers} servers {}", redact_url(u))
+    } else {
+        format!("nats {}", redact_url(u))
+    };
+    if u.to_ascii_lowercase().contains("tls://") || s.nats_tls.ca_file.is_some() {
+        line.push_str(", TLS");
+    }
+    if s.nats_credentials_file.is_some() {
+        line.push_str(", .creds file");
+    }
+    line.push_str(&format!(", JetStream replicas {}", s.jetstream_replicas));
+    Some(line)
+}
+
+/// A URL without its credentials, query and fragment, for logs, errors and the start-up
+/// summary; a comma-separated list of URLs (NATS servers) is redacted one by one. The one URL
+/// redactor (Redis, NATS, OTLP endpoints).
 pub fn redact_url(u: &str) -> String {
-    let u = u.split(['?', '#']).next().unwrap_or_default();
-    match credentials(u) {
-        Some((a, b)) => format!("{}***{}", &u[..a], &u[b..]),
-        None => u.to_owned(),
+    if u.contains(',') {
+        return u
+            .split(',')
+            .map(|one| redact_one_url(one.trim()))
+            .collect::<Vec<_>>()
+            .join(",");
     }
+    redact_one_url(u)
 }
 
-/// [`redact_url`] without even the `***@` (for `config describe`'s one-line summary).
-fn url_without_credentials(u: &str) -> String {
-    let u = u.split(['?', '#']).next().unwrap_or_default();
-    match credentials(u) {
-        Some((a, b)) => format!("{}{}", &u[..a], &u[b + 1..]),
-        None => u.to_owned(),
-    }
+fn redact_one_url(u: &str) -> String {
+    let (scheme, rest) = match u.find("://") {
+        Some(i) => (&u[..i + 3], &u[i + 3..]),
+        None => ("", u),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}{host}{path}")
 }
 
 /// The closest candidate to `word`, if any is close enough to be a likely typo.

@@ -15,8 +15,10 @@ use super::units::{ByteSize, Dur};
 
 mod guardrails;
 mod routing;
+mod state;
 pub use guardrails::*;
 pub use routing::*;
+pub use state::*;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, Default)]
@@ -109,29 +111,6 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(60),
             max_connections: 10_000,
             cors_allowed_origins: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct StateConfig {
-    /// L2 cache, shared rate limits and spend, admin-made keys. `rediss://` for TLS, `redis://user:password@host:port/db` for auth.
-    #[schemars(example = &"redis://127.0.0.1:6379")]
-    pub redis_url: Option<String>,
-    /// Jobs: queue on a JetStream stream, records in a JetStream KV bucket. Several servers comma-separated; `tls://` for TLS.
-    #[schemars(example = &"nats://127.0.0.1:4222")]
-    pub nats_url: Option<String>,
-    /// Embedded store for whatever Redis and NATS do not hold (keys, spend, jobs).
-    pub data_dir: String,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        Self {
-            redis_url: None,
-            nats_url: None,
-            data_dir: "./data".to_owned(),
         }
     }
 }

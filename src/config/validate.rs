@@ -11,7 +11,8 @@
 //!
 //! `budget_period` without `budget_usd` (and the reverse) is accepted: the period alone limits
 //! nothing, a budget alone never resets. `rpm`/`tpm` of 0 are accepted as written.
-//! `state.redis_url` and `state.nats_url` are not checked here (their clients do).
+//! `state:` is checked in [`state`] (schemes, one Redis topology, files, replicas); the
+//! clients check the rest of the URLs.
 
 use std::collections::HashMap;
 
@@ -22,6 +23,7 @@ mod guardrails;
 
 pub use guardrails::{ENTITIES, PATTERN_SIZE_LIMIT, compile_pattern};
 mod routing;
+mod state;
 
 use super::yaml::Lines;
 use super::{Config, ConfigError, ProviderType, RoutingStrategy, hint_for};
@@ -65,6 +67,7 @@ fn none_if_empty(s: &mut Option<String>) {
 fn normalize(cfg: &mut Config) {
     none_if_empty(&mut cfg.state.redis_url);
     none_if_empty(&mut cfg.state.nats_url);
+    state::normalize(&mut cfg.state);
     for p in &mut cfg.providers {
         none_if_empty(&mut p.base_url);
         none_if_empty(&mut p.api_key);
@@ -170,6 +173,7 @@ pub(crate) fn validate(mut cfg: Config, lines: &Lines) -> Result<Config, Vec<Con
     check_models(&cfg, &mut cx);
     check_auth(&cfg, &mut cx);
     check_rest(&cfg, &mut cx);
+    state::check(&cfg.state, &mut cx);
     guardrails::check(&cfg, &mut cx);
     if cx.errors.is_empty() {
         Ok(cfg)

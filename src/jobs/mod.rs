@@ -290,7 +290,7 @@ impl Jobs {
     /// every replica and every restart signs with the same key. It is never logged.
     pub async fn start(cfg: &Config) -> Result<Arc<Self>, String> {
         let queue = match &cfg.state.nats_url {
-            Some(url) => JobQueue::Nats(nats::Nats::connect(url, cfg).await?),
+            Some(_) => JobQueue::Nats(nats::Nats::connect(cfg).await?),
             None => JobQueue::Embedded(embedded::Embedded::open(cfg).await?),
         };
         let webhooks = crate::webhooks::Webhooks::new(cfg.jobs.webhook.allow_private_networks)?;

@@ -95,6 +95,7 @@ async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<Inner, Strin
         .timeout(Duration::from_secs(5))
         .backpressure_on_inflight(true)
         .build(client.clone());
+    let replicas = crate::state::nats::replicas(&cfg.state);
     let work_queue = |name: &str, subject: &str| stream::Config {
         name: name.to_owned(),
         subjects: vec![subject.to_owned()],
@@ -104,31 +105,25 @@ async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<Inner, Strin
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    let jobs_stream = js
-        .get_or_create_stream(work_queue(JOBS_STREAM, JOBS_SUBJECT))
-        .await
-        .map_err(|e| format!("stream {JOBS_STREAM}: {e}"))?;
-    let hooks_stream = js
-        .get_or_create_stream(work_queue(HOOKS_STREAM, HOOKS_SUBJECT))
-        .await
-        .map_err(|e| format!("stream {HOOKS_STREAM}: {e}"))?;
-    let kv = ensure_bucket(&js, BUCKET, cfg.jobs.result_ttl.get()).await?;
-    let meta = ensure_bucket(&js, META_BUCKET, Duration::ZERO).await?;
-    let objects = match js.get_object_store(OBJECTS_BUCKET).await {
-        Ok(o) => o,
-        Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: OBJECTS_BUCKET.to_owned(),
-                description: Some(
-                    "ai-gateway: job bodies and results too large for one message".to_owned(),
-                ),
-                max_age: cfg.jobs.result_ttl.get(),
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("object store {OBJECTS_BUCKET}: {e}"))?,
-    };
+    let ensure = |c| crate::state::nats::ensure_stream(&js, c, replicas, |_| false);
+    let jobs_stream = ensure(work_queue(JOBS_STREAM, JOBS_SUBJECT)).await?;
+    let hooks_stream = ensure(work_queue(HOOKS_STREAM, HOOKS_SUBJECT)).await?;
+    let kv = ensure_bucket(&js, BUCKET, cfg.jobs.result_ttl.get(), replicas).await?;
+    let meta = ensure_bucket(&js, META_BUCKET, Duration::ZERO, replicas).await?;
+    let objects = crate::state::nats::ensure_object_store(
+        &js,
+        object_store::Config {
+            bucket: OBJECTS_BUCKET.to_owned(),
+            description: Some(
+                "ai-gateway: job bodies and results too large for one message".to_owned(),
+            ),
+            max_age: cfg.jobs.result_ttl.get(),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        },
+        replicas,
+    )
+    .await?;
     let jobs: consumer::PullConsumer = jobs_stream
         .get_or_create_consumer(
             "workers",
@@ -177,6 +172,7 @@ async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
+    replicas: usize,
 ) -> Result<kv::Store, String> {
     let config = stream::Config {
         name: format!("KV_{bucket}"),
@@ -188,23 +184,11 @@ async fn ensure_bucket(
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: 1,
         ..Default::default()
     };
-    match js.get_stream(&config.name).await {
-        Ok(st) => {
-            if st.cached_info().config.max_age != max_age {
-                js.update_stream(&config)
-                    .await
-                    .map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
-            }
-        }
-        Err(_) => {
-            js.create_stream(config)
-                .await
-                .map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
-        }
-    }
+    crate::state::nats::ensure_stream(js, config, replicas, |have| have.max_age != max_age)
+        .await
+        .map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
     js.get_key_value(bucket)
         .await
         .map_err(|e| format!("key-value bucket {bucket}: {e}"))
@@ -212,16 +196,14 @@ async fn ensure_bucket(
 
 impl Nats {
     /// Connect (in the background if NATS is down) and set JetStream up; waits up to 5 s for it.
-    pub async fn connect(url: &str, cfg: &Config) -> Result<Arc<Self>, String> {
-        let client = async_nats::ConnectOptions::new()
-            .name("ai-gateway")
+    pub async fn connect(cfg: &Config) -> Result<Arc<Self>, String> {
+        let options = crate::state::nats::options(&cfg.state, "ai-gateway")
+            .await?
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(5)))
-            .max_reconnects(None)
-            .connect(url)
-            .await
-            .map_err(|e| format!("state.nats_url: {e}"))?;
+            .max_reconnects(None);
+        let client = crate::state::nats::connect(&cfg.state, options).await?;
         let (ready, mut ready_rx) = watch::channel(false);
         let me = Arc::new(Self {
             client,
@@ -238,7 +220,13 @@ impl Nats {
                         let inner = Arc::new(inner);
                         bg.inner.store(Some(inner.clone()));
                         let _ = bg.ready.send(true);
+                        let info = bg.client.server_info();
                         tracing::info!(
+                            server = %info.server_name,
+                            cluster = %info.cluster.as_deref().unwrap_or("none"),
+                            cluster_servers = info.connect_urls.len().max(1),
+                            tls = info.tls_required,
+                            jetstream_replicas = crate::state::nats::replicas(&cfg.state),
                             "NATS JetStream ready: job queue, records and webhook schedule"
                         );
                         match super::legacy::rescope_nats(&inner.kv, &inner.meta, &cfg).await {

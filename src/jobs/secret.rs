@@ -125,7 +125,7 @@ pub async fn lookup(cfg: &Config) -> Result<String, String> {
         return Ok(s.clone());
     }
     let key = match &cfg.state.nats_url {
-        Some(url) => from_nats(url).await?,
+        Some(_) => from_nats(cfg).await?,
         None => {
             let path = file_path(cfg);
             let jobs = Path::new(&cfg.state.data_dir).join("jobs.redb");
@@ -141,13 +141,11 @@ pub async fn lookup(cfg: &Config) -> Result<String, String> {
     })
 }
 
-async fn from_nats(url: &str) -> Result<Option<Vec<u8>>, String> {
-    let client = async_nats::ConnectOptions::new()
-        .name("ai-gateway webhook-secret")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| format!("state.nats_url: {e}"))?;
+async fn from_nats(cfg: &Config) -> Result<Option<Vec<u8>>, String> {
+    let options = crate::state::nats::options(&cfg.state, "ai-gateway webhook-secret")
+        .await?
+        .connection_timeout(Duration::from_secs(5));
+    let client = crate::state::nats::connect(&cfg.state, options).await?;
     let js = async_nats::jetstream::new(client);
     let meta = match js.get_key_value("aigw_meta").await {
         Ok(m) => m,

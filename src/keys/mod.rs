@@ -228,7 +228,7 @@ impl KeyStore {
 
     async fn get_raw(&self, k: String) -> Result<Option<String>, Error> {
         if self.redis.is_some() {
-            self.redis_get(format!("aigw:keys:{k}")).await
+            self.redis_get(crate::state::keys::key_store(&k)).await
         } else if let Some(store) = &self.store {
             store.get(Table::Keys, k).await.map_err(backend_error)
         } else {
@@ -350,7 +350,7 @@ impl KeyStore {
         let ids: Vec<String> = if let Some(redis) = &self.redis {
             let mut conn = redis.conn().ok_or_else(|| backend_error("redis is down"))?;
             let mut cmd = redis::cmd("SMEMBERS");
-            cmd.arg("aigw:keys:all");
+            cmd.arg(crate::state::keys::key_store("all"));
             tokio::time::timeout(REDIS_TIMEOUT * 4, cmd.query_async::<Vec<String>>(&mut conn))
                 .await
                 .map_err(|_| backend_error("timed out"))?

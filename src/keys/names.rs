@@ -1,7 +1,7 @@
 //! Key names are unique among live keys, admin-made and of the file together.
 //!
 //! Beside the records, a name index maps each name to the id of the live key holding it
-//! (`name:<name>` in the embedded store's keys table, `aigw:keys:name:<name>` in Redis). A record
+//! (`name:<name>` in the embedded store's keys table, `aigw:{keys}:name:<name>` in Redis). A record
 //! and its index entry are written in one step, one redb transaction or one Lua script that
 //! Redis runs atomically for every replica sharing it, so two creates of one name, on one replica
 //! or on two, cannot both succeed. An entry whose holder is revoked or gone counts as free; a
@@ -224,18 +224,16 @@ impl KeyStore {
         if let Some(redis) = &self.redis {
             let mut conn = redis.conn().ok_or_else(|| backend_error("redis is down"))?;
             let mut inv = SAVE.prepare_invoke();
-            inv.key(format!("aigw:keys:id:{}", rec.id))
-                .key(format!("aigw:keys:hash:{}", rec.key_sha256))
-                .key("aigw:keys:all")
-                .key(format!("aigw:keys:{}", name_entry(&rec.name)))
-                .key(format!(
-                    "aigw:keys:{}",
-                    name_entry(previous.unwrap_or(&rec.name))
-                ))
+            use crate::state::keys::{KEYS_PREFIX, key_store};
+            inv.key(key_store(&format!("id:{}", rec.id)))
+                .key(key_store(&format!("hash:{}", rec.key_sha256)))
+                .key(key_store("all"))
+                .key(key_store(&name_entry(&rec.name)))
+                .key(key_store(&name_entry(previous.unwrap_or(&rec.name))))
                 .arg(&rec.id)
                 .arg(json.as_deref().unwrap_or(""))
                 .arg(claim.as_str())
-                .arg("aigw:keys:id:");
+                .arg(format!("{KEYS_PREFIX}id:"));
             return match tokio::time::timeout(
                 REDIS_TIMEOUT * 4,
                 inv.invoke_async::<Option<String>>(&mut conn),

@@ -182,13 +182,13 @@ impl Limiter {
 
     async fn check_redis(
         &self,
-        mut conn: redis::aio::ConnectionManager,
+        mut conn: crate::state::RedisConn,
         buckets: &[Bucket],
         budget: Option<(&str, f64, f64)>,
     ) -> Result<Verdict, String> {
         let mut inv = self.gcra.prepare_invoke();
         for b in buckets {
-            inv.key(format!("aigw:rl:{}", b.key));
+            inv.key(crate::state::keys::rate_limit(&b.key));
         }
         inv.arg(PERIOD_MS).arg(buckets.len());
         for b in buckets {
@@ -277,7 +277,7 @@ impl Limiter {
             && let Some(mut conn) = redis.conn()
         {
             let mut inv = self.adjust.prepare_invoke();
-            inv.key(format!("aigw:rl:{}", bucket.key))
+            inv.key(crate::state::keys::rate_limit(&bucket.key))
                 .arg(PERIOD_MS)
                 .arg(bucket.limit.max(1))
                 .arg(delta);
@@ -301,7 +301,7 @@ impl Limiter {
     /// script, which must be loaded: a `NOSCRIPT` answer means [`Limiter::adjust`] again).
     pub fn push_adjust(&self, pipe: &mut redis::Pipeline, bucket: &Bucket, delta: i64) {
         let mut inv = self.adjust.prepare_invoke();
-        inv.key(format!("aigw:rl:{}", bucket.key))
+        inv.key(crate::state::keys::rate_limit(&bucket.key))
             .arg(PERIOD_MS)
             .arg(bucket.limit.max(1))
             .arg(delta);

@@ -2,7 +2,7 @@
 //!
 //! Periods are fixed windows of `budget_period` aligned to the Unix epoch (a `30d` budget resets
 //! every 30 days counted from 1970-01-01). With Redis, every replica adds to one hash per key and
-//! period (`aigw:usage:{key}:{period_start}`: spend, requests, input and output tokens) and the
+//! period (`aigw:usage:{limits}:<key id>:<period start>`, in the rate limits' hash slot: spend, requests, input and output tokens) and the
 //! budget check reads it inside the rate-limit script. Without Redis, totals are kept in process
 //! and written to the embedded store once a second (and at shutdown), so at most a second of
 //! spend can be lost by a crash.
@@ -73,23 +73,10 @@ pub fn push_record(
     pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
 }
 
-/// Add one usage hash to another and drop it (keeping its expiry when the target has none).
-static CARRY: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return 0 end
-for i = 1, #h, 2 do redis.call('HINCRBYFLOAT', KEYS[2], h[i], h[i + 1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 and redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('DEL', KEYS[1])
-return 1
-",
-    )
-});
+use crate::state::keys::CARRY;
 
 pub fn redis_key(key_id: &str, period: Duration) -> String {
-    format!("aigw:usage:{key_id}:{}", period_bounds(period).0)
+    crate::state::keys::usage(key_id, period_bounds(period).0)
 }
 
 fn local_key(key_id: &str, period: Duration) -> String {

@@ -30,7 +30,7 @@ fn the_summary_follows_the_environment_too() {
     };
     assert_eq!(
         export_summary(&cfg, &env),
-        "OTLP on (http://***@otel:4318, http/protobuf)"
+        "OTLP on (http://otel:4318, http/protobuf)"
     );
 }
 
@@ -75,7 +75,7 @@ fn endpoints_and_protocols() {
 fn endpoint_logs_hide_credentials() {
     assert_eq!(
         crate::config::redact_url("https://user:pw@otlp.example.com/v1/traces?token=x"),
-        "https://***@otlp.example.com/v1/traces"
+        "https://otlp.example.com/v1/traces"
     );
 }
 

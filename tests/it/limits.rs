@@ -578,7 +578,7 @@ async fn keys_stored_before_names_were_unique_are_indexed_at_start() {
     gw.wait_log("two live admin-made keys share a name").await;
     // The older holds the name; a new key cannot take it.
     assert_eq!(
-        redis.cli(&["GET", "aigw:keys:name:twin"]).trim(),
+        redis.cli(&["GET", "aigw:{keys}:name:twin"]).trim(),
         "key_0000000000000000000000a1"
     );
     let r = admin_keys(
@@ -601,7 +601,7 @@ async fn keys_stored_before_names_were_unique_are_indexed_at_start() {
     assert_eq!(r.status(), 200);
     revoke_key(&gw, "key_0000000000000000000000a1").await;
     let (new_id, _) = create_key(&gw, json!({"name": "twin"})).await;
-    assert_eq!(redis.cli(&["GET", "aigw:keys:name:twin"]).trim(), new_id);
+    assert_eq!(redis.cli(&["GET", "aigw:{keys}:name:twin"]).trim(), new_id);
 }
 
 #[tokio::test]

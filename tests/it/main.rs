@@ -39,6 +39,8 @@ mod reload;
 mod resilience;
 mod responses;
 mod routing;
+mod scale_nats;
+mod scale_redis;
 mod secrets;
 mod semantic;
 mod shadow;

@@ -2,6 +2,7 @@
 //! assertion helpers.
 
 pub mod ai;
+pub mod cluster;
 pub mod gateway;
 pub mod native;
 pub mod nats;

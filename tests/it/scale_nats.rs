@@ -1,0 +1,206 @@
+//! NATS as production runs it: a 3-node JetStream cluster with the gateway's streams, KV buckets
+//! and object store replicated three ways (jobs all succeed after one node is killed mid-queue;
+//! an earlier replica count is brought to the configured one), and one server over TLS with a
+//! user and password.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::jobs::{jobs_config, submit_ok, wait_job};
+use crate::support::cluster::{Certs, NatsCluster};
+use crate::support::*;
+
+async fn wait_nats_ok(gw: &Gateway) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let v = json_of(gw.get("/ready", None).await).await;
+        if v["nats"] == "ok" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats never became ok: {v}\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The replica count of a stream, asked of JetStream directly.
+async fn stream_replicas(url: &str, stream: &str) -> usize {
+    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+    let c = async_nats::connect(servers).await.unwrap();
+    let js = async_nats::jetstream::new(c);
+    let mut st = js.get_stream(stream).await.unwrap();
+    st.info().await.unwrap().config.num_replicas
+}
+
+fn cluster_config(up: &FakeUpstream, nats: &NatsCluster, replicas: u32) -> Value {
+    let mut c = jobs_config(up);
+    c["state"] = json!({"nats_url": nats.url(), "jetstream_replicas": replicas});
+    c
+}
+
+#[tokio::test]
+async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
+    let mut nats = NatsCluster::start(3).await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    up.set_default(Fault::Delay(Duration::from_millis(100)));
+    let mut cfg = cluster_config(&up, &nats, 3);
+    cfg["jobs"]["workers"] = json!(8);
+    let gw = Gateway::start(cfg).await;
+    wait_nats_ok(&gw).await;
+    assert!(
+        gw.logs().contains("nats 3 servers"),
+        "the start-up summary names the topology:\n{}",
+        gw.logs()
+    );
+    for s in [
+        "AIGW_JOBS",
+        "AIGW_WEBHOOKS",
+        "KV_aigw_jobs",
+        "KV_aigw_meta",
+        "OBJ_aigw_objects",
+    ] {
+        assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
+    }
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let job = submit_ok(&gw, &chat_body("gpt-test", &format!("clustered {i}")), &[]).await;
+        ids.push((i, job["id"].as_str().unwrap().to_owned()));
+    }
+    assert!(wait_until(Duration::from_secs(20), || up.request_count() >= 10).await);
+    // The first server in the list: the one the client most likely talks to.
+    nats.kill(0);
+    // Submissions keep being accepted on the two left.
+    for i in 60..70 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let id = loop {
+            let r = crate::jobs::submit(
+                &gw,
+                GW_KEY,
+                "/v1/async/chat/completions",
+                &chat_body("gpt-test", &format!("clustered {i}")),
+                &[],
+            )
+            .await;
+            if r.status() == 202 {
+                break json_of(r).await["id"].as_str().unwrap().to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}", r.status());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ids.push((i, id));
+    }
+    up.set_default(Fault::Normal);
+    for (i, id) in &ids {
+        let v = wait_job(&gw, id, Duration::from_secs(90)).await;
+        assert_eq!(v["status"], "succeeded", "{v}");
+        assert_eq!(
+            v["result"]["choices"][0]["message"]["content"],
+            format!("clustered {i}")
+        );
+    }
+    let ready = json_of(gw.get("/ready", None).await).await;
+    assert_eq!(ready["nats"], "ok", "{ready}");
+}
+
+#[tokio::test]
+async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
+    let nats = NatsCluster::start(3).await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let first = Gateway::start(cluster_config(&up, &nats, 1)).await;
+    wait_nats_ok(&first).await;
+    assert_eq!(stream_replicas(&nats.url(), "AIGW_JOBS").await, 1);
+    drop(first);
+    let gw = Gateway::start(cluster_config(&up, &nats, 3)).await;
+    wait_nats_ok(&gw).await;
+    gw.wait_log("brought to state.jetstream_replicas").await;
+    for s in [
+        "AIGW_JOBS",
+        "AIGW_WEBHOOKS",
+        "KV_aigw_jobs",
+        "KV_aigw_meta",
+        "OBJ_aigw_objects",
+    ] {
+        assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
+    }
+    let job = submit_ok(&gw, &chat_body("gpt-test", "replicated"), &[]).await;
+    let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+}
+
+#[tokio::test]
+async fn three_replicas_on_a_single_server_is_a_clear_error() {
+    let nats = NatsServer::start().await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({"nats_url": nats.url(), "jetstream_replicas": 3});
+    let gw = Gateway::start(cfg).await;
+    gw.wait_log("NATS JetStream not ready").await;
+    let ready = json_of(gw.get("/ready", None).await).await;
+    assert_eq!(ready["nats"], "down", "{ready}");
+    let r = crate::jobs::submit(
+        &gw,
+        GW_KEY,
+        "/v1/async/chat/completions",
+        &chat_body("gpt-test", "x"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn nats_over_tls_with_a_user_and_password() {
+    let certs = Certs::make();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+             authorization {{ user: gw, password: \"nats-PASS-5\" }}\n\
+             tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            dir.path().join("js").display(),
+            certs.path("server.crt").display(),
+            certs.path("server.key").display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server");
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({
+        "nats_url": format!("tls://gw:nats-PASS-5@127.0.0.1:{port}"),
+        "nats_tls": {"ca_file": certs.ca()},
+    });
+    let gw = Gateway::start(cfg.clone()).await;
+    wait_nats_ok(&gw).await;
+    let job = submit_ok(&gw, &chat_body("gpt-test", "over tls"), &[]).await;
+    let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    // A wrong password is refused; no password is in a log line.
+    cfg["state"]["nats_url"] = json!(format!("tls://gw:bad-PASS-6@127.0.0.1:{port}"));
+    let wrong = Gateway::start(cfg).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ready = json_of(wrong.get("/ready", None).await).await;
+    assert_eq!(ready["nats"], "down", "{ready}");
+    for g in [&gw, &wrong] {
+        let logs = g.logs();
+        assert!(
+            !logs.contains("nats-PASS-5") && !logs.contains("bad-PASS-6"),
+            "{logs}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
