@@ -24,7 +24,8 @@
 #   DURATION=5  WARMUP=2  CONCS="1 16 64"  STREAM_CONCS="1 16"  STARTUP_RUNS=5
 #   TARGETS="direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency
 #            gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k"
-#                                          (also: gateway-log, gateway-auth-shared-cluster; add target_<name>)
+#                                          (also: gateway-log, gateway-auth-shared-cluster, gateway-no-request-log,
+#                                           gateway-auth-no-request-log; add target_<name>)
 #   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings; add scenario_<name>)
 #   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
 #   FILL_N=100000      cached answers for the RSS figure   REDIS_CALLS_N=1000  requests counted in Redis
@@ -427,6 +428,10 @@ target_direct()  {
   bench_target direct "http://127.0.0.1:$MOCK_PORT" "$mock_pid" "${auth[@]}"
 }
 target_gateway() { run_gateway gateway '{}'; }
+# The request log and usage report are on by default (request_log.enabled); these rows turn them
+# off, to compare with gateway and gateway-auth (target: the "on" rows within 3 % of these).
+target_gateway_no_request_log() { run_gateway gateway-no-request-log '{"request_log":{"enabled":false}}'; }
+target_gateway_auth_no_request_log() { local T_SCENARIOS="chat" T_CONCS="$AUTH_CONCS"; run_gateway gateway-auth-no-request-log "{$(auth_overlay), \"request_log\":{\"enabled\":false}}"; }
 # Routing: gateway-full = auth (local limits) + model over 3 deployments (least-busy) + metrics
 # (always on): the configuration of the ">= 0.7x nginx" target. gateway-route-*: the same model
 # without auth, one row per strategy. Non-streaming, at $ROUTE_CONCS.

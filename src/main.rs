@@ -62,6 +62,48 @@ enum Command {
     /// be carried over on stderr.
     #[command(subcommand)]
     Import(ImportFrom),
+    /// Create, list and revoke keys of a running gateway (its admin API).
+    Keys {
+        /// The gateway's URL.
+        #[arg(long, env = "AI_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The gateway's master key (better given as $GATEWAY_MASTER_KEY: a flag shows in `ps`).
+        #[arg(long, env = "GATEWAY_MASTER_KEY", hide_env_values = true)]
+        master_key: String,
+        #[command(subcommand)]
+        action: KeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key; prints it once, with an `export OPENAI_API_KEY=…` line.
+    Create {
+        /// The key's name (unique among live keys).
+        name: String,
+        /// Model globs the key may use (comma-separated; default every model).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Spend budget in USD per period.
+        #[arg(long)]
+        budget_usd: Option<f64>,
+        /// The budget's period, e.g. 30d.
+        #[arg(long)]
+        budget_period: Option<String>,
+        /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List the keys with their limits and spend.
+    List,
+    /// Revoke a key by id (`key_…`) or name.
+    Revoke { key: String },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +118,63 @@ enum ConfigCmd {
 enum ImportFrom {
     /// A LiteLLM proxy config.yaml: `ai-gateway import litellm config.yaml > gateway.yaml`.
     Litellm { path: PathBuf },
+}
+
+/// `ai-gateway keys …`: one admin API call (or two) on a small runtime of its own.
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI's own output"
+)]
+fn keys_command(url: String, master_key: String, action: KeysCmd) -> ExitCode {
+    use ai_gateway::cli::keys;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let t = keys::Target { url, master_key };
+    let out = rt.block_on(async {
+        match action {
+            KeysCmd::Create {
+                name,
+                models,
+                rpm,
+                tpm,
+                budget_usd,
+                budget_period,
+                expires_at,
+            } => {
+                let k = keys::NewKey {
+                    name,
+                    models,
+                    rpm,
+                    tpm,
+                    budget_usd,
+                    budget_period,
+                    expires_at,
+                };
+                keys::create(&t, k).await
+            }
+            KeysCmd::List => keys::list(&t).await,
+            KeysCmd::Revoke { key } => keys::revoke(&t, &key).await,
+        }
+    });
+    match out {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn env(k: &str) -> Option<String> {
@@ -135,6 +234,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys {
+            url,
+            master_key,
+            action,
+        } => keys_command(url, master_key, action),
         Command::Check => {
             let Some(path) = config::resolve_path(cli.config.as_deref(), &env) else {
                 eprintln!("no configuration file: give --config PATH (or set AI_GATEWAY_CONFIG)");

@@ -486,6 +486,9 @@ pub async fn chat(
         None => (None, None),
         Some(rails) => guard::check_chat(rails, rt, &call).await?,
     };
+    if let (Some((b, _)), Some(u)) = (&guarded, &call.ctx.usage) {
+        u.set_guarded_body(b.clone());
+    }
     let (body, head) = guarded.as_ref().map_or((body, head), |(b, h)| (b, h));
     if rt.config.telemetry.log_bodies {
         // After the guardrails: what the upstream sees, masked values never in the log.

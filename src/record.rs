@@ -29,6 +29,19 @@ pub struct Labels {
     pub model: Option<String>,
     /// What served the answer, set with the answer's headers.
     pub served: Option<ServedBy>,
+    /// The body as the guardrails left it, when they changed it (for the request log).
+    pub guarded_body: Option<bytes::Bytes>,
+}
+
+/// The labels of a request as strings, read (not taken) for its request-log entry.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub deployment_model: Option<String>,
+    pub attempts: Option<u32>,
+    pub cache: Option<String>,
+    pub guarded_body: Option<bytes::Bytes>,
 }
 
 /// The values of an answer's `x-cache`, `x-gateway-provider`, `x-gateway-deployment-model` and
@@ -84,6 +97,30 @@ impl RequestRecord {
     pub fn set_served(&self, served: ServedBy) {
         let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
         labels.served.get_or_insert(served);
+    }
+
+    /// Note the body the guardrails made (the first call counts).
+    pub fn set_guarded_body(&self, body: bytes::Bytes) {
+        let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        labels.guarded_body.get_or_insert(body);
+    }
+
+    /// The labels set so far, copied (the request log reads them before the access log takes
+    /// them).
+    pub fn snapshot(&self) -> Snapshot {
+        let labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
+        let served = labels.served.as_ref();
+        Snapshot {
+            model: labels.model.clone(),
+            provider: served.and_then(|s| s.provider.as_ref()).and_then(text),
+            deployment_model: served
+                .and_then(|s| s.deployment_model.as_ref())
+                .and_then(text),
+            attempts: served.and_then(|s| s.attempts.to_str().ok()?.parse().ok()),
+            cache: served.and_then(|s| text(&s.cache)),
+            guarded_body: labels.guarded_body.clone(),
+        }
     }
 
     /// The labels set so far, taken out (when the request ends).

@@ -44,6 +44,8 @@ pub struct AppState {
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
     /// Stored Responses API objects (Redis, or the embedded store opened when first used).
     pub responses: Arc<crate::responses::ResponseStore>,
+    /// The admin request log and usage report (`None` with `request_log.enabled: false`).
+    pub request_log: Option<Arc<crate::request_log::RequestLog>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -75,6 +77,11 @@ impl AppState {
             usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
         ));
         let semantic = crate::pipeline::semantic::index(&config, redis.as_ref());
+        let request_log = crate::request_log::RequestLog::start(
+            &config.request_log,
+            redis.clone(),
+            std::path::Path::new(&config.state.data_dir),
+        )?;
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
@@ -92,6 +99,7 @@ impl AppState {
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),
             responses,
+            request_log,
         }))
     }
 

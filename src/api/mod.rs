@@ -2,6 +2,7 @@
 //! `pipeline`, render errors in their API's shape.
 
 pub mod admin;
+pub mod admin_log;
 pub mod anthropic;
 pub mod context;
 pub mod error;
@@ -163,8 +164,18 @@ pub async fn serve_request(
     let (parts, body) = req.into_parts();
     let limit = state.runtime.load().config.server.max_body_size.0;
     let mut out = CallOut::default();
+    let mut log = log_start(
+        &state,
+        &caller,
+        &request_id,
+        endpoint,
+        started,
+        usage.as_ref(),
+    );
+    let usage = usage.or_else(|| log.as_ref().map(|l| l.2.usage.clone()));
     let result = tokio::time::timeout_at(deadline, async {
         let body = read_body(&parts.headers, body, limit).await?;
+        keep_body(&mut log, &body);
         let call = CallIn {
             caller: &caller,
             request_id: &request_id,
@@ -177,7 +188,10 @@ pub async fn serve_request(
         call_steps(&state, call, body, &mut out).await
     })
     .await;
-    out.finish(result, endpoint.error_format(), usage.as_deref())
+    logged(
+        log,
+        out.finish(result, endpoint.error_format(), usage.as_deref()),
+    )
 }
 
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
@@ -199,6 +213,16 @@ pub async fn run_call(
 ) -> Response {
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
     let mut out = CallOut::default();
+    let mut log = log_start(
+        &state,
+        caller,
+        request_id,
+        endpoint,
+        started,
+        usage.as_ref(),
+    );
+    keep_body(&mut log, &body);
+    let usage = usage.or_else(|| log.as_ref().map(|l| l.2.usage.clone()));
     let call = CallIn {
         caller,
         request_id,
@@ -209,7 +233,63 @@ pub async fn run_call(
         usage: &usage,
     };
     let result = tokio::time::timeout_at(deadline, call_steps(&state, call, body, &mut out)).await;
-    out.finish(result, endpoint.error_format(), usage.as_deref())
+    logged(
+        log,
+        out.finish(result, endpoint.error_format(), usage.as_deref()),
+    )
+}
+
+/// A call's request-log start: the log, whether bodies are kept, what is known now (`None` with
+/// the log off). Every model call passes here and through [`logged`]: API calls, async job runs
+/// and batch lines alike.
+type LogStart = (
+    std::sync::Arc<crate::request_log::RequestLog>,
+    bool,
+    crate::request_log::Start,
+);
+
+fn log_start(
+    state: &SharedState,
+    caller: &Caller,
+    request_id: &str,
+    endpoint: Endpoint,
+    started: tokio::time::Instant,
+    usage: Option<&std::sync::Arc<crate::record::RequestRecord>>,
+) -> Option<LogStart> {
+    let log = state.request_log.as_ref()?;
+    let bodies = state.runtime.load().config.request_log.bodies;
+    Some((
+        log.clone(),
+        bodies,
+        crate::request_log::Start {
+            request_id: request_id.to_owned(),
+            endpoint: endpoint.path(),
+            key: caller.key.as_ref().map(|k| k.name.to_string()),
+            started,
+            created_at: crate::clock::unix_secs(),
+            request_body: None,
+            // The request's own cell, or one of its own (a job's run has none).
+            usage: usage.map_or_else(
+                || std::sync::Arc::new(crate::record::RequestRecord::new()),
+                std::sync::Arc::clone,
+            ),
+        },
+    ))
+}
+
+/// With `request_log.bodies`, keep the request's body for its entry.
+fn keep_body(log: &mut Option<LogStart>, body: &Bytes) {
+    if let Some((_, true, start)) = log {
+        start.request_body = Some(body.clone());
+    }
+}
+
+/// The answer, logged when its body ends.
+fn logged(log: Option<LogStart>, resp: Response) -> Response {
+    match log {
+        Some((log, bodies, start)) => crate::request_log::tap(&log, bodies, start, resp),
+        None => resp,
+    }
 }
 
 /// What a call is given besides its body.

@@ -65,6 +65,9 @@ restart_only! {
     "telemetry.log_format" => telemetry.log_format;
     "telemetry.otlp_endpoint" => telemetry.otlp_endpoint;
     "telemetry.service_name" => telemetry.service_name;
+    "request_log.enabled" => request_log.enabled;
+    "request_log.max_entries" => request_log.max_entries;
+    "request_log.usage_retention" => request_log.usage_retention;
 }
 
 /// Re-read the configuration file and swap it in (refused when a file key takes the name of a

@@ -311,6 +311,11 @@ pub fn router(state: SharedState) -> Router {
                 .patch(api::admin::update_key)
                 .delete(api::admin::revoke_key),
         )
+        // The request log, usage report and overview numbers (request_log).
+        .route("/admin/requests", get(api::admin_log::list))
+        .route("/admin/requests/{id}", get(api::admin_log::get))
+        .route("/admin/usage", get(api::admin_log::usage))
+        .route("/admin/stats", get(api::admin_log::stats))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_master,

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::units::{ByteSize, Dur};
 
 mod guardrails;
+mod request_log;
 mod routing;
 mod state;
 pub use guardrails::*;
+pub use request_log::*;
 pub use routing::*;
 pub use state::*;
 
@@ -60,6 +62,9 @@ pub struct Config {
     pub guardrails: Vec<GuardrailConfig>,
     #[serde(default)]
     pub responses: ResponsesConfig,
+    #[serde(default)]
+    /// The admin request log and the usage report.
+    pub request_log: RequestLogConfig,
 }
 
 /// `responses:`: the Responses API objects the gateway stores.

@@ -502,6 +502,16 @@ fn check_rest(cfg: &Config, cx: &mut Ctx) {
             );
         }
     }
+    if cfg.request_log.max_entries == 0 {
+        cx.err(
+            "request_log.max_entries",
+            "must be at least 1 (turn the log off with request_log.enabled: false)",
+            None,
+        );
+    }
+    if cfg.request_log.usage_retention.get() < std::time::Duration::from_secs(86_400) {
+        cx.err("request_log.usage_retention", "must be at least 1d", None);
+    }
     if cfg.responses.store_ttl.is_zero() {
         cx.err("responses.store_ttl", "must be more than 0s", None);
     }

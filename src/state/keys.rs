@@ -7,6 +7,7 @@
 //! | rate-limit buckets (GCRA), usage and spend per key and period | `aigw:rl:{limits}:<bucket>`, `aigw:usage:{limits}:<key id>:<period start>` | `{limits}`: one script checks a request's buckets and its budget at once |
 //! | admin-made keys and their indexes | `aigw:{keys}:id:<id>`, `…:hash:<sha256>`, `…:name:<name>`, `…:all` | `{keys}`: one script saves a record with its indexes |
 //! | L2 cache entry and its single-flight claim | `aigw:cache:v1:{<hex>}`, `aigw:claim:cache:v1:{<hex>}` | the entry's hash: one script reads one and sets the other |
+//! | the request log and usage report | `aigw:{reqlog}:stream`, `…:ids`, `…:report:<hash>` | `{reqlog}`: one pipeline writes an entry, its index and the day's counters |
 //! | stored responses, the semantic stream | `aigw:resp:<id>`, `aigw:semantic:v1` | none (one key per command) |
 //!
 //! `{limits}` keeps every rate-limit check exact and in one round trip (one slot, one node):
