@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod batches;
+pub mod files;
 pub mod home;
 pub mod jobs;
 pub mod openai;
@@ -50,6 +52,13 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/v1/async/embeddings", post(jobs::submit_embeddings))
         .route("/v1/async/messages", post(jobs::submit_messages))
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        // Files and batches (issue 22).
+        .route("/v1/files", post(files::upload).get(files::list))
+        .route("/v1/files/{id}", get(files::get).delete(files::delete))
+        .route("/v1/files/{id}/content", get(files::content))
+        .route("/v1/batches", post(batches::create).get(batches::list))
+        .route("/v1/batches/{id}", get(batches::get))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
 }
 
 /// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of

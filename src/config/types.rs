@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Dur};
 
+mod batches;
 mod guardrails;
 mod routing;
+pub use batches::*;
 pub use guardrails::*;
 pub use routing::*;
 
@@ -50,6 +52,9 @@ pub struct Config {
     #[serde(default)]
     /// Async jobs and their webhooks.
     pub jobs: JobsConfig,
+    #[serde(default)]
+    /// The OpenAI Batch API (`/v1/files`, `/v1/batches`), run by the gateway's own job machinery.
+    pub batches: BatchesConfig,
     #[serde(default)]
     /// Logs and traces.
     pub telemetry: TelemetryConfig,

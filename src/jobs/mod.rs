@@ -279,6 +279,8 @@ pub enum SubmitError {
 pub struct Jobs {
     pub queue: JobQueue,
     pub webhooks: crate::webhooks::Webhooks,
+    /// Files and batches (`/v1/files`, `/v1/batches`), whose lines run as jobs.
+    pub batches: Arc<crate::batches::Batches>,
 }
 
 impl Jobs {
@@ -292,7 +294,12 @@ impl Jobs {
             None => JobQueue::Embedded(embedded::Embedded::open(cfg).await?),
         };
         let webhooks = crate::webhooks::Webhooks::new(cfg.jobs.webhook.allow_private_networks)?;
-        let jobs = Arc::new(Self { queue, webhooks });
+        let batches = crate::batches::Batches::open(cfg, &queue)?;
+        let jobs = Arc::new(Self {
+            queue,
+            webhooks,
+            batches,
+        });
         match &cfg.jobs.webhook.secret {
             Some(s) => jobs.webhooks.set_key(crate::webhooks::decode_secret(s)?),
             None => match &jobs.queue {
@@ -324,6 +331,11 @@ impl Jobs {
             match &jobs.queue {
                 JobQueue::Embedded(e) => {
                     tokio::join!(
+                        crate::batches::runner::run(
+                            state.clone(),
+                            jobs.batches.clone(),
+                            stop.clone()
+                        ),
                         worker::run_embedded(state.clone(), e.clone(), stop.clone(), hard),
                         worker::run_embedded_webhooks(state, jobs.clone(), e.clone(), stop.clone()),
                         worker::run_embedded_expiry(e.clone(), stop),
@@ -331,6 +343,11 @@ impl Jobs {
                 }
                 JobQueue::Nats(n) => {
                     tokio::join!(
+                        crate::batches::runner::run(
+                            state.clone(),
+                            jobs.batches.clone(),
+                            stop.clone()
+                        ),
                         n.clone().run_workers(state.clone(), stop.clone(), hard),
                         n.clone().run_webhooks(state, jobs.clone(), stop.clone()),
                         n.clone().run_gauge(stop),
@@ -354,6 +371,9 @@ impl Jobs {
         }
     }
 }
+
+/// Woken whenever a job ends in this process (batch runners follow their lines with it).
+pub static JOB_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Unix seconds now.
 pub use crate::clock::{unix_ms as now_unix_ms, unix_secs as now_unix};

@@ -16,6 +16,7 @@ mod support;
 mod anthropic;
 mod auth;
 mod azure;
+mod batches;
 mod bedrock;
 mod cache;
 mod capacity;
