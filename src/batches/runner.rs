@@ -26,6 +26,8 @@ use crate::jobs::{Job, JobStatus, NewJob, StoreError, now_unix, now_unix_ms};
 const LEASE_MS: u64 = 15_000;
 /// How often progress is written (and the lease renewed).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
+/// How often a runner reads the state of all its lines in flight (besides those it saw end).
+const FULL_POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often the scanner looks for unclaimed batches.
 const SCAN_EVERY: Duration = Duration::from_secs(2);
 
@@ -331,6 +333,11 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
     let mut cancelled_queued = false;
     let mut last_save = tokio::time::Instant::now();
     let mut ended_here: Vec<&'static str> = Vec::new();
+    let mut to_submit: Vec<(Job, bytes::Bytes)> = Vec::new();
+    let mut ended_rx = crate::jobs::JOB_ENDED.subscribe();
+    let mut ended_ids: HashSet<String> = HashSet::new();
+    let mut full_poll = true;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         let now = now_unix();
         if d.batch.stop.is_none() && now >= d.batch.expires_at {
@@ -363,42 +370,42 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                 .ok_or_else(|| ("request_too_large", String::new()))
                 .and_then(|t| check(t, &d.batch.endpoint, &rt, &caller));
             let job_id = line_job_id(&d.batch.id, line.index);
-            match checked {
+            let ended = match checked {
                 Ok(c) => {
-                    let job = line_job(&d.batch, line.index, c.model);
-                    loop {
-                        match jobs
-                            .queue
-                            .submit(NewJob {
-                                job: job.clone(),
-                                body: c.body.clone(),
-                            })
-                            .await
-                        {
-                            Ok(_) => break,
-                            Err(e) => {
-                                tracing::debug!(batch = %d.batch.id, error = %e, "cannot submit a line; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
-                    window.push_back(Slot {
-                        job_id,
-                        ended: None,
-                        skipped: false,
-                    });
+                    to_submit.push((line_job(&d.batch, line.index, c.model), c.body));
+                    None
                 }
-                Err(_) => {
-                    // The key lost a model since validation: the line fails without running (the
-                    // output writer reports it from the missing job).
-                    window.push_back(Slot {
-                        job_id,
-                        ended: Some(false),
-                        skipped: false,
-                    });
+                // The key lost a model since validation: the line fails without running (the
+                // output writer reports it from the missing job).
+                Err(_) => Some(false),
+            };
+            window.push_back(Slot {
+                job_id,
+                ended,
+                skipped: false,
+            });
+            next_submit = line.index + 1;
+        }
+        // Submitted together, so the embedded store commits them in one transaction.
+        while !to_submit.is_empty() {
+            let results = futures_util::future::join_all(to_submit.iter().map(|(job, body)| {
+                jobs.queue.submit(NewJob {
+                    job: job.clone(),
+                    body: body.clone(),
+                })
+            }))
+            .await;
+            let mut failed = Vec::new();
+            for (item, r) in to_submit.drain(..).zip(results) {
+                if let Err(e) = r {
+                    tracing::debug!(batch = %d.batch.id, error = %e, "cannot submit a line; retrying");
+                    failed.push(item);
                 }
             }
-            next_submit = line.index + 1;
+            to_submit = failed;
+            if !to_submit.is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
         // After a restart while stopping: the lines already in the queue are still followed.
         if stopping && window.is_empty() && next_submit == d.batch.next_line {
@@ -422,10 +429,38 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                 continue;
             }
         }
-        // Follow the lines in flight.
-        let waiting = crate::jobs::JOB_ENDED.notified();
-        for s in window.iter_mut().filter(|s| s.ended.is_none()) {
-            match jobs.queue.get(&s.job_id).await {
+        // Follow the lines in flight: those this process saw end, and all of them now and then
+        // (lines run by another replica, a lagging listener).
+        loop {
+            match ended_rx.try_recv() {
+                Ok(id) => {
+                    ended_ids.insert(id);
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => full_poll = true,
+                Err(_) => break,
+            }
+        }
+        if last_full.elapsed() >= FULL_POLL_EVERY {
+            full_poll = true;
+        }
+        let to_poll: Vec<usize> = window
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ended.is_none() && (full_poll || ended_ids.contains(&s.job_id)))
+            .map(|(i, _)| i)
+            .collect();
+        if full_poll {
+            last_full = tokio::time::Instant::now();
+        }
+        full_poll = false;
+        ended_ids.clear();
+        let got = futures_util::future::join_all(
+            to_poll.iter().map(|&i| jobs.queue.get(&window[i].job_id)),
+        )
+        .await;
+        for (i, r) in to_poll.into_iter().zip(got) {
+            let s = &mut window[i];
+            match r {
                 Ok(Some(job)) if job.status.is_terminal() => {
                     let ok = job.status == JobStatus::Succeeded;
                     if job.status == JobStatus::Cancelled {
@@ -443,7 +478,7 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(batch = %d.batch.id, error = %e, "cannot read a line's job");
-                    break;
+                    full_poll = true;
                 }
             }
         }
@@ -499,6 +534,12 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         {
             continue;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), waiting).await;
+        match tokio::time::timeout(FULL_POLL_EVERY, ended_rx.recv()).await {
+            Ok(Ok(id)) => {
+                ended_ids.insert(id);
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => full_poll = true,
+            Ok(Err(_)) | Err(_) => full_poll = true,
+        }
     }
 }

@@ -372,8 +372,10 @@ impl Jobs {
     }
 }
 
-/// Woken whenever a job ends in this process (batch runners follow their lines with it).
-pub static JOB_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// The ids of jobs that ended in this process, for batch runners following their lines (sent
+/// only while one listens; a runner that lags polls all its lines instead).
+pub static JOB_ENDED: std::sync::LazyLock<tokio::sync::broadcast::Sender<String>> =
+    std::sync::LazyLock::new(|| tokio::sync::broadcast::channel(4096).0);
 
 /// Unix seconds now.
 pub use crate::clock::{unix_ms as now_unix_ms, unix_secs as now_unix};

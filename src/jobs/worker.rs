@@ -289,7 +289,9 @@ pub async fn deliver_webhook(
 /// Count a job that ended.
 /// Count (and log) a job that ended here.
 pub fn count_end(job: &Job) {
-    super::JOB_ENDED.notify_waiters();
+    if super::JOB_ENDED.receiver_count() > 0 {
+        let _ = super::JOB_ENDED.send(job.id.clone());
+    }
     metrics::counter!(crate::metrics::JOBS, "status" => job.status.as_str()).increment(1);
     tracing::info!(
         target: "jobs",
