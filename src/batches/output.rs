@@ -3,7 +3,6 @@
 //! file. The files are streamed (a pipe into the file store), never built in memory, and their
 //! ids derive from the batch id, so a finalisation cut short by a crash writes them again.
 
-use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -29,6 +28,9 @@ struct OutLine<'a> {
     response: Option<Response<'a>>,
     error: Option<Value>,
 }
+
+/// Lines whose jobs are read together.
+const CHUNK: usize = 256;
 
 /// The HTTP status a failed line's error stands for (a job keeps the error, not the status).
 fn status_of(error: &Value) -> u16 {
@@ -155,38 +157,44 @@ pub async fn finalize(
     let queue = &jobs.queue;
     let write = async move {
         let mut reader = reader;
-        let mut pending = futures_util::stream::FuturesOrdered::new();
-        let mut eof = false;
         let (mut ok, mut failed) = (0u64, 0u64);
-        loop {
-            while !eof && pending.len() < 32 {
+        let mut eof = false;
+        while !eof {
+            // A chunk of lines (only their custom_id kept), their jobs read in one go.
+            let mut chunk: Vec<(u64, String)> = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
                 match reader.next().await.map_err(StoreError::new)? {
-                    Some(l) => {
-                        let id = line_job_id(&batch.id, l.index);
-                        pending.push_back(async move {
-                            let job = queue.get(&id).await;
-                            (l, job)
-                        });
+                    Some(l) => chunk.push((
+                        l.index,
+                        l.text.as_deref().map(custom_id_of).unwrap_or_default(),
+                    )),
+                    None => {
+                        eof = true;
+                        break;
                     }
-                    None => eof = true,
                 }
             }
-            let Some((line, job)) = pending.next().await else {
+            if chunk.is_empty() {
                 break;
-            };
-            let job = job?;
-            let custom_id = line.text.as_deref().map(custom_id_of).unwrap_or_default();
-            let (bytes, to) = render(batch, &custom_id, line.index, job.as_ref());
-            let w = if to == Some(true) {
-                ok += 1;
-                &mut out_w
-            } else {
-                if to == Some(false) {
-                    failed += 1;
-                }
-                &mut err_w
-            };
-            w.write_all(&bytes).await.map_err(StoreError::new)?;
+            }
+            let ids = chunk
+                .iter()
+                .map(|(i, _)| line_job_id(&batch.id, *i))
+                .collect();
+            let jobs = queue.get_many(ids).await?;
+            for ((index, custom_id), job) in chunk.iter().zip(jobs) {
+                let (bytes, to) = render(batch, custom_id, *index, job.as_ref());
+                let w = if to == Some(true) {
+                    ok += 1;
+                    &mut out_w
+                } else {
+                    if to == Some(false) {
+                        failed += 1;
+                    }
+                    &mut err_w
+                };
+                w.write_all(&bytes).await.map_err(StoreError::new)?;
+            }
         }
         out_w.shutdown().await.map_err(StoreError::new)?;
         err_w.shutdown().await.map_err(StoreError::new)?;

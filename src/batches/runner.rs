@@ -454,14 +454,25 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         }
         full_poll = false;
         ended_ids.clear();
-        let got = futures_util::future::join_all(
-            to_poll.iter().map(|&i| jobs.queue.get(&window[i].job_id)),
-        )
-        .await;
+        let got = if to_poll.is_empty() {
+            Ok(Vec::new())
+        } else {
+            jobs.queue
+                .get_many(to_poll.iter().map(|&i| window[i].job_id.clone()).collect())
+                .await
+        };
+        let got = match got {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(batch = %d.batch.id, error = %e, "cannot read the lines' jobs");
+                full_poll = true;
+                Vec::new()
+            }
+        };
         for (i, r) in to_poll.into_iter().zip(got) {
             let s = &mut window[i];
             match r {
-                Ok(Some(job)) if job.status.is_terminal() => {
+                Some(job) if job.status.is_terminal() => {
                     let ok = job.status == JobStatus::Succeeded;
                     if job.status == JobStatus::Cancelled {
                         s.skipped = true;
@@ -475,11 +486,7 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                         ended_here.push(if ok { "succeeded" } else { "failed" });
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(batch = %d.batch.id, error = %e, "cannot read a line's job");
-                    full_poll = true;
-                }
+                _ => {}
             }
         }
         for status in ended_here.drain(..) {

@@ -251,6 +251,17 @@ impl JobQueue {
         }
     }
 
+    /// Several records at once (embedded: one read transaction; NATS: concurrent reads).
+    pub async fn get_many(&self, ids: Vec<String>) -> Result<Vec<Option<Job>>, StoreError> {
+        match self {
+            Self::Embedded(e) => e.get_many(ids).await,
+            Self::Nats(n) => futures_util::future::join_all(ids.iter().map(|id| n.get(id)))
+                .await
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Cancel a queued job that `caller` may see. `ttl` is how long its record is kept.
     pub async fn cancel(
         &self,
