@@ -557,3 +557,66 @@ async fn a_key_at_its_rpm_limit_finishes_its_batch_by_waiting() {
     let r = gw.get("/admin/batches", Some(GW_KEY)).await;
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn a_budget_used_up_fails_the_rest_of_the_batch_budget_exceeded() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        vec![mock_provider("local")],
+        vec![
+            json!({"name": "mock", "deployments": [{"provider": "local", "model": "mock",
+            "input_cost_per_mtok": 1000000.0, "output_cost_per_mtok": 1000000.0}]}),
+        ],
+    );
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
+    cfg["batches"] = json!({"concurrency": 2});
+    let gw = Gateway::start(cfg).await;
+    // Every token costs a dollar: a few lines use the budget up.
+    let (_, key) = create_key(
+        &gw,
+        json!({"name": "spender", "budget_usd": 5, "budget_period": "30d"}),
+    )
+    .await;
+    let file = upload(&gw, &key, &input(50, &["mock"])).await;
+    let r = gw
+        .post(
+            "/v1/batches",
+            Some(&key),
+            &json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    let id = json_of(r).await["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, v) = get_batch(&gw, &key, &id).await;
+        if ended(&v) {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    let completed = done["request_counts"]["completed"].as_u64().unwrap();
+    assert!((1..10).contains(&completed), "{done}");
+    let err_id = done["error_file_id"].as_str().unwrap();
+    let r = gw
+        .get(&format!("/v1/files/{err_id}/content"), Some(&key))
+        .await;
+    let err = jsonl(&r.text().await.unwrap());
+    assert_eq!(
+        completed as usize + err.len(),
+        50,
+        "one line per input line"
+    );
+    for l in &err {
+        let code = l["error"]["code"]
+            .as_str()
+            .or_else(|| l["response"]["body"]["error"]["code"].as_str());
+        assert_eq!(code, Some("budget_exceeded"), "{l}");
+    }
+    assert!(
+        err.iter().any(|l| l["response"].is_null()),
+        "lines after the budget ran out did not run"
+    );
+}
