@@ -1,6 +1,6 @@
 //! The Batch API (`/v1/files`, `/v1/batches`) run by the gateway itself: mixed providers,
 //! validation with line numbers, ownership, cancel, `kill -9` of the gateway on the embedded
-//! store and on NATS, a NATS restart, and a key at its rpm limit.
+//! store, a key at its rpm limit, a used-up budget (NATS: `batches_nats.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -29,7 +29,7 @@ fn mixed_config(oa: &FakeUpstream, an: &FakeUpstream) -> Value {
     c
 }
 
-fn one_config(up: &FakeUpstream) -> Value {
+pub(crate) fn one_config(up: &FakeUpstream) -> Value {
     let mut c = basic_config(Some(up));
     c["jobs"] = json!({"workers": 8, "max_attempts": 3});
     c["batches"] = json!({"concurrency": 8});
@@ -37,7 +37,7 @@ fn one_config(up: &FakeUpstream) -> Value {
 }
 
 /// A JSONL input of `n` chat lines cycling through `models`.
-fn input(n: usize, models: &[&str]) -> Vec<u8> {
+pub(crate) fn input(n: usize, models: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..n {
         let m = models[i % models.len()];
@@ -50,7 +50,7 @@ fn input(n: usize, models: &[&str]) -> Vec<u8> {
 }
 
 /// `POST /v1/files` as multipart with `purpose` and `file`.
-pub async fn upload_as(
+pub(crate) async fn upload_as(
     gw: &Gateway,
     key: &str,
     purpose: &str,
@@ -79,7 +79,7 @@ pub async fn upload_as(
         .expect("upload")
 }
 
-async fn upload(gw: &Gateway, key: &str, content: &[u8]) -> String {
+pub(crate) async fn upload(gw: &Gateway, key: &str, content: &[u8]) -> String {
     let r = upload_as(gw, key, "batch", content).await;
     let s = r.status().as_u16();
     let v = json_of(r).await;
@@ -89,7 +89,7 @@ async fn upload(gw: &Gateway, key: &str, content: &[u8]) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn create(gw: &Gateway, key: &str, file: &str) -> Value {
+pub(crate) async fn create(gw: &Gateway, key: &str, file: &str) -> Value {
     let r = gw
         .post(
             "/v1/batches",
@@ -105,13 +105,13 @@ async fn create(gw: &Gateway, key: &str, file: &str) -> Value {
     v
 }
 
-async fn get_batch(gw: &Gateway, key: &str, id: &str) -> (u16, Value) {
+pub(crate) async fn get_batch(gw: &Gateway, key: &str, id: &str) -> (u16, Value) {
     let r = gw.get(&format!("/v1/batches/{id}"), Some(key)).await;
     let s = r.status().as_u16();
     (s, json_of(r).await)
 }
 
-async fn wait_batch(
+pub(crate) async fn wait_batch(
     gw: &Gateway,
     id: &str,
     timeout: Duration,
@@ -133,24 +133,24 @@ async fn wait_batch(
     }
 }
 
-fn ended(v: &Value) -> bool {
+pub(crate) fn ended(v: &Value) -> bool {
     ["completed", "failed", "cancelled", "expired"].contains(&v["status"].as_str().unwrap_or(""))
 }
 
-async fn content(gw: &Gateway, key: &str, id: &str) -> String {
+pub(crate) async fn content(gw: &Gateway, key: &str, id: &str) -> String {
     let r = gw.get(&format!("/v1/files/{id}/content"), Some(key)).await;
     assert_eq!(r.status(), 200);
     r.text().await.unwrap()
 }
 
-fn jsonl(text: &str) -> Vec<Value> {
+pub(crate) fn jsonl(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
 /// The output and error lines of an ended batch; every custom_id of `0..n` exactly once.
-async fn results(gw: &Gateway, b: &Value, n: usize) -> (Vec<Value>, Vec<Value>) {
+pub(crate) async fn results(gw: &Gateway, b: &Value, n: usize) -> (Vec<Value>, Vec<Value>) {
     let out = match b["output_file_id"].as_str() {
         Some(id) => jsonl(&content(gw, GW_KEY, id).await),
         None => Vec::new(),
@@ -440,7 +440,7 @@ async fn cancel_mid_run_stops_new_lines_and_writes_the_partial_output() {
 }
 
 /// Kill the gateway mid-batch, start it again: every line ends once in the output.
-async fn kill_9_mid_batch(cfg: Value, up: &FakeUpstream) {
+pub(crate) async fn kill_9_mid_batch(cfg: Value, up: &FakeUpstream) {
     up.set_default(Fault::Delay(Duration::from_millis(60)));
     let mut gw = Gateway::start(cfg.clone()).await;
     let file = upload(&gw, GW_KEY, &input(300, &["gpt-test"])).await;
@@ -478,45 +478,6 @@ async fn embedded_kill_9_mid_batch_loses_no_line() {
     let mut cfg = one_config(&up);
     cfg["state"] = json!({"data_dir": data.path().to_str().unwrap()});
     kill_9_mid_batch(cfg, &up).await;
-}
-
-#[tokio::test]
-async fn nats_kill_9_mid_batch_loses_no_line() {
-    let nats = NatsServer::start().await;
-    let up = FakeUpstream::start(Kind::OpenAi).await;
-    let mut cfg = one_config(&up);
-    cfg["state"] = json!({"nats_url": nats.url()});
-    kill_9_mid_batch(cfg, &up).await;
-}
-
-#[tokio::test]
-async fn nats_restart_mid_batch_loses_no_line() {
-    let mut nats = NatsServer::start().await;
-    let up = FakeUpstream::start(Kind::OpenAi).await;
-    up.set_default(Fault::Delay(Duration::from_millis(40)));
-    let mut cfg = one_config(&up);
-    cfg["state"] = json!({"nats_url": nats.url()});
-    let gw = Gateway::start(cfg).await;
-    let file = upload(&gw, GW_KEY, &input(300, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(wait_until(Duration::from_secs(30), || up.request_count() >= 50).await);
-    nats.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (s, _) = get_batch(&gw, GW_KEY, &id).await;
-    assert_eq!(s, 503, "the batch store is down");
-    nats.restart().await;
-    let done = wait_batch(&gw, &id, Duration::from_secs(90), ended).await;
-    assert_eq!(done["status"], "completed", "{done}");
-    let (out, err) = results(&gw, &done, 300).await;
-    assert_eq!((out.len(), err.len()), (300, 0));
-    assert!(
-        up.request_count() <= 300 + 8,
-        "{} upstream calls",
-        up.request_count()
-    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod anthropic;
 mod auth;
 mod azure;
 mod batches;
+mod batches_nats;
 mod bedrock;
 mod cache;
 mod capacity;
