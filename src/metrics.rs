@@ -28,6 +28,7 @@ pub const CIRCUIT: &str = "ai_gateway_circuit_state";
 pub const IN_FLIGHT: &str = "ai_gateway_in_flight_requests";
 pub const JOBS: &str = "ai_gateway_jobs_total";
 pub const JOBS_QUEUED: &str = "ai_gateway_jobs_queued";
+pub const BATCH_LINES: &str = "ai_gateway_batch_lines_total";
 pub const WEBHOOKS: &str = "ai_gateway_webhook_deliveries_total";
 pub const DEPENDENCY_UP: &str = "ai_gateway_dependency_up";
 pub const GUARDRAIL_ACTIONS: &str = "ai_gateway_guardrail_actions_total";
@@ -108,6 +109,9 @@ pub fn install() -> Option<PrometheusHandle> {
     metrics::gauge!(JOBS_QUEUED).set(0.0);
     for reason in LIMIT_REASONS {
         metrics::counter!(RATE_LIMITED, "reason" => reason).absolute(0);
+    }
+    for status in ["succeeded", "failed"] {
+        metrics::counter!(BATCH_LINES, "status" => status).absolute(0);
     }
     for status in ["succeeded", "failed", "cancelled"] {
         metrics::counter!(JOBS, "status" => status).absolute(0);
@@ -273,6 +277,7 @@ fn describe() {
     describe_gauge!(IN_FLIGHT, "Requests being served, streams included");
     describe_counter!(JOBS, "Async jobs finished, by status");
     describe_gauge!(JOBS_QUEUED, "Async jobs waiting to run");
+    describe_counter!(BATCH_LINES, "Batch lines ended, by status");
     describe_counter!(WEBHOOKS, "Webhook deliveries by outcome");
     describe_gauge!(
         DEPENDENCY_UP,

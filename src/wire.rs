@@ -490,6 +490,21 @@ pub fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// The model and `stream` of a Responses request (async submissions and batch lines check them).
+pub fn parse_responses_head(body: &[u8]) -> Result<(String, bool), Error> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: Option<String>,
+        stream: Option<bool>,
+    }
+    let h: Head = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid(format!("the request body is not valid JSON: {e}")))?;
+    let model = h
+        .model
+        .ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
+    Ok((model, h.stream == Some(true)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,7 +148,7 @@ async fn submit_inner(
             (h.model, h.stream)
         }
         Endpoint::Embeddings => (wire::parse_embeddings(&body)?.model, false),
-        Endpoint::Responses => super::responses::model_and_stream(&body)?,
+        Endpoint::Responses => crate::wire::parse_responses_head(&body)?,
     };
     if !rt.has_model(&model) {
         return Err(Error::ModelNotFound(model));

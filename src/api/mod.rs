@@ -4,8 +4,10 @@
 pub mod admin;
 pub mod admin_log;
 pub mod anthropic;
+pub mod batches;
 pub mod context;
 pub mod error;
+pub mod files;
 pub mod home;
 pub mod jobs;
 pub mod openai;
@@ -56,6 +58,13 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/v1/async/embeddings", post(jobs::submit_embeddings))
         .route("/v1/async/messages", post(jobs::submit_messages))
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        // Files and batches (issue 22).
+        .route("/v1/files", post(files::upload).get(files::list))
+        .route("/v1/files/{id}", get(files::get).delete(files::delete))
+        .route("/v1/files/{id}/content", get(files::content))
+        .route("/v1/batches", post(batches::create).get(batches::list))
+        .route("/v1/batches/{id}", get(batches::get))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
 }
 
 /// The model calls (`POST /v1/chat/completions`, `/v1/messages`, `/v1/embeddings`,

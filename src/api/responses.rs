@@ -44,21 +44,6 @@ struct Peek<'a> {
     max_output_tokens: Option<u64>,
 }
 
-/// The model and `stream` of a Responses request (async submission checks them).
-pub fn model_and_stream(body: &[u8]) -> Result<(String, bool), Error> {
-    #[derive(Deserialize)]
-    struct Head {
-        model: Option<String>,
-        stream: Option<bool>,
-    }
-    let h: Head = serde_json::from_slice(body)
-        .map_err(|e| Error::invalid(format!("the request body is not valid JSON: {e}")))?;
-    let model = h
-        .model
-        .ok_or_else(|| Error::invalid("you must provide a model parameter"))?;
-    Ok((model, h.stream == Some(true)))
-}
-
 fn not_found(id: &str) -> Error {
     Error::NoSuch(format!("Response with id '{id}' not found."))
 }

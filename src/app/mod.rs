@@ -301,6 +301,8 @@ pub fn router(state: SharedState) -> Router {
     let admin = Router::new()
         .route("/admin/reload", post(api::admin::reload))
         .route("/admin/deployments", get(api::admin::deployments))
+        // Batches of every key, for the console (issue 22).
+        .route("/admin/batches", get(api::batches::admin_list))
         .route(
             "/admin/keys",
             post(api::admin::create_key).get(api::admin::list_keys),

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Dur};
 
+mod batches;
 mod guardrails;
 mod request_log;
 mod routing;
 mod state;
+pub use batches::*;
 pub use guardrails::*;
 pub use request_log::*;
 pub use routing::*;
@@ -54,6 +56,9 @@ pub struct Config {
     #[serde(default)]
     /// Async jobs and their webhooks.
     pub jobs: JobsConfig,
+    #[serde(default)]
+    /// The OpenAI Batch API (`/v1/files`, `/v1/batches`), run by the gateway's own job machinery.
+    pub batches: BatchesConfig,
     #[serde(default)]
     /// Logs and traces.
     pub telemetry: TelemetryConfig,

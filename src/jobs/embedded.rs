@@ -271,6 +271,15 @@ impl Embedded {
         .await
     }
 
+    /// Several records in one read transaction (batch runners follow their lines with it).
+    pub async fn get_many(&self, ids: Vec<String>) -> Result<Vec<Option<Job>>, StoreError> {
+        self.read(move |txn| {
+            let t = txn.open_table(RECORDS)?;
+            ids.iter().map(|id| read_job(&t, id)).collect()
+        })
+        .await
+    }
+
     /// Take up to `n` due jobs: each becomes `running` with one more attempt. Also returns the
     /// due time (unix ms) of the next queued job, if any.
     pub async fn take(&self, n: usize) -> Result<(Vec<(Job, Bytes)>, Option<u64>), StoreError> {

@@ -17,7 +17,9 @@
 //! not idempotent, so a crash can repeat a call: at most the jobs that were running, each counted
 //! in `attempts`.
 
+pub mod batches;
 pub mod embedded;
+pub mod files;
 pub mod host;
 mod legacy;
 pub mod nats;
@@ -253,6 +255,17 @@ impl JobQueue {
         }
     }
 
+    /// Several records at once (embedded: one read transaction; NATS: concurrent reads).
+    pub async fn get_many(&self, ids: Vec<String>) -> Result<Vec<Option<Job>>, StoreError> {
+        match self {
+            Self::Embedded(e) => e.get_many(ids).await,
+            Self::Nats(n) => futures_util::future::join_all(ids.iter().map(|id| n.get(id)))
+                .await
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Cancel a queued job that `caller` may see. `ttl` is how long its record is kept.
     pub async fn cancel(
         &self,
@@ -281,6 +294,8 @@ pub enum SubmitError {
 pub struct Jobs {
     pub queue: JobQueue,
     pub webhooks: crate::webhooks::Webhooks,
+    /// Files and batches (`/v1/files`, `/v1/batches`), whose lines run as jobs.
+    pub batches: Arc<crate::jobs::batches::Batches>,
 }
 
 impl Jobs {
@@ -294,7 +309,12 @@ impl Jobs {
             None => JobQueue::Embedded(embedded::Embedded::open(cfg).await?),
         };
         let webhooks = crate::webhooks::Webhooks::new(cfg.jobs.webhook.allow_private_networks)?;
-        let jobs = Arc::new(Self { queue, webhooks });
+        let batches = crate::jobs::batches::Batches::open(cfg, &queue)?;
+        let jobs = Arc::new(Self {
+            queue,
+            webhooks,
+            batches,
+        });
         match &cfg.jobs.webhook.secret {
             Some(s) => jobs.webhooks.set_key(crate::webhooks::decode_secret(s)?),
             None => match &jobs.queue {
@@ -326,6 +346,11 @@ impl Jobs {
             match &jobs.queue {
                 JobQueue::Embedded(e) => {
                     tokio::join!(
+                        crate::jobs::batches::runner::run(
+                            state.clone(),
+                            jobs.batches.clone(),
+                            stop.clone()
+                        ),
                         worker::run_embedded(state.clone(), e.clone(), stop.clone(), hard),
                         worker::run_embedded_webhooks(state, jobs.clone(), e.clone(), stop.clone()),
                         worker::run_embedded_expiry(e.clone(), stop),
@@ -333,6 +358,11 @@ impl Jobs {
                 }
                 JobQueue::Nats(n) => {
                     tokio::join!(
+                        crate::jobs::batches::runner::run(
+                            state.clone(),
+                            jobs.batches.clone(),
+                            stop.clone()
+                        ),
                         n.clone().run_workers(state.clone(), stop.clone(), hard),
                         n.clone().run_webhooks(state, jobs.clone(), stop.clone()),
                         n.clone().run_gauge(stop),
@@ -356,6 +386,11 @@ impl Jobs {
         }
     }
 }
+
+/// The ids of jobs that ended in this process, for batch runners following their lines (sent
+/// only while one listens; a runner that lags polls all its lines instead).
+pub static JOB_ENDED: std::sync::LazyLock<tokio::sync::broadcast::Sender<String>> =
+    std::sync::LazyLock::new(|| tokio::sync::broadcast::channel(4096).0);
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 

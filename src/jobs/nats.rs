@@ -168,7 +168,7 @@ async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<Inner, Strin
 /// A KV bucket, made through its stream so it works with nats-server 2.9 too (the client's
 /// `create_key_value` reads account fields that 2.9 does not send). `max_age` zero = forever;
 /// a changed `jobs.result_ttl` updates the bucket.
-async fn ensure_bucket(
+pub(crate) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
@@ -267,6 +267,11 @@ impl Nats {
             _ = rx.wait_for(|v| *v) => self.inner.load_full(),
             _ = stop.wait_for(|v| *v) => None,
         }
+    }
+
+    /// The JetStream context once set up (files and batches keep their own buckets on it).
+    pub fn jetstream(&self) -> Option<jetstream::Context> {
+        self.inner.load().as_ref().map(|i| i.js.clone())
     }
 
     /// Connected and set up.

@@ -59,12 +59,21 @@ fn headers_of(job: &Job) -> HeaderMap {
 /// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
 /// revoked or expired.
 async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
+    caller_by_id(state, &job.caller_id).await
+}
+
+/// The key of this id, from the file, else from the admin-made keys; `None` when it is gone,
+/// revoked or expired (also used by batches, which run as their creating key).
+pub async fn caller_by_id(
+    state: &SharedState,
+    caller_id: &str,
+) -> Result<Option<Caller>, crate::error::Error> {
     if !state.runtime().auth.enabled() {
         return Ok(Some(Caller { key: None }));
     }
-    let entry = match state.runtime().auth.entry_by_id(&job.caller_id) {
+    let entry = match state.runtime().auth.entry_by_id(caller_id) {
         Some(e) => Some(e),
-        None => match state.keys().get(&job.caller_id).await? {
+        None => match state.keys().get(caller_id).await? {
             Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
             _ => None,
         },
@@ -262,6 +271,9 @@ pub async fn deliver_webhook(
 /// Count a job that ended.
 /// Count (and log) a job that ended here.
 pub fn count_end(job: &Job) {
+    if super::JOB_ENDED.receiver_count() > 0 {
+        let _ = super::JOB_ENDED.send(job.id.clone());
+    }
     metrics::counter!(crate::metrics::JOBS, "status" => job.status.as_str()).increment(1);
     tracing::info!(
         target: "jobs",

@@ -18,6 +18,8 @@ mod anthropic;
 mod architecture;
 mod auth;
 mod azure;
+mod batches;
+mod batches_nats;
 mod bedrock;
 mod cache;
 mod capacity;

@@ -1,0 +1,308 @@
+//! Reading and checking a batch's input lines. The file is read a line at a time (a line longer
+//! than `server.max_body_size` plus a little is skipped, not buffered); blank lines are ignored
+//! everywhere, so a line's index is the same when validating, running and writing the output.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::auth::Caller;
+use crate::runtime::Runtime;
+use crate::wire;
+
+/// Most validation errors reported (the count of the rest is named in the last one).
+pub const MAX_REPORTED: usize = 1000;
+
+/// One non-blank input line.
+pub struct Line {
+    /// 1-based line number in the file (blank lines counted).
+    pub number: u64,
+    /// 0-based index among non-blank lines.
+    pub index: u64,
+    /// The text, or `None` when it was longer than the cap.
+    pub text: Option<Vec<u8>>,
+}
+
+/// Reads lines of at most `cap` bytes.
+pub struct LineReader<R> {
+    inner: R,
+    cap: usize,
+    number: u64,
+    index: u64,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub fn new(inner: R, cap: usize) -> Self {
+        Self {
+            inner,
+            cap,
+            number: 0,
+            index: 0,
+        }
+    }
+
+    /// The next non-blank line.
+    pub async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let mut buf = Vec::new();
+            let mut too_long = false;
+            let mut eof = true;
+            loop {
+                let chunk = self.inner.fill_buf().await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                eof = false;
+                let (take, end) = match memchr::memchr(b'\n', chunk) {
+                    Some(i) => (i + 1, true),
+                    None => (chunk.len(), false),
+                };
+                if !too_long {
+                    if buf.len() + take > self.cap {
+                        too_long = true;
+                        buf = Vec::new();
+                    } else {
+                        buf.extend_from_slice(&chunk[..take]);
+                    }
+                }
+                self.inner.consume(take);
+                if end {
+                    break;
+                }
+            }
+            if eof {
+                return Ok(None);
+            }
+            self.number += 1;
+            if !too_long && buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let index = self.index;
+            self.index += 1;
+            return Ok(Some(Line {
+                number: self.number,
+                index,
+                text: (!too_long).then_some(buf),
+            }));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    custom_id: Option<&'a RawValue>,
+    method: Option<String>,
+    url: Option<String>,
+    body: Option<&'a RawValue>,
+}
+
+/// A line that passed validation: what its job runs.
+pub struct Checked {
+    pub custom_id: String,
+    pub model: String,
+    pub body: Bytes,
+}
+
+/// A line's problem: `(code, message)`.
+pub type Problem = (&'static str, String);
+
+/// Check one line against the batch's endpoint and what the key may do.
+pub fn check(
+    text: &[u8],
+    endpoint: &str,
+    rt: &Runtime,
+    caller: &Caller,
+) -> Result<Checked, Problem> {
+    let req: Request<'_> = serde_json::from_slice(text).map_err(|e| {
+        (
+            "invalid_json_line",
+            format!("this line is not a JSON object of custom_id, method, url and body: {e}"),
+        )
+    })?;
+    let custom_id = match req
+        .custom_id
+        .map(|r| serde_json::from_str::<Value>(r.get()))
+    {
+        Some(Ok(Value::String(s))) if !s.is_empty() => s,
+        _ => {
+            return Err((
+                "missing_required_parameter",
+                "custom_id must be a non-empty string".into(),
+            ));
+        }
+    };
+    if req.method.as_deref() != Some("POST") {
+        return Err((
+            "invalid_method",
+            format!(
+                "method must be POST, not {}",
+                req.method.as_deref().unwrap_or("(missing)")
+            ),
+        ));
+    }
+    if req.url.as_deref() != Some(endpoint) {
+        return Err((
+            "mismatched_endpoint",
+            format!(
+                "url {} is not the batch's endpoint {endpoint}",
+                req.url.as_deref().unwrap_or("(missing)")
+            ),
+        ));
+    }
+    let Some(body) = req.body else {
+        return Err(("missing_required_parameter", "body is missing".into()));
+    };
+    let limit = rt.config.server.max_body_size.0;
+    if body.get().len() as u64 > limit {
+        return Err((
+            "request_too_large",
+            format!("the body is larger than the {limit} bytes this gateway accepts"),
+        ));
+    }
+    let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
+        .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let bytes = if stream {
+        obj.insert("stream".into(), Value::Bool(false));
+        obj.remove("stream_options");
+        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+    } else {
+        Bytes::copy_from_slice(body.get().as_bytes())
+    };
+    let parsed = match endpoint {
+        "/v1/chat/completions" => wire::parse_openai_chat(&bytes).map(|h| h.model),
+        "/v1/messages" => wire::parse_anthropic_messages(&bytes).map(|h| h.model),
+        "/v1/embeddings" => wire::parse_embeddings(&bytes).map(|h| h.model),
+        _ => crate::wire::parse_responses_head(&bytes).map(|(m, _)| m),
+    };
+    let model = parsed.map_err(|e| ("invalid_body", e.to_string()))?;
+    if !rt.has_model(&model) {
+        return Err((
+            "model_not_found",
+            format!("the model {model:?} does not exist"),
+        ));
+    }
+    if caller.check_model(&model).is_err() {
+        return Err((
+            "model_not_allowed",
+            format!("this key may not use the model {model:?}"),
+        ));
+    }
+    Ok(Checked {
+        custom_id,
+        model,
+        body: bytes,
+    })
+}
+
+/// The `custom_id` of a line already validated (for the output file).
+pub fn custom_id_of(text: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Id {
+        custom_id: Option<String>,
+    }
+    serde_json::from_slice::<Id>(text)
+        .ok()
+        .and_then(|i| i.custom_id)
+        .unwrap_or_default()
+}
+
+/// Validation of a whole file: lines counted, and the errors found.
+pub struct Validation {
+    pub total: u64,
+    pub errors: Vec<Value>,
+}
+
+/// Check every line of `reader`; `custom_id`s must be unique (kept as 128-bit hashes, so memory
+/// stays small for large files).
+pub async fn validate<R: AsyncBufRead + Unpin>(
+    reader: R,
+    endpoint: &str,
+    rt: &Runtime,
+    caller: &Caller,
+) -> std::io::Result<Validation> {
+    let cap = usize::try_from(rt.config.server.max_body_size.0)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let mut lines = LineReader::new(reader, cap);
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut errors = Vec::new();
+    let mut more = 0u64;
+    let mut total = 0u64;
+    while let Some(line) = lines.next().await? {
+        total += 1;
+        let problem = match &line.text {
+            None => Some((
+                "request_too_large",
+                "this line is longer than the gateway's server.max_body_size".to_owned(),
+            )),
+            Some(t) => match check(t, endpoint, rt, caller) {
+                Ok(c) => {
+                    let mut h = Sha256::new();
+                    h.update(c.custom_id.as_bytes());
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&h.finalize()[..16]);
+                    if seen.insert(u128::from_be_bytes(b)) {
+                        None
+                    } else {
+                        Some((
+                            "duplicate_custom_id",
+                            format!("custom_id {:?} is used by an earlier line", c.custom_id),
+                        ))
+                    }
+                }
+                Err(p) => Some(p),
+            },
+        };
+        if let Some((code, message)) = problem {
+            if errors.len() < MAX_REPORTED {
+                errors.push(
+                    json!({"code": code, "message": message, "param": null, "line": line.number}),
+                );
+            } else {
+                more += 1;
+            }
+        }
+        if total.is_multiple_of(1024) {
+            tokio::task::yield_now().await;
+        }
+    }
+    if more > 0 {
+        errors.push(json!({"code": "too_many_errors", "message": format!("{more} more invalid lines not listed"), "param": null, "line": null}));
+    }
+    if total == 0 {
+        errors.push(json!({"code": "empty_file", "message": "the input file has no lines", "param": null, "line": null}));
+    }
+    Ok(Validation { total, errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_skip_blanks_and_cap_length() {
+        let data =
+            b"{\"a\":1}\n\n  \n{\"b\":2}\n0123456789012345678901234567890\n{\"c\":3}".to_vec();
+        let mut r = LineReader::new(tokio::io::BufReader::with_capacity(4, &data[..]), 16);
+        let a = r.next().await.unwrap().unwrap();
+        assert_eq!((a.number, a.index), (1, 0));
+        let b = r.next().await.unwrap().unwrap();
+        assert_eq!((b.number, b.index), (4, 1));
+        let long = r.next().await.unwrap().unwrap();
+        assert_eq!((long.number, long.index), (5, 2));
+        assert!(long.text.is_none());
+        let c = r.next().await.unwrap().unwrap();
+        assert_eq!(
+            (c.number, c.index, c.text.unwrap()),
+            (6, 3, b"{\"c\":3}".to_vec())
+        );
+        assert!(r.next().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,248 @@
+//! Writing a batch's output and error files from its lines' job records, in input order, one
+//! line per input line: a line answered 2xx goes to the output file, any other to the error
+//! file. The files are streamed (a pipe into the file store), never built in memory, and their
+//! ids derive from the batch id, so a finalisation cut short by a crash writes them again.
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::io::AsyncWriteExt;
+
+use super::lines::{LineReader, custom_id_of};
+use super::{Batch, BatchStatus, Batches, line_job_id, result_file_id};
+use crate::clock::unix_secs as now_unix;
+use crate::jobs::files::FileMeta;
+use crate::jobs::host::SharedHost as SharedState;
+use crate::jobs::{Job, JobStatus, StoreError};
+
+#[derive(Serialize)]
+struct Response<'a> {
+    status_code: u16,
+    request_id: &'a str,
+    body: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct OutLine<'a> {
+    id: String,
+    custom_id: &'a str,
+    response: Option<Response<'a>>,
+    error: Option<Value>,
+}
+
+/// Lines whose jobs are read together.
+const CHUNK: usize = 256;
+
+/// The HTTP status a failed line's error stands for (a job keeps the error, not the status).
+fn status_of(error: &Value) -> u16 {
+    let ty = error.get("type").and_then(Value::as_str).unwrap_or("");
+    let code = error.get("code").and_then(Value::as_str).unwrap_or("");
+    match (ty, code) {
+        (_, "budget_exceeded") | ("rate_limit_error" | "insufficient_quota", _) => 429,
+        (_, "model_not_found") | ("not_found_error", _) => 404,
+        ("authentication_error", _) | (_, "invalid_api_key") => 401,
+        ("permission_error", _) | (_, "model_not_allowed") => 403,
+        ("invalid_request_error", _) => 400,
+        ("timeout", _) => 504,
+        ("upstream_error", _) => 502,
+        ("service_unavailable", _) => 503,
+        _ => 500,
+    }
+}
+
+/// Why a line that did not run did not: the batch's stop reason.
+fn not_run(b: &Batch) -> (&str, &'static str) {
+    match b.stop.as_deref() {
+        Some("budget_exceeded") => (
+            "budget_exceeded",
+            "this key's spend budget was used up before the line ran",
+        ),
+        Some("batch_expired") => (
+            "batch_expired",
+            "the batch's completion window ended before the line ran",
+        ),
+        Some("invalid_api_key") => (
+            "invalid_api_key",
+            "the batch's key no longer exists, is revoked or expired",
+        ),
+        Some("batch_cancelled") => (
+            "batch_cancelled",
+            "the batch was cancelled before the line ran",
+        ),
+        _ => ("line_not_run", "the line could not run"),
+    }
+}
+
+/// One output line, and whether it goes to the output (`true`) or the error file.
+fn render(b: &Batch, custom_id: &str, index: u64, job: Option<&Job>) -> (Vec<u8>, Option<bool>) {
+    let id = format!("batch_req_{}", &line_job_id(&b.id, index)[4..]);
+    let empty = RawValue::NULL;
+    let line = match job {
+        Some(j) if j.status == JobStatus::Succeeded => OutLine {
+            id,
+            custom_id,
+            response: Some(Response {
+                status_code: 200,
+                request_id: &j.request_id,
+                body: j.result.as_deref().unwrap_or(empty),
+            }),
+            error: None,
+        },
+        Some(j) if j.status == JobStatus::Failed => {
+            let e = j.error.clone().unwrap_or(Value::Null);
+            let status_code = status_of(&e);
+            let body = serde_json::value::to_raw_value(&serde_json::json!({"error": e}))
+                .unwrap_or_else(|_| RawValue::NULL.to_owned());
+            let mut v = serde_json::to_vec(&OutLine {
+                id,
+                custom_id,
+                response: Some(Response {
+                    status_code,
+                    request_id: &j.request_id,
+                    body: &body,
+                }),
+                error: None,
+            })
+            .unwrap_or_default();
+            v.push(b'\n');
+            return (v, Some(false));
+        }
+        _ => {
+            let (code, message) = if job.is_some_and(|j| !j.status.is_terminal()) {
+                (
+                    "line_not_finished",
+                    "the line had not finished when the batch ended",
+                )
+            } else {
+                not_run(b)
+            };
+            let mut v = serde_json::to_vec(&OutLine {
+                id,
+                custom_id,
+                response: None,
+                error: Some(serde_json::json!({"code": code, "message": message})),
+            })
+            .unwrap_or_default();
+            v.push(b'\n');
+            return (v, None);
+        }
+    };
+    let mut v = serde_json::to_vec(&line).unwrap_or_default();
+    v.push(b'\n');
+    (v, Some(true))
+}
+
+/// Write the files, set the counts and the end status.
+pub async fn finalize(
+    state: &SharedState,
+    batches: &Batches,
+    b: &mut Batch,
+) -> Result<(), StoreError> {
+    let Some(jobs) = state.jobs() else {
+        return Err(StoreError::new("the job system is not running"));
+    };
+    let input = batches
+        .files
+        .open(&b.input_file_id)
+        .await?
+        .ok_or_else(|| StoreError::new("the input file is gone"))?;
+    let cap = usize::try_from(state.runtime().config.server.max_body_size.0)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let reader = LineReader::new(tokio::io::BufReader::with_capacity(64 * 1024, input), cap);
+    let out_id = result_file_id(&b.id, "output");
+    let err_id = result_file_id(&b.id, "error");
+    let (mut out_w, out_r) = tokio::io::duplex(256 * 1024);
+    let (mut err_w, err_r) = tokio::io::duplex(256 * 1024);
+    let batch: &Batch = b;
+    let queue = &jobs.queue;
+    let write = async move {
+        let mut reader = reader;
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let mut eof = false;
+        while !eof {
+            // A chunk of lines (only their custom_id kept), their jobs read in one go.
+            let mut chunk: Vec<(u64, String)> = Vec::with_capacity(CHUNK);
+            while chunk.len() < CHUNK {
+                match reader.next().await.map_err(StoreError::new)? {
+                    Some(l) => chunk.push((
+                        l.index,
+                        l.text.as_deref().map(custom_id_of).unwrap_or_default(),
+                    )),
+                    None => {
+                        eof = true;
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let ids = chunk
+                .iter()
+                .map(|(i, _)| line_job_id(&batch.id, *i))
+                .collect();
+            let jobs = queue.get_many(ids).await?;
+            for ((index, custom_id), job) in chunk.iter().zip(jobs) {
+                let (bytes, to) = render(batch, custom_id, *index, job.as_ref());
+                let w = if to == Some(true) {
+                    ok += 1;
+                    &mut out_w
+                } else {
+                    if to == Some(false) {
+                        failed += 1;
+                    }
+                    &mut err_w
+                };
+                w.write_all(&bytes).await.map_err(StoreError::new)?;
+            }
+        }
+        out_w.shutdown().await.map_err(StoreError::new)?;
+        err_w.shutdown().await.map_err(StoreError::new)?;
+        Ok::<_, StoreError>((ok, failed))
+    };
+    let (written, out, err) = tokio::join!(
+        write,
+        batches.files.put(&out_id, out_r, u64::MAX),
+        batches.files.put(&err_id, err_r, u64::MAX),
+    );
+    let (ok, failed) = written?;
+    let out_bytes = out.map_err(|e| StoreError::new(e.to_string()))?;
+    let err_bytes = err.map_err(|e| StoreError::new(e.to_string()))?;
+    let now = now_unix();
+    for (id, bytes, which, keep) in [
+        (&out_id, out_bytes, "output", out_bytes > 0),
+        (&err_id, err_bytes, "error", err_bytes > 0),
+    ] {
+        if keep {
+            batches
+                .records
+                .put_file(&FileMeta {
+                    id: id.clone(),
+                    bytes,
+                    created_at: now,
+                    filename: format!("{}_{which}.jsonl", b.id),
+                    purpose: "batch_output".into(),
+                    owner_id: b.owner_id.clone(),
+                })
+                .await?;
+        } else {
+            batches.files.delete(id).await?;
+        }
+    }
+    b.output_file_id = (out_bytes > 0).then_some(out_id);
+    b.error_file_id = (err_bytes > 0).then_some(err_id);
+    b.completed = ok;
+    b.failed = failed;
+    if b.stop.as_deref() == Some("batch_cancelled") {
+        b.status = BatchStatus::Cancelled;
+        b.cancelled_at = Some(now);
+    } else if b.stop.as_deref() == Some("batch_expired") {
+        b.status = BatchStatus::Expired;
+        b.expired_at = Some(now);
+    } else {
+        b.status = BatchStatus::Completed;
+        b.completed_at = Some(now);
+    }
+    Ok(())
+}

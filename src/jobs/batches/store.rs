@@ -1,0 +1,315 @@
+//! Batch records and file metadata: a redb file (`state.data_dir/batches.redb`) for one
+//! process, or the KV bucket `aigw_batches` with `state.nats_url`. Batch updates are
+//! compare-and-set on a revision (redb: the record's `rev`, checked in the write transaction;
+//! NATS: the KV revision), so a cancel and a runner's progress never overwrite each other.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::Batch;
+use crate::jobs::StoreError;
+use crate::jobs::files::FileMeta;
+use crate::jobs::files::nats::NatsBackend;
+
+const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
+const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+
+pub enum Records {
+    Embedded(Arc<Database>),
+    Nats(Arc<NatsBackend>),
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("batch store: {e}"))
+}
+
+fn nats_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("NATS batch records: {e}"))
+}
+
+impl Records {
+    pub fn open_embedded(data_dir: &str) -> Result<Self, String> {
+        let dir = Path::new(data_dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("state.data_dir {data_dir}: {e}"))?;
+        let path = dir.join("batches.redb");
+        let db = Database::builder()
+            .set_cache_size(4 * 1024 * 1024)
+            .create(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        txn.open_table(BATCHES).map_err(|e| e.to_string())?;
+        txn.open_table(FILES).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(Self::Embedded(Arc::new(db)))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        db: &Arc<Database>,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(db_err)?
+            .map_err(db_err)
+    }
+
+    /// A batch and its revision.
+    pub async fn get(&self, id: &str) -> Result<Option<(Batch, u64)>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                let id = id.to_owned();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(BATCHES)?;
+                    Ok(t.get(id.as_str())?
+                        .and_then(|v| serde_json::from_slice::<Batch>(v.value()).ok())
+                        .map(|b| {
+                            let rev = b.rev;
+                            (b, rev)
+                        }))
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                let e = kv.entry(format!("b.{id}")).await.map_err(nats_err)?;
+                Ok(
+                    e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+                        .and_then(|e| {
+                            serde_json::from_slice::<Batch>(&e.value)
+                                .ok()
+                                .map(|b| (b, e.revision))
+                        }),
+                )
+            }
+        }
+    }
+
+    pub async fn create(&self, batch: &Batch) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(batch).map_err(db_err)?;
+        match self {
+            Self::Embedded(db) => {
+                let id = batch.id.clone();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_write()?;
+                    txn.open_table(BATCHES)?
+                        .insert(id.as_str(), bytes.as_slice())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                kv.create(format!("b.{}", batch.id), Bytes::from(bytes))
+                    .await
+                    .map_err(nats_err)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Write `batch` if the stored revision is still `rev`: the new revision, or `None` when
+    /// someone else wrote it meanwhile.
+    pub async fn update(&self, batch: &Batch, rev: u64) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                let mut b = batch.clone();
+                b.rev = rev + 1;
+                let bytes = serde_json::to_vec(&b).map_err(db_err)?;
+                let id = b.id.clone();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_write()?;
+                    let ok = {
+                        let mut t = txn.open_table(BATCHES)?;
+                        let cur = t
+                            .get(id.as_str())?
+                            .and_then(|v| serde_json::from_slice::<Batch>(v.value()).ok())
+                            .map(|b| b.rev);
+                        if cur == Some(rev) {
+                            t.insert(id.as_str(), bytes.as_slice())?;
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if ok {
+                        txn.commit()?;
+                        Ok(Some(rev + 1))
+                    } else {
+                        Ok(None)
+                    }
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                let bytes = serde_json::to_vec(batch).map_err(db_err)?;
+                match kv
+                    .update(format!("b.{}", batch.id), Bytes::from(bytes), rev)
+                    .await
+                {
+                    Ok(r) => Ok(Some(r)),
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(nats_err(e)),
+                }
+            }
+        }
+    }
+
+    /// Every batch record (for listings and for the runners to find unfinished batches).
+    pub async fn list(&self) -> Result<Vec<Batch>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                Self::blocking(db, |db| {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(BATCHES)?;
+                    let mut out = Vec::new();
+                    for item in t.iter()? {
+                        let (_, v) = item?;
+                        if let Ok(b) = serde_json::from_slice::<Batch>(v.value()) {
+                            out.push(b);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                let keys: Vec<String> = kv
+                    .keys()
+                    .await
+                    .map_err(nats_err)?
+                    .try_collect()
+                    .await
+                    .map_err(nats_err)?;
+                let mut out = Vec::new();
+                for k in keys.iter().filter(|k| k.starts_with("b.")) {
+                    if let Some(v) = kv.get(k).await.map_err(nats_err)?
+                        && let Ok(b) = serde_json::from_slice::<Batch>(&v)
+                    {
+                        out.push(b);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    pub async fn put_file(&self, meta: &FileMeta) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(meta).map_err(db_err)?;
+        match self {
+            Self::Embedded(db) => {
+                let id = meta.id.clone();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_write()?;
+                    txn.open_table(FILES)?
+                        .insert(id.as_str(), bytes.as_slice())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                kv.put(format!("f.{}", meta.id), Bytes::from(bytes))
+                    .await
+                    .map_err(nats_err)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn get_file(&self, id: &str) -> Result<Option<FileMeta>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                let id = id.to_owned();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(FILES)?;
+                    Ok(t.get(id.as_str())?
+                        .and_then(|v| serde_json::from_slice(v.value()).ok()))
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                Ok(kv
+                    .get(format!("f.{id}"))
+                    .await
+                    .map_err(nats_err)?
+                    .and_then(|v| serde_json::from_slice(&v).ok()))
+            }
+        }
+    }
+
+    pub async fn delete_file(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                let id = id.to_owned();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_write()?;
+                    txn.open_table(FILES)?.remove(id.as_str())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                kv.purge(format!("f.{id}")).await.map_err(nats_err)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn list_files(&self) -> Result<Vec<FileMeta>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                Self::blocking(db, |db| {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(FILES)?;
+                    let mut out = Vec::new();
+                    for item in t.iter()? {
+                        let (_, v) = item?;
+                        if let Ok(m) = serde_json::from_slice::<FileMeta>(v.value()) {
+                            out.push(m);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                let keys: Vec<String> = kv
+                    .keys()
+                    .await
+                    .map_err(nats_err)?
+                    .try_collect()
+                    .await
+                    .map_err(nats_err)?;
+                let mut out = Vec::new();
+                for k in keys.iter().filter(|k| k.starts_with("f.")) {
+                    if let Some(v) = kv.get(k).await.map_err(nats_err)?
+                        && let Ok(m) = serde_json::from_slice::<FileMeta>(&v)
+                    {
+                        out.push(m);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}

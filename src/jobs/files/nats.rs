@@ -1,0 +1,73 @@
+//! The JetStream handles of files and batches: the object store `aigw_files` (file content) and
+//! the KV bucket `aigw_batches` (`b.{id}` batch records, `f.{id}` file metadata), set up on
+//! first use over the job system's connection (retried while NATS is down).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{kv, object_store, stream};
+use tokio::sync::OnceCell;
+
+use crate::jobs::StoreError;
+use crate::jobs::nats::Nats;
+
+const FILES_BUCKET: &str = "aigw_files";
+const RECORDS_BUCKET: &str = "aigw_batches";
+
+pub struct NatsBackend {
+    nats: Arc<Nats>,
+    /// `state.jetstream_replicas`, for the bucket and the object store.
+    replicas: usize,
+    kv: OnceCell<kv::Store>,
+    objects: OnceCell<object_store::ObjectStore>,
+}
+
+impl NatsBackend {
+    pub fn new(nats: Arc<Nats>, replicas: usize) -> Self {
+        Self {
+            nats,
+            replicas,
+            kv: OnceCell::new(),
+            objects: OnceCell::new(),
+        }
+    }
+
+    fn js(&self) -> Result<async_nats::jetstream::Context, StoreError> {
+        self.nats
+            .jetstream()
+            .ok_or_else(|| StoreError::new("NATS JetStream is not reachable yet"))
+    }
+
+    pub async fn kv(&self) -> Result<&kv::Store, StoreError> {
+        self.kv
+            .get_or_try_init(|| async {
+                let js = self.js()?;
+                crate::jobs::nats::ensure_bucket(&js, RECORDS_BUCKET, Duration::ZERO, self.replicas)
+                    .await
+                    .map_err(StoreError::new)
+            })
+            .await
+    }
+
+    pub async fn objects(&self) -> Result<&object_store::ObjectStore, StoreError> {
+        self.objects
+            .get_or_try_init(|| async {
+                let js = self.js()?;
+                crate::state::nats::ensure_object_store(
+                    &js,
+                    object_store::Config {
+                        bucket: FILES_BUCKET.to_owned(),
+                        description: Some(
+                            "ai-gateway: batch input, output and error files".to_owned(),
+                        ),
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    },
+                    self.replicas,
+                )
+                .await
+                .map_err(|e| StoreError::new(format!("object store {FILES_BUCKET}: {e}")))
+            })
+            .await
+    }
+}
