@@ -14,6 +14,11 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
+mod passthrough;
+pub use passthrough::{
+    PassHead, multipart_content_type, parse_multipart, parse_passthrough, splice_pass_model,
+};
+
 /// Which API a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -147,6 +147,9 @@ async fn submit_inner(
         }
         Endpoint::Embeddings => (wire::parse_embeddings(&body)?.model, false),
         Endpoint::Responses => super::responses::model_and_stream(&body)?,
+        Endpoint::PassThrough(op) => {
+            return Err(Error::invalid(format!("{} has no async form", op.path())));
+        }
     };
     if !rt.has_model(&model) {
         return Err(Error::ModelNotFound(model));
@@ -208,6 +211,7 @@ async fn submit_inner(
         Endpoint::Chat(Format::Anthropic) => "/v1/messages",
         Endpoint::Embeddings => "/v1/embeddings",
         Endpoint::Responses => "/v1/responses",
+        Endpoint::PassThrough(op) => op.path(),
     };
     let job = Job {
         id: crate::jobs::new_job_id(),

@@ -7,6 +7,7 @@ pub mod home;
 pub mod jobs;
 pub mod openai;
 pub mod ops;
+pub mod passthrough;
 pub mod responses;
 
 use axum::body::Body;
@@ -50,6 +51,7 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/v1/async/embeddings", post(jobs::submit_embeddings))
         .route("/v1/async/messages", post(jobs::submit_messages))
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .merge(passthrough::routes())
 }
 
 /// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
@@ -135,6 +137,8 @@ pub enum Endpoint {
     Embeddings,
     /// `POST /v1/responses`: translated to a chat call and back.
     Responses,
+    /// The pass-through endpoints (`/v1/completions`, images, audio, moderations, rerank).
+    PassThrough(crate::providers::Op),
 }
 
 impl Endpoint {
@@ -313,6 +317,7 @@ async fn call_steps(
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
         Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
+        Endpoint::PassThrough(op) => passthrough::call(state, &rt, op, call, &ctx, body, out).await,
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if let Some(label) = rt.model_label(&head.model) {

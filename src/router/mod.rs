@@ -100,6 +100,17 @@ pub fn backoff(
     }
 }
 
+/// Whether some deployment of `model` or of its fallbacks has a provider serving `op`.
+pub fn serves(rt: &Runtime, model: &Model, op: Op) -> bool {
+    let has = |m: &Model| m.deployments.iter().any(|d| d.provider.serves(op));
+    has(model)
+        || model
+            .fallbacks
+            .iter()
+            .filter_map(|name| rt.model(name))
+            .any(|m| has(&m))
+}
+
 /// Why no deployment of a model could be tried.
 #[derive(Default)]
 struct Blocked {
@@ -121,6 +132,10 @@ fn candidates(
     let shared = capacity::shared(call);
     let mut out = Vec::with_capacity(m.deployments.len());
     for (i, d) in m.deployments.iter().enumerate() {
+        // A provider without this endpoint (an Anthropic deployment for `/v1/completions`).
+        if !d.provider.serves(call.op) {
+            continue;
+        }
         if !d.state.breaker.would_admit(now) {
             let wait = d.state.breaker.retry_in_ms(now).max(1);
             blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
@@ -285,7 +300,7 @@ pub async fn send(
                     d.state.breaker.on_success();
                     let body = match body {
                         UpstreamBody::Stream(s) => {
-                            UpstreamBody::Stream(tracked::track(s, d.clone(), guard, took))
+                            UpstreamBody::Stream(tracked::track(s, d.clone(), guard, took, call.op))
                         }
                         full => full,
                     };

@@ -32,6 +32,7 @@ mod import;
 mod jobs;
 mod limits;
 mod observability;
+mod passthrough;
 mod presets;
 mod reload;
 mod resilience;
