@@ -95,13 +95,16 @@ fn json_answer(v: &Value) -> Response {
 }
 
 /// The value of a multipart field (the fake's own scan, independent of the gateway's).
-fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let marker = format!("name=\"{name}\"");
-    let at = text.find(&marker)?;
-    let start = text[at..].find("\r\n\r\n")? + at + 4;
-    let end = text[start..].find("\r\n--")? + start;
-    Some(text[start..end].to_owned())
+fn form_field(body: &[u8], name: &str) -> Option<Vec<u8>> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let at = find(body, format!("name=\"{name}\"").as_bytes())?;
+    let start = find(&body[at..], b"\r\n\r\n")? + at + 4;
+    let end = find(&body[start..], b"\r\n--")? + start;
+    Some(body[start..end].to_vec())
+}
+
+fn form_text(body: &[u8], name: &str) -> Option<String> {
+    form_field(body, name).map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -128,10 +131,10 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
     let p = parts.uri.path();
     if p.ends_with("/audio/transcriptions") {
-        let model = form_field(&body, "model").unwrap_or_default();
+        let model = form_text(&body, "model").unwrap_or_default();
         let file = form_field(&body, "file").unwrap_or_default();
         let text = format!("heard {} bytes with {model}", file.len());
-        return if form_field(&body, "response_format").as_deref() == Some("text") {
+        return if form_text(&body, "response_format").as_deref() == Some("text") {
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
                 .body(Body::from(text))
