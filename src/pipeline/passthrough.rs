@@ -70,16 +70,7 @@ pub async fn pass_through(
         .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
     caller.check_model(&head.model)?;
     if !router::serves(rt, model, op) {
-        return Err(Error::invalid(format!(
-            "the model \"{}\" has no deployment whose provider serves {} (an OpenAI-type provider or Azure serves it{})",
-            crate::error::clip(&head.model),
-            op.path(),
-            if op == Op::Rerank {
-                "; for rerank: openai, cohere, vllm or together"
-            } else {
-                ""
-            }
-        )));
+        return Err(router::not_served(&head.model, op));
     }
     // An upload's bytes are audio, not tokens.
     let input_tokens = if head.multipart {

@@ -111,6 +111,20 @@ pub fn serves(rt: &Runtime, model: &Model, op: Op) -> bool {
             .any(|m| has(&m))
 }
 
+/// The 400 for a model none of whose deployments (nor its fallbacks') serves `op`.
+pub fn not_served(model: &str, op: Op) -> Error {
+    let who = match op {
+        Op::Rerank => "providers of type openai, cohere, vllm or together serve it",
+        Op::Moderations => "OpenAI-type providers serve it",
+        _ => "OpenAI-type providers and Azure serve it",
+    };
+    Error::invalid(format!(
+        "the model \"{}\" has no deployment whose provider serves {} ({who})",
+        crate::error::clip(model),
+        op.path(),
+    ))
+}
+
 /// Why no deployment of a model could be tried.
 #[derive(Default)]
 struct Blocked {
@@ -343,6 +357,9 @@ pub async fn send(
         }
     }
     if attempts == 0 {
+        if !serves(rt, model, call.op) {
+            return Err(not_served(&model.name, call.op));
+        }
         if let Some(ms) = blocked.circuit_retry_ms {
             return Err(Error::Unavailable {
                 message: format!(
