@@ -166,7 +166,7 @@ pub async fn pass_through(
             cost_header(&mut r, cost);
             r
         }
-        UpstreamBody::Stream(s) if op == Op::Speech => {
+        UpstreamBody::Stream(s) if op == Op::Speech && !head.stream => {
             // No usage in audio: the input estimate, settled now.
             let cost = acct.complete_with(None);
             drop(acct);

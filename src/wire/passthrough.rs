@@ -24,6 +24,7 @@ pub struct PassHead {
     pub model_span: Range<usize>,
     /// Whether the body is `multipart/form-data` (the model is spliced in raw).
     pub multipart: bool,
+    /// `stream: true`, or speech's `stream_format: "sse"`: the answer is an event stream.
     pub stream: bool,
     /// `stream_options.include_usage` (legacy completions).
     pub include_usage: bool,
@@ -43,6 +44,9 @@ struct PassProbe<'a> {
     max_tokens: Option<u64>,
     #[serde(borrow)]
     response_format: Option<&'a RawValue>,
+    /// Speech: `"sse"` asks for the audio as events.
+    #[serde(borrow)]
+    stream_format: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Parse a pass-through JSON request: `model` must be a string; every field of `required` must
@@ -65,7 +69,7 @@ pub fn parse_passthrough(body: &[u8], required: &[&str]) -> Result<PassHead, Err
         model,
         model_span,
         multipart: false,
-        stream: p.stream.unwrap_or(false),
+        stream: p.stream.unwrap_or(false) || p.stream_format.as_deref() == Some("sse"),
         include_usage: p
             .stream_options
             .and_then(|o| o.include_usage)

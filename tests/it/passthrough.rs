@@ -187,6 +187,16 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             "usage": {"input_tokens": 10, "output_tokens": 20, "total_tokens": 30,
                       "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}}));
     }
+    if p.ends_with("/audio/speech") && req["stream_format"] == "sse" {
+        let sse = concat!(
+            "data: {\"type\":\"speech.audio.delta\",\"audio\":\"aGVsbG8=\"}\n\n",
+            "data: {\"type\":\"speech.audio.done\",\"usage\":{\"input_tokens\":5,\"output_tokens\":8,\"total_tokens\":13}}\n\n",
+        );
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from(sse))
+            .unwrap();
+    }
     if p.ends_with("/audio/speech") {
         let chunks: Vec<Result<Bytes, std::io::Error>> = audio()
             .chunks(10_000)
@@ -437,6 +447,25 @@ async fn images_speech_moderations_rerank_pass_through() {
         "audio bytes unchanged"
     );
     assert_eq!(up.last().path, "/v1/audio/speech");
+    // `stream_format: "sse"`: the events are relayed as an event stream.
+    let r = gw
+        .post(
+            "/v1/audio/speech",
+            Some(GW_KEY),
+            &json!({"model": "gpt-pass", "input": "hello", "voice": "alloy", "stream_format": "sse"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        header(&r, "content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("speech.audio.delta") && text.contains("speech.audio.done"),
+        "{text}"
+    );
 
     let r = gw
         .post(
