@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests
 # (which start their own redis-server / nats-server / prometheus on free loopback ports), then the official
-# `openai` and `anthropic` Python SDKs against the running gateway, and the deploy checks
-# (scripts/check-deploy.sh). Installs what is missing.
+# `openai` and `anthropic` Python SDKs against the running gateway, the deploy checks
+# (scripts/check-deploy.sh), then the Node `openai` package and the Vercel AI SDK (tests/node).
+# Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -19,6 +20,9 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missin
 # A real Prometheus scrapes the gateway in tests/it/observability.rs; promtool and amtool check deploy/.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# The Node client tests (tests/node: the `openai` package and the Vercel AI SDK) need node and npm.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -46,3 +50,8 @@ fi
 
 echo "== SDK tests (openai, anthropic)"
 AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" "$VENV/bin/python" -m pytest -q tests/sdk
+
+echo "== Node client tests (openai, Vercel AI SDK)"
+# node and npm were installed above when missing (never skipped); npm ci installs package-lock.json exactly.
+(cd tests/node && npm ci --no-audit --no-fund --silent)
+AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" npm --prefix tests/node test

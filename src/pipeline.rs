@@ -11,6 +11,7 @@
 //! upstream connection.
 
 mod guard;
+pub mod passthrough;
 pub mod semantic;
 mod side_call;
 
@@ -670,7 +671,7 @@ pub async fn chat(
     Ok(resp)
 }
 
-/// Run an embeddings request.
+/// Run an embeddings request: a same-format pass-through whose answers may be cached.
 #[expect(
     clippy::too_many_arguments,
     reason = "the request's parts, each used once"
@@ -686,100 +687,27 @@ pub async fn embeddings(
     ctx: &CallCtx,
     rate: &mut Option<RateHeaders>,
 ) -> Result<Response, Error> {
-    let cache = &svc.cache;
-    let model = &rt
-        .model(&head.model)
-        .ok_or_else(|| Error::ModelNotFound(head.model.clone()))?;
-    caller.check_model(&head.model)?;
-    let input_tokens = estimate_tokens(body);
-    let mut room = true;
-    let mut acct = admit(
-        rt,
-        svc,
-        caller,
-        &head.model,
-        body,
-        false,
-        None,
-        Some(0),
-        rate,
-        &mut room,
-    )
-    .await?;
-    acct.report_to(ctx.usage.clone());
-    let plan = cache_plan(
-        rt,
-        model.cache,
-        headers,
-        cache::Endpoint::Embeddings,
-        caller,
-        body,
-    );
-    let leader = match cache_lookup(
-        cache,
-        plan.as_ref(),
-        Format::OpenAi,
-        false,
-        false,
-        deadline,
-        ctx,
-        None,
-    )
-    .await
-    {
-        Ok(hit) => {
-            acct.cache_hit();
-            return Ok(hit);
-        }
-        Err(leader) => leader,
-    };
-    let build = |d: &Deployment| Ok(wire::splice_model(body, &head.model_span, &d.model));
-    let rcall = Call {
-        op: Op::Embeddings,
+    let head = wire::PassHead {
+        model: head.model.clone(),
+        model_span: head.model_span.clone(),
+        multipart: false,
         stream: false,
+        include_usage: false,
+        max_tokens: None,
+        response_format: None,
+    };
+    let call = passthrough::PassCall {
+        op: Op::Embeddings,
+        caller,
+        headers,
+        head: &head,
+        body,
         deadline,
         ctx,
-        input_tokens,
-        max_tokens: 0,
         started: Instant::now(),
-        may_hedge: room,
-        limiter: Some(&svc.ledger.limiter),
+        cache: Some(cache::Endpoint::Embeddings),
     };
-    let served = router::send(rt, model, &rcall, &build).await?;
-    acct.served_by(&served.deployment);
-    let mut resp = match served.body {
-        UpstreamBody::Full(b) => {
-            store(cache, plan.as_ref(), leader, b.clone(), &served.deployment).await;
-            let cost = acct.complete_with(served.usage);
-            let mut r = json_response(b);
-            cost_header(&mut r, cost);
-            r
-        }
-        UpstreamBody::Stream(s) => {
-            // Not expected for embeddings; pass it on as it came.
-            let mut r = Response::new(Body::from_stream(
-                s.map(|r| r.map_err(std::io::Error::other)),
-            ));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-    };
-    upstream_headers(
-        &mut resp,
-        ctx,
-        plan.as_ref(),
-        &served.deployment,
-        served.attempts,
-    );
-    if served.hedged {
-        resp.headers_mut()
-            .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
-    }
-    served.dropped.set_header(resp.headers_mut());
-    Ok(resp)
+    passthrough::pass_through(rt, svc, call, rate).await
 }
 
 /// A cheap token estimate for routing and capacity: about four bytes of JSON per token.

@@ -14,11 +14,81 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
+mod passthrough;
+pub use passthrough::{
+    PassHead, multipart_content_type, parse_multipart, parse_passthrough, splice_pass_model,
+};
+
 /// Which API a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     OpenAi,
     Anthropic,
+}
+
+/// What is being asked of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Chat,
+    Embeddings,
+    /// `/v1/moderations` (OpenAI-type providers; what moderation guardrails call).
+    Moderations,
+    /// Anthropic's `POST /v1/messages/count_tokens` (Anthropic providers only).
+    CountTokens,
+    /// The pass-through endpoints (`api::passthrough`): legacy `/v1/completions`.
+    Completions,
+    /// `/v1/images/generations`.
+    Images,
+    /// `/v1/audio/speech` (a binary answer).
+    Speech,
+    /// `/v1/audio/transcriptions` (a multipart request; a JSON or text answer).
+    Transcriptions,
+    /// `/v1/rerank` (Cohere/Jina shape).
+    Rerank,
+}
+
+impl Op {
+    /// The client endpoint of the operation (in errors and docs).
+    pub fn path(self) -> &'static str {
+        match self {
+            Op::Chat => "/v1/chat/completions",
+            Op::Embeddings => "/v1/embeddings",
+            Op::Moderations => "/v1/moderations",
+            Op::CountTokens => "/v1/messages/count_tokens",
+            Op::Completions => "/v1/completions",
+            Op::Images => "/v1/images/generations",
+            Op::Speech => "/v1/audio/speech",
+            Op::Transcriptions => "/v1/audio/transcriptions",
+            Op::Rerank => "/v1/rerank",
+        }
+    }
+
+    /// A short name (span names, metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Chat => "chat",
+            Op::Embeddings => "embeddings",
+            Op::Moderations => "moderations",
+            Op::CountTokens => "count_tokens",
+            Op::Completions => "completions",
+            Op::Images => "images",
+            Op::Speech => "speech",
+            Op::Transcriptions => "transcriptions",
+            Op::Rerank => "rerank",
+        }
+    }
+
+    /// Whether a whole 200 answer is JSON, checked (and its usage read) by the router: not a
+    /// speech's audio, nor a transcription, whose `response_format` may ask for text.
+    pub fn answers_json(self) -> bool {
+        !matches!(self, Op::Speech | Op::Transcriptions)
+    }
+
+    /// Whether a streamed answer is an OpenAI or Anthropic event stream whose terminal event
+    /// the router checks (chat and legacy completions; not audio bytes nor transcription events).
+    pub fn checks_stream_end(self) -> bool {
+        matches!(self, Op::Chat | Op::Completions)
+    }
 }
 
 /// Which operation a body-carrying model call performs (the direct path, async jobs and their
@@ -29,6 +99,8 @@ pub enum Endpoint {
     Embeddings,
     /// `POST /v1/responses`: translated to a chat call and back.
     Responses,
+    /// The pass-through endpoints (`/v1/completions`, images, audio, moderations, rerank).
+    PassThrough(Op),
 }
 
 impl Endpoint {
@@ -50,6 +122,7 @@ impl Endpoint {
             Self::Chat(Format::Anthropic) => "/v1/messages",
             Self::Embeddings => "/v1/embeddings",
             Self::Responses => "/v1/responses",
+            Self::PassThrough(op) => op.path(),
         }
     }
 

@@ -149,6 +149,9 @@ async fn submit_inner(
         }
         Endpoint::Embeddings => (wire::parse_embeddings(&body)?.model, false),
         Endpoint::Responses => crate::wire::parse_responses_head(&body)?,
+        Endpoint::PassThrough(op) => {
+            return Err(Error::invalid(format!("{} has no async form", op.path())));
+        }
     };
     if !rt.has_model(&model) {
         return Err(Error::ModelNotFound(model));

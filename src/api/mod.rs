@@ -12,6 +12,7 @@ pub mod home;
 pub mod jobs;
 pub mod openai;
 pub mod ops;
+pub mod passthrough;
 pub mod reload;
 pub mod responses;
 
@@ -65,6 +66,7 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/v1/batches", post(batches::create).get(batches::list))
         .route("/v1/batches/{id}", get(batches::get))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .merge(passthrough::routes())
 }
 
 /// The model calls (`POST /v1/chat/completions`, `/v1/messages`, `/v1/embeddings`,
@@ -158,7 +160,24 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
     }
 }
 
-/// A model call on the direct path of `app::HttpService`, with the request's usage cell.
+/// The body of the pass-through handlers (served by the router): the request's usage cell from
+/// its extensions, then [`serve_request`].
+pub async fn serve_call(
+    state: SharedState,
+    caller: Caller,
+    request_id: String,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
+    let usage = req
+        .extensions()
+        .get::<std::sync::Arc<crate::record::RequestRecord>>()
+        .cloned();
+    serve_request(state, caller, request_id, usage, req, endpoint).await
+}
+
+/// A model call with the request's usage cell (the direct path of `app::HttpService`, and the
+/// pass-through handlers).
 /// The body is read and the call run under one deadline timer.
 pub async fn serve_request(
     state: SharedState,
@@ -388,6 +407,7 @@ async fn call_steps(
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
         Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
+        Endpoint::PassThrough(op) => passthrough::call(state, &rt, op, call, &ctx, body, out).await,
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if let Some(label) = rt.model_label(&head.model) {

@@ -422,7 +422,9 @@ impl HttpService {
 /// (everything else, such as `/ready`, job look-ups and the admin API, is served).
 fn refused_while_draining(req: &Request) -> bool {
     req.method() == axum::http::Method::POST
-        && (direct_endpoint(req).is_some() || req.uri().path().starts_with("/v1/async/"))
+        && (direct_endpoint(req).is_some()
+            || req.uri().path().starts_with("/v1/async/")
+            || api::passthrough::PATHS.contains(&req.uri().path()))
 }
 
 /// The answer to a refused request while draining: 503 with `retry-after`, in the API's shape.

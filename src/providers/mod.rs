@@ -41,16 +41,7 @@ pub enum UpstreamBody {
     Stream(ByteStream),
 }
 
-/// What is being asked of the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Chat,
-    Embeddings,
-    /// `/v1/moderations` (OpenAI-type providers; what moderation guardrails call).
-    Moderations,
-    /// Anthropic's `POST /v1/messages/count_tokens` (Anthropic providers only).
-    CountTokens,
-}
+pub use crate::wire::Op;
 
 /// Per-call context forwarded upstream.
 #[derive(Debug, Clone, Default)]
@@ -253,8 +244,77 @@ impl Provider {
         u.parse().ok()
     }
 
+    /// Whether this provider serves `op`: the router skips deployments that do not. Chat,
+    /// embeddings and token counts are left to [`Provider::send`], which answers a clear error
+    /// where the provider has no such API; the pass-through endpoints are served by OpenAI-type
+    /// providers (and Azure, moderations and rerank aside); rerank by `openai` (any server with
+    /// OpenAI's paths and a `/rerank` beside them, such as Jina or vLLM), `cohere`, `vllm` and
+    /// `together`.
+    pub fn serves(&self, op: Op) -> bool {
+        match op {
+            Op::Chat | Op::Embeddings | Op::CountTokens => true,
+            Op::Moderations => matches!(self.kind, Kind::OpenAi { .. } | Kind::Mock { .. }),
+            Op::Completions | Op::Images | Op::Speech | Op::Transcriptions => {
+                matches!(self.kind, Kind::OpenAi { .. } | Kind::Azure { .. })
+            }
+            Op::Rerank => matches!(
+                self.ptype,
+                ProviderType::Openai
+                    | ProviderType::Cohere
+                    | ProviderType::Vllm
+                    | ProviderType::Together
+            ),
+        }
+    }
+
+    /// The error of an `op` this provider does not serve (the caller's: 400).
+    fn not_served(&self, op: Op) -> UpstreamError {
+        let mut e = UpstreamError::new(
+            &self.name,
+            UpstreamKind::Status(400),
+            format!(
+                "this model's provider ({}) does not serve {}",
+                self.type_name(),
+                op.path()
+            ),
+        );
+        e.error_type = Some("invalid_request_error".into());
+        e
+    }
+
+    /// The URL of a pass-through `op` (see [`Provider::serves`]).
+    fn passthrough_url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
+        let tail = match op {
+            Op::Completions => "completions",
+            Op::Images => "images/generations",
+            Op::Speech => "audio/speech",
+            Op::Transcriptions => "audio/transcriptions",
+            Op::Rerank => "rerank",
+            _ => "",
+        };
+        match &self.kind {
+            _ if !self.serves(op) || tail.is_empty() => Err(self.not_served(op)),
+            Kind::Azure { api_version } => Ok(format!(
+                "{}/openai/deployments/{model}/{tail}?api-version={api_version}",
+                self.base_url
+            )),
+            // Cohere's OpenAI-compatible API has no rerank: its own v2 API beside it does.
+            _ if op == Op::Rerank && self.ptype == ProviderType::Cohere => {
+                let root = self
+                    .base_url
+                    .strip_suffix("/compatibility/v1")
+                    .unwrap_or(&self.base_url);
+                Ok(format!("{root}/v2/rerank"))
+            }
+            _ => Ok(format!("{}/{tail}", self.base_url)),
+        }
+    }
+
     fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
         Ok(match (&self.kind, op) {
+            (_, Op::Completions | Op::Images | Op::Speech | Op::Transcriptions | Op::Rerank) => {
+                return self.passthrough_url(op, model);
+            }
             (Kind::Anthropic, Op::CountTokens) => {
                 format!("{}/v1/messages/count_tokens", self.base_url)
             }
@@ -323,6 +383,9 @@ impl Provider {
         ctx: &CallCtx,
         dropped: &mut Dropped,
     ) -> Result<UpstreamBody, UpstreamError> {
+        if !self.serves(op) {
+            return Err(self.not_served(op));
+        }
         match &self.kind {
             Kind::Gemini | Kind::Bedrock { .. } => {
                 return self
@@ -372,7 +435,7 @@ impl Provider {
                     mock::embeddings(&body)
                 }
                 Op::Moderations => Ok(mock::moderations()),
-                Op::CountTokens => self
+                _ => self
                     .url(op, model)
                     .map(|_| UpstreamBody::Full(Bytes::new())),
             };
@@ -392,7 +455,12 @@ impl Provider {
                 &parsed
             }
         };
-        let headers = self.request_headers(ctx);
+        let mut headers = self.request_headers(ctx);
+        if op == Op::Transcriptions
+            && let Some(ct) = crate::wire::multipart_content_type(&body)
+        {
+            headers.insert(reqwest::header::CONTENT_TYPE, ct);
+        }
         let fut = async {
             let resp = self
                 .http

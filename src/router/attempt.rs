@@ -110,10 +110,12 @@ pub(super) async fn run(
     let mut usage = None;
     let result = match result {
         Ok(UpstreamBody::Stream(s)) => first_chunk(s, &d.provider.name).await,
-        Ok(UpstreamBody::Full(b)) => valid_json(b, &d.provider.name).map(|(b, u)| {
-            usage = u;
-            b
-        }),
+        Ok(UpstreamBody::Full(b)) if call.op.answers_json() => {
+            valid_json(b, &d.provider.name).map(|(b, u)| {
+                usage = u;
+                b
+            })
+        }
         other => other,
     };
     unfinished.d = None;

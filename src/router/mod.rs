@@ -95,6 +95,31 @@ pub fn backoff(
     }
 }
 
+/// Whether some deployment of `model` or of its fallbacks has a provider serving `op`.
+pub fn serves(rt: &Runtime, model: &Model, op: Op) -> bool {
+    let has = |m: &Model| m.deployments.iter().any(|d| d.provider.serves(op));
+    has(model)
+        || model
+            .fallbacks
+            .iter()
+            .filter_map(|name| rt.model(name))
+            .any(|m| has(&m))
+}
+
+/// The 400 for a model none of whose deployments (nor its fallbacks') serves `op`.
+pub fn not_served(model: &str, op: Op) -> Error {
+    let who = match op {
+        Op::Rerank => "providers of type openai, cohere, vllm or together serve it",
+        Op::Moderations => "OpenAI-type providers serve it",
+        _ => "OpenAI-type providers and Azure serve it",
+    };
+    Error::invalid(format!(
+        "the model \"{}\" has no deployment whose provider serves {} ({who})",
+        crate::error::clip(model),
+        op.path(),
+    ))
+}
+
 /// Why no deployment of a model could be tried.
 #[derive(Default)]
 struct Blocked {
@@ -116,6 +141,10 @@ fn candidates(
     let shared = capacity::shared(call);
     let mut out = Vec::with_capacity(m.deployments.len());
     for (i, d) in m.deployments.iter().enumerate() {
+        // A provider without this endpoint (an Anthropic deployment for `/v1/completions`).
+        if !d.provider.serves(call.op) {
+            continue;
+        }
         if !d.state.breaker.would_admit(now) {
             let wait = d.state.breaker.retry_in_ms(now).max(1);
             blocked.circuit_retry_ms = Some(blocked.circuit_retry_ms.map_or(wait, |w| w.min(wait)));
@@ -280,7 +309,7 @@ pub async fn send(
                     d.state.breaker.on_success();
                     let body = match body {
                         UpstreamBody::Stream(s) => {
-                            UpstreamBody::Stream(tracked::track(s, d.clone(), guard, took))
+                            UpstreamBody::Stream(tracked::track(s, d.clone(), guard, took, call.op))
                         }
                         full => full,
                     };
@@ -323,6 +352,9 @@ pub async fn send(
         }
     }
     if attempts == 0 {
+        if !serves(rt, model, call.op) {
+            return Err(not_served(&model.name, call.op));
+        }
         if let Some(ms) = blocked.circuit_retry_ms {
             return Err(Error::Unavailable {
                 message: format!(

@@ -270,7 +270,7 @@ impl Job {
             Ok(UpstreamBody::Stream(s)) => {
                 d.state.record_latency(done.took);
                 d.state.breaker.on_success();
-                let mut s = super::tracked::track(s, d.clone(), done.guard, done.took);
+                let mut s = super::tracked::track(s, d.clone(), done.guard, done.took, Op::Chat);
                 let mut asm = Assembler::new(d.provider.format());
                 while let Some(chunk) = s.next().await {
                     asm.push(&chunk?);

@@ -28,12 +28,7 @@ pub fn attempt_span(op: Op, model: &str, d: &Deployment, attempt: u32) -> Span {
     if !enabled() {
         return Span::none();
     }
-    let op_name = match op {
-        Op::Chat => "chat",
-        Op::Embeddings => "embeddings",
-        Op::Moderations => "moderations",
-        Op::CountTokens => "count_tokens",
-    };
+    let op_name = op.name();
     let server = server_of(d.provider.base_url());
     tracing::info_span!(
         target: SPAN_TARGET,

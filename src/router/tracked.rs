@@ -53,20 +53,24 @@ enum End {
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
-/// Wrap a served stream (`took`: the attempt's time to its first chunk).
+/// Wrap a served stream (`took`: the attempt's time to its first chunk). The end of a stream of
+/// an `op` without a terminal event to check (audio bytes) is taken as it comes.
 pub fn track(
     inner: ByteStream,
     deployment: Arc<Deployment>,
     guard: InFlight,
     took: Duration,
+    op: crate::providers::Op,
 ) -> ByteStream {
     let format = deployment.provider.format();
+    let check_end = op.checks_stream_end();
     Box::pin(Tracked {
         inner,
         deployment,
         _guard: guard,
         took,
         format,
+        check_end,
         // Room for the chunks of a usual tail: one allocation per stream.
         tail: VecDeque::with_capacity(8),
         tail_len: 0,
@@ -92,6 +96,8 @@ struct Tracked {
     _guard: InFlight,
     took: Duration,
     format: Format,
+    /// Whether the end is checked for the terminal event.
+    check_end: bool,
     /// The last chunks, `TAIL` bytes or a little more.
     tail: VecDeque<Bytes>,
     tail_len: usize,
@@ -106,7 +112,7 @@ struct Tracked {
 
 impl Tracked {
     fn keep(&mut self, chunk: &Bytes) {
-        if chunk.is_empty() {
+        if chunk.is_empty() || !self.check_end {
             return;
         }
         self.last_at_event_start = self.at_event_start;
@@ -134,6 +140,10 @@ impl Tracked {
 
     /// The upstream ended: what is still owed to the consumer, last first.
     fn ended(&mut self) -> Vec<Item> {
+        if !self.check_end {
+            self.record("success", false);
+            return Vec::new();
+        }
         let ends_whole = self.at_event_start;
         // The last chunk alone, when it holds the deciding event; else the whole tail.
         let more_before = self.tail.len() > 1 || self.dropped;
@@ -492,7 +502,9 @@ mod tests {
                     .unwrap();
             let d = rt.models["m"].deployments[0].clone();
             let guard = d.state.start();
-            let out: Vec<_> = track(inner, d, guard, Duration::ZERO).collect().await;
+            let out: Vec<_> = track(inner, d, guard, Duration::ZERO, crate::providers::Op::Chat)
+                .collect()
+                .await;
             out.into_iter().last().unwrap()
         };
         let last = ends(chunks.to_vec()).await.unwrap();

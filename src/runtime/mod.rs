@@ -49,8 +49,7 @@ impl Deployment {
         match op {
             Op::Chat => self.urls[0].as_ref(),
             Op::Embeddings => self.urls[1].as_ref(),
-            Op::Moderations => None,
-            Op::CountTokens => None,
+            _ => None,
         }
     }
 }

@@ -37,6 +37,7 @@ mod jobs;
 mod keys_cli;
 mod limits;
 mod observability;
+mod passthrough;
 mod presets;
 mod reload;
 mod request_log;
