@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests
 # (which start their own redis-server / nats-server / prometheus on free loopback ports), then the official
-# `openai` and `anthropic` Python SDKs against the running gateway, and the deploy checks
+# `openai` and `anthropic` Python SDKs against the running gateway, the web console in a headless
+# Chromium (Playwright), and the deploy checks
 # (scripts/check-deploy.sh). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missin
 # A real Prometheus scrapes the gateway in tests/it/observability.rs; promtool and amtool check deploy/.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# The web console's test drives a real headless Chromium (Playwright for Python, tests/console).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -46,3 +49,6 @@ fi
 
 echo "== SDK tests (openai, anthropic)"
 AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" "$VENV/bin/python" -m pytest -q tests/sdk
+
+echo "== console in headless Chromium (Playwright; screenshots in tests/console/screenshots)"
+AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" "$VENV/bin/python" -m pytest -q tests/console

@@ -10,6 +10,8 @@ pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod cors;
 pub mod error;
 pub mod guardrails;

@@ -44,6 +44,9 @@ pub struct AppState {
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::Jobs>>,
     /// Stored Responses API objects (Redis, or the embedded store opened when first used).
     pub responses: Arc<crate::responses::ResponseStore>,
+    /// The web console's sessions and sign-in throttle.
+    #[cfg(feature = "console")]
+    pub console: crate::console::Console,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -78,6 +81,8 @@ impl AppState {
             usize::try_from(config.jobs.workers).unwrap_or(usize::MAX),
         ));
         let semantic = crate::pipeline::semantic::index(&config, redis.as_ref());
+        #[cfg(feature = "console")]
+        let redis_for_console = redis.clone();
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
@@ -95,6 +100,8 @@ impl AppState {
             metrics: crate::metrics::install(),
             jobs: std::sync::OnceLock::new(),
             responses,
+            #[cfg(feature = "console")]
+            console: crate::console::Console::new(redis_for_console),
         }))
     }
 

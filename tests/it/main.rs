@@ -23,6 +23,7 @@ mod capacity;
 mod chat;
 mod cli;
 mod connections;
+mod console;
 mod embeddings;
 mod errors;
 mod first_contact;
