@@ -59,7 +59,7 @@ fn redis_key(h: &TokenHash) -> String {
 }
 
 fn now_ms() -> u64 {
-    crate::router::state::now_ms()
+    crate::clock::unix_ms()
 }
 
 impl Sessions {

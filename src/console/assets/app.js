@@ -524,7 +524,7 @@
           : el('span', {class: 'badge good'}, 'active');
       const actions = el('td', {class: 'row-actions'});
       const row = el('tr', {'data-key-id': k.id},
-        el('td', {}, el('span', {class: 'key-name'}, k.name), k.key_prefix ? el('small', {class: 'muted block'}, k.key_prefix + '…') : null),
+        el('td', {}, el('span', {class: 'key-name'}, k.name), k.key_prefix ? el('small', {class: 'muted block'}, k.key_prefix.endsWith('…') ? k.key_prefix : k.key_prefix + '…') : null),
         el('td', {}, k.source === 'config' ? 'file' : 'admin'),
         el('td', {}, (k.models || [k.source === 'config' ? '—' : '*']).join(', ')),
         el('td', {}, limits),
