@@ -185,13 +185,22 @@ async fn sign_in(
     if !state.runtime.load().auth.is_master_key(&key) {
         let wait = state.console.throttle.failed(addr, now);
         tracing::warn!(client = %addr, "console sign-in with a wrong master key");
-        if !wait.is_zero() {
-            return too_many(wait);
-        }
-        return Error::Unauthenticated(
-            "the master key is not correct; repeated wrong keys make this address wait",
-        )
-        .into_response_for(Format::OpenAi);
+        let message = if wait.is_zero() {
+            "the master key is not correct; repeated wrong keys make this address wait".to_owned()
+        } else {
+            format!(
+                "the master key is not correct; after {} wrong keys this address must wait {} s \
+                 before the next sign-in",
+                throttle::FREE_FAILURES,
+                wait.as_secs()
+            )
+        };
+        return guard::refusal(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            &message,
+        );
     }
     state.console.throttle.succeeded(addr);
     let (token, session) = state.console.sessions.create(&master, idle).await;
