@@ -274,7 +274,9 @@
     const every = Math.max(1, Math.ceil(n / 6));
     labels.forEach((lab, i) => {
       if (i % every !== 0) return;
-      s.append(svg('text', {x: L + i * groupW + groupW / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis'}, lab));
+      const text = String(lab);
+      s.append(svg('text', {x: L + i * groupW + groupW / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis'},
+        text.length > 14 ? text.slice(0, 13) + '…' : text));
     });
     const legend = series.length > 1
       ? el('p', {class: 'legend'}, series.map((ser) => el('span', {class: 'key ' + (ser.cls || '')}, ser.name)))
@@ -749,9 +751,9 @@
       box.append(notice('No usage in this range.'));
       return;
     }
-    // Charts: per day when grouped by day, else per key / model.
-    const dim = by.includes('day') ? 'day' : (by.find((g) => g !== 'day') || null);
-    if (dim) {
+    // Charts: the totals along each grouped dimension (day, key, model, provider).
+    const charts = el('div', {class: 'charts'});
+    for (const dim of by) {
       const totals = new Map();
       for (const r of rows) {
         const k = String(r[dim] ?? '');
@@ -761,13 +763,16 @@
         t.tokens += (Number(r.input_tokens) || 0) + (Number(r.output_tokens) || 0);
         totals.set(k, t);
       }
-      const labels = [...totals.keys()].sort();
+      // Days in order; the others by spend, the 12 largest.
+      let labels = [...totals.keys()];
+      if (dim === 'day') labels.sort();
+      else labels = labels.sort((a, b) => totals.get(b).cost_usd - totals.get(a).cost_usd || totals.get(b).requests - totals.get(a).requests).slice(0, 12);
       const vals = (f) => labels.map((l) => totals.get(l)[f]);
-      box.append(el('div', {class: 'charts'},
-        barChart('Requests by ' + dim, labels, [{name: 'requests', values: vals('requests'), cls: 's1'}], compactNum),
-        barChart('Tokens by ' + dim, labels, [{name: 'tokens', values: vals('tokens'), cls: 's2'}], compactNum),
-        barChart('Spend by ' + dim, labels, [{name: 'spend', values: vals('cost_usd'), cls: 's4'}], compactUsd)));
+      charts.append(barChart('Requests by ' + dim, labels, [{name: 'requests', values: vals('requests'), cls: 's1'}], compactNum));
+      if (dim === 'day') charts.append(barChart('Tokens by day', labels, [{name: 'tokens', values: vals('tokens'), cls: 's2'}], compactNum));
+      charts.append(barChart('Spend by ' + dim, labels, [{name: 'spend', values: vals('cost_usd'), cls: 's4'}], compactUsd));
     }
+    box.append(charts);
     const cols = [...by, ...USAGE_FIELDS];
     const csv = [cols.join(',')].concat(rows.map((r) => cols.map((c) => csvCell(r[c])).join(','))).join('\r\n') + '\r\n';
     const link = el('a', {class: 'button', download: `usage-${from}-${to}.csv`, href: '#'}, 'Download CSV');
