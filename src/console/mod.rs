@@ -34,8 +34,8 @@ use serde_json::json;
 use crate::api::context::SharedState;
 use crate::api::error::Render as _;
 use crate::error::Error;
-use crate::wire::Format;
 use crate::state::Redis;
+use crate::wire::Format;
 
 /// The console's state in the app: sessions and the sign-in throttle.
 pub struct Console {
