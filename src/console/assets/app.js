@@ -721,7 +721,8 @@
       const to = form.elements.namedItem('to').value;
       const by = [...form.querySelectorAll('input[name=group_by]:checked')].map((i) => i.value);
       const q = new URLSearchParams({from, to});
-      if (by.length) q.set('group_by', by.join(','));
+      // Always sent: none ticked asks for one row of totals (the default would group).
+      q.set('group_by', by.join(','));
       const res = await api('GET', '/admin/usage?' + q.toString());
       if (!current()) return;
       clear(results);
