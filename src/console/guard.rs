@@ -60,11 +60,8 @@ pub fn changes_state(method: &Method) -> bool {
 
 /// Constant-time equality of two tokens.
 pub fn tokens_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// Whether the request came over TLS (as a proxy in front says): the cookie is then `Secure`.
