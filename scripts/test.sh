@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests
 # (which start their own redis-server / nats-server / prometheus on free loopback ports), then the official
-# `openai` and `anthropic` Python SDKs against the running gateway, the deploy checks
-# (scripts/check-deploy.sh), then the Node `openai` package and the Vercel AI SDK (tests/node).
-# Installs what is missing.
+# `openai` and `anthropic` Python SDKs against the running gateway, the web console in a headless
+# Chromium (Playwright), the deploy checks (scripts/check-deploy.sh), then the Node `openai` package
+# and the Vercel AI SDK (tests/node). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -23,6 +23,8 @@ command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 # The Node client tests (tests/node: the `openai` package and the Vercel AI SDK) need node and npm.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The web console's test drives a real headless Chromium (Playwright for Python, tests/console).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -55,3 +57,5 @@ echo "== Node client tests (openai, Vercel AI SDK)"
 # node and npm were installed above when missing (never skipped); npm ci installs package-lock.json exactly.
 (cd tests/node && npm ci --no-audit --no-fund --silent)
 AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" npm --prefix tests/node test
+echo "== console in headless Chromium (Playwright; screenshots in tests/console/screenshots)"
+AI_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/ai-gateway" "$VENV/bin/python" -m pytest -q tests/console

@@ -305,6 +305,17 @@ impl Auth {
         self.master
             .is_some_and(|master| bool::from(hash_key(key).ct_eq(&master)))
     }
+
+    /// A digest of the master key's digest: names which master key a console session was
+    /// opened with (a session ends when the master key changes), without being either.
+    pub fn master_fingerprint(&self) -> Option<KeyHash> {
+        self.master.map(|m| {
+            let mut d = Sha256::new();
+            d.update(b"ai-gateway console session\0");
+            d.update(m);
+            d.finalize().into()
+        })
+    }
 }
 
 /// What the file's keys say of a request.
@@ -414,6 +425,7 @@ mod tests {
                     guardrails: Vec::new(),
                 },
             ],
+            ..AuthConfig::default()
         };
         Auth::from_config(Some(&cfg)).unwrap()
     }

@@ -46,6 +46,9 @@ pub struct AppState {
     pub responses: Arc<crate::responses::ResponseStore>,
     /// The admin request log and usage report (`None` with `request_log.enabled: false`).
     pub request_log: Option<Arc<crate::request_log::RequestLog>>,
+    /// The web console's sessions and sign-in throttle.
+    #[cfg(feature = "console")]
+    pub console: crate::api::console::Console,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -82,6 +85,8 @@ impl AppState {
             redis.clone(),
             std::path::Path::new(&config.state.data_dir),
         )?;
+        #[cfg(feature = "console")]
+        let redis_for_console = redis.clone();
         let rt = Runtime::build(config, &mut clients)?;
         Ok(Arc::new(Self {
             runtime: ArcSwap::from_pointee(rt),
@@ -100,6 +105,8 @@ impl AppState {
             jobs: std::sync::OnceLock::new(),
             responses,
             request_log,
+            #[cfg(feature = "console")]
+            console: crate::api::console::Console::new(redis_for_console),
         }))
     }
 

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod admin_log;
 pub mod anthropic;
 pub mod batches;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod context;
 pub mod error;
 pub mod files;

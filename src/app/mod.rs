@@ -275,6 +275,17 @@ async fn require_master(State(state): State<SharedState>, req: Request, next: Ne
         return Error::NotFound.into_response_for(Format::OpenAi);
     }
     if !rt.auth.is_master(req.headers()) {
+        drop(rt);
+        // The console's session cookie stands for the master key (changes: same origin and
+        // the session's CSRF token).
+        #[cfg(feature = "console")]
+        match crate::api::console::admin_access(&state, req.method(), req.uri(), req.headers())
+            .await
+        {
+            Some(Ok(())) => return next.run(req).await,
+            Some(Err(refused)) => return refused,
+            None => {}
+        }
         return Error::Unauthenticated("the admin API needs the master key")
             .into_response_for(Format::OpenAi);
     }
@@ -322,14 +333,17 @@ pub fn router(state: SharedState) -> Router {
             state.clone(),
             require_master,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/", get(api::home::page))
         .route("/health", get(api::ops::health))
         .route("/ready", get(api::ops::ready))
         .route("/metrics", get(api::ops::metrics))
         .merge(v1)
-        .merge(admin)
-        .fallback(fallback)
+        .merge(admin);
+    // The web console (`/ui/`): its page, files and sign-in.
+    #[cfg(feature = "console")]
+    let app = app.merge(crate::api::console::routes());
+    app.fallback(fallback)
         .with_state(state)
         .layer(middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

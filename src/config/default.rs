@@ -188,7 +188,7 @@ pub(crate) fn builtin_default(env: Env, in_container: bool) -> Result<Config, Co
     // an admin API beside an open API would guard nothing.
     cfg.auth = var("GATEWAY_MASTER_KEY").map(|master| AuthConfig {
         master_key: Some(master),
-        keys: Vec::new(),
+        ..AuthConfig::default()
     });
     Ok(cfg)
 }

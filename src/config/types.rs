@@ -456,6 +456,11 @@ pub struct AuthConfig {
     #[serde(default)]
     /// Static keys; more through the admin API.
     pub keys: Vec<KeyConfig>,
+    /// A web console session (signed in with the master key) ends after this long without use
+    /// (and 7 days after sign-in at the latest). Default 12h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(example = &"12h")]
+    pub console_session_idle: Option<Dur>,
 }
 
 /// The budget period of keys without `budget_period` (also the usage-reporting period).

@@ -307,7 +307,14 @@ impl Drop for InFlight {
 pub struct ConnService<S> {
     pub app: S,
     pub conn: Arc<Conn>,
+    /// The client's address, handed to the requests that need it (see [`Peer`]).
+    pub peer: std::net::SocketAddr,
 }
+
+/// The address of the client a request came from, in the extensions of the requests under
+/// `/ui/` only (the console's sign-in throttle): the others do not pay for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl<S> hyper::service::Service<Request<hyper::body::Incoming>> for ConnService<S>
 where
@@ -324,7 +331,10 @@ where
     fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
         self.conn.active.fetch_add(1, Ordering::Relaxed);
         let http1 = req.version() != Version::HTTP_2;
-        let req = req.map(axum::body::Body::new);
+        let mut req = req.map(axum::body::Body::new);
+        if req.uri().path().starts_with("/ui/") {
+            req.extensions_mut().insert(Peer(self.peer));
+        }
         Answer {
             inner: tower::ServiceExt::oneshot(self.app.clone(), req),
             in_flight: Some(InFlight(self.conn.clone())),

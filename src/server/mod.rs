@@ -194,8 +194,8 @@ pub async fn serve<S>(
             r = listener.accept() => r,
             () = &mut stop => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 permit = Some(slot);
                 if is_connection_error(&e) {
@@ -228,6 +228,7 @@ pub async fn serve<S>(
         let service = ConnService {
             app: app.clone(),
             conn: registered.conn.clone(),
+            peer,
         };
         crate::tasks::service(serve_conn(
             builder.clone(),

@@ -162,10 +162,19 @@ async fn master_key_turns_on_the_admin_api_and_keys() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    // The page lists no models to strangers, and its curl sends a key.
+    // With a master key, `GET /` is the web console's door.
+    let no_redirects = client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/ui/");
     let html = gw.get("/", None).await.text().await.unwrap();
-    assert!(!html.contains("<li>"), "{html}");
-    assert!(html.contains("Bearer $AI_GATEWAY_KEY"), "{html}");
+    assert!(
+        html.contains("<label for=\"master-key\">Master key</label>"),
+        "{html}"
+    );
     let logs = gw.logs();
     assert!(!logs.contains(MASTER_KEY), "{logs}");
     assert!(logs.contains("Bearer $AI_GATEWAY_KEY"), "{logs}");

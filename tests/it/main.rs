@@ -26,6 +26,7 @@ mod capacity;
 mod chat;
 mod cli;
 mod connections;
+mod console;
 mod embeddings;
 mod errors;
 mod first_contact;
