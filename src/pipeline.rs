@@ -543,7 +543,7 @@ pub async fn chat(
         }
         semantic_entry = semantic::entry(probe, *key, policy).map(|e| (index.clone(), e));
     }
-    let build = move |d: &Deployment| -> Result<Bytes, Error> {
+    let build = move |d: &Deployment, dropped: &mut translate::Dropped| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
             // Usage is always asked for, so the accounting is exact (see `stream_usage`).
             (Format::OpenAi, Format::OpenAi) if head.stream && !head.include_usage => {
@@ -555,12 +555,12 @@ pub async fn chat(
                 Ok(wire::splice_model(body, &head.model_span, &d.model))
             }
             (Format::OpenAi, Format::Anthropic) => {
-                translate::chat_request_to_messages(body, &d.model)
+                translate::chat_request_to_messages(body, &d.model, dropped)
                     .map(Bytes::from)
                     .map_err(translate_err)
             }
             (Format::Anthropic, Format::OpenAi) => {
-                translate::messages_request_to_chat(body, &d.model)
+                translate::messages_request_to_chat(body, &d.model, dropped)
                     .map(Bytes::from)
                     .map_err(translate_err)
             }
@@ -730,7 +730,9 @@ pub async fn embeddings(
         }
         Err(leader) => leader,
     };
-    let build = |d: &Deployment| Ok(wire::splice_model(body, &head.model_span, &d.model));
+    let build = |d: &Deployment, _: &mut translate::Dropped| {
+        Ok(wire::splice_model(body, &head.model_span, &d.model))
+    };
     let rcall = Call {
         op: Op::Embeddings,
         stream: false,

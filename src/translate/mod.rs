@@ -155,8 +155,11 @@ mod tests {
     #[test]
     fn reasoning_effort_becomes_claude_thinking() {
         let to = |body: &str| -> serde_json::Value {
-            serde_json::from_slice(&chat_request_to_messages(body.as_bytes(), "claude").unwrap())
-                .unwrap()
+            serde_json::from_slice(
+                &chat_request_to_messages(body.as_bytes(), "claude", &mut Default::default())
+                    .unwrap(),
+            )
+            .unwrap()
         };
         let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
         let v = to(&format!(

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 
 use super::request::ChatToolCall;
 use crate::clock::unix_secs;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -131,6 +130,9 @@ struct RBlock<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow)]
     text: Option<JStr<'a>>,
+    /// A `thinking` block's text.
+    #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -161,6 +163,9 @@ struct ChoiceOut<'b> {
 struct OMsgOut<'b> {
     role: &'static str,
     content: Option<Txt<'b>>,
+    /// Claude's thinking, as DeepSeek and vLLM name reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<Txt<'b>>,
     refusal: Option<()>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OToolCallOut<'b>>,
@@ -180,6 +185,15 @@ struct OFnOut<'b> {
     arguments: AsJsonString<'b>,
 }
 
+/// Texts as one: none, the one as it came, or several decoded and concatenated.
+fn joined<'b>(texts: &[JStr<'b>]) -> Option<Txt<'b>> {
+    match texts {
+        [] => None,
+        [one] => Some(Txt::Raw(*one)),
+        many => Some(Txt::Owned(many.iter().map(|t| t.decode()).collect())),
+    }
+}
+
 /// Anthropic message response -> OpenAI chat.completion response. `model`: the model name to
 /// report to the client.
 pub fn messages_response_to_chat(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
@@ -197,10 +211,12 @@ pub(crate) fn messages_response_to_chat_at(
         .content
         .ok_or_else(|| TranslateError::Invalid("Anthropic message has no `content`".into()))?;
     let mut texts: Vec<JStr> = Vec::new();
+    let mut thoughts: Vec<JStr> = Vec::new();
     let mut tool_calls = Vec::new();
     for b in &blocks {
         match &*b.kind {
             "text" => texts.extend(b.text.filter(|t| !t.is_empty())),
+            "thinking" => thoughts.extend(b.thinking.filter(|t| !t.is_empty())),
             "tool_use" => {
                 let (Some(id), Some(name)) = (b.id.as_deref(), b.name) else {
                     tracing::debug!("dropped a tool_use block without id or name");
@@ -218,11 +234,7 @@ pub(crate) fn messages_response_to_chat_at(
             other => tracing::debug!(block = other, "dropped a content block OpenAI cannot show"),
         }
     }
-    let content = match texts.as_slice() {
-        [] => None,
-        [one] => Some(Txt::Raw(*one)),
-        many => Some(Txt::Owned(many.iter().map(|t| t.decode()).collect())),
-    };
+    let content = joined(&texts);
     let out = ChatRespOut {
         id: chat_id_from_msg(resp.id.as_deref().unwrap_or("")),
         object: "chat.completion",
@@ -233,6 +245,7 @@ pub(crate) fn messages_response_to_chat_at(
             message: OMsgOut {
                 role: "assistant",
                 content,
+                reasoning_content: joined(&thoughts),
                 refusal: None,
                 tool_calls,
             },
@@ -276,7 +289,8 @@ struct RMsg<'a> {
     refusal: Option<JStr<'a>>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ChatToolCall<'a>>>,
-    reasoning_content: Option<IgnoredAny>,
+    #[serde(borrow)]
+    reasoning_content: Option<JStr<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +317,12 @@ struct MsgRespOut<'b> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ABlockOut<'b> {
+    /// Reasoning from an OpenAI-compatible upstream. Anthropic signs its own thinking; a
+    /// signature cannot be made up, so it is empty.
+    Thinking {
+        thinking: JStr<'b>,
+        signature: &'static str,
+    },
     Text {
         text: JStr<'b>,
     },
@@ -346,10 +366,11 @@ pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>, Tr
     if let Some(c) = choice {
         stop_reason = stop_reason_from_finish(c.finish_reason.as_deref().unwrap_or("stop"));
         if let Some(m) = &c.message {
-            if m.reasoning_content.is_some() {
-                tracing::debug!(
-                    "dropped reasoning_content (no Anthropic equivalent without a signature)"
-                );
+            if let Some(thinking) = m.reasoning_content.filter(|t| !t.is_empty()) {
+                content.push(ABlockOut::Thinking {
+                    thinking,
+                    signature: "",
+                });
             }
             if let Some(raw) = m.content {
                 if let Some(t) = JStr::from_raw(raw) {

@@ -45,13 +45,11 @@ pub(super) fn parse_list<'a, T: Deserialize<'a>>(
     }
 }
 
-fn log_dropped(fields: &[(&str, bool)], target: &str) {
+/// Name each present field in `dropped` (which also logs it at debug level).
+fn log_dropped(fields: &[(&'static str, bool)], dropped: &mut super::Dropped) {
     for &(name, present) in fields {
         if present {
-            tracing::debug!(
-                field = name,
-                "dropped request field: no equivalent in the {target} API"
-            );
+            dropped.push(name);
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::super::json::{JStr, RawOr, is_object};
-use super::super::{DEFAULT_MAX_TOKENS, TranslateError, anthropic_tool_id};
+use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError, anthropic_tool_id};
 use super::{
     ChatContent, ChatMsg, ChatNamedChoice, ChatPart, ChatReq, Stop, log_dropped, parse_data_url,
     parse_list, serialize,
@@ -324,6 +324,7 @@ fn tool_choice_to_anthropic<'b>(
 pub fn chat_request_to_messages(
     body: &[u8],
     upstream_model: &str,
+    dropped: &mut Dropped,
 ) -> Result<Vec<u8>, TranslateError> {
     let req: ChatReq =
         serde_json::from_slice(body).map_err(|e| TranslateError::json("request", &e))?;
@@ -353,7 +354,7 @@ pub fn chat_request_to_messages(
             ("prompt_cache_key", req.prompt_cache_key.is_some()),
             ("verbosity", req.verbosity.is_some()),
         ],
-        "Anthropic Messages",
+        dropped,
     );
 
     let mut system: Vec<ABlockOut> = Vec::new();

@@ -41,6 +41,8 @@ struct AEvBlock<'a> {
     #[serde(borrow)]
     text: Option<JStr<'a>>,
     #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
+    #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     name: Option<JStr<'a>>,
@@ -54,6 +56,9 @@ struct AEvDelta<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<JStr<'a>>,
+    /// A `thinking_delta`'s text.
+    #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
     #[serde(borrow)]
     partial_json: Option<JStr<'a>>,
     #[serde(borrow)]
@@ -71,6 +76,8 @@ struct AEvError<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockKind {
     Text,
+    /// A thinking block: its deltas become `delta.reasoning_content`.
+    Thinking,
     /// A tool_use block and its OpenAI tool-call index.
     Tool(u32),
     Dropped,
@@ -167,8 +174,17 @@ impl MessagesToChatStream {
     }
 
     fn text_chunk(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk(b"{\"content\":", text, out);
+    }
+
+    /// `{"reasoning_content": …}`: Claude's thinking as DeepSeek and vLLM stream reasoning.
+    fn reasoning_chunk(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk(b"{\"reasoning_content\":", text, out);
+    }
+
+    fn string_chunk(&mut self, open: &[u8], text: JStr<'_>, out: &mut Vec<u8>) {
         self.begin_choice(out);
-        out.extend_from_slice(b"{\"content\":");
+        out.extend_from_slice(open);
         out.extend_from_slice(text.raw().as_bytes());
         out.push(b'}');
         self.end_choice(out);
@@ -266,6 +282,12 @@ impl MessagesToChatStream {
                         }
                         BlockKind::Text
                     }
+                    "thinking" => {
+                        if let Some(t) = b.thinking.filter(|t| !t.is_empty()) {
+                            self.reasoning_chunk(t, out);
+                        }
+                        BlockKind::Thinking
+                    }
                     "tool_use" => {
                         let tool = self.tool_calls;
                         self.tool_calls = self.tool_calls.saturating_add(1);
@@ -312,6 +334,12 @@ impl MessagesToChatStream {
                     (Some(BlockKind::Text), _) | (None, Some("text_delta")) => {
                         if let Some(t) = d.text.filter(|t| !t.is_empty()) {
                             self.text_chunk(t, out);
+                        }
+                    }
+                    (Some(BlockKind::Thinking), _) | (None, Some("thinking_delta")) => {
+                        // A `signature_delta` has no OpenAI equivalent and is left out.
+                        if let Some(t) = d.thinking.filter(|t| !t.is_empty()) {
+                            self.reasoning_chunk(t, out);
                         }
                     }
                     (Some(BlockKind::Tool(tool)), _) => {
