@@ -584,9 +584,12 @@ pub async fn chat(
         UpstreamBody::Full(bytes) => {
             let translated = match (upstream_format, client) {
                 (a, b) if a == b => Ok(bytes),
-                (Format::Anthropic, Format::OpenAi) => {
-                    translate::messages_response_to_chat(&bytes, &head.model).map(Bytes::from)
-                }
+                (Format::Anthropic, Format::OpenAi) => translate::messages_response_to_chat_json(
+                    &bytes,
+                    &head.model,
+                    translate::json_answer_tool(body).as_deref(),
+                )
+                .map(Bytes::from),
                 _ => translate::chat_response_to_messages(&bytes, &head.model).map(Bytes::from),
             };
             let same_format = upstream_format == client;
@@ -627,7 +630,8 @@ pub async fn chat(
             r
         }
         UpstreamBody::Stream(stream) => {
-            let conv = Converter::new(upstream_format, client, &head.model, head.include_usage);
+            let conv = Converter::new(upstream_format, client, &head.model, head.include_usage)
+                .with_json_answer(body);
             let tap = plan.as_ref().map(|plan| CacheTap {
                 assembler: cache::stream::Assembler::new(client),
                 cache: cache.clone(),
@@ -857,6 +861,17 @@ impl Converter {
                 Self::PassWithoutUsage(crate::stream_usage::UsageStripper::default())
             }
             (_, client) => Self::Pass(client),
+        }
+    }
+
+    /// For an OpenAI client of an Anthropic upstream: the request `body`'s `response_format`
+    /// JSON schema, sent as a forced tool, streams back as content.
+    pub fn with_json_answer(self, body: &[u8]) -> Self {
+        match self {
+            Self::AnthropicToOpenAi(p, tr) => {
+                Self::AnthropicToOpenAi(p, tr.with_json_tool(translate::json_answer_tool(body)))
+            }
+            other => other,
         }
     }
 

@@ -32,9 +32,10 @@ pub use gemini::{
     gemini_response_to_chat,
 };
 pub use pivot::chunks::StreamFault;
-pub use request::{chat_request_to_messages, messages_request_to_chat};
+pub use request::{chat_request_to_messages, json_answer_tool, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
+    messages_response_to_chat_json,
 };
 pub use responses::{
     ChatToResponsesStream, ResponseIds, ResponsesAnswer, ResponsesHead, ResponsesRequest,

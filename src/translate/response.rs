@@ -197,12 +197,24 @@ fn joined<'b>(texts: &[JStr<'b>]) -> Option<Txt<'b>> {
 /// Anthropic message response -> OpenAI chat.completion response. `model`: the model name to
 /// report to the client.
 pub fn messages_response_to_chat(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
-    messages_response_to_chat_at(body, model, unix_secs())
+    messages_response_to_chat_at(body, model, None, unix_secs())
+}
+
+/// [`messages_response_to_chat`] for a request whose `response_format` became the forced tool
+/// `json_tool` (see [`super::json_answer_tool`]): that tool's input is the answer's `content`
+/// (a JSON string) and the finish reason `stop`.
+pub fn messages_response_to_chat_json(
+    body: &[u8],
+    model: &str,
+    json_tool: Option<&str>,
+) -> Result<Vec<u8>, TranslateError> {
+    messages_response_to_chat_at(body, model, json_tool, unix_secs())
 }
 
 pub(crate) fn messages_response_to_chat_at(
     body: &[u8],
     model: &str,
+    json_tool: Option<&str>,
     created: u64,
 ) -> Result<Vec<u8>, TranslateError> {
     let resp: MsgResp =
@@ -213,10 +225,17 @@ pub(crate) fn messages_response_to_chat_at(
     let mut texts: Vec<JStr> = Vec::new();
     let mut thoughts: Vec<JStr> = Vec::new();
     let mut tool_calls = Vec::new();
+    let mut json: Option<&str> = None;
     for b in &blocks {
         match &*b.kind {
             "text" => texts.extend(b.text.filter(|t| !t.is_empty())),
             "thinking" => thoughts.extend(b.thinking.filter(|t| !t.is_empty())),
+            "tool_use"
+                if json.is_none()
+                    && json_tool.is_some_and(|j| b.name.is_some_and(|n| n.decode() == j)) =>
+            {
+                json = Some(b.input.map_or("{}", |r| r.get()));
+            }
             "tool_use" => {
                 let (Some(id), Some(name)) = (b.id.as_deref(), b.name) else {
                     tracing::debug!("dropped a tool_use block without id or name");
@@ -234,7 +253,16 @@ pub(crate) fn messages_response_to_chat_at(
             other => tracing::debug!(block = other, "dropped a content block OpenAI cannot show"),
         }
     }
-    let content = joined(&texts);
+    // The JSON answer is the content; text around it would make it unreadable as JSON.
+    let content = match json {
+        Some(j) => Some(Txt::Owned(j.to_owned())),
+        None => joined(&texts),
+    };
+    let stop_reason = resp.stop_reason.as_deref().unwrap_or("end_turn");
+    let finish_reason = match json {
+        Some(_) if tool_calls.is_empty() => "stop",
+        _ => finish_reason_from_stop(stop_reason),
+    };
     let out = ChatRespOut {
         id: chat_id_from_msg(resp.id.as_deref().unwrap_or("")),
         object: "chat.completion",
@@ -250,9 +278,7 @@ pub(crate) fn messages_response_to_chat_at(
                 tool_calls,
             },
             logprobs: None,
-            finish_reason: finish_reason_from_stop(
-                resp.stop_reason.as_deref().unwrap_or("end_turn"),
-            ),
+            finish_reason,
         }],
         usage: resp.usage.unwrap_or_default().to_openai(),
     };

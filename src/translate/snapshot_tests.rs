@@ -386,7 +386,7 @@ fn request_anthropic_tool_choice_variants() {
 fn a_resp_to_o(input: &str) -> Value {
     pair(
         input,
-        &messages_response_to_chat_at(input.as_bytes(), "claude-sonnet", CREATED)
+        &messages_response_to_chat_at(input.as_bytes(), "claude-sonnet", None, CREATED)
             .expect("translates"),
     )
 }
@@ -453,7 +453,10 @@ fn response_anthropic_each_stop_reason() {
             "usage": {"input_tokens": 1, "output_tokens": 1}
         });
         let out =
-            val(&messages_response_to_chat_at(resp.to_string().as_bytes(), "m", CREATED).unwrap());
+            val(
+                &messages_response_to_chat_at(resp.to_string().as_bytes(), "m", None, CREATED)
+                    .unwrap(),
+            );
         got.push(json!([reason, out["choices"][0]["finish_reason"]]));
     }
     snap_json!(got);

@@ -12,9 +12,11 @@ use serde_json::value::RawValue;
 use super::TranslateError;
 use super::json::JStr;
 
+mod json_answer;
 mod to_chat;
 mod to_messages;
 
+pub use json_answer::json_answer_tool;
 pub use to_chat::messages_request_to_chat;
 pub use to_messages::chat_request_to_messages;
 
@@ -96,7 +98,9 @@ struct ChatReq<'a> {
     logprobs: Option<IgnoredAny>,
     top_logprobs: Option<IgnoredAny>,
     seed: Option<IgnoredAny>,
-    response_format: Option<IgnoredAny>,
+    /// JSON mode: a forced tool or a system instruction (`json_answer.rs`).
+    #[serde(borrow)]
+    response_format: Option<&'a RawValue>,
     presence_penalty: Option<IgnoredAny>,
     frequency_penalty: Option<IgnoredAny>,
     logit_bias: Option<IgnoredAny>,

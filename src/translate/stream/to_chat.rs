@@ -80,6 +80,8 @@ enum BlockKind {
     Thinking,
     /// A tool_use block and its OpenAI tool-call index.
     Tool(u32),
+    /// The call of the tool a `response_format` became: its input is the answer's content.
+    Json,
     Dropped,
 }
 
@@ -101,6 +103,10 @@ pub struct MessagesToChatStream {
     /// (Anthropic content-block index, what it became)
     blocks: Vec<(u32, BlockKind)>,
     tool_calls: u32,
+    /// The tool standing for the request's `response_format` JSON schema, if any.
+    json_tool: Option<String>,
+    /// Whether that tool was called (the finish reason is then `stop`).
+    json_seen: bool,
     finish_sent: bool,
     usage: AUsage,
     done: bool,
@@ -122,10 +128,19 @@ impl MessagesToChatStream {
             role_sent: false,
             blocks: Vec::new(),
             tool_calls: 0,
+            json_tool: None,
+            json_seen: false,
             finish_sent: false,
             usage: AUsage::default(),
             done: false,
         }
+    }
+
+    /// The request's `response_format` became this forced tool (see
+    /// [`crate::translate::json_answer_tool`]): its input streams as `delta.content`.
+    pub fn with_json_tool(mut self, json_tool: Option<String>) -> Self {
+        self.json_tool = json_tool;
+        self
     }
 
     /// Report this `created` time instead of the current one (for reproducible output).
@@ -183,9 +198,14 @@ impl MessagesToChatStream {
     }
 
     fn string_chunk(&mut self, open: &[u8], text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk_raw(open, text.raw(), out);
+    }
+
+    /// `raw`: a JSON string literal.
+    fn string_chunk_raw(&mut self, open: &[u8], raw: &str, out: &mut Vec<u8>) {
         self.begin_choice(out);
         out.extend_from_slice(open);
-        out.extend_from_slice(text.raw().as_bytes());
+        out.extend_from_slice(raw.as_bytes());
         out.push(b'}');
         self.end_choice(out);
     }
@@ -288,6 +308,24 @@ impl MessagesToChatStream {
                         }
                         BlockKind::Thinking
                     }
+                    "tool_use"
+                        if !self.json_seen
+                            && self
+                                .json_tool
+                                .as_deref()
+                                .is_some_and(|j| b.name.is_some_and(|n| n.decode() == j)) =>
+                    {
+                        self.json_seen = true;
+                        // Some servers put the whole input in the start event.
+                        if let Some(input) = b.input.map(|i| i.get()).filter(|i| *i != "{}") {
+                            let mut s = Vec::with_capacity(input.len() + 2);
+                            write_str(&mut s, input);
+                            if let Ok(s) = std::str::from_utf8(&s) {
+                                self.string_chunk_raw(b"{\"content\":", s, out);
+                            }
+                        }
+                        BlockKind::Json
+                    }
                     "tool_use" => {
                         let tool = self.tool_calls;
                         self.tool_calls = self.tool_calls.saturating_add(1);
@@ -342,6 +380,11 @@ impl MessagesToChatStream {
                             self.reasoning_chunk(t, out);
                         }
                     }
+                    (Some(BlockKind::Json), _) => {
+                        if let Some(p) = d.partial_json.filter(|p| !p.is_empty()) {
+                            self.text_chunk(p, out);
+                        }
+                    }
                     (Some(BlockKind::Tool(tool)), _) => {
                         if let Some(p) = d.partial_json.filter(|p| !p.is_empty()) {
                             self.args_chunk(tool, p.raw(), out);
@@ -359,6 +402,12 @@ impl MessagesToChatStream {
                     .delta
                     .and_then(|d| d.stop_reason)
                     .map_or("stop", |r| finish_reason_from_stop(&r));
+                // The forced JSON tool's call is the answer, not a tool call for the client.
+                let reason = if self.json_seen && self.tool_calls == 0 && reason == "tool_calls" {
+                    "stop"
+                } else {
+                    reason
+                };
                 self.finish_chunk(reason, out);
             }
             "message_stop" => {
