@@ -223,6 +223,8 @@ mod tests {
 }
 
 #[cfg(test)]
+mod reasoning_tests;
+#[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]
 mod snapshot_tests;
