@@ -521,3 +521,19 @@ async fn openai_json_schema_through_a_forced_anthropic_tool_and_dropped_header()
     assert!(!text.contains("tool_calls"), "{text}");
     assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
 }
+
+/// An Anthropic client's `thinking` reaches an OpenAI upstream as `reasoning_effort`; `top_k`,
+/// which OpenAI has no word for, is named in `x-gateway-dropped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_thinking_becomes_reasoning_effort_and_top_k_is_named() {
+    let (_anth, oai, gw) = setup().await;
+    let body = json!({"model": "gpt-test", "max_tokens": 20000, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 8000},
+        "messages": [{"role": "user", "content": "think"}]});
+    let r = post_messages(&gw, body.to_string()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-gateway-dropped"), Some("top_k"));
+    let req = oai.only_request().json();
+    assert_eq!(req["reasoning_effort"], "medium");
+    assert!(req.get("top_k").is_none() && req.get("thinking").is_none());
+}
