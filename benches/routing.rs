@@ -61,7 +61,9 @@ fn send(c: &mut Criterion) {
         usage: None,
     };
     let body = Bytes::from_static(BODY);
-    let build = |_: &ai_gateway::runtime::Deployment| Ok(body.clone());
+    let build = |_: &ai_gateway::runtime::Deployment, _: &mut ai_gateway::translate::Dropped| {
+        Ok(body.clone())
+    };
     let once = |model: &str| {
         let m = rt.models.get(model).unwrap();
         tokio.block_on(async {

@@ -98,13 +98,23 @@ fn requests(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(OPENAI_REQUEST.len() as u64));
     g.bench_function("openai_to_anthropic", |b| {
         b.iter(|| {
-            tr::chat_request_to_messages(black_box(OPENAI_REQUEST.as_bytes()), "claude-sonnet-4-5")
+            tr::chat_request_to_messages(
+                black_box(OPENAI_REQUEST.as_bytes()),
+                "claude-sonnet-4-5",
+                &mut Default::default(),
+            )
         })
     });
-    let anthropic = tr::chat_request_to_messages(OPENAI_REQUEST.as_bytes(), "claude-sonnet-4-5")
-        .unwrap_or_default();
+    let anthropic = tr::chat_request_to_messages(
+        OPENAI_REQUEST.as_bytes(),
+        "claude-sonnet-4-5",
+        &mut Default::default(),
+    )
+    .unwrap_or_default();
     g.bench_function("anthropic_to_openai", |b| {
-        b.iter(|| tr::messages_request_to_chat(black_box(&anthropic), "gpt-4o"))
+        b.iter(|| {
+            tr::messages_request_to_chat(black_box(&anthropic), "gpt-4o", &mut Default::default())
+        })
     });
     g.finish();
 }

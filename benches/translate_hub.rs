@@ -116,7 +116,11 @@ fn requests(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(CHAT_REQUEST.len() as u64));
     g.bench_function("chat_to_anthropic", |b| {
         b.iter(|| {
-            tr::chat_request_to_messages(black_box(CHAT_REQUEST.as_bytes()), "claude-sonnet-4-5")
+            tr::chat_request_to_messages(
+                black_box(CHAT_REQUEST.as_bytes()),
+                "claude-sonnet-4-5",
+                &mut Default::default(),
+            )
         })
     });
     g.bench_function("chat_to_gemini", |b| {

@@ -91,7 +91,7 @@ async fn messages(State(m): State<Mock>, body: Bytes) -> Response {
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned))
         .unwrap_or_default();
-    let req = match translate::messages_request_to_chat(&body, &model) {
+    let req = match translate::messages_request_to_chat(&body, &model, &mut Default::default()) {
         Ok(r) => r,
         Err(e) => {
             return (

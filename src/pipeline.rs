@@ -547,7 +547,7 @@ pub async fn chat(
         }
         semantic_entry = semantic::entry(probe, *key, policy).map(|e| (index.clone(), e));
     }
-    let build = move |d: &Deployment| -> Result<Bytes, Error> {
+    let build = move |d: &Deployment, dropped: &mut translate::Dropped| -> Result<Bytes, Error> {
         match (client, d.provider.format()) {
             // Usage is always asked for, so the accounting is exact (see `stream_usage`).
             (Format::OpenAi, Format::OpenAi) if head.stream && !head.include_usage => {
@@ -559,12 +559,12 @@ pub async fn chat(
                 Ok(wire::splice_model(body, &head.model_span, &d.model))
             }
             (Format::OpenAi, Format::Anthropic) => {
-                translate::chat_request_to_messages(body, &d.model)
+                translate::chat_request_to_messages(body, &d.model, dropped)
                     .map(Bytes::from)
                     .map_err(translate_err)
             }
             (Format::Anthropic, Format::OpenAi) => {
-                translate::messages_request_to_chat(body, &d.model)
+                translate::messages_request_to_chat(body, &d.model, dropped)
                     .map(Bytes::from)
                     .map_err(translate_err)
             }
@@ -588,9 +588,12 @@ pub async fn chat(
         UpstreamBody::Full(bytes) => {
             let translated = match (upstream_format, client) {
                 (a, b) if a == b => Ok(bytes),
-                (Format::Anthropic, Format::OpenAi) => {
-                    translate::messages_response_to_chat(&bytes, &head.model).map(Bytes::from)
-                }
+                (Format::Anthropic, Format::OpenAi) => translate::messages_response_to_chat_json(
+                    &bytes,
+                    &head.model,
+                    translate::json_answer_tool(body).as_deref(),
+                )
+                .map(Bytes::from),
                 _ => translate::chat_response_to_messages(&bytes, &head.model).map(Bytes::from),
             };
             let same_format = upstream_format == client;
@@ -631,7 +634,8 @@ pub async fn chat(
             r
         }
         UpstreamBody::Stream(stream) => {
-            let conv = Converter::new(upstream_format, client, &head.model, head.include_usage);
+            let conv = Converter::new(upstream_format, client, &head.model, head.include_usage)
+                .with_json_answer(body);
             let tap = plan.as_ref().map(|plan| CacheTap {
                 assembler: cache::stream::Assembler::new(client),
                 cache: cache.clone(),
@@ -786,6 +790,17 @@ impl Converter {
                 Self::PassWithoutUsage(crate::stream_usage::UsageStripper::default())
             }
             (_, client) => Self::Pass(client),
+        }
+    }
+
+    /// For an OpenAI client of an Anthropic upstream: the request `body`'s `response_format`
+    /// JSON schema, sent as a forced tool, streams back as content.
+    pub fn with_json_answer(self, body: &[u8]) -> Self {
+        match self {
+            Self::AnthropicToOpenAi(p, tr) => {
+                Self::AnthropicToOpenAi(p, tr.with_json_tool(translate::json_answer_tool(body)))
+            }
+            other => other,
         }
     }
 

@@ -81,7 +81,7 @@ pub async fn count_tokens(
                 }
             }
         }
-        let chat = crate::translate::messages_request_to_chat(&body, &model)
+        let chat = crate::translate::messages_request_to_chat(&body, &model, &mut Default::default())
             .map_err(|e| Error::invalid(e.to_string()))?;
         let bpe = ready_tokenizer().await.ok_or_else(|| Error::Unavailable {
             message: "the tokenizer is not ready yet; retry".to_owned(),

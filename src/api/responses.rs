@@ -182,10 +182,21 @@ async fn answer(
         return Ok(resp);
     }
     let (mut parts, body) = resp.into_parts();
-    if !dropped.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&dropped.join(","))
-    {
-        parts.headers.insert(crate::headers::X_GATEWAY_DROPPED, v);
+    // What the Responses -> chat translation left out, then what the chat leg's upstream
+    // translation or provider left out (already in the header).
+    if !dropped.is_empty() {
+        let mut names = dropped.join(",");
+        if let Some(theirs) = parts
+            .headers
+            .get(crate::headers::X_GATEWAY_DROPPED)
+            .and_then(|v| v.to_str().ok())
+        {
+            names.push(',');
+            names.push_str(theirs);
+        }
+        if let Ok(v) = HeaderValue::from_str(&names) {
+            parts.headers.insert(crate::headers::X_GATEWAY_DROPPED, v);
+        }
     }
     let streamed = parts
         .headers

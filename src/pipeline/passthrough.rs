@@ -120,7 +120,7 @@ pub async fn pass_through(
         }
         Err(leader) => leader,
     };
-    let build = |d: &Deployment| -> Result<Bytes, Error> {
+    let build = |d: &Deployment, _: &mut crate::translate::Dropped| -> Result<Bytes, Error> {
         let spliced = wire::splice_pass_model(body, head, &d.model);
         // Usage is always asked for, so the accounting is exact (see `stream_usage`).
         Ok(if completions && head.stream && !head.include_usage {

@@ -25,7 +25,7 @@ pub(super) async fn side_call(
     let m = rt
         .model(model)
         .ok_or_else(|| format!("no model named \"{model}\""))?;
-    let build = |d: &Deployment| -> Result<Bytes, Error> {
+    let build = |d: &Deployment, _: &mut crate::translate::Dropped| -> Result<Bytes, Error> {
         let mut b = Vec::with_capacity(input.len() + d.model.len() + 24);
         b.extend_from_slice(b"{\"model\":");
         b.extend_from_slice(wire::json_string(&d.model).as_bytes());

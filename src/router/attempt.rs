@@ -58,7 +58,8 @@ impl Drop for Unfinished {
     }
 }
 
-/// Send `body` to `d` as attempt number `n` of the request (`hedge`: see [`Done::hedge`]).
+/// Send `body` to `d` as attempt number `n` (`dropped`: what building `body` left out; the
+/// provider adds what it refuses) of the request (`hedge`: see [`Done::hedge`]).
 #[expect(
     clippy::too_many_arguments,
     reason = "one attempt's parts, each used once"
@@ -69,6 +70,7 @@ pub(super) async fn run(
     d: Arc<Deployment>,
     admission: Admission,
     body: Bytes,
+    mut dropped: crate::translate::Dropped,
     n: u32,
     hedge: u32,
     candidates: usize,
@@ -92,7 +94,6 @@ pub(super) async fn run(
     let timeout = per_attempt.min(call.deadline.saturating_duration_since(started));
     let span = crate::router::trace::attempt_span(call.op, &m.name, &d, n);
     let ctx = crate::router::trace::attempt_ctx(&span, call.ctx);
-    let mut dropped = crate::translate::Dropped::default();
     let result = d
         .provider
         .send(

@@ -31,6 +31,7 @@ use crate::error::{Error, LimitReason, UpstreamError, UpstreamKind};
 use crate::providers::{CallCtx, Op, UpstreamBody};
 use crate::runtime::breaker::Admission;
 use crate::runtime::{Deployment, Model, Runtime};
+use crate::translate::Dropped;
 use crate::usage::estimate_cost;
 
 /// A successful upstream answer and who gave it.
@@ -188,7 +189,7 @@ pub async fn send(
     rt: &Runtime,
     model: &Arc<Model>,
     call: &Call<'_>,
-    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
+    build: &(dyn Fn(&Deployment, &mut Dropped) -> Result<Bytes, Error> + Sync),
 ) -> Result<Served, Error> {
     let res = &rt.config.resilience;
     let mut attempts = 0u32;
@@ -234,7 +235,8 @@ pub async fn send(
                 }
                 continue;
             }
-            let body = build(d)?;
+            let mut dropped = Dropped::default();
+            let body = build(d, &mut dropped)?;
             model_attempts += 1;
             attempts += 1;
             tried.push(idx);
@@ -244,6 +246,7 @@ pub async fn send(
                 d.clone(),
                 admission,
                 body,
+                dropped,
                 attempts,
                 0,
                 cands.len(),
@@ -255,7 +258,7 @@ pub async fn send(
                     let refused = std::sync::atomic::AtomicU32::new(0);
                     let refused_ref = &refused;
                     let launch = |n: u32| {
-                        let (i, body) = hedge_target(&m, &tried, call, build)?;
+                        let (i, body, dropped) = hedge_target(&m, &tried, call, build)?;
                         tried.push(i);
                         model_attempts += 1;
                         attempts += 1;
@@ -268,7 +271,20 @@ pub async fn send(
                                 refused_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 return None;
                             }
-                            Some(attempt::run(call, m, d, Admission::Yes, body, number, n, 0).await)
+                            Some(
+                                attempt::run(
+                                    call,
+                                    m,
+                                    d,
+                                    Admission::Yes,
+                                    body,
+                                    dropped,
+                                    number,
+                                    n,
+                                    0,
+                                )
+                                .await,
+                            )
                         })
                     };
                     let settle = |d: attempt::Done| {
@@ -400,8 +416,8 @@ fn hedge_target(
     m: &Model,
     tried: &[usize],
     call: &Call<'_>,
-    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
-) -> Option<(usize, Bytes)> {
+    build: &(dyn Fn(&Deployment, &mut Dropped) -> Result<Bytes, Error> + Sync),
+) -> Option<(usize, Bytes, Dropped)> {
     if !call.may_hedge || Instant::now() >= call.deadline {
         return None;
     }
@@ -412,8 +428,9 @@ fn hedge_target(
                 == crate::runtime::breaker::CircuitState::Closed
     });
     let i = strategy::pick(m.routing, &cands, &mut rand::rng())?;
-    let body = build(&m.deployments[i]).ok()?;
-    Some((i, body))
+    let mut dropped = Dropped::default();
+    let body = build(&m.deployments[i], &mut dropped).ok()?;
+    Some((i, body, dropped))
 }
 
 fn finish(attempts: u32, last: Option<UpstreamError>, call: &Call<'_>) -> Error {

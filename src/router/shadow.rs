@@ -32,6 +32,7 @@ use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::runtime::breaker::Admission;
 use crate::runtime::policy::Shadow;
 use crate::runtime::{Deployment, Model, Runtime};
+use crate::translate::Dropped;
 
 /// Shadow requests out at once, per process.
 pub const MAX_PENDING: usize = 32;
@@ -64,7 +65,7 @@ pub(super) fn tap(
     rt: &Runtime,
     model: &Model,
     call: &Call<'_>,
-    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
+    build: &(dyn Fn(&Deployment, &mut Dropped) -> Result<Bytes, Error> + Sync),
     primary: &Arc<Deployment>,
     took: Duration,
     body: UpstreamBody,
@@ -95,7 +96,7 @@ fn job(
     model: &Model,
     s: &Shadow,
     call: &Call<'_>,
-    build: &(dyn Fn(&Deployment) -> Result<Bytes, Error> + Sync),
+    build: &(dyn Fn(&Deployment, &mut Dropped) -> Result<Bytes, Error> + Sync),
     primary: &Arc<Deployment>,
     took: Duration,
 ) -> Option<Job> {
@@ -103,7 +104,8 @@ fn job(
     let cands = candidates(shadow, &[], call, now_ms(), &mut Blocked::default());
     let i = strategy::pick(shadow.routing, &cands, &mut rand::rng())?;
     let d = shadow.deployments.get(i)?;
-    let body = build(d).ok()?;
+    // The shadow's own dropped fields are not the client's answer's: not reported.
+    let body = build(d, &mut Dropped::default()).ok()?;
     Some(Job {
         model: model.name.clone(),
         shadow: shadow.clone(),
@@ -256,6 +258,7 @@ impl Job {
             d.clone(),
             admission,
             self.body.clone(),
+            Dropped::default(),
             1,
             0,
             1,

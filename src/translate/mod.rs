@@ -32,9 +32,10 @@ pub use gemini::{
     gemini_response_to_chat,
 };
 pub use pivot::chunks::StreamFault;
-pub use request::{chat_request_to_messages, messages_request_to_chat};
+pub use request::{chat_request_to_messages, json_answer_tool, messages_request_to_chat};
 pub use response::{
     chat_response_to_messages, error_from_anthropic, error_from_openai, messages_response_to_chat,
+    messages_response_to_chat_json,
 };
 pub use responses::{
     ChatToResponsesStream, ResponseIds, ResponsesAnswer, ResponsesHead, ResponsesRequest,
@@ -155,8 +156,11 @@ mod tests {
     #[test]
     fn reasoning_effort_becomes_claude_thinking() {
         let to = |body: &str| -> serde_json::Value {
-            serde_json::from_slice(&chat_request_to_messages(body.as_bytes(), "claude").unwrap())
-                .unwrap()
+            serde_json::from_slice(
+                &chat_request_to_messages(body.as_bytes(), "claude", &mut Default::default())
+                    .unwrap(),
+            )
+            .unwrap()
         };
         let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
         let v = to(&format!(
@@ -218,6 +222,8 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod reasoning_tests;
 #[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 
 use super::request::ChatToolCall;
 use crate::clock::unix_secs;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -131,6 +130,9 @@ struct RBlock<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow)]
     text: Option<JStr<'a>>,
+    /// A `thinking` block's text.
+    #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -161,6 +163,9 @@ struct ChoiceOut<'b> {
 struct OMsgOut<'b> {
     role: &'static str,
     content: Option<Txt<'b>>,
+    /// Claude's thinking, as DeepSeek and vLLM name reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<Txt<'b>>,
     refusal: Option<()>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OToolCallOut<'b>>,
@@ -180,15 +185,36 @@ struct OFnOut<'b> {
     arguments: AsJsonString<'b>,
 }
 
+/// Texts as one: none, the one as it came, or several decoded and concatenated.
+fn joined<'b>(texts: &[JStr<'b>]) -> Option<Txt<'b>> {
+    match texts {
+        [] => None,
+        [one] => Some(Txt::Raw(*one)),
+        many => Some(Txt::Owned(many.iter().map(|t| t.decode()).collect())),
+    }
+}
+
 /// Anthropic message response -> OpenAI chat.completion response. `model`: the model name to
 /// report to the client.
 pub fn messages_response_to_chat(body: &[u8], model: &str) -> Result<Vec<u8>, TranslateError> {
-    messages_response_to_chat_at(body, model, unix_secs())
+    messages_response_to_chat_at(body, model, None, unix_secs())
+}
+
+/// [`messages_response_to_chat`] for a request whose `response_format` became the forced tool
+/// `json_tool` (see [`super::json_answer_tool`]): that tool's input is the answer's `content`
+/// (a JSON string) and the finish reason `stop`.
+pub fn messages_response_to_chat_json(
+    body: &[u8],
+    model: &str,
+    json_tool: Option<&str>,
+) -> Result<Vec<u8>, TranslateError> {
+    messages_response_to_chat_at(body, model, json_tool, unix_secs())
 }
 
 pub(crate) fn messages_response_to_chat_at(
     body: &[u8],
     model: &str,
+    json_tool: Option<&str>,
     created: u64,
 ) -> Result<Vec<u8>, TranslateError> {
     let resp: MsgResp =
@@ -197,10 +223,19 @@ pub(crate) fn messages_response_to_chat_at(
         .content
         .ok_or_else(|| TranslateError::Invalid("Anthropic message has no `content`".into()))?;
     let mut texts: Vec<JStr> = Vec::new();
+    let mut thoughts: Vec<JStr> = Vec::new();
     let mut tool_calls = Vec::new();
+    let mut json: Option<&str> = None;
     for b in &blocks {
         match &*b.kind {
             "text" => texts.extend(b.text.filter(|t| !t.is_empty())),
+            "thinking" => thoughts.extend(b.thinking.filter(|t| !t.is_empty())),
+            "tool_use"
+                if json.is_none()
+                    && json_tool.is_some_and(|j| b.name.is_some_and(|n| n.decode() == j)) =>
+            {
+                json = Some(b.input.map_or("{}", |r| r.get()));
+            }
             "tool_use" => {
                 let (Some(id), Some(name)) = (b.id.as_deref(), b.name) else {
                     tracing::debug!("dropped a tool_use block without id or name");
@@ -218,10 +253,15 @@ pub(crate) fn messages_response_to_chat_at(
             other => tracing::debug!(block = other, "dropped a content block OpenAI cannot show"),
         }
     }
-    let content = match texts.as_slice() {
-        [] => None,
-        [one] => Some(Txt::Raw(*one)),
-        many => Some(Txt::Owned(many.iter().map(|t| t.decode()).collect())),
+    // The JSON answer is the content; text around it would make it unreadable as JSON.
+    let content = match json {
+        Some(j) => Some(Txt::Owned(j.to_owned())),
+        None => joined(&texts),
+    };
+    let stop_reason = resp.stop_reason.as_deref().unwrap_or("end_turn");
+    let finish_reason = match json {
+        Some(_) if tool_calls.is_empty() => "stop",
+        _ => finish_reason_from_stop(stop_reason),
     };
     let out = ChatRespOut {
         id: chat_id_from_msg(resp.id.as_deref().unwrap_or("")),
@@ -233,13 +273,12 @@ pub(crate) fn messages_response_to_chat_at(
             message: OMsgOut {
                 role: "assistant",
                 content,
+                reasoning_content: joined(&thoughts),
                 refusal: None,
                 tool_calls,
             },
             logprobs: None,
-            finish_reason: finish_reason_from_stop(
-                resp.stop_reason.as_deref().unwrap_or("end_turn"),
-            ),
+            finish_reason,
         }],
         usage: resp.usage.unwrap_or_default().to_openai(),
     };
@@ -276,7 +315,8 @@ struct RMsg<'a> {
     refusal: Option<JStr<'a>>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ChatToolCall<'a>>>,
-    reasoning_content: Option<IgnoredAny>,
+    #[serde(borrow)]
+    reasoning_content: Option<JStr<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +343,12 @@ struct MsgRespOut<'b> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ABlockOut<'b> {
+    /// Reasoning from an OpenAI-compatible upstream. Anthropic signs its own thinking; a
+    /// signature cannot be made up, so it is empty.
+    Thinking {
+        thinking: JStr<'b>,
+        signature: &'static str,
+    },
     Text {
         text: JStr<'b>,
     },
@@ -346,10 +392,11 @@ pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>, Tr
     if let Some(c) = choice {
         stop_reason = stop_reason_from_finish(c.finish_reason.as_deref().unwrap_or("stop"));
         if let Some(m) = &c.message {
-            if m.reasoning_content.is_some() {
-                tracing::debug!(
-                    "dropped reasoning_content (no Anthropic equivalent without a signature)"
-                );
+            if let Some(thinking) = m.reasoning_content.filter(|t| !t.is_empty()) {
+                content.push(ABlockOut::Thinking {
+                    thinking,
+                    signature: "",
+                });
             }
             if let Some(raw) = m.content {
                 if let Some(t) = JStr::from_raw(raw) {

@@ -267,8 +267,8 @@ proptest! {
     #[test]
     fn openai_anthropic_openai_keeps_what_both_can_say(r in req()) {
         let original = to_openai(&r);
-        let anthropic = chat_request_to_messages(original.to_string().as_bytes(), "claude").unwrap();
-        let back = messages_request_to_chat(&anthropic, "gpt").unwrap();
+        let anthropic = chat_request_to_messages(original.to_string().as_bytes(), "claude", &mut Default::default()).unwrap();
+        let back = messages_request_to_chat(&anthropic, "gpt", &mut Default::default()).unwrap();
         let back: Value = serde_json::from_slice(&back).unwrap();
 
         prop_assert_eq!(back["model"].as_str(), Some("gpt"));
@@ -318,8 +318,8 @@ proptest! {
             b[i] = byte;
         }
         let b = &b[..cut.index(b.len() + 1)];
-        let _ = chat_request_to_messages(b, "x");
-        let _ = messages_request_to_chat(b, "x");
+        let _ = chat_request_to_messages(b, "x", &mut Default::default());
+        let _ = messages_request_to_chat(b, "x", &mut Default::default());
         let _ = messages_response_to_chat(b, "x");
         let _ = chat_response_to_messages(b, "x");
         let _ = error_from_openai(b);

@@ -38,15 +38,24 @@ fn pair(input: &str, output: &[u8]) -> Value {
 fn o2a(input: &str) -> Value {
     pair(
         input,
-        &chat_request_to_messages(input.as_bytes(), "claude-sonnet-4-5-20250929")
-            .expect("translates"),
+        &chat_request_to_messages(
+            input.as_bytes(),
+            "claude-sonnet-4-5-20250929",
+            &mut Default::default(),
+        )
+        .expect("translates"),
     )
 }
 
 fn a2o(input: &str) -> Value {
     pair(
         input,
-        &messages_request_to_chat(input.as_bytes(), "gpt-4o-2024-08-06").expect("translates"),
+        &messages_request_to_chat(
+            input.as_bytes(),
+            "gpt-4o-2024-08-06",
+            &mut Default::default(),
+        )
+        .expect("translates"),
     )
 }
 
@@ -199,13 +208,18 @@ fn request_openai_tool_choice_variants() {
         if let Some(p) = parallel {
             req["parallel_tool_calls"] = json!(p);
         }
-        let out = val(&chat_request_to_messages(req.to_string().as_bytes(), "c").unwrap());
+        let out = val(&chat_request_to_messages(
+            req.to_string().as_bytes(),
+            "c",
+            &mut Default::default(),
+        )
+        .unwrap());
         assert_eq!(out["tool_choice"], want, "{choice} {parallel:?}");
     }
     // tool_choice without tools is dropped
     let req =
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}"#;
-    let out = val(&chat_request_to_messages(req.as_bytes(), "c").unwrap());
+    let out = val(&chat_request_to_messages(req.as_bytes(), "c", &mut Default::default()).unwrap());
     assert!(out.get("tool_choice").is_none());
 }
 
@@ -214,6 +228,7 @@ fn request_openai_defaults_and_errors() {
     let out = val(&chat_request_to_messages(
         br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
         "claude-x",
+        &mut Default::default(),
     )
     .unwrap());
     assert_eq!(
@@ -241,10 +256,12 @@ fn request_openai_defaults_and_errors() {
         ),
     ];
     for (body, want) in bad {
-        let e = chat_request_to_messages(body, "c").unwrap_err().to_string();
+        let e = chat_request_to_messages(body, "c", &mut Default::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(want), "{e:?} should contain {want:?}");
     }
-    assert!(chat_request_to_messages(b"\xff\xfe", "c").is_err());
+    assert!(chat_request_to_messages(b"\xff\xfe", "c", &mut Default::default()).is_err());
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -334,7 +351,12 @@ fn request_anthropic_tool_choice_variants() {
             "tools": [{"name": "f", "input_schema": {"type": "object"}}],
             "tool_choice": choice,
         });
-        let out = val(&messages_request_to_chat(req.to_string().as_bytes(), "g").unwrap());
+        let out = val(&messages_request_to_chat(
+            req.to_string().as_bytes(),
+            "g",
+            &mut Default::default(),
+        )
+        .unwrap());
         assert_eq!(out["tool_choice"], want);
         assert_eq!(
             out.get("parallel_tool_calls")
@@ -343,11 +365,15 @@ fn request_anthropic_tool_choice_variants() {
             parallel
         );
     }
-    let e = messages_request_to_chat(br#"{"messages":[{"role":"system","content":"x"}]}"#, "g")
-        .unwrap_err()
-        .to_string();
+    let e = messages_request_to_chat(
+        br#"{"messages":[{"role":"system","content":"x"}]}"#,
+        "g",
+        &mut Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("unknown role"), "{e}");
-    let e = messages_request_to_chat(br#"{"messages":{}}"#, "g")
+    let e = messages_request_to_chat(br#"{"messages":{}}"#, "g", &mut Default::default())
         .unwrap_err()
         .to_string();
     assert!(e.contains("must be an array"), "{e}");
@@ -360,7 +386,7 @@ fn request_anthropic_tool_choice_variants() {
 fn a_resp_to_o(input: &str) -> Value {
     pair(
         input,
-        &messages_response_to_chat_at(input.as_bytes(), "claude-sonnet", CREATED)
+        &messages_response_to_chat_at(input.as_bytes(), "claude-sonnet", None, CREATED)
             .expect("translates"),
     )
 }
@@ -427,7 +453,10 @@ fn response_anthropic_each_stop_reason() {
             "usage": {"input_tokens": 1, "output_tokens": 1}
         });
         let out =
-            val(&messages_response_to_chat_at(resp.to_string().as_bytes(), "m", CREATED).unwrap());
+            val(
+                &messages_response_to_chat_at(resp.to_string().as_bytes(), "m", None, CREATED)
+                    .unwrap(),
+            );
         got.push(json!([reason, out["choices"][0]["finish_reason"]]));
     }
     snap_json!(got);

@@ -464,3 +464,76 @@ async fn anthropic_tools_translated_to_openai_and_back() {
     assert_eq!(req["tools"][0]["function"]["name"], "search");
     assert_eq!(req["tool_choice"], "required");
 }
+
+/// `response_format: json_schema` towards Anthropic: sent as a forced tool; its call comes back as
+/// the message's JSON content with finish reason `stop`, whole and streamed. What Anthropic
+/// cannot take is named in `x-gateway-dropped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_json_schema_through_a_forced_anthropic_tool_and_dropped_header() {
+    let (anth, _oai, gw) = setup().await;
+    let body = json!({"model": "claude-test", "messages": [{"role": "user", "content": "find cats"}],
+        "seed": 7, "logprobs": true,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer",
+            "schema": {"type": "object", "properties": {"input": {"type": "string"}}}}}});
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-gateway-dropped"), Some("logprobs,seed"));
+    let v = json_of(r).await;
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(content).unwrap(),
+        json!({"input": "find cats"})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{v}"
+    );
+    let req = anth.only_request().json();
+    assert_eq!(req["tools"][0]["name"], "answer");
+    assert_eq!(
+        req["tool_choice"],
+        json!({"type": "tool", "name": "answer"})
+    );
+    assert!(req.get("seed").is_none() && req.get("response_format").is_none());
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = gw.post("/v1/chat/completions", Some(GW_KEY), &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-gateway-dropped"), Some("logprobs,seed"));
+    let text = r.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&content).unwrap(),
+        json!({"input": "find cats"}),
+        "{text}"
+    );
+    assert!(!text.contains("tool_calls"), "{text}");
+    assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
+}
+
+/// An Anthropic client's `thinking` reaches an OpenAI upstream as `reasoning_effort`; `top_k`,
+/// which OpenAI has no word for, is named in `x-gateway-dropped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_thinking_becomes_reasoning_effort_and_top_k_is_named() {
+    let (_anth, oai, gw) = setup().await;
+    let body = json!({"model": "gpt-test", "max_tokens": 20000, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 8000},
+        "messages": [{"role": "user", "content": "think"}]});
+    let r = post_messages(&gw, body.to_string()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-gateway-dropped"), Some("top_k"));
+    let req = oai.only_request().json();
+    assert_eq!(req["reasoning_effort"], "medium");
+    assert!(req.get("top_k").is_none() && req.get("thinking").is_none());
+}

@@ -405,3 +405,41 @@ async fn logged_bodies_are_the_masked_ones() {
         "PII in the log:\n{logs}"
     );
 }
+
+/// Batch lines run through the same guardrails: PII masked upstream, restored in the output file.
+#[tokio::test]
+async fn batch_lines_run_the_same_guardrails() {
+    let ai = FakeAi::start().await;
+    let mut config = cfg(&ai);
+    config["batches"] = json!({"concurrency": 2});
+    let gw = Gateway::start(config).await;
+    let text = format!("Mail me at {EMAIL}.");
+    let mut input = Vec::new();
+    for i in 0..2 {
+        let line = json!({"custom_id": format!("req-{i}"), "method": "POST",
+            "url": "/v1/chat/completions", "body": chat_body("gpt-pii", &text)});
+        input.extend_from_slice(line.to_string().as_bytes());
+        input.push(b'\n');
+    }
+    let file = crate::batches::upload(&gw, GW_KEY, &input).await;
+    let b = crate::batches::create(&gw, GW_KEY, &file).await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b =
+        crate::batches::wait_batch(&gw, &id, Duration::from_secs(60), crate::batches::ended).await;
+    assert_eq!(b["status"], "completed", "{b}");
+    let (out, err) = crate::batches::results(&gw, &b, 2).await;
+    assert!(err.is_empty(), "{err:?}");
+    for l in &out {
+        let content = &l["response"]["body"]["choices"][0]["message"]["content"];
+        assert_eq!(content, text.as_str(), "{l}");
+    }
+    let sent = ai.bodies("/chat/completions");
+    assert_eq!(sent.len(), 2);
+    for s in &sent {
+        let s = s.to_string();
+        assert!(
+            s.contains("[EMAIL_1]") && !s.contains("jane.doe"),
+            "upstream saw: {s}"
+        );
+    }
+}

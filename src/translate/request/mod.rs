@@ -12,9 +12,11 @@ use serde_json::value::RawValue;
 use super::TranslateError;
 use super::json::JStr;
 
+mod json_answer;
 mod to_chat;
 mod to_messages;
 
+pub use json_answer::json_answer_tool;
 pub use to_chat::messages_request_to_chat;
 pub use to_messages::chat_request_to_messages;
 
@@ -45,13 +47,11 @@ pub(super) fn parse_list<'a, T: Deserialize<'a>>(
     }
 }
 
-fn log_dropped(fields: &[(&str, bool)], target: &str) {
+/// Name each present field in `dropped` (which also logs it at debug level).
+fn log_dropped(fields: &[(&'static str, bool)], dropped: &mut super::Dropped) {
     for &(name, present) in fields {
         if present {
-            tracing::debug!(
-                field = name,
-                "dropped request field: no equivalent in the {target} API"
-            );
+            dropped.push(name);
         }
     }
 }
@@ -98,7 +98,9 @@ struct ChatReq<'a> {
     logprobs: Option<IgnoredAny>,
     top_logprobs: Option<IgnoredAny>,
     seed: Option<IgnoredAny>,
-    response_format: Option<IgnoredAny>,
+    /// JSON mode: a forced tool or a system instruction (`json_answer.rs`).
+    #[serde(borrow)]
+    response_format: Option<&'a RawValue>,
     presence_penalty: Option<IgnoredAny>,
     frequency_penalty: Option<IgnoredAny>,
     logit_bias: Option<IgnoredAny>,

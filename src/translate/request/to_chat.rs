@@ -6,8 +6,8 @@ use serde::de::{Error as _, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use super::super::TranslateError;
 use super::super::json::{AsJsonString, JStr, RawOr, Txt};
+use super::super::{Dropped, TranslateError};
 use super::{log_dropped, parse_list, serialize};
 
 #[derive(Deserialize)]
@@ -28,9 +28,11 @@ struct MsgReq<'a> {
     tool_choice: Option<AToolChoice<'a>>,
     #[serde(borrow)]
     metadata: Option<AMeta<'a>>,
-    // Dropped (logged when present).
+    /// Becomes `reasoning_effort`.
+    #[serde(borrow)]
+    thinking: Option<AThinking<'a>>,
+    // Dropped (named in `x-gateway-dropped` when present).
     top_k: Option<IgnoredAny>,
-    thinking: Option<IgnoredAny>,
     service_tier: Option<IgnoredAny>,
     container: Option<IgnoredAny>,
     mcp_servers: Option<IgnoredAny>,
@@ -124,6 +126,29 @@ struct AToolChoice<'a> {
     disable_parallel_tool_use: Option<bool>,
 }
 
+/// Claude's extended thinking: `{"type": "enabled", "budget_tokens": N}`, `{"type":
+/// "disabled"}` or `{"type": "adaptive"}`.
+#[derive(Deserialize)]
+struct AThinking<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    budget_tokens: Option<u64>,
+}
+
+/// Claude's thinking -> OpenAI `reasoning_effort`. The bounds sit between the budgets the other
+/// direction sends (low 1024, medium 8192, high 24576), so an effort survives a round trip:
+/// below 4096 `low`, below 16384 `medium`, else `high`. Disabled thinking and `adaptive` (the
+/// model decides) send no effort, leaving the upstream's default.
+fn effort_for(thinking: Option<&AThinking<'_>>) -> Option<&'static str> {
+    let t = thinking?;
+    match (&*t.kind, t.budget_tokens) {
+        ("enabled", Some(b)) if b < 4096 => Some("low"),
+        ("enabled", Some(b)) if b < 16384 => Some("medium"),
+        ("enabled", _) => Some("high"),
+        _ => None,
+    }
+}
+
 #[derive(Deserialize)]
 struct AMeta<'a> {
     #[serde(borrow)]
@@ -154,6 +179,8 @@ struct ChatReqOut<'b> {
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<JStr<'b>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -327,6 +354,7 @@ fn tool_result_text<'b>(content: Option<&'b AContent<'_>>) -> Txt<'b> {
 pub fn messages_request_to_chat(
     body: &[u8],
     upstream_model: &str,
+    dropped: &mut Dropped,
 ) -> Result<Vec<u8>, TranslateError> {
     let req: MsgReq =
         serde_json::from_slice(body).map_err(|e| TranslateError::json("request", &e))?;
@@ -337,13 +365,12 @@ pub fn messages_request_to_chat(
     log_dropped(
         &[
             ("top_k", req.top_k.is_some()),
-            ("thinking", req.thinking.is_some()),
             ("service_tier", req.service_tier.is_some()),
             ("container", req.container.is_some()),
             ("mcp_servers", req.mcp_servers.is_some()),
             ("context_management", req.context_management.is_some()),
         ],
-        "OpenAI Chat Completions",
+        dropped,
     );
 
     let mut out_msgs: Vec<OMsgOut> = Vec::with_capacity(messages.len() + 1);
@@ -538,6 +565,7 @@ pub fn messages_request_to_chat(
         tool_choice,
         parallel_tool_calls,
         user: req.metadata.and_then(|m| m.user_id),
+        reasoning_effort: effort_for(req.thinking.as_ref()),
     };
     serialize(&out)
 }

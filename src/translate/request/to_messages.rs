@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::super::json::{JStr, RawOr, is_object};
-use super::super::{DEFAULT_MAX_TOKENS, TranslateError, anthropic_tool_id};
+use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError, anthropic_tool_id};
+use super::json_answer::JsonAnswer;
 use super::{
     ChatContent, ChatMsg, ChatNamedChoice, ChatPart, ChatReq, Stop, log_dropped, parse_data_url,
     parse_list, serialize,
@@ -324,6 +325,7 @@ fn tool_choice_to_anthropic<'b>(
 pub fn chat_request_to_messages(
     body: &[u8],
     upstream_model: &str,
+    dropped: &mut Dropped,
 ) -> Result<Vec<u8>, TranslateError> {
     let req: ChatReq =
         serde_json::from_slice(body).map_err(|e| TranslateError::json("request", &e))?;
@@ -337,7 +339,6 @@ pub fn chat_request_to_messages(
             ("logprobs", req.logprobs.is_some()),
             ("top_logprobs", req.top_logprobs.is_some()),
             ("seed", req.seed.is_some()),
-            ("response_format", req.response_format.is_some()),
             ("presence_penalty", req.presence_penalty.is_some()),
             ("frequency_penalty", req.frequency_penalty.is_some()),
             ("logit_bias", req.logit_bias.is_some()),
@@ -353,7 +354,7 @@ pub fn chat_request_to_messages(
             ("prompt_cache_key", req.prompt_cache_key.is_some()),
             ("verbosity", req.verbosity.is_some()),
         ],
-        "Anthropic Messages",
+        dropped,
     );
 
     let mut system: Vec<ABlockOut> = Vec::new();
@@ -464,6 +465,37 @@ pub fn chat_request_to_messages(
         _ => None,
     };
 
+    let (mut tools, mut tool_choice) = (tools, tool_choice);
+    match JsonAnswer::read(req.response_format, dropped) {
+        JsonAnswer::Free => {}
+        JsonAnswer::Object(instruction) => system.push(ABlockOut::Text {
+            text: instruction,
+            cache_control: None,
+        }),
+        JsonAnswer::Schema {
+            name,
+            description,
+            schema,
+        } => {
+            // The client's own tools stay callable ("any": some tool, never free text); alone,
+            // the schema's tool is forced.
+            let theirs = tools.is_some();
+            tools.get_or_insert_with(Vec::new).push(AToolOut {
+                name,
+                description,
+                input_schema: RawOr::Borrowed(schema),
+                cache_control: None,
+            });
+            if !theirs || tool_choice.is_none() {
+                tool_choice = Some(AToolChoiceOut {
+                    kind: if theirs { "any" } else { "tool" },
+                    name: (!theirs).then_some(name),
+                    disable_parallel_tool_use: None,
+                });
+            }
+        }
+    }
+
     let stop_sequences = req.stop.map(|s| {
         let all = match s {
             Stop::One(s) => vec![s],
@@ -489,7 +521,6 @@ pub fn chat_request_to_messages(
     );
     // While Claude thinks it takes no temperature but 1, no top_p below 0.95, no forced tool.
     let thinks = thinking.is_some();
-    let mut tool_choice = tool_choice;
     if thinks
         && let Some(tc) = tool_choice.as_mut()
         && matches!(tc.kind, "any" | "tool")

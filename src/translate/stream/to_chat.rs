@@ -41,6 +41,8 @@ struct AEvBlock<'a> {
     #[serde(borrow)]
     text: Option<JStr<'a>>,
     #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
+    #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     name: Option<JStr<'a>>,
@@ -54,6 +56,9 @@ struct AEvDelta<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     text: Option<JStr<'a>>,
+    /// A `thinking_delta`'s text.
+    #[serde(borrow)]
+    thinking: Option<JStr<'a>>,
     #[serde(borrow)]
     partial_json: Option<JStr<'a>>,
     #[serde(borrow)]
@@ -71,8 +76,12 @@ struct AEvError<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockKind {
     Text,
+    /// A thinking block: its deltas become `delta.reasoning_content`.
+    Thinking,
     /// A tool_use block and its OpenAI tool-call index.
     Tool(u32),
+    /// The call of the tool a `response_format` became: its input is the answer's content.
+    Json,
     Dropped,
 }
 
@@ -94,6 +103,10 @@ pub struct MessagesToChatStream {
     /// (Anthropic content-block index, what it became)
     blocks: Vec<(u32, BlockKind)>,
     tool_calls: u32,
+    /// The tool standing for the request's `response_format` JSON schema, if any.
+    json_tool: Option<String>,
+    /// Whether that tool was called (the finish reason is then `stop`).
+    json_seen: bool,
     finish_sent: bool,
     usage: AUsage,
     done: bool,
@@ -115,10 +128,19 @@ impl MessagesToChatStream {
             role_sent: false,
             blocks: Vec::new(),
             tool_calls: 0,
+            json_tool: None,
+            json_seen: false,
             finish_sent: false,
             usage: AUsage::default(),
             done: false,
         }
+    }
+
+    /// The request's `response_format` became this forced tool (see
+    /// [`crate::translate::json_answer_tool`]): its input streams as `delta.content`.
+    pub fn with_json_tool(mut self, json_tool: Option<String>) -> Self {
+        self.json_tool = json_tool;
+        self
     }
 
     /// Report this `created` time instead of the current one (for reproducible output).
@@ -167,9 +189,23 @@ impl MessagesToChatStream {
     }
 
     fn text_chunk(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk(b"{\"content\":", text, out);
+    }
+
+    /// `{"reasoning_content": …}`: Claude's thinking as DeepSeek and vLLM stream reasoning.
+    fn reasoning_chunk(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk(b"{\"reasoning_content\":", text, out);
+    }
+
+    fn string_chunk(&mut self, open: &[u8], text: JStr<'_>, out: &mut Vec<u8>) {
+        self.string_chunk_raw(open, text.raw(), out);
+    }
+
+    /// `raw`: a JSON string literal.
+    fn string_chunk_raw(&mut self, open: &[u8], raw: &str, out: &mut Vec<u8>) {
         self.begin_choice(out);
-        out.extend_from_slice(b"{\"content\":");
-        out.extend_from_slice(text.raw().as_bytes());
+        out.extend_from_slice(open);
+        out.extend_from_slice(raw.as_bytes());
         out.push(b'}');
         self.end_choice(out);
     }
@@ -266,6 +302,30 @@ impl MessagesToChatStream {
                         }
                         BlockKind::Text
                     }
+                    "thinking" => {
+                        if let Some(t) = b.thinking.filter(|t| !t.is_empty()) {
+                            self.reasoning_chunk(t, out);
+                        }
+                        BlockKind::Thinking
+                    }
+                    "tool_use"
+                        if !self.json_seen
+                            && self
+                                .json_tool
+                                .as_deref()
+                                .is_some_and(|j| b.name.is_some_and(|n| n.decode() == j)) =>
+                    {
+                        self.json_seen = true;
+                        // Some servers put the whole input in the start event.
+                        if let Some(input) = b.input.map(|i| i.get()).filter(|i| *i != "{}") {
+                            let mut s = Vec::with_capacity(input.len() + 2);
+                            write_str(&mut s, input);
+                            if let Ok(s) = std::str::from_utf8(&s) {
+                                self.string_chunk_raw(b"{\"content\":", s, out);
+                            }
+                        }
+                        BlockKind::Json
+                    }
                     "tool_use" => {
                         let tool = self.tool_calls;
                         self.tool_calls = self.tool_calls.saturating_add(1);
@@ -314,6 +374,17 @@ impl MessagesToChatStream {
                             self.text_chunk(t, out);
                         }
                     }
+                    (Some(BlockKind::Thinking), _) | (None, Some("thinking_delta")) => {
+                        // A `signature_delta` has no OpenAI equivalent and is left out.
+                        if let Some(t) = d.thinking.filter(|t| !t.is_empty()) {
+                            self.reasoning_chunk(t, out);
+                        }
+                    }
+                    (Some(BlockKind::Json), _) => {
+                        if let Some(p) = d.partial_json.filter(|p| !p.is_empty()) {
+                            self.text_chunk(p, out);
+                        }
+                    }
                     (Some(BlockKind::Tool(tool)), _) => {
                         if let Some(p) = d.partial_json.filter(|p| !p.is_empty()) {
                             self.args_chunk(tool, p.raw(), out);
@@ -331,6 +402,12 @@ impl MessagesToChatStream {
                     .delta
                     .and_then(|d| d.stop_reason)
                     .map_or("stop", |r| finish_reason_from_stop(&r));
+                // The forced JSON tool's call is the answer, not a tool call for the client.
+                let reason = if self.json_seen && self.tool_calls == 0 && reason == "tool_calls" {
+                    "stop"
+                } else {
+                    reason
+                };
                 self.finish_chunk(reason, out);
             }
             "message_stop" => {

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::de::{SeqAccess, Visitor};
 
 use super::super::json::{JStr, write_str, write_u64};
 use super::super::response::OUsage;
@@ -72,7 +72,8 @@ struct ODelta<'a> {
     refusal: Option<JStr<'a>>,
     #[serde(borrow)]
     tool_calls: Option<Vec<OToolDelta<'a>>>,
-    reasoning_content: Option<IgnoredAny>,
+    #[serde(borrow)]
+    reasoning_content: Option<JStr<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -96,7 +97,13 @@ struct OFnDelta<'a> {
 enum Open {
     None,
     Text(u32),
-    Tool { block: u32, index: u32, id: String },
+    /// A thinking block made from `reasoning_content`.
+    Thinking(u32),
+    Tool {
+        block: u32,
+        index: u32,
+        id: String,
+    },
 }
 
 /// OpenAI chunk `data:` payloads -> Anthropic `event: NAME\ndata: {...}\n\n` frames.
@@ -108,7 +115,6 @@ pub struct ChatToMessagesStream {
     next_block: u32,
     stop_reason: Option<&'static str>,
     usage: Option<OUsage>,
-    logged_reasoning: bool,
     done: bool,
 }
 
@@ -127,7 +133,6 @@ impl ChatToMessagesStream {
             next_block: 0,
             stop_reason: None,
             usage: None,
-            logged_reasoning: false,
             done: false,
         }
     }
@@ -154,7 +159,7 @@ impl ChatToMessagesStream {
     fn close_block(&mut self, out: &mut Vec<u8>) {
         let index = match std::mem::replace(&mut self.open, Open::None) {
             Open::None => return,
-            Open::Text(b) | Open::Tool { block: b, .. } => b,
+            Open::Text(b) | Open::Thinking(b) | Open::Tool { block: b, .. } => b,
         };
         event_head(out, b"content_block_stop");
         out.extend_from_slice(b"{\"type\":\"content_block_stop\",\"index\":");
@@ -163,24 +168,65 @@ impl ChatToMessagesStream {
     }
 
     fn text(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
-        let block = match self.open {
-            Open::Text(b) => b,
-            _ => {
-                self.close_block(out);
-                let b = self.next_block;
-                self.next_block = self.next_block.saturating_add(1);
-                self.open = Open::Text(b);
-                event_head(out, b"content_block_start");
-                out.extend_from_slice(b"{\"type\":\"content_block_start\",\"index\":");
-                write_u64(out, u64::from(b));
-                out.extend_from_slice(b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
-                b
-            }
+        let open = match self.open {
+            Open::Text(b) => Some(b),
+            _ => None,
         };
+        let block = open.unwrap_or_else(|| {
+            self.open_block(Open::Text, b"{\"type\":\"text\",\"text\":\"\"}", out)
+        });
+        Self::string_delta(block, b"{\"type\":\"text_delta\",\"text\":", text, out);
+    }
+
+    /// `reasoning_content` (DeepSeek, vLLM…) as a thinking block. Anthropic signs its own
+    /// thinking and a signature cannot be made up: the block's `signature` is empty and no
+    /// `signature_delta` is sent.
+    fn thinking(&mut self, text: JStr<'_>, out: &mut Vec<u8>) {
+        let open = match self.open {
+            Open::Thinking(b) => Some(b),
+            _ => None,
+        };
+        let block = open.unwrap_or_else(|| {
+            self.open_block(
+                Open::Thinking,
+                b"{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
+                out,
+            )
+        });
+        Self::string_delta(
+            block,
+            b"{\"type\":\"thinking_delta\",\"thinking\":",
+            text,
+            out,
+        );
+    }
+
+    /// Close the open block and start a new one (`content_block` written as given).
+    fn open_block(
+        &mut self,
+        open: fn(u32) -> Open,
+        content_block: &[u8],
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        self.close_block(out);
+        let b = self.next_block;
+        self.next_block = self.next_block.saturating_add(1);
+        self.open = open(b);
+        event_head(out, b"content_block_start");
+        out.extend_from_slice(b"{\"type\":\"content_block_start\",\"index\":");
+        write_u64(out, u64::from(b));
+        out.extend_from_slice(b",\"content_block\":");
+        out.extend_from_slice(content_block);
+        out.extend_from_slice(b"}\n\n");
+        b
+    }
+
+    fn string_delta(block: u32, delta_open: &[u8], text: JStr<'_>, out: &mut Vec<u8>) {
         event_head(out, b"content_block_delta");
         out.extend_from_slice(b"{\"type\":\"content_block_delta\",\"index\":");
         write_u64(out, u64::from(block));
-        out.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
+        out.extend_from_slice(b",\"delta\":");
+        out.extend_from_slice(delta_open);
         out.extend_from_slice(text.raw().as_bytes());
         out.extend_from_slice(b"}}\n\n");
     }
@@ -272,9 +318,8 @@ impl ChatToMessagesStream {
             return;
         };
         if let Some(d) = &choice.delta {
-            if d.reasoning_content.is_some() && !self.logged_reasoning {
-                self.logged_reasoning = true;
-                tracing::debug!("dropped reasoning_content (Anthropic thinking needs a signature)");
+            if let Some(t) = d.reasoning_content.filter(|t| !t.is_empty()) {
+                self.thinking(t, out);
             }
             if let Some(t) = d.content.filter(|t| !t.is_empty()) {
                 self.text(t, out);
