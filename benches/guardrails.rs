@@ -3,7 +3,7 @@
 //! answer, the request walker over a 2 KB chat body, and streamed answers per chunk (restoring
 //! only, and restoring with output checks).
 
-#![allow(clippy::unwrap_used, reason = "benchmark setup")]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! tiktoken-rs's for comparison), and the metrics one proxied request records. The translation
 //! and SSE benches are in `benches/translate.rs`.
 
-#![allow(clippy::unwrap_used, reason = "benchmark setup")]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
 

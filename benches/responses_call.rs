@@ -5,7 +5,7 @@
 //! without `store` (translation only) and with it (the record built and handed to the store).
 //! Run: `cargo bench --bench responses_call`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
 

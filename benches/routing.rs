@@ -3,7 +3,7 @@
 //! (`after: 10s`, and `after: p95` with a warm sketch), and one with `shadow` configured at
 //! `sample: 0`; and the latency sketch's update and quantile read.
 
-#![allow(clippy::unwrap_used, reason = "benchmark setup")]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //! wall time adds the waits for a core) and wall time. `SEMANTIC_BENCH_ENTRIES` changes the
 //! entry count.
 
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "the bench prints its percentiles and memory"
 )]

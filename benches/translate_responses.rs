@@ -3,7 +3,7 @@
 //! parsing plus translation of a 20-chunk chat stream -> Responses events (beside the plain copy
 //! of the same bytes that a pass-through does).
 
-#![allow(clippy::panic, reason = "benchmark setup")]
+#![expect(clippy::panic, reason = "benchmark setup")]
 
 use std::hint::black_box;
 

@@ -159,7 +159,8 @@ struct Settlement {
 
 impl Settlement {
     /// Without Redis every write is to this process's own tables: done here and now, instead of
-    /// in a task of its own (a spawned task per answer cost ~1,500 instructions on the bench).
+    /// in a task of its own (a spawned task per answer was measurable: docs/benchmarks.md, "What
+    /// changed what").
     /// False, with nothing done, when some write goes to Redis.
     fn apply_in_process(&self) -> bool {
         if self.ledger.limiter.shared_redis().is_some() || self.ledger.spend.redis().is_some() {

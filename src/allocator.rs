@@ -5,11 +5,11 @@
 //! takes its fast path there only for blocks of at most 1 KiB whose size class page has a free
 //! block at hand; otherwise (larger blocks, or a page that just filled up) it over-allocates by
 //! the alignment into the next size class and marks the page as holding interior pointers, which
-//! also slows its frees. On the bench that was ~10 allocations and ~2,200 instructions of every
-//! proxied request (docs/benchmarks.md, "Allocator"). Every mimalloc block is a multiple of 8
+//! also slows its frees, for about ten allocations of every proxied request (measured in
+//! docs/benchmarks.md, "Allocator"). Every mimalloc block is a multiple of 8
 //! bytes and 8-byte aligned, so an alignment of at most 8 (nearly every Rust type) goes to
 //! `mi_malloc`, `mi_zalloc` and `mi_realloc`; larger alignments keep the aligned calls.
-#![allow(
+#![expect(
     unsafe_code,
     reason = "a GlobalAlloc is unsafe by definition: this module is the crate's only unsafe code"
 )]

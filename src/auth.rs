@@ -296,14 +296,14 @@ impl Auth {
 
     /// Whether the headers carry the master key (constant-time comparison of digests).
     pub fn is_master(&self, headers: &HeaderMap) -> bool {
-        let (Some(master), Some(key)) = (self.master, presented_key(headers)) else {
-            return false;
-        };
-        let got = hash_key(key);
-        got.iter()
-            .zip(master.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        presented_key(headers).is_some_and(|key| self.is_master_key(key))
+    }
+
+    /// Whether `key` is the master key, compared in constant time (over the hashes).
+    pub fn is_master_key(&self, key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.master
+            .is_some_and(|master| bool::from(hash_key(key).ct_eq(&master)))
     }
 }
 

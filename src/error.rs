@@ -1,21 +1,13 @@
-//! The contract's error table as one enum, rendered in OpenAI's or Anthropic's shape.
+//! The contract's error table as one enum (rendered in OpenAI's or Anthropic's shape by
+//! `api::error`, the one place errors become HTTP answers).
 //!
 //! Every failure a client can see is an [`Error`]; `status()` and `kind()` come from api.md's
-//! table. [`ApiError`] pairs an error with the API flavour of the endpoint that produced it and is
-//! the only `IntoResponse` for errors. Messages never contain a key or a secret: upstream messages
+//! table. Messages never contain a key or a secret: upstream messages
 //! are sanitised before they get here.
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-
-/// Which API's error shape to answer in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    OpenAi,
-    Anthropic,
-}
+use http::StatusCode;
 
 /// What went wrong upstream, with whose fault it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,30 +69,40 @@ impl UpstreamError {
     }
 }
 
-/// Strip anything that looks like a secret from a message that came from outside, and bound it.
+/// Strip anything that looks like a secret from a message that came from outside
+/// ([`redact_secrets`]), and bound it to about 500 bytes.
 pub fn sanitize(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len().min(512));
-    for (i, word) in msg.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
+    let mut out = redact_secrets(msg);
+    if out.len() > 500 {
+        let mut cut = 500;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
         }
-        let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_');
-        let secret_like = w.starts_with("sk-")
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// Replace every secret-like word (a run of `[A-Za-z0-9_-]` that starts with `sk-`, `sk_` or
+/// `whsec_`, or is 32 characters or longer) with `[redacted]`: the one secret scrubber of upstream
+/// messages, logged bodies and webhook failures.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    while !rest.is_empty() {
+        let start = rest.find(is_word).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let w = &rest[..end];
+        let secret = w.starts_with("sk-")
             || w.starts_with("sk_")
             || w.starts_with("whsec_")
-            || (w.len() >= 32
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        if secret_like {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(word);
-        }
-        if out.len() > 500 {
-            out.truncate(500);
-            out.push('…');
-            break;
-        }
+            || w.len() >= 32;
+        out.push_str(if secret { "[redacted]" } else { w });
+        rest = &rest[end..];
     }
     out
 }
@@ -239,7 +241,7 @@ impl Error {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after, .. }
             | Self::BudgetExceeded { retry_after }
@@ -257,101 +259,6 @@ impl Error {
             }
             other => other.to_string(),
         }
-    }
-
-    pub fn into_response_for(self, flavor: Flavor) -> Response {
-        ApiError {
-            error: self,
-            flavor,
-        }
-        .into_response()
-    }
-}
-
-/// An error with the API flavour to render it in.
-#[derive(Debug)]
-pub struct ApiError {
-    pub error: Error,
-    pub flavor: Flavor,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.error.status();
-        let (ty, code) = self.error.kind();
-        let message = self.error.client_message();
-        let body = match self.flavor {
-            Flavor::OpenAi => serde_json::json!({
-                "error": {"message": message, "type": ty, "param": null, "code": code}
-            }),
-            Flavor::Anthropic => serde_json::json!({
-                "type": "error",
-                "error": {"type": anthropic_type(&self.error, ty), "message": message}
-            }),
-        };
-        let mut resp = (status, axum::Json(body)).into_response();
-        let headers = resp.headers_mut();
-        if let Some(ra) = self.error.retry_after() {
-            let secs = ra.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
-        } else if status == StatusCode::SERVICE_UNAVAILABLE
-            || status == StatusCode::TOO_MANY_REQUESTS
-        {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        // Answers the same request would get again: the SDKs must not retry them.
-        let no_retry = matches!(
-            self.error,
-            Error::BudgetExceeded { .. }
-                | Error::InvalidRequest(_)
-                | Error::ContentFiltered(_)
-                | Error::ModelNotAllowed(_)
-                | Error::ModelNotFound(_)
-                | Error::NoSuch(_)
-                | Error::TooLarge { .. }
-                | Error::Unauthenticated(_)
-                | Error::UpstreamRejected(_)
-                | Error::Conflict { .. }
-        );
-        if no_retry {
-            headers.insert("x-should-retry", HeaderValue::from_static("false"));
-        }
-        if let Error::Internal(detail) = &self.error {
-            tracing::error!(detail = %detail, "internal error");
-        }
-        resp.extensions_mut().insert(ErrorKind(ty.to_owned()));
-        resp
-    }
-}
-
-/// Put on error responses so the access log can name the error type.
-#[derive(Debug, Clone)]
-pub struct ErrorKind(pub String);
-
-/// Anthropic's error types are a fixed set; map ours onto it.
-fn anthropic_type(e: &Error, openai_type: &str) -> String {
-    match e {
-        Error::InvalidRequest(_)
-        | Error::ContentFiltered(_)
-        | Error::TooLarge { .. }
-        | Error::ModelNotFound(_)
-        | Error::Conflict { .. } => {
-            if matches!(e, Error::ModelNotFound(_)) {
-                "not_found_error".to_owned()
-            } else {
-                "invalid_request_error".to_owned()
-            }
-        }
-        Error::Unauthenticated(_) => "authentication_error".to_owned(),
-        Error::ModelNotAllowed(_) => "permission_error".to_owned(),
-        Error::RateLimited { .. } | Error::BudgetExceeded { .. } => "rate_limit_error".to_owned(),
-        Error::Upstream { .. } | Error::Internal(_) => "api_error".to_owned(),
-        Error::Unavailable { .. } => "overloaded_error".to_owned(),
-        Error::Timeout => "timeout_error".to_owned(),
-        Error::NotFound | Error::NoSuch(_) => "not_found_error".to_owned(),
-        Error::UpstreamRejected(_) => openai_type.to_owned(),
     }
 }
 
@@ -401,7 +308,7 @@ mod tests {
     #[test]
     fn answers_a_retry_cannot_change_say_so() {
         let no_retry = |e: Error| {
-            e.into_response_for(Flavor::OpenAi)
+            crate::api::error::Render::into_response_for(e, crate::wire::Format::OpenAi)
                 .headers()
                 .get("x-should-retry")
                 .map(|v| v.as_bytes().to_vec())

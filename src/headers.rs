@@ -1,8 +1,8 @@
 //! Names of the headers the gateway reads or writes on every request, made once.
 //!
 //! `HeaderMap::insert("x-cache", …)` parses and validates the name on every call, and
-//! `get("x-request-id")` too; on a cache hit that was ~3 % of the gateway's CPU. These constants
-//! are built at compile time.
+//! `get("x-request-id")` too, on every request (its cost: docs/benchmarks.md, "What changed
+//! what"). These constants are built at compile time.
 
 use axum::http::HeaderName;
 

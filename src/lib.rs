@@ -6,6 +6,7 @@ pub mod accounting;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -487,6 +487,10 @@ pub async fn chat(
         Some(rails) => guard::check_chat(rails, rt, &call).await?,
     };
     let (body, head) = guarded.as_ref().map_or((body, head), |(b, h)| (b, h));
+    if rt.config.telemetry.log_bodies {
+        // After the guardrails: what the upstream sees, masked values never in the log.
+        crate::telemetry::log_request_body(&call.ctx.request_id, body);
+    }
     let plan = cache_plan(rt, model.cache, call.headers, endpoint, call.caller, body);
     let leader = match cache_lookup(
         cache,

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 
 /// Which API a body speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +54,10 @@ impl Endpoint {
     }
 
     /// The error shape of the endpoint.
-    pub fn flavor(self) -> Flavor {
+    pub fn error_format(self) -> Format {
         match self {
-            Self::Chat(Format::Anthropic) => Flavor::Anthropic,
-            _ => Flavor::OpenAi,
+            Self::Chat(Format::Anthropic) => Format::Anthropic,
+            _ => Format::OpenAi,
         }
     }
 }
@@ -94,13 +94,13 @@ struct OpenAiChatProbe<'a> {
     stream_options: Option<StreamOptions>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     n: Option<u32>,
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     temperature: Option<f64>,
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     top_p: Option<f64>,
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     seed: Option<i64>,
     /// Type-checked, and read for the token count.
     #[serde(borrow)]
@@ -134,9 +134,9 @@ struct AnthropicProbe<'a> {
     max_tokens: Option<u64>,
     stream: Option<bool>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     system: Option<&'a RawValue>,
-    #[allow(dead_code, reason = "type-checked only")]
+    #[expect(dead_code, reason = "type-checked only")]
     temperature: Option<f64>,
 }
 

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::api::context::SharedState;
+use crate::api::error::Render;
 
 /// `POST /admin/reload`: re-read the file; an invalid one is refused with its errors. A valid one
 /// is applied, and the answer lists the changed keys that need a restart (`restart_required`).
@@ -76,7 +77,7 @@ pub async fn deployments(State(state): State<SharedState>) -> Response {
 }
 
 fn admin_error(e: crate::error::Error) -> Response {
-    e.into_response_for(crate::error::Flavor::OpenAi)
+    e.into_response_for(crate::wire::Format::OpenAi)
 }
 
 /// A key record as the admin API shows it: never the key or its hash; spend and usage of the

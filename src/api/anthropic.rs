@@ -1,5 +1,5 @@
-//! `POST /v1/messages`: Anthropic's Messages API for every configured model, and
-//! `POST /v1/messages/count_tokens`.
+//! `POST /v1/messages/count_tokens` (`POST /v1/messages` itself is served by `app::HttpService`
+//! directly, through [`super::serve_request`]).
 
 use axum::Extension;
 use axum::extract::{Request, State};
@@ -7,22 +7,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{call_ctx, read_body, serve_call};
+use super::{call_ctx, read_body};
 use crate::api::context::{RequestId, SharedState};
+use crate::api::error::Render;
 use crate::auth::Caller;
-use crate::error::{Error, Flavor, UpstreamKind};
+use crate::error::{Error, UpstreamKind};
 use crate::providers::{Op, UpstreamBody};
-use crate::wire::Endpoint;
 use crate::wire::Format;
-
-pub async fn messages(
-    State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    req: Request,
-) -> Response {
-    serve_call(state, caller, id, req, Endpoint::Chat(Format::Anthropic)).await
-}
 
 /// How long a count waits for the tokenizer to be built (once per process, ~100 ms).
 const TOKENIZER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -110,7 +101,7 @@ pub async fn count_tokens(
             );
             r
         }
-        Err(e) => e.into_response_for(Flavor::Anthropic),
+        Err(e) => e.into_response_for(Format::Anthropic),
     }
 }
 

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use crate::accounting::Ledger;
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::error::Flavor;
 use crate::keys::KeyStore;
 use crate::limits::Limiter;
 use crate::limits::spend::Spend;
@@ -20,6 +19,7 @@ use crate::pipeline::Services;
 use crate::runtime::{ClientPool, Runtime};
 use crate::state::Redis;
 use crate::store::Store;
+use crate::wire::Format;
 
 /// State shared by every request.
 pub struct AppState {
@@ -128,11 +128,11 @@ pub async fn reload(state: &SharedState) -> Result<Vec<&'static str>, Vec<String
 pub struct RequestId(pub String);
 
 /// Which error shape a path answers in.
-pub fn flavor_of(path: &str) -> Flavor {
+pub fn error_format_of(path: &str) -> Format {
     if path.starts_with("/v1/messages") || path.starts_with("/v1/async/messages") {
-        Flavor::Anthropic
+        Format::Anthropic
     } else {
-        Flavor::OpenAi
+        Format::OpenAi
     }
 }
 

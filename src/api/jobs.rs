@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::read_body;
 use crate::api::context::{RequestId, SharedState};
+use crate::api::error::Render;
 use crate::auth::Caller;
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 use crate::jobs::{Cancel, Job, JobStatus, NewJob, SubmitError, WebhookState, WebhookStatus};
 use crate::wire::Endpoint;
 use crate::wire::{self, Format};
@@ -74,7 +75,7 @@ fn unavailable(msg: impl Into<String>) -> Error {
 }
 
 /// An error answer with another status than the error's own (404 for jobs).
-fn with_status(e: Error, flavor: Flavor, status: StatusCode) -> Response {
+fn with_status(e: Error, flavor: Format, status: StatusCode) -> Response {
     let mut r = e.into_response_for(flavor);
     *r.status_mut() = status;
     r
@@ -105,7 +106,7 @@ async fn submit(
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
-    let flavor = endpoint.flavor();
+    let flavor = endpoint.error_format();
     let usage = req
         .extensions()
         .get::<std::sync::Arc<crate::record::RequestRecord>>()
@@ -252,7 +253,7 @@ async fn submit_inner(
 fn not_found(id: &str) -> Response {
     with_status(
         Error::invalid(format!("no job {id} for this key")),
-        Flavor::OpenAi,
+        Format::OpenAi,
         StatusCode::NOT_FOUND,
     )
 }
@@ -263,7 +264,7 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> Response {
     let Some(jobs) = state.jobs.get() else {
-        return unavailable("async jobs are not available").into_response_for(Flavor::OpenAi);
+        return unavailable("async jobs are not available").into_response_for(Format::OpenAi);
     };
     if !crate::jobs::valid_job_id(&id) {
         return not_found(&id);
@@ -272,7 +273,7 @@ pub async fn get_job(
         Ok(Some(job)) if job.visible_to(&caller) => axum::Json(job.public()).into_response(),
         Ok(_) => not_found(&id),
         Err(e) => unavailable(format!("the job store is unavailable: {e}"))
-            .into_response_for(Flavor::OpenAi),
+            .into_response_for(Format::OpenAi),
     }
 }
 
@@ -282,7 +283,7 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Response {
     let Some(jobs) = state.jobs.get() else {
-        return unavailable("async jobs are not available").into_response_for(Flavor::OpenAi);
+        return unavailable("async jobs are not available").into_response_for(Format::OpenAi);
     };
     if !crate::jobs::valid_job_id(&id) {
         return not_found(&id);
@@ -300,9 +301,9 @@ pub async fn cancel_job(
             ),
             code: None,
         }
-        .into_response_for(Flavor::OpenAi),
+        .into_response_for(Format::OpenAi),
         Ok(Cancel::NotFound) => not_found(&id),
         Err(e) => unavailable(format!("the job store is unavailable: {e}"))
-            .into_response_for(Flavor::OpenAi),
+            .into_response_for(Format::OpenAi),
     }
 }

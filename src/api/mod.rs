@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod anthropic;
 pub mod context;
+pub mod error;
 pub mod home;
 pub mod jobs;
 pub mod openai;
@@ -19,8 +20,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use crate::api::context::{SharedState, deadline};
+use crate::api::error::Render;
 use crate::auth::Caller;
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::wire::Endpoint;
@@ -28,15 +30,15 @@ use crate::wire::{self, Format};
 
 /// The `/v1` routes (authentication is layered on by `app::router`).
 pub fn routes() -> axum::Router<SharedState> {
-    use axum::routing::{get, post};
+    use axum::routing::{any, get, post};
     axum::Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/chat/completions", any(post_only))
+        .route("/v1/embeddings", any(post_only))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
-        .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/responses", post(openai::responses))
+        .route("/v1/messages", any(post_only))
+        .route("/v1/responses", any(post_only))
         .route(
             "/v1/responses/{id}",
             get(responses::get).delete(responses::delete),
@@ -53,6 +55,21 @@ pub fn routes() -> axum::Router<SharedState> {
         .route("/v1/async/embeddings", post(jobs::submit_embeddings))
         .route("/v1/async/messages", post(jobs::submit_messages))
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+}
+
+/// The model calls (`POST /v1/chat/completions`, `/v1/messages`, `/v1/embeddings`,
+/// `/v1/responses`) are served by `app::HttpService` before the router; the router sees their
+/// paths only with another method: 405 with `allow: POST`, in the path's error shape.
+async fn post_only(req: Request) -> Response {
+    let path = req.uri().path();
+    let mut r = Error::invalid(format!("{} {path} is not served; use POST", req.method()))
+        .into_response_for(crate::api::context::error_format_of(path));
+    *r.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
+    r
 }
 
 /// Most of an oversized upload that is read (and dropped) so the client sees the 413 instead of
@@ -131,23 +148,7 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
     }
 }
 
-/// The shared body of the chat, messages and embeddings handlers: read the body, then
-/// [`run_call`].
-pub async fn serve_call(
-    state: SharedState,
-    caller: Caller,
-    request_id: String,
-    req: Request,
-    endpoint: Endpoint,
-) -> Response {
-    let usage = req
-        .extensions()
-        .get::<std::sync::Arc<crate::record::RequestRecord>>()
-        .cloned();
-    serve_request(state, caller, request_id, usage, req, endpoint).await
-}
-
-/// [`serve_call`] with the request's usage cell given (the direct path of `app::HttpService`).
+/// A model call on the direct path of `app::HttpService`, with the request's usage cell.
 /// The body is read and the call run under one deadline timer.
 pub async fn serve_request(
     state: SharedState,
@@ -176,7 +177,7 @@ pub async fn serve_request(
         call_steps(&state, call, body, &mut out).await
     })
     .await;
-    out.finish(result, endpoint.flavor(), usage.as_deref())
+    out.finish(result, endpoint.error_format(), usage.as_deref())
 }
 
 /// Parse a read body, run the pipeline under the whole-request deadline (counted from
@@ -208,7 +209,7 @@ pub async fn run_call(
         usage: &usage,
     };
     let result = tokio::time::timeout_at(deadline, call_steps(&state, call, body, &mut out)).await;
-    out.finish(result, endpoint.flavor(), usage.as_deref())
+    out.finish(result, endpoint.error_format(), usage.as_deref())
 }
 
 /// What a call is given besides its body.
@@ -235,7 +236,7 @@ impl CallOut {
     fn finish(
         self,
         result: Result<Result<Response, Error>, tokio::time::error::Elapsed>,
-        flavor: Flavor,
+        flavor: Format,
         usage: Option<&crate::record::RequestRecord>,
     ) -> Response {
         let mut resp = match result {
@@ -267,7 +268,8 @@ async fn call_steps(
         caller, headers, ..
     } = call;
     let rt = state.runtime.load_full();
-    if rt.config.telemetry.log_bodies {
+    // Chat bodies are logged by the pipeline after the guardrails (masked, redacted).
+    if rt.config.telemetry.log_bodies && matches!(call.endpoint, Endpoint::Embeddings) {
         crate::telemetry::log_request_body(call.request_id, &body);
     }
     let mut ctx = call_ctx(call.request_id, headers);

@@ -1,46 +1,18 @@
-//! `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/embeddings`, `GET /v1/models`,
-//! `GET /v1/models/{id}`.
+//! `GET /v1/models`, `GET /v1/models/{id}` (the model calls themselves are served by
+//! `app::HttpService` directly, through [`super::serve_request`]).
 
 use axum::Extension;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::serve_call;
-use crate::api::context::{RequestId, SharedState};
+use crate::api::context::SharedState;
+use crate::api::error::Render;
 use crate::auth::Caller;
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 use crate::pipeline;
-use crate::wire::Endpoint;
 use crate::wire::Format;
-
-pub async fn chat_completions(
-    State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    req: Request,
-) -> Response {
-    serve_call(state, caller, id, req, Endpoint::Chat(Format::OpenAi)).await
-}
-
-pub async fn responses(
-    State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    req: Request,
-) -> Response {
-    serve_call(state, caller, id, req, Endpoint::Responses).await
-}
-
-pub async fn embeddings(
-    State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    req: Request,
-) -> Response {
-    serve_call(state, caller, id, req, Endpoint::Embeddings).await
-}
 
 pub async fn models(
     State(state): State<SharedState>,
@@ -74,9 +46,9 @@ pub async fn model(
     let anthropic = anthropic_client(&headers);
     if !rt.has_model(&id) || !caller.may_use(&id) {
         let flavor = if anthropic {
-            Flavor::Anthropic
+            Format::Anthropic
         } else {
-            Flavor::OpenAi
+            Format::OpenAi
         };
         return Error::ModelNotFound(id).into_response_for(flavor);
     }

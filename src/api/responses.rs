@@ -20,8 +20,9 @@ use serde_json::value::RawValue;
 
 use super::{CallIn, CallOut};
 use crate::api::context::SharedState;
+use crate::api::error::Render;
 use crate::auth::Caller;
-use crate::error::{Error, Flavor};
+use crate::error::Error;
 use crate::pipeline::{self, ChatCall};
 use crate::providers::CallCtx;
 use crate::responses::{Record, record_text};
@@ -290,10 +291,10 @@ pub async fn get(
     match load(&state, &caller, &id).await {
         Ok(Some(text)) => match Record::parse(&text) {
             Ok(r) => json(r.response.get().as_bytes()),
-            Err(e) => e.into_response_for(Flavor::OpenAi),
+            Err(e) => e.into_response_for(Format::OpenAi),
         },
-        Ok(None) => not_found(&id).into_response_for(Flavor::OpenAi),
-        Err(e) => e.into_response_for(Flavor::OpenAi),
+        Ok(None) => not_found(&id).into_response_for(Format::OpenAi),
+        Err(e) => e.into_response_for(Format::OpenAi),
     }
 }
 
@@ -313,7 +314,7 @@ pub async fn delete(
     match result {
         Ok(()) => axum::Json(serde_json::json!({"id": id, "object": "response", "deleted": true}))
             .into_response(),
-        Err(e) => e.into_response_for(Flavor::OpenAi),
+        Err(e) => e.into_response_for(Format::OpenAi),
     }
 }
 
@@ -365,7 +366,7 @@ pub async fn input_items(
     .await;
     match result {
         Ok(body) => json(&body),
-        Err(e) => e.into_response_for(Flavor::OpenAi),
+        Err(e) => e.into_response_for(Format::OpenAi),
     }
 }
 

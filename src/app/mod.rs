@@ -29,9 +29,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::api;
-use crate::api::context::{AppState, RequestId, SharedState, flavor_of};
+use crate::api::context::{AppState, RequestId, SharedState, error_format_of};
+use crate::api::error::Render;
 use crate::auth::{Caller, Identified, check_usable};
-use crate::error::{Error, Flavor};
+use crate::error::Error;
+use crate::wire::Format;
 
 fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
@@ -162,7 +164,7 @@ where
         let mut r = Error::invalid(format!(
             "the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
         ))
-        .into_response_for(flavor_of(req.uri().path()));
+        .into_response_for(error_format_of(req.uri().path()));
         *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         return r;
     }
@@ -263,18 +265,18 @@ async fn authenticate(State(state): State<SharedState>, mut req: Request, next: 
             resp.extensions_mut().insert(caller);
             resp
         }
-        Err(e) => e.into_response_for(flavor_of(req.uri().path())),
+        Err(e) => e.into_response_for(error_format_of(req.uri().path())),
     }
 }
 
 async fn require_master(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let rt = state.runtime.load();
     if !rt.auth.has_master_key() {
-        return Error::NotFound.into_response_for(Flavor::OpenAi);
+        return Error::NotFound.into_response_for(Format::OpenAi);
     }
     if !rt.auth.is_master(req.headers()) {
         return Error::Unauthenticated("the admin API needs the master key")
-            .into_response_for(Flavor::OpenAi);
+            .into_response_for(Format::OpenAi);
     }
     drop(rt);
     next.run(req).await
@@ -282,13 +284,13 @@ async fn require_master(State(state): State<SharedState>, req: Request, next: Ne
 
 fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    Error::Internal("panic".into()).into_response_for(Flavor::OpenAi)
+    Error::Internal("panic".into()).into_response_for(Format::OpenAi)
 }
 
 async fn fallback(req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let mut r = Error::invalid(format!("no endpoint {} {path}", req.method()))
-        .into_response_for(flavor_of(&path));
+        .into_response_for(error_format_of(&path));
     *r.status_mut() = StatusCode::NOT_FOUND;
     r
 }
@@ -333,8 +335,8 @@ pub fn router(state: SharedState) -> Router {
 /// (panic guard, request context, authentication, handler) as one future; everything else goes
 /// to [`router`]. On the calls this saves the router's per-request work: its boxed layer
 /// futures, the service clones of `from_fn` and the extension maps that carry the request id,
-/// the usage cell and the caller from layer to handler (~10,000 instructions per request,
-/// callgrind: ~10 % of a request with a key and limits).
+/// the usage cell and the caller from layer to handler (measured in docs/benchmarks.md,
+/// "What changed what").
 #[derive(Clone)]
 pub struct HttpService {
     state: SharedState,
@@ -424,7 +426,7 @@ async fn draining(req: Request) -> Result<Response, std::convert::Infallible> {
                 .to_owned(),
             retry_after: Duration::from_secs(1),
         };
-        (e.into_response_for(flavor_of(req.uri().path())), None)
+        (e.into_response_for(error_format_of(req.uri().path())), None)
     })
     .await)
 }
@@ -447,7 +449,7 @@ async fn direct(
                             .await;
                     (resp, Some(caller))
                 }
-                Err(e) => (e.into_response_for(endpoint.flavor()), None),
+                Err(e) => (e.into_response_for(endpoint.error_format()), None),
             }
         })
     }))

@@ -41,7 +41,7 @@ pub fn guard_text(
 /// Append `text[from..]` to `out` with each hit replaced by its placeholder (on the output side,
 /// the hits of masking guardrails are left as they are; hits before `from` are skipped).
 /// Blocking hits must have been dealt with.
-#[allow(
+#[expect(
     clippy::too_many_arguments,
     reason = "the request's state, passed apart"
 )]

@@ -138,7 +138,7 @@ impl StreamGuard {
     }
 
     /// Push one delta string (the JSON literal at `raw`) through its channel; splice the result.
-    #[allow(
+    #[expect(
         clippy::too_many_arguments,
         reason = "the request's state, passed apart"
     )]

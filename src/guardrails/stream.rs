@@ -95,10 +95,6 @@ pub struct OutputScan {
 impl OutputScan {
     /// Add a delta; append the text now judged (redacted) to `out`. On a block, `out` ends where
     /// the blocked value starts and nothing more should be sent of this text.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the request's state, passed apart"
-    )]
     pub fn push(
         &mut self,
         plan: &Plan,
@@ -213,10 +209,6 @@ impl TextStream {
 
     /// Add a delta; append what can be sent now to `out`. On a block, `out` holds the text
     /// before the blocked value and the stream should end.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the request's state, passed apart"
-    )]
     pub fn push(
         &mut self,
         plan: Option<&Plan>,

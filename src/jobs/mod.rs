@@ -379,18 +379,15 @@ pub fn valid_job_id(id: &str) -> bool {
     id.len() == 30 && id.starts_with("job_") && id[4..].bytes().all(|b| CROCKFORD.contains(&b))
 }
 
-/// Exponential backoff with jitter for retry `n` (1-based): `initial · 2^(n-1)` capped at `max`,
-/// then a random point in its upper half (never less than half the step, so schedules stay
-/// predictable, never in lock step across jobs).
+/// The delay before retry `n` (1-based) of a job or a webhook delivery: `initial · 2^(n-1)` capped
+/// at `max`, at a random point in its upper half.
 pub fn backoff(n: u32, initial: Duration, max: Duration) -> Duration {
-    let exp = initial
-        .checked_mul(
-            1u32.checked_shl(n.saturating_sub(1).min(30))
-                .unwrap_or(u32::MAX),
-        )
-        .unwrap_or(max)
-        .min(max);
-    exp.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    crate::backoff::delay(
+        n.saturating_sub(1),
+        initial,
+        max,
+        crate::backoff::Jitter::UpperHalf,
+    )
 }
 
 #[cfg(test)]

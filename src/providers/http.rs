@@ -7,8 +7,8 @@
 //! are the provider's map plus the request id. Plain HTTP skips even hyper-util's pool
 //! (`pool`). hyper-util stays for `https://`: TLS, and HTTP/2 by ALPN, which multiplexes
 //! streams on a few connections. (reqwest, measured on the bench, parsed the URL again on every
-//! request for its redirect layer and went through its retry and redirect tower layers: ~8 % of
-//! the gateway's CPU per request.) A proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, with
+//! request for its redirect layer and went through its retry and redirect tower layers; see
+//! docs/benchmarks.md, "What changed what".) A proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, with
 //! `NO_PROXY`; upper or lower case) needs CONNECT tunnels and proxy authentication, which
 //! reqwest already does well, so a provider whose base URL the environment sends through a
 //! proxy keeps reqwest.

@@ -3,8 +3,8 @@
 //!
 //! Plain HTTP is how self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp, a sidecar)
 //! are reached, and how the bench reaches its mock. hyper-util's pooled `Client`, used for
-//! `https://` (TLS, HTTP/2 by ALPN), cost ~8,000 instructions per request on top of hyper's
-//! connection for what a provider does not need: pool keys hashed with SipHash on check-out and
+//! `https://` (TLS, HTTP/2 by ALPN), spends per request on top of hyper's connection (figures in
+//! docs/benchmarks.md, "What changed what") for what a provider does not need: pool keys hashed with SipHash on check-out and
 //! check-in, a connecting-or-idle race between futures, the request's URI rebuilt into origin
 //! form, and a task spawned per request to wait for the connection to become ready again.
 //! Here a provider has one base URL, so one host: its idle connections are a stack behind a

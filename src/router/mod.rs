@@ -81,18 +81,14 @@ fn outcome(r: &Result<UpstreamBody, UpstreamError>) -> &'static str {
     }
 }
 
-/// Full-jitter exponential backoff for retry number `n` (0-based), at least `retry_after`.
+/// The delay before retry `n` (0-based) of a request: full jitter, at least `retry_after`.
 pub fn backoff(
     n: u32,
     initial: Duration,
     max: Duration,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let exp = initial
-        .checked_mul(1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX))
-        .unwrap_or(max)
-        .min(max);
-    let jittered = exp.mul_f64(rand::random::<f64>());
+    let jittered = crate::backoff::delay(n, initial, max, crate::backoff::Jitter::Full);
     match retry_after {
         Some(ra) => ra.max(jittered),
         None => jittered,

@@ -23,7 +23,7 @@ mod bodies;
 mod human;
 mod spans;
 
-pub use bodies::{log_request_body, redact_secrets};
+pub use bodies::log_request_body;
 pub use spans::*;
 
 use std::io::IsTerminal;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::otlp::export_summary;
+use crate::error::redact_secrets;
 use crate::record::RequestRecord;
 
 fn plan(file: Option<&str>, vars: &[(&str, &str)]) -> Option<ExportPlan> {

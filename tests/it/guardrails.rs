@@ -372,3 +372,36 @@ async fn a_bad_pattern_is_a_configuration_error_with_its_path_and_line() {
     assert!(err.contains("guardrails[0].patterns[1]"), "{err}");
     assert!(err.contains("line 8"), "{err}");
 }
+
+/// With `telemetry.log_bodies`, a chat body is logged after the guardrails: masked values never
+/// reach the log, only their placeholders.
+#[tokio::test]
+async fn logged_bodies_are_the_masked_ones() {
+    let ai = FakeAi::start().await;
+    let mut config = cfg(&ai);
+    config["telemetry"] = json!({"log_bodies": true, "log_format": "json"});
+    let gw = Gateway::start(config).await;
+    let text = format!("Mail me at {EMAIL} or call {PHONE}.");
+    let r = chat(&gw, GW_KEY, "gpt-pii", &text).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json_of(r).await["choices"][0]["message"]["content"],
+        text.as_str()
+    );
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = gw.logs();
+        if logs.contains("[EMAIL_1]") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        logs.contains("[EMAIL_1]") && logs.contains("[PHONE_1]"),
+        "no masked body logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains("jane.doe") && !logs.contains("7946"),
+        "PII in the log:\n{logs}"
+    );
+}

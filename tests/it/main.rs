@@ -3,17 +3,18 @@
 //! Run with `cargo test --test it`.
 
 // Test code: a failed expectation is a panic, and diagnostics go to stderr.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::print_stderr,
-    clippy::print_stdout
+    reason = "test code: a failed expectation is a panic, diagnostics go to stderr"
 )]
 
 mod support;
 
 mod anthropic;
+mod architecture;
 mod auth;
 mod azure;
 mod bedrock;

@@ -128,7 +128,6 @@ pub fn scan(text: &str, want: Entities, emit: &mut dyn FnMut(Range<usize>, Entit
 
 /// Test helpers shared by the detectors' tests and the property tests.
 #[cfg(test)]
-#[allow(unused_imports, reason = "used by the property tests")]
 pub(crate) mod testing {
     pub(crate) use super::iban::check_digits;
     pub(crate) use super::numbers::{issuer_accepts, luhn};
