@@ -17,7 +17,7 @@ VENV="${AI_GATEWAY_VENV:-$HOME/.cache/ai-gateway/venv}"
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
-# A real Prometheus scrapes the gateway in tests/it/observability.rs; promtool and amtool check deploy/.
+# A real Prometheus scrapes the gateway in tests/it/observability/metrics.rs; promtool and amtool check deploy/.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 # The Node client tests (tests/node: the `openai` package and the Vercel AI SDK) need node and npm.
