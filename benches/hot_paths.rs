@@ -8,12 +8,13 @@
 
 use std::hint::black_box;
 
-use ai_gateway::cache::key::{Endpoint, key};
+use ai_gateway::cache::key::key;
 use ai_gateway::config::{RateLimitsConfig, RoutingStrategy};
 use ai_gateway::error::LimitReason;
 use ai_gateway::limits::{Bucket, Limiter};
 use ai_gateway::router::strategy::{Candidate, pick};
 use ai_gateway::runtime::breaker::Breaker;
+use ai_gateway::wire::Endpoint;
 use ai_gateway::wire::{parse_openai_chat, splice_model};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -65,7 +66,13 @@ fn request(c: &mut Criterion) {
         b.iter(|| tiktoken.encode_ordinary(black_box(text)).len())
     });
     c.bench_function("cache_key", |b| {
-        b.iter(|| key(Endpoint::ChatCompletions, "team-a", black_box(BODY)))
+        b.iter(|| {
+            key(
+                Endpoint::Chat(ai_gateway::wire::Format::OpenAi),
+                "team-a",
+                black_box(BODY),
+            )
+        })
     });
 }
 

@@ -269,7 +269,7 @@ fn cache_plan(
     rt: &Runtime,
     model_cache: Option<bool>,
     headers: &HeaderMap,
-    endpoint: cache::Endpoint,
+    endpoint: crate::wire::Endpoint,
     caller: &Caller,
     body: &[u8],
 ) -> Option<(cache::Key, Policy)> {
@@ -462,8 +462,8 @@ pub async fn chat(
     let body = call.body;
     let client = call.client;
     let endpoint = match client {
-        Format::OpenAi => cache::Endpoint::ChatCompletions,
-        Format::Anthropic => cache::Endpoint::Messages,
+        Format::OpenAi => crate::wire::Endpoint::Chat(Format::OpenAi),
+        Format::Anthropic => crate::wire::Endpoint::Chat(Format::Anthropic),
     };
     let input_tokens = estimate_tokens(body);
     let openai_chat = client == Format::OpenAi && speaks_openai(model);
@@ -709,7 +709,7 @@ pub async fn embeddings(
         deadline,
         ctx,
         started: Instant::now(),
-        cache: Some(cache::Endpoint::Embeddings),
+        cache: Some(crate::wire::Endpoint::Embeddings),
     };
     passthrough::pass_through(rt, svc, call, rate).await
 }

@@ -6,6 +6,7 @@
 //! hash also covers the scope (the gateway key's id with `scope: key`), the endpoint kind and
 //! the model name the client asked for.
 
+use crate::wire::{Endpoint, Format};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -21,21 +22,14 @@ const IGNORED: &[&str] = &[
     "service_tier",
 ];
 
-/// Which endpoint the request came to (answers are stored in that endpoint's format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Messages,
-    Embeddings,
-}
-
-impl Endpoint {
-    fn tag(self) -> &'static [u8] {
-        match self {
-            Self::ChatCompletions => b"chat",
-            Self::Messages => b"messages",
-            Self::Embeddings => b"embeddings",
-        }
+/// The key's tag of the endpoint a request came to (answers are stored in that endpoint's format).
+fn tag(endpoint: Endpoint) -> &'static [u8] {
+    match endpoint {
+        Endpoint::Chat(Format::OpenAi) => b"chat",
+        Endpoint::Chat(Format::Anthropic) => b"messages",
+        Endpoint::Embeddings => b"embeddings",
+        Endpoint::Responses => b"responses",
+        Endpoint::PassThrough(op) => op.name().as_bytes(),
     }
 }
 
@@ -62,7 +56,7 @@ pub fn key(endpoint: Endpoint, scope: &str, body: &[u8]) -> Option<(Key, Value)>
     canon.push(b'}');
     let mut h = Sha256::new();
     h.update(b"aigw-cache-v1\0");
-    h.update(endpoint.tag());
+    h.update(tag(endpoint));
     h.update(b"\0");
     h.update(scope.as_bytes());
     h.update(b"\0");
@@ -138,9 +132,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn k(body: &str) -> Key {
-        key(Endpoint::ChatCompletions, "", body.as_bytes())
-            .unwrap()
-            .0
+        key(
+            Endpoint::Chat(crate::wire::Format::OpenAi),
+            "",
+            body.as_bytes(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -165,16 +163,20 @@ mod tests {
         assert_ne!(base, k(r#"{"model":"m","messages":[],"temperature":0.5}"#));
         assert_ne!(base, k(r#"{"model":"m2","messages":[]}"#));
         let scoped = key(
-            Endpoint::ChatCompletions,
+            Endpoint::Chat(crate::wire::Format::OpenAi),
             "team-a",
             br#"{"model":"m","messages":[]}"#,
         )
         .unwrap()
         .0;
         assert_ne!(base, scoped);
-        let other = key(Endpoint::Messages, "", br#"{"model":"m","messages":[]}"#)
-            .unwrap()
-            .0;
+        let other = key(
+            Endpoint::Chat(crate::wire::Format::Anthropic),
+            "",
+            br#"{"model":"m","messages":[]}"#,
+        )
+        .unwrap()
+        .0;
         assert_ne!(base, other);
     }
 
@@ -226,8 +228,8 @@ mod tests {
         #[test]
         fn permuting_object_keys_never_changes_the_key(fields in prop::collection::vec(("[a-h]{1,4}", arb_json()), 0..6)) {
             let obj = Value::Object(fields.into_iter().collect());
-            let a = key(Endpoint::ChatCompletions, "s", obj.to_string().as_bytes()).unwrap().0;
-            let b = key(Endpoint::ChatCompletions, "s", reversed(&obj).as_bytes()).unwrap().0;
+            let a = key(Endpoint::Chat(crate::wire::Format::OpenAi), "s", obj.to_string().as_bytes()).unwrap().0;
+            let b = key(Endpoint::Chat(crate::wire::Format::OpenAi), "s", reversed(&obj).as_bytes()).unwrap().0;
             prop_assert_eq!(a, b);
         }
     }

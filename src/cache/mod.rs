@@ -20,7 +20,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-pub use self::key::{Endpoint, Key};
+pub use self::key::Key;
 use crate::config::{CacheConfig, CacheScope};
 use crate::state::{REDIS_TIMEOUT, Redis};
 

@@ -26,7 +26,6 @@ use super::{
     estimate_tokens, json_response, relay, sse_response, store, upstream_headers,
 };
 use crate::auth::Caller;
-use crate::cache;
 use crate::error::Error;
 use crate::headers as hn;
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
@@ -46,7 +45,7 @@ pub struct PassCall<'a> {
     /// When the gateway received the request.
     pub started: Instant,
     /// The cache endpoint, where answers of this op are cached (embeddings).
-    pub cache: Option<cache::Endpoint>,
+    pub cache: Option<crate::wire::Endpoint>,
 }
 
 /// Run a pass-through call and build the client's answer.

@@ -12,7 +12,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::index::PartitionKey;
-use crate::cache::key::{self, Endpoint};
+use crate::cache::key;
+use crate::wire::Endpoint;
 
 /// The request bodies the semantic cache understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +59,9 @@ pub fn prepare(shape: Shape, scope: &str, embedding_model: &str, body: &Value) -
     }
     let bytes = serde_json::to_vec(&rest).ok()?;
     let endpoint = match shape {
-        Shape::Messages => Endpoint::Messages,
+        Shape::Messages => Endpoint::Chat(crate::wire::Format::Anthropic),
         // The shape's own tag below tells Responses from chat.
-        Shape::ChatCompletions | Shape::Responses => Endpoint::ChatCompletions,
+        Shape::ChatCompletions | Shape::Responses => Endpoint::Chat(crate::wire::Format::OpenAi),
     };
     let (inner, _) = key::key(endpoint, scope, &bytes)?;
     let mut h = Sha256::new();
