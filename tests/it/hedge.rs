@@ -204,14 +204,21 @@ async fn a_percentile_waits_for_enough_samples_then_hedges_past_it() {
     a.push([Fault::Delay(Duration::from_millis(400))]);
     let r = gw.chat("hedged", "first").await;
     assert_eq!(header(&r, "x-gateway-hedged"), None);
-    for _ in 0..30 {
+    // Below the sketch's minimum of samples nothing is hedged, however slow.
+    for _ in 0..18 {
         assert_eq!(gw.chat("hedged", "warm").await.status(), 200);
     }
     assert_eq!(b.request_count(), 0);
+    // Past it, a warm request slower than the p50 may itself be hedged (on a loaded machine):
+    // count from here.
+    for _ in 0..12 {
+        assert_eq!(gw.chat("hedged", "warm").await.status(), 200);
+    }
+    let before = b.request_count();
     // Now p50 is a few milliseconds: a slow first answer is hedged.
     a.push([Fault::Delay(Duration::from_secs(20))]);
     let r = gw.chat("hedged", "late").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-gateway-hedged"), Some("true"));
-    assert_eq!(b.request_count(), 1);
+    assert_eq!(b.request_count(), before + 1);
 }
