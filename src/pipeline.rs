@@ -10,10 +10,15 @@
 //! deadline cuts a stream the same way. A client that goes away drops the body, which drops the
 //! upstream connection.
 
+mod cached;
 mod guard;
 pub mod passthrough;
+mod relay;
 pub mod semantic;
 mod side_call;
+
+use cached::*;
+pub use relay::*;
 
 use side_call::side_call;
 
@@ -264,130 +269,11 @@ async fn admit(
     ))
 }
 
-/// The cache key and policy for a request, or `None` to bypass the cache.
-fn cache_plan(
-    rt: &Runtime,
-    model_cache: Option<bool>,
-    headers: &HeaderMap,
-    endpoint: crate::wire::Endpoint,
-    caller: &Caller,
-    body: &[u8],
-) -> Option<(cache::Key, Policy)> {
-    let cfg = &rt.config.cache;
-    let policy = cache::policy(headers, cfg, model_cache, true)?;
-    let (key, value) = cache::key::key(endpoint, cache::scope(cfg, caller.id()), body)?;
-    if cfg.only_deterministic && !cache::key::is_deterministic(&value) {
-        return None;
-    }
-    Some((key, policy))
-}
-
-/// Look the request up; `Ok(response)` on a hit, else the leader (if any) for storing later.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the request's parts, each used once"
-)]
-async fn cache_lookup(
-    cache: &std::sync::Arc<Cache>,
-    plan: Option<&(cache::Key, Policy)>,
-    format: Format,
-    stream: bool,
-    include_usage: bool,
-    deadline: Instant,
-    ctx: &CallCtx,
-    guard: Option<&mut guard::Guard>,
-) -> Result<Response, Option<Leader>> {
-    let Some((key, policy)) = plan else {
-        return Err(None);
-    };
-    match cache
-        .lookup(*key, policy, deadline)
-        .instrument(crate::telemetry::cache_span())
-        .await
-    {
-        Lookup::Hit(e, layer) => Ok(hit_response(
-            &e,
-            layer,
-            format,
-            stream,
-            include_usage,
-            ctx,
-            guard,
-        )),
-        Lookup::Wait(rx) => match Cache::wait(rx, deadline).await {
-            Some(e) => Ok(hit_response(
-                &e,
-                Layer::L1,
-                format,
-                stream,
-                include_usage,
-                ctx,
-                guard,
-            )),
-            None => Err(None),
-        },
-        Lookup::Miss(leader) => Err(Some(leader)),
-    }
-}
-
-/// The answer to a cache hit: the stored answer (checked by the output guardrails and with
-/// this request's masked values restored, when it has guardrails), replayed as a stream when
-/// one was asked for.
-fn hit_response(
-    e: &Entry,
-    layer: Layer,
-    format: Format,
-    stream: bool,
-    include_usage: bool,
-    ctx: &CallCtx,
-    guard: Option<&mut guard::Guard>,
-) -> Response {
-    let body = match guard {
-        Some(g) => g.answer(e.body.clone()),
-        None => e.body.clone(),
-    };
-    let mut resp = if stream {
-        let sse = cache::stream::replay(format, &body, include_usage).unwrap_or_default();
-        sse_response(Body::from(sse))
-    } else {
-        json_response(body)
-    };
-    resp.headers_mut()
-        .insert(hn::X_CACHE_LAYER, HeaderValue::from_static(layer.as_str()));
-    served_headers(
-        &mut resp,
-        ctx,
-        ServedBy {
-            cache: HeaderValue::from_static("HIT"),
-            provider: HeaderValue::from_str(&e.provider).ok(),
-            deployment_model: HeaderValue::from_str(&e.deployment_model).ok(),
-            attempts: HeaderValue::from_static("0"),
-        },
-    );
-    resp
-}
-
 /// `x-gateway-guardrails`, when guardrails applied.
 fn guardrails_header(resp: &mut Response, guard: Option<&guard::Guard>) {
     if let Some(v) = guard.and_then(guard::Guard::header_value) {
         resp.headers_mut().insert(hn::X_GATEWAY_GUARDRAILS, v);
     }
-}
-
-/// Store a complete answer and hand it to the waiters.
-async fn store(
-    cache: &Cache,
-    plan: Option<&(cache::Key, Policy)>,
-    leader: Option<Leader>,
-    body: Bytes,
-    d: &Deployment,
-) {
-    let Some((key, policy)) = plan else { return };
-    // A tight copy: the answer's bytes may share a much larger read buffer, which the cache
-    // would otherwise keep alive while counting only the answer's length.
-    let body = Bytes::copy_from_slice(&body);
-    let entry = std::sync::Arc::new(Entry::new(body, policy.ttl, &d.provider.name, &d.model));
-    cache.finish(*key, entry, policy.write, leader).await;
 }
 
 /// The `x-cache` and `x-gateway-*` headers of an answer from a deployment.
@@ -426,20 +312,6 @@ fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
     if let Some(u) = &ctx.usage {
         u.set_served(served);
     }
-}
-
-/// What a streamed answer needs to be stored once it ended well.
-pub struct CacheTap {
-    assembler: cache::stream::Assembler,
-    cache: std::sync::Arc<Cache>,
-    plan: (cache::Key, Policy),
-    leader: Option<Leader>,
-    deployment: std::sync::Arc<Deployment>,
-    /// The semantic index entry to add once the answer is stored.
-    semantic: Option<(
-        std::sync::Arc<cache::semantic::Index>,
-        cache::semantic::NewEntry,
-    )>,
 }
 
 fn translate_err(e: translate::TranslateError) -> Error {
@@ -762,241 +634,6 @@ fn attempts_header(attempts: u32) -> HeaderValue {
         Some(s) => HeaderValue::from_static(s),
         None => HeaderValue::from(attempts),
     }
-}
-
-/// How upstream stream bytes become client stream bytes.
-pub enum Converter {
-    /// Same format: bytes pass through untouched.
-    Pass(Format),
-    /// OpenAI to OpenAI for a client that did not ask for usage (the upstream was asked): the
-    /// usage chunk is taken out.
-    PassWithoutUsage(crate::stream_usage::UsageStripper),
-    AnthropicToOpenAi(SseParser, translate::MessagesToChatStream),
-    OpenAiToAnthropic(SseParser, translate::ChatToMessagesStream),
-}
-
-impl Converter {
-    pub fn new(upstream: Format, client: Format, model: &str, include_usage: bool) -> Self {
-        match (upstream, client) {
-            (Format::Anthropic, Format::OpenAi) => Self::AnthropicToOpenAi(
-                SseParser::new(),
-                translate::MessagesToChatStream::new(model, include_usage),
-            ),
-            (Format::OpenAi, Format::Anthropic) => Self::OpenAiToAnthropic(
-                SseParser::new(),
-                translate::ChatToMessagesStream::new(model),
-            ),
-            (Format::OpenAi, Format::OpenAi) if !include_usage => {
-                Self::PassWithoutUsage(crate::stream_usage::UsageStripper::default())
-            }
-            (_, client) => Self::Pass(client),
-        }
-    }
-
-    /// For an OpenAI client of an Anthropic upstream: the request `body`'s `response_format`
-    /// JSON schema, sent as a forced tool, streams back as content.
-    pub fn with_json_answer(self, body: &[u8]) -> Self {
-        match self {
-            Self::AnthropicToOpenAi(p, tr) => {
-                Self::AnthropicToOpenAi(p, tr.with_json_tool(translate::json_answer_tool(body)))
-            }
-            other => other,
-        }
-    }
-
-    /// Whether the client sees less than the upstream sent (its usage chunk): the accounting and
-    /// the cache then read the upstream's bytes.
-    fn hides_usage(&self) -> bool {
-        matches!(self, Self::PassWithoutUsage(_))
-    }
-
-    fn client_format(&self) -> Format {
-        match self {
-            Self::Pass(f) => *f,
-            Self::AnthropicToOpenAi(..) | Self::PassWithoutUsage(_) => Format::OpenAi,
-            Self::OpenAiToAnthropic(..) => Format::Anthropic,
-        }
-    }
-
-    /// Convert one upstream chunk.
-    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
-        match self {
-            Self::Pass(_) => chunk,
-            Self::PassWithoutUsage(s) => s.feed(&chunk),
-            Self::AnthropicToOpenAi(parser, tr) => {
-                let mut out = Vec::with_capacity(chunk.len() + 64);
-                parser.push(&chunk, |ev| tr.on_event(ev.event, ev.data, &mut out));
-                Bytes::from(out)
-            }
-            Self::OpenAiToAnthropic(parser, tr) => {
-                let mut out = Vec::with_capacity(chunk.len() * 2);
-                parser.push(&chunk, |ev| tr.on_data(ev.data, &mut out));
-                Bytes::from(out)
-            }
-        }
-    }
-
-    /// The upstream ended: whatever closing frames are still owed.
-    pub fn finish(&mut self) -> Bytes {
-        let mut out = Vec::new();
-        match self {
-            Self::Pass(_) | Self::PassWithoutUsage(_) => {}
-            Self::AnthropicToOpenAi(_, tr) => tr.finish(&mut out),
-            Self::OpenAiToAnthropic(_, tr) => tr.finish(&mut out),
-        }
-        Bytes::from(out)
-    }
-
-    /// An error event in the client's format, ending the stream.
-    pub fn error(&mut self, kind: &str, message: &str) -> Bytes {
-        let mut out = Vec::new();
-        match self.client_format() {
-            Format::OpenAi => translate::openai_stream_error(kind, message, &mut out),
-            Format::Anthropic => translate::anthropic_stream_error(kind, message, &mut out),
-        }
-        Bytes::from(out)
-    }
-}
-
-struct RelayState {
-    upstream: ByteStream,
-    conv: Converter,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    done: bool,
-    tap: Option<CacheTap>,
-    acct: Option<Accounting>,
-    guard: Option<Box<guard::GuardedStream>>,
-}
-
-/// The client body of a stream: upstream chunks converted as they arrive. With a cache tap, the
-/// bytes sent are also assembled into the complete answer, stored when the stream ended well.
-pub fn relay(
-    upstream: ByteStream,
-    conv: Converter,
-    deadline: Instant,
-    tap: Option<CacheTap>,
-    acct: Option<Accounting>,
-) -> Body {
-    relay_guarded(upstream, conv, deadline, tap, acct, None)
-}
-
-/// [`relay`] with the output guardrails over the converted bytes (after the cache and usage
-/// taps, which keep the answer as the upstream gave it). A block ends the stream there.
-fn relay_guarded(
-    upstream: ByteStream,
-    conv: Converter,
-    deadline: Instant,
-    tap: Option<CacheTap>,
-    acct: Option<Accounting>,
-    guard: Option<guard::GuardedStream>,
-) -> Body {
-    let state = RelayState {
-        upstream,
-        conv,
-        deadline: Box::pin(tokio::time::sleep_until(deadline)),
-        done: false,
-        tap,
-        acct,
-        guard: guard.map(Box::new),
-    };
-    let s = futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let next = tokio::select! {
-                biased;
-                item = st.upstream.next() => Some(item),
-                () = &mut st.deadline => None,
-            };
-            let mut raw = None;
-            let out = match next {
-                Some(Some(Ok(chunk))) => {
-                    if st.conv.hides_usage() {
-                        raw = Some(chunk.clone());
-                    }
-                    st.conv.feed(chunk)
-                }
-                Some(Some(Err(e))) => {
-                    st.done = true;
-                    st.tap = None;
-                    // The idle timeout of the last attempt is bounded by the same deadline: when
-                    // both fire together, it is the deadline that ended the stream.
-                    if Instant::now() + std::time::Duration::from_millis(20)
-                        >= st.deadline.deadline()
-                    {
-                        st.conv
-                            .error("timeout", "the request did not finish within its deadline")
-                    } else {
-                        tracing::warn!(error = %e, "upstream stream failed after it started");
-                        st.conv.error("upstream_error", &e.message)
-                    }
-                }
-                Some(None) => {
-                    st.done = true;
-                    let mut tail = st.conv.finish();
-                    if let Some(mut tap) = st.tap.take() {
-                        tap.assembler.push(&tail);
-                        if let Some(full) = tap.assembler.finish() {
-                            // Boxed: inline, the cache write's future would make every stream's
-                            // relay state as large as itself for the stream's whole life.
-                            Box::pin(store(
-                                &tap.cache,
-                                Some(&tap.plan),
-                                tap.leader,
-                                Bytes::from(full),
-                                &tap.deployment,
-                            ))
-                            .await;
-                            if let Some((index, entry)) = tap.semantic {
-                                index.insert(entry);
-                            }
-                        }
-                    }
-                    if let Some(acct) = st.acct.as_mut() {
-                        acct.stream().push(&tail);
-                    }
-                    if let Some(g) = st.guard.as_mut() {
-                        let mut b = g.feed(&tail).to_vec();
-                        b.extend_from_slice(&g.finish());
-                        tail = Bytes::from(b);
-                    }
-                    return (!tail.is_empty()).then_some((Ok::<_, std::io::Error>(tail), st));
-                }
-                None => {
-                    st.done = true;
-                    st.tap = None;
-                    st.conv
-                        .error("timeout", "the request did not finish within its deadline")
-                }
-            };
-            let seen = raw.as_ref().unwrap_or(&out);
-            if let Some(tap) = st.tap.as_mut()
-                && !st.done
-            {
-                tap.assembler.push(seen);
-            }
-            if let Some(acct) = st.acct.as_mut() {
-                acct.stream().push(seen);
-            }
-            let out = match st.guard.as_mut() {
-                Some(g) if !st.done => {
-                    let guarded = g.feed(&out);
-                    if g.blocked() {
-                        // The rest of the answer is not relayed, nor stored.
-                        st.done = true;
-                        st.tap = None;
-                    }
-                    guarded
-                }
-                _ => out,
-            };
-            if !out.is_empty() {
-                return Some((Ok::<_, std::io::Error>(out), st));
-            }
-        }
-    });
-    Body::from_stream(s)
 }
 
 /// Shared by handlers: the model list a caller may see.

@@ -277,7 +277,7 @@ async fn require_master(State(state): State<SharedState>, req: Request, next: Ne
     if !rt.auth.is_master(req.headers()) {
         drop(rt);
         // The console's session cookie stands for the master key (changes: same origin and
-        // the session's CSRF token).
+        // the sign-in's CSRF token).
         #[cfg(feature = "console")]
         match crate::api::console::admin_access(&state, req.method(), req.uri(), req.headers())
             .await

@@ -1,5 +1,5 @@
 //! What a request with a console session cookie may do: read the admin API, and change things
-//! only from the console's own origin with the session's CSRF token.
+//! only from the console's own origin with the sign-in's CSRF token.
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};

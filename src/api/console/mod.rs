@@ -11,7 +11,7 @@
 //! - `DELETE /ui/session`: sign out (origin and CSRF token checked like every change).
 //! - `/admin/*` accepts the session cookie in place of the master key (`app::require_master`,
 //!   through [`admin_access`]); a change (POST, PATCH, DELETE) must come from the console's own
-//!   origin and carry the session's token in `x-csrf-token` ([`guard`]).
+//!   origin and carry the sign-in's CSRF token in `x-csrf-token` ([`guard`]).
 //!
 //! Sessions: [`session`]; they end after `auth.console_session_idle` (12h) without use, 7 days
 //! after sign-in, on sign-out, and when the master key changes.

@@ -1,0 +1,514 @@
+//! The workers on JetStream: pulling jobs, running them, recording their end, delivering
+//! webhooks, and the queued-jobs gauge.
+
+use super::*;
+
+impl Nats {
+    /// This process's share of the workers: up to `jobs.workers` jobs at a time (the process's
+    /// job slots) from the shared consumer until `stop`; running jobs then finish, or are
+    /// released (NAK) when `hard` fires.
+    pub async fn run_workers(
+        self: Arc<Self>,
+        state: SharedState,
+        mut stop: watch::Receiver<bool>,
+        hard: watch::Receiver<bool>,
+    ) {
+        let slots = state.job_slots().clone();
+        let mut tasks = JoinSet::new();
+        let Some(inner) = self.wait_inner(&mut stop).await else {
+            return;
+        };
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if *stop.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                p = slots.acquire() => p,
+                _ = stop.changed() => break,
+            };
+            let mut permits = vec![first];
+            while permits.len() < 256 {
+                match slots.try_acquire() {
+                    Some(p) => permits.push(p),
+                    None => break,
+                }
+            }
+            let batch = inner
+                .jobs
+                .batch()
+                .max_messages(permits.len())
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    drop(permits);
+                    tracing::debug!(error = %e, "cannot pull jobs; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => break,
+                    }
+                    continue;
+                }
+            };
+            // A pull request lost with the connection never ends by itself: bound it here.
+            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+                let msg = match item {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "job pull ended with an error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                };
+                let Some(permit) = permits.pop() else {
+                    // More than asked for: give it back for another worker.
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                };
+                let (me, state, inner, hard) =
+                    (self.clone(), state.clone(), inner.clone(), hard.clone());
+                tasks.spawn(async move {
+                    me.handle_job(&state, &inner, msg, hard).await;
+                    drop(permit);
+                });
+            }
+        }
+        let running = tasks.len();
+        if running > 0 {
+            tracing::info!(
+                running,
+                "job workers stopped taking jobs; waiting for running ones"
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn handle_job(
+        &self,
+        state: &SharedState,
+        inner: &Inner,
+        msg: jetstream::Message,
+        mut hard: watch::Receiver<bool>,
+    ) {
+        let Some(id) = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(JOB_HEADER))
+            .map(|v| v.as_str().to_owned())
+        else {
+            tracing::warn!("a job message without a job id; dropping it");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        };
+        let key = record_key(&id);
+        let max_attempts = state.runtime().config.jobs.max_attempts;
+        // Mark it running (compare-and-set on the record).
+        let mut tries = 0;
+        let (mut job, revision) = loop {
+            tries += 1;
+            let entry = match inner.kv.entry(&key).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+                Ok(_) => {
+                    // No record: it expired, or its submission failed after publishing.
+                    let _ = msg.ack().await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a job record; redelivering later");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            };
+            let Some(mut job) = Job::from_slice(&entry.value) else {
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            };
+            if job.status.is_terminal() {
+                // Ended before (a redelivery after the ack was lost): make sure its webhook was
+                // queued, then drop the message.
+                if job
+                    .webhook
+                    .as_ref()
+                    .is_some_and(|w| w.status == WebhookStatus::Pending && w.attempts == 0)
+                {
+                    let _ = enqueue_webhook(inner, &job.id).await;
+                }
+                let _ = msg.ack().await;
+                return;
+            }
+            if job.attempts >= max_attempts {
+                job.finish(
+                    JobStatus::Failed,
+                    None,
+                    Some(interrupted_error(job.attempts)),
+                );
+                self.end(inner, &msg, &key, job, entry.revision).await;
+                return;
+            }
+            job.status = JobStatus::Running;
+            job.attempts += 1;
+            job.started_at = Some(crate::clock::unix_secs());
+            match inner.kv.update(&key, job.to_bytes(), entry.revision).await {
+                Ok(rev) => break (job, rev),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision && tries < 5 => {}
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot mark a job running; redelivering later");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
+        };
+        let in_object_store = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(BODY_HEADER))
+            .is_some_and(|v| v.as_str() == "object");
+        let body = if in_object_store {
+            match read_object(inner, &format!("body.{id}")).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a job body from the object store; redelivering later");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            msg.payload.clone()
+        };
+        let outcome = {
+            let exec = execute(state, &job, body);
+            tokio::pin!(exec);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            tick.tick().await;
+            loop {
+                let tick_now = tokio::select! {
+                    o = &mut exec => break Some(o),
+                    _ = hard.wait_for(|v| *v) => break None,
+                    _ = tick.tick() => true,
+                };
+                if tick_now {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        match outcome {
+            None => {
+                // Shutdown grace passed: release it to another worker (this attempt does not count).
+                job.status = JobStatus::Queued;
+                job.attempts = job.attempts.saturating_sub(1);
+                let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+            }
+            Some(Outcome::Succeeded(raw)) => {
+                job.finish(JobStatus::Succeeded, Some(raw), None);
+                self.end(inner, &msg, &key, job, revision).await;
+            }
+            Some(Outcome::Failed { error, retryable })
+                if retryable && job.attempts < max_attempts =>
+            {
+                let delay = retry_delay(state, job.attempts);
+                tracing::info!(job = %id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
+                job.status = JobStatus::Queued;
+                job.error = Some(error);
+                let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
+                let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+            }
+            Some(Outcome::Failed { error, .. }) => {
+                job.finish(JobStatus::Failed, None, Some(error));
+                self.end(inner, &msg, &key, job, revision).await;
+            }
+        }
+    }
+
+    /// Store a job's terminal record (retrying through a NATS outage), queue its webhook, then
+    /// acknowledge its message. If another worker ended it first, that record stays.
+    async fn end(
+        &self,
+        inner: &Inner,
+        msg: &jetstream::Message,
+        key: &str,
+        job: Job,
+        mut revision: u64,
+    ) {
+        let mut job = job;
+        let max = self.client.server_info().max_payload;
+        if job.to_bytes().len() + MESSAGE_OVERHEAD > max
+            && let Some(result) = job.result.take()
+        {
+            // A record is one KV message: a larger result goes to the object store.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match inner
+                    .objects
+                    .put(
+                        format!("result.{}", job.id).as_str(),
+                        &mut result.get().as_bytes(),
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "cannot store a large result yet; retrying");
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            job.result_in_object_store = true;
+        }
+        let bytes = job.to_bytes();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match inner.kv.update(key, bytes.clone(), revision).await {
+                Ok(_) => break,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    match inner.kv.entry(key).await {
+                        Ok(Some(cur)) if cur.operation == kv::Operation::Put => {
+                            if cur.value == bytes {
+                                // Our own write landed; only its answer was lost.
+                                break;
+                            }
+                            if Job::from_slice(&cur.value).is_none_or(|j| j.status.is_terminal()) {
+                                let _ = msg.ack().await;
+                                return;
+                            }
+                            revision = cur.revision;
+                            continue;
+                        }
+                        Ok(_) => {
+                            let _ = msg.ack().await;
+                            return;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "cannot store a job's result yet; retrying");
+                }
+            }
+            let _ = msg.ack_with(AckKind::Progress).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        count_end(&job);
+        if msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(BODY_HEADER))
+            .is_some()
+        {
+            let _ = inner.objects.delete(format!("body.{}", job.id)).await;
+        }
+        if job.webhook.is_some() {
+            let mut wait = Duration::from_millis(100);
+            while let Err(e) = enqueue_webhook(inner, &job.id).await {
+                tracing::warn!(job = %job.id, error = %e, "cannot queue a webhook yet; retrying");
+                let _ = msg.ack_with(AckKind::Progress).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+        for _ in 0..5 {
+            if msg.double_ack().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The record says it ended: a redelivery only acknowledges it.
+    }
+
+    /// Deliver webhooks from the shared consumer (at most 64 at a time here) until `stop`.
+    pub async fn run_webhooks(
+        self: Arc<Self>,
+        state: SharedState,
+        jobs: Arc<Jobs>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let sem = Arc::new(Semaphore::new(64));
+        let mut tasks = JoinSet::new();
+        let Some(inner) = self.wait_inner(&mut stop).await else {
+            return;
+        };
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if *stop.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = stop.changed() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = sem.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let mut batch = match inner
+                .hooks
+                .batch()
+                .max_messages(permits.len())
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await
+            {
+                Ok(b) => b,
+                Err(_) => {
+                    drop(permits);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => break,
+                    }
+                    continue;
+                }
+            };
+            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+                let Ok(msg) = item else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                };
+                let Some(permit) = permits.pop() else {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                };
+                let (state, jobs, inner) = (state.clone(), jobs.clone(), inner.clone());
+                tasks.spawn(async move {
+                    handle_hook(&state, &jobs, &inner, msg).await;
+                    drop(permit);
+                });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Keep `ai_gateway_jobs_queued` at the consumer's pending count.
+    pub async fn run_gauge(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let Some(inner) = self.wait_inner(&mut stop).await else {
+            return;
+        };
+        loop {
+            if let Ok(info) = inner.jobs.get_info().await {
+                metrics::gauge!(crate::metrics::JOBS_QUEUED).set(info.num_pending as f64);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+pub(super) async fn read_object(inner: &Inner, name: &str) -> Result<Bytes, String> {
+    use tokio::io::AsyncReadExt;
+    let mut obj = inner.objects.get(name).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    obj.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
+    Ok(Bytes::from(out))
+}
+
+/// Load a result kept in the object store into the record.
+pub(super) async fn hydrate(inner: &Inner, job: &mut Job) -> Result<(), StoreError> {
+    if job.result_in_object_store && job.result.is_none() {
+        let b = read_object(inner, &format!("result.{}", job.id))
+            .await
+            .map_err(|e| store_err("object store", e))?;
+        let raw = serde_json::from_slice(&b).map_err(|e| store_err("object store", e))?;
+        job.result = Some(raw);
+        job.result_in_object_store = false;
+    }
+    Ok(())
+}
+
+pub(super) async fn enqueue_webhook(inner: &Inner, id: &str) -> Result<(), String> {
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(Bytes::from(id.to_owned()))
+        .message_id(format!("wh.{id}"));
+    inner
+        .js
+        .send_publish(HOOKS_SUBJECT, publish)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+pub(super) async fn handle_hook(
+    state: &SharedState,
+    jobs: &Jobs,
+    inner: &Inner,
+    msg: jetstream::Message,
+) {
+    let id = String::from_utf8_lossy(&msg.payload).into_owned();
+    let key = record_key(&id);
+    let entry = match inner.kv.entry(&key).await {
+        Ok(Some(e)) if e.operation == kv::Operation::Put => e,
+        Ok(_) => {
+            let _ = msg.ack().await;
+            return;
+        }
+        Err(_) => {
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+    };
+    let Some(job) = Job::from_slice(&entry.value) else {
+        let _ = msg.ack().await;
+        return;
+    };
+    let mut shown = job.clone();
+    if hydrate(inner, &mut shown).await.is_err() {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    }
+    let Some((w, next)) = deliver_webhook(state, jobs, &shown).await else {
+        let _ = msg.ack().await;
+        return;
+    };
+    // Record the attempt (compare-and-set; only the webhook part changes).
+    let mut cur = (job, entry.revision);
+    for _ in 0..10 {
+        let mut j = cur.0.clone();
+        j.webhook = Some(w.clone());
+        match inner.kv.update(&key, j.to_bytes(), cur.1).await {
+            Ok(_) => break,
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                match inner.kv.entry(&key).await {
+                    Ok(Some(e)) if e.operation == kv::Operation::Put => {
+                        let Some(j) = Job::from_slice(&e.value) else {
+                            break;
+                        };
+                        cur = (j, e.revision);
+                    }
+                    _ => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot record a webhook attempt");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    match next {
+        Some(delay) => {
+            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        None => {
+            let _ = msg.double_ack().await;
+        }
+    }
+}
