@@ -25,6 +25,7 @@
 #   TARGETS="direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency
 #            gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k"
 #                                          (also: gateway-log, gateway-auth-shared-cluster, gateway-no-request-log,
+#                                           gateway-route-hedge,
 #                                           gateway-auth-no-request-log; add target_<name>)
 #   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings; add scenario_<name>)
 #   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
@@ -232,13 +233,15 @@ gateway_cmd() { GW_CMD=(env -u RUST_LOG "$GATEWAY_BIN" --config "$1" serve); }
 # mock. auth_overlay: one static key with rpm/tpm so high that nothing is refused (checked and
 # counted on every request). models_overlay N: N models over 4 providers, 2 deployments each
 # (the startup configuration).
+# routing_overlay STRATEGY [EXTRA]: the model over 3 deployments; EXTRA (JSON members) added to
+# the model (e.g. a hedge).
 routing_overlay() {
-  local i provs="" deps=""
+  local i provs="" deps="" extra="${2:+,$2}"
   for i in 1 2 3; do
     provs+="{\"name\":\"up$i\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT/v1\",\"api_key\":\"sk-upstream-fake\"},"
     deps+="{\"provider\":\"up$i\",\"model\":\"$MODEL\"},"
   done
-  echo "\"providers\":[${provs%,}],\"models\":[{\"name\":\"$MODEL\",\"routing\":\"$1\",\"deployments\":[${deps%,}]}]"
+  echo "\"providers\":[${provs%,}],\"models\":[{\"name\":\"$MODEL\",\"routing\":\"$1\",\"deployments\":[${deps%,}]$extra}]"
 }
 auth_overlay() { echo "\"auth\":{\"keys\":[{\"name\":\"bench\",\"key\":\"$API_KEY\",\"rpm\":1000000000,\"tpm\":1000000000000}]}"; }
 models_overlay() {
@@ -440,6 +443,9 @@ target_gateway_full() {
   run_gateway gateway-full "{$(routing_overlay least-busy), $(auth_overlay)}"
 }
 target_gateway_route_least_busy() { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-least-busy "{$(routing_overlay least-busy)}"; }
+# Hedging configured but never triggered (`after: 10s`; the mock answers in well under a
+# millisecond): to compare with gateway-route-least-busy (target: within 2 %).
+target_gateway_route_hedge() { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-hedge "{$(routing_overlay least-busy '"hedge":{"after":"10s"}')}"; }
 target_gateway_route_latency()    { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-latency "{$(routing_overlay latency)}"; }
 # Auth: a static key (checked on every request) with rpm/tpm limits nothing reaches; limits
 # counted in process (gateway-auth) or in Redis with one script per check (gateway-auth-shared,

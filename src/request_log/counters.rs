@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::RandomState;
+
 use super::Entry;
 
 /// A hash's fields and values.
@@ -66,46 +68,98 @@ fn add_int(d: &mut Deltas, hash: &str, field: String, v: i64) {
     }
 }
 
-/// The counter changes of a batch of entries.
+fn add_float(d: &mut Deltas, hash: &str, field: String, v: f64) {
+    if v != 0.0 {
+        *d.floats.entry((hash.to_owned(), field)).or_default() += v;
+    }
+}
+
+/// A usage row's sums within a batch.
+#[derive(Default)]
+struct Row {
+    requests: i64,
+    errors: i64,
+    cache_hits: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+}
+
+/// An overview bucket's sums within a batch, with its latency histogram.
+#[derive(Default)]
+struct Bucket {
+    row: Row,
+    latency: BTreeMap<u32, i64>,
+}
+
+/// The counter changes of a batch of entries: summed first by borrowed group (a batch has few
+/// distinct days × keys × models × providers), then named once per group.
 pub fn deltas(entries: &[Entry]) -> Deltas {
-    let mut d = Deltas::default();
+    let mut rows: HashMap<(u64, &str, &str, &str), Row, RandomState> = HashMap::default();
+    // (b'm' or b'h', period start) → sums.
+    let mut buckets: HashMap<(u8, u64), Bucket, RandomState> = HashMap::default();
     for e in entries {
-        let day = format!("d:{}", day_of(e.created_at));
-        let minute = format!("m:{}", e.created_at / 60 * 60);
-        let hour = format!("h:{}", e.created_at / 3600 * 3600);
-        d.keep.insert(day.clone(), Keep::Retention);
-        d.keep.insert(minute.clone(), Keep::Secs(MINUTE_KEEP_SECS));
-        d.keep.insert(hour.clone(), Keep::Secs(HOUR_KEEP_SECS));
         let error = i64::from(e.status >= 400);
-        let hit = i64::from(e.cache.as_deref() == Some("HIT"));
         let input = i64::try_from(e.input_tokens.unwrap_or(0)).unwrap_or(i64::MAX);
         let output = i64::try_from(e.output_tokens.unwrap_or(0)).unwrap_or(i64::MAX);
         let cost = e.cost_usd.unwrap_or(0.0);
-        let group = [
+        let group = (
+            e.created_at / 86_400,
             e.key.as_deref().unwrap_or(""),
             e.model.as_deref().unwrap_or(""),
             e.provider.as_deref().unwrap_or(""),
-        ]
-        .map(|s| s.replace(SEP, " "))
-        .join(&SEP.to_string());
-        let f = |m: &str| format!("{group}{SEP}{m}");
-        add_int(&mut d, &day, f("requests"), 1);
-        add_int(&mut d, &day, f("errors"), error);
-        add_int(&mut d, &day, f("cache_hits"), hit);
-        add_int(&mut d, &day, f("input_tokens"), input);
-        add_int(&mut d, &day, f("output_tokens"), output);
-        if cost != 0.0 {
-            *d.floats.entry((day.clone(), f("cost_usd"))).or_default() += cost;
+        );
+        let row = rows.entry(group).or_default();
+        row.requests += 1;
+        row.errors += error;
+        row.cache_hits += i64::from(e.cache.as_deref() == Some("HIT"));
+        row.input_tokens = row.input_tokens.saturating_add(input);
+        row.output_tokens = row.output_tokens.saturating_add(output);
+        row.cost_usd += cost;
+        let bucket = latency_bucket(e.latency_ms);
+        for period in [
+            (b'm', e.created_at / 60 * 60),
+            (b'h', e.created_at / 3600 * 3600),
+        ] {
+            let b = buckets.entry(period).or_default();
+            b.row.requests += 1;
+            b.row.errors += error;
+            b.row.input_tokens = b.row.input_tokens.saturating_add(input);
+            b.row.output_tokens = b.row.output_tokens.saturating_add(output);
+            b.row.cost_usd += cost;
+            *b.latency.entry(bucket).or_default() += 1;
         }
-        for h in [&minute, &hour] {
-            add_int(&mut d, h, "requests".into(), 1);
-            add_int(&mut d, h, "errors".into(), error);
-            add_int(&mut d, h, "input_tokens".into(), input);
-            add_int(&mut d, h, "output_tokens".into(), output);
-            add_int(&mut d, h, format!("l{}", latency_bucket(e.latency_ms)), 1);
-            if cost != 0.0 {
-                *d.floats.entry((h.clone(), "cost_usd".into())).or_default() += cost;
-            }
+    }
+    let mut d = Deltas::default();
+    let sep = SEP.to_string();
+    for ((day, key, model, provider), r) in rows {
+        let day = format!("d:{}", day_string(i64::try_from(day).unwrap_or(0)));
+        d.keep.insert(day.clone(), Keep::Retention);
+        let group = [key, model, provider]
+            .map(|s| s.replace(SEP, " "))
+            .join(&sep);
+        let f = |m: &str| format!("{group}{SEP}{m}");
+        add_int(&mut d, &day, f("requests"), r.requests);
+        add_int(&mut d, &day, f("errors"), r.errors);
+        add_int(&mut d, &day, f("cache_hits"), r.cache_hits);
+        add_int(&mut d, &day, f("input_tokens"), r.input_tokens);
+        add_int(&mut d, &day, f("output_tokens"), r.output_tokens);
+        add_float(&mut d, &day, f("cost_usd"), r.cost_usd);
+    }
+    for ((kind, start), b) in buckets {
+        let (hash, keep) = if kind == b'm' {
+            (format!("m:{start}"), MINUTE_KEEP_SECS)
+        } else {
+            (format!("h:{start}"), HOUR_KEEP_SECS)
+        };
+        d.keep.insert(hash.clone(), Keep::Secs(keep));
+        add_int(&mut d, &hash, "requests".into(), b.row.requests);
+        add_int(&mut d, &hash, "errors".into(), b.row.errors);
+        add_int(&mut d, &hash, "input_tokens".into(), b.row.input_tokens);
+        add_int(&mut d, &hash, "output_tokens".into(), b.row.output_tokens);
+        add_float(&mut d, &hash, "cost_usd".into(), b.row.cost_usd);
+        for (bucket, n) in b.latency {
+            add_int(&mut d, &hash, format!("l{bucket}"), n);
         }
     }
     d
@@ -308,6 +362,61 @@ mod tests {
         ] {
             assert!(parse_day(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_batch_adds_what_its_entries_add_one_by_one() {
+        let day = 1_796_515_200; // 2026-12-06 00:00 UTC
+        let entry = |at: u64, key: &str, status: u16, cost: Option<f64>, ms: u64| Entry {
+            created_at: at,
+            key: Some(key.to_owned()),
+            model: Some("gpt".to_owned()),
+            provider: Some("openai".to_owned()),
+            status,
+            latency_ms: ms,
+            cache: (status == 200 && ms == 1).then(|| "HIT".to_owned()),
+            input_tokens: Some(10),
+            output_tokens: Some(5),
+            cost_usd: cost,
+            ..Entry::default()
+        };
+        let batch = [
+            entry(day + 30, "a", 200, Some(0.5), 1),
+            entry(day + 40, "a", 500, None, 100),
+            entry(day + 90, "b\u{1f}x", 200, Some(0.25), 100),
+            entry(day + 86_400 + 5, "a", 200, Some(1.0), 100),
+        ];
+        let together = deltas(&batch);
+        let mut ints: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut floats: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut keep = BTreeMap::new();
+        for e in &batch {
+            let one = deltas(std::slice::from_ref(e));
+            for (k, v) in one.ints {
+                *ints.entry(k).or_default() += v;
+            }
+            for (k, v) in one.floats {
+                *floats.entry(k).or_default() += v;
+            }
+            keep.extend(one.keep);
+        }
+        assert_eq!(together.ints, ints);
+        assert_eq!(together.floats, floats);
+        assert_eq!(together.keep, keep);
+        let field = |h: &str, f: &str| (h.to_owned(), f.to_owned());
+        let a = format!("a{SEP}gpt{SEP}openai{SEP}");
+        assert_eq!(ints[&field("d:2026-12-06", &format!("{a}requests"))], 2);
+        assert_eq!(ints[&field("d:2026-12-06", &format!("{a}errors"))], 1);
+        assert_eq!(ints[&field("d:2026-12-06", &format!("{a}cache_hits"))], 1);
+        assert_eq!(ints[&field("d:2026-12-07", &format!("{a}requests"))], 1);
+        // A separator inside a name is made a space, so it cannot shift the fields.
+        let b = format!("b x{SEP}gpt{SEP}openai{SEP}requests");
+        assert_eq!(ints[&field("d:2026-12-06", &b)], 1);
+        let minute = format!("m:{day}");
+        assert_eq!(ints[&field(&minute, "requests")], 2);
+        assert_eq!(ints[&field(&minute, "input_tokens")], 20);
+        assert_eq!(floats[&field(&minute, "cost_usd")], 0.5);
+        assert_eq!(ints[&field(&format!("h:{day}"), "requests")], 3);
     }
 
     #[test]

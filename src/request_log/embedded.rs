@@ -1,27 +1,35 @@
-//! The request log in `state.data_dir/requests.redb`: entries by sequence number (newest last),
-//! each stored as `{request id}\x1f{entry JSON}`, and the counters. Every call runs on a
-//! blocking thread.
+//! The request log in `state.data_dir/requests.redb`: one row per written batch (key: the
+//! sequence number of its first entry; value: the batch's entries, [`postcard`]-encoded, prefixed
+//! by their count), and the counters. Every call runs on a blocking thread.
 //!
-//! Writes are append-only (sequential keys: cheap copy-on-write) and committed without a sync
-//! (`Durability::None`), with a synced commit at most once a second and when the writer goes
-//! idle: a crash loses at most the last second. There is no index by request id (its random-order
-//! inserts would cost more than the rest of the write): a cursor or an entry by id is found by
-//! reading back from the newest entry and comparing the id prefix, admin reads being rare.
+//! A batch is one append (a sequential key: cheap copy-on-write) and its commit goes without a
+//! sync (`Durability::None`), with a synced commit at most once a second and when the writer goes
+//! idle: a crash loses at most the last second. Entries are numbered in order; those older than
+//! the newest `max_entries` are hidden at once and removed with their batch once all of it is
+//! older. There is no index by request id: a cursor or an entry by id is found by reading back
+//! from the newest batch, admin reads being rare.
+//!
+//! The first version kept one JSON row per entry (table `log`): its rows cost a B-tree insert and
+//! a JSON encoding each, most of the log's cost at 25,000 calls a second (docs/benchmarks.md). A
+//! file of that version has its `log` table dropped when opened (the counters are kept).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
-};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use super::counters::{self, Deltas, Hash, SEP};
 use super::{Entry, Page, Query, ReadError};
 
-const LOG: TableDefinition<u64, &str> = TableDefinition::new("log");
+/// The first version's table of entries (dropped when found).
+const LOG_V1: TableDefinition<u64, &str> = TableDefinition::new("log");
+const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 const COUNTERS: TableDefinition<&str, f64> = TableDefinition::new("counters");
+/// redb's page cache for the log (its default, 1 GiB, would grow with every entry written: the
+/// writes are appends and the reads rare).
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct Embedded {
     db: Arc<Database>,
@@ -41,12 +49,18 @@ impl Embedded {
         std::fs::create_dir_all(data_dir)
             .map_err(|err| format!("state.data_dir {}: {err}", data_dir.display()))?;
         let path = data_dir.join("requests.redb");
-        let db = Database::create(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
         let txn = db.begin_write().map_err(e)?;
         let next = {
-            let log = txn.open_table(LOG).map_err(e)?;
+            // Dropping a table that is not there is a no-op (`Ok(false)`).
+            txn.delete_table(LOG_V1).map_err(e)?;
+            let log = txn.open_table(BATCHES).map_err(e)?;
             txn.open_table(COUNTERS).map_err(e)?;
-            log.last().map_err(e)?.map_or(1, |(k, _)| k.value() + 1)
+            let last = log.last().map_err(e)?;
+            last.map_or(1, |(k, v)| k.value() + u64::from(count(v.value())))
         };
         txn.commit().map_err(e)?;
         Ok(Self {
@@ -84,24 +98,27 @@ impl Embedded {
             })
             .map_err(e)?;
             {
-                let mut log = txn.open_table(LOG).map_err(e)?;
-                let mut row = String::new();
+                let mut log = txn.open_table(BATCHES).map_err(e)?;
+                let n = u32::try_from(entries.len()).map_err(e)?;
+                let first = next.fetch_add(u64::from(n), Ordering::Relaxed);
+                let mut row = Vec::with_capacity(entries.len() * 160 + 4);
+                row.extend_from_slice(&n.to_le_bytes());
                 for entry in &entries {
-                    let seq = next.fetch_add(1, Ordering::Relaxed);
-                    row.clear();
-                    row.push_str(&entry.id);
-                    row.push(SEP);
-                    row.push_str(&serde_json::to_string(entry).map_err(e)?);
-                    log.insert(seq, row.as_str()).map_err(e)?;
+                    row = postcard::to_extend(&Row::of(entry), row).map_err(e)?;
                 }
-                let len = log.len().map_err(e)?;
-                if len > max {
-                    let cut = log
-                        .first()
-                        .map_err(e)?
-                        .map_or(0, |(k, _)| k.value())
-                        .saturating_add(len - max);
-                    log.retain_in(..cut, |_, _| false).map_err(e)?;
+                log.insert(first, row.as_slice()).map_err(e)?;
+                // Batches whose every entry is past the newest `max` go.
+                let cut = (first + u64::from(n)).saturating_sub(max);
+                let mut gone = Vec::new();
+                for item in log.iter().map_err(e)? {
+                    let (k, v) = item.map_err(e)?;
+                    if k.value() + u64::from(count(v.value())) > cut {
+                        break;
+                    }
+                    gone.push(k.value());
+                }
+                for k in gone {
+                    log.remove(k).map_err(e)?;
                 }
                 let mut c = txn.open_table(COUNTERS).map_err(e)?;
                 for ((hash, field), v) in deltas.ints {
@@ -166,31 +183,31 @@ impl Embedded {
     }
 
     pub async fn list(&self, q: Query) -> Result<Page, ReadError> {
+        let oldest = self.oldest();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(e)?;
-            let log = txn.open_table(LOG).map_err(e)?;
+            let log = txn.open_table(BATCHES).map_err(e)?;
             let end = match &q.after {
                 None => u64::MAX,
-                Some(id) => match find(&log, id)? {
+                Some(id) => match find(&log, oldest, id)? {
                     Some((seq, _)) => seq,
                     None => return Ok(Err(ReadError::UnknownCursor)),
                 },
             };
             let mut data = Vec::new();
             let mut has_more = false;
-            for item in log.range(..end).map_err(e)?.rev() {
-                let (_, v) = item.map_err(e)?;
-                let Some(entry) = parse(v.value()) else {
-                    continue;
-                };
-                if !q.matches(&entry) {
-                    continue;
+            'batches: for item in log.range(..end).map_err(e)?.rev() {
+                let (k, v) = item.map_err(e)?;
+                for (seq, entry) in decode(k.value(), v.value()).into_iter().rev() {
+                    if seq >= end || seq < oldest || !q.matches(&entry) {
+                        continue;
+                    }
+                    if data.len() == q.limit {
+                        has_more = true;
+                        break 'batches;
+                    }
+                    data.push(entry);
                 }
-                if data.len() == q.limit {
-                    has_more = true;
-                    break;
-                }
-                data.push(entry);
             }
             Ok(Ok(Page { data, has_more }))
         })
@@ -199,12 +216,21 @@ impl Embedded {
     }
 
     pub async fn get(&self, id: String) -> Result<Option<Entry>, String> {
+        let oldest = self.oldest();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(e)?;
-            let log = txn.open_table(LOG).map_err(e)?;
-            Ok(find(&log, &id)?.map(|(_, entry)| entry))
+            let log = txn.open_table(BATCHES).map_err(e)?;
+            Ok(find(&log, oldest, &id)?.map(|(_, entry)| entry))
         })
         .await
+    }
+
+    /// The sequence number of the oldest entry shown (the newest `max_entries`).
+    fn oldest(&self) -> u64 {
+        self.next
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.max_entries)
+            .max(1)
     }
 
     pub async fn counters(&self, hashes: Vec<String>) -> Result<Vec<Hash>, String> {
@@ -242,19 +268,181 @@ fn add(
     Ok(())
 }
 
-/// An entry of the log (`{id}\x1f{json}`).
-fn parse(row: &str) -> Option<Entry> {
-    serde_json::from_str(row.split_once(SEP)?.1).ok()
+/// An entry as stored: [`Entry`]'s fields in order, every one written (postcard is positional).
+#[derive(Serialize)]
+struct Row<'a> {
+    id: &'a str,
+    created_at: u64,
+    endpoint: &'a str,
+    key: Option<&'a str>,
+    model: Option<&'a str>,
+    provider: Option<&'a str>,
+    deployment_model: Option<&'a str>,
+    status: u16,
+    latency_ms: u64,
+    ttft_ms: Option<u64>,
+    attempts: Option<u32>,
+    cache: Option<&'a str>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+    error: Option<&'a str>,
+    request: Option<&'a str>,
+    response: Option<&'a str>,
 }
 
-/// The newest entry with this request id, and its sequence number.
-fn find(log: &ReadOnlyTable<u64, &str>, id: &str) -> Result<Option<(u64, Entry)>, String> {
+impl<'a> Row<'a> {
+    fn of(x: &'a Entry) -> Self {
+        Self {
+            id: &x.id,
+            created_at: x.created_at,
+            endpoint: &x.endpoint,
+            key: x.key.as_deref(),
+            model: x.model.as_deref(),
+            provider: x.provider.as_deref(),
+            deployment_model: x.deployment_model.as_deref(),
+            status: x.status,
+            latency_ms: x.latency_ms,
+            ttft_ms: x.ttft_ms,
+            attempts: x.attempts,
+            cache: x.cache.as_deref(),
+            input_tokens: x.input_tokens,
+            output_tokens: x.output_tokens,
+            cost_usd: x.cost_usd,
+            error: x.error.as_deref(),
+            request: x.request.as_deref(),
+            response: x.response.as_deref(),
+        }
+    }
+}
+
+/// [`Row`] read back (the same fields, owned).
+#[derive(Deserialize)]
+struct OwnedRow {
+    id: String,
+    created_at: u64,
+    endpoint: String,
+    key: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    deployment_model: Option<String>,
+    status: u16,
+    latency_ms: u64,
+    ttft_ms: Option<u64>,
+    attempts: Option<u32>,
+    cache: Option<String>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+    error: Option<String>,
+    request: Option<String>,
+    response: Option<String>,
+}
+
+impl From<OwnedRow> for Entry {
+    fn from(r: OwnedRow) -> Self {
+        Self {
+            id: r.id,
+            created_at: r.created_at,
+            endpoint: r.endpoint,
+            key: r.key,
+            model: r.model,
+            provider: r.provider,
+            deployment_model: r.deployment_model,
+            status: r.status,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            attempts: r.attempts,
+            cache: r.cache,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+            error: r.error,
+            request: r.request,
+            response: r.response,
+        }
+    }
+}
+
+/// The number of entries in a batch's row.
+fn count(row: &[u8]) -> u32 {
+    row.get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// A batch's entries with their sequence numbers, oldest first (a row that does not decode ends
+/// where it stops decoding).
+fn decode(first: u64, row: &[u8]) -> Vec<(u64, Entry)> {
+    let n = count(row);
+    let mut rest = row.get(4..).unwrap_or_default();
+    let mut out = Vec::with_capacity(n as usize);
+    for seq in first..first + u64::from(n) {
+        match postcard::take_from_bytes::<OwnedRow>(rest) {
+            Ok((r, tail)) => {
+                out.push((seq, r.into()));
+                rest = tail;
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The newest entry shown with this request id, and its sequence number.
+fn find(
+    log: &ReadOnlyTable<u64, &[u8]>,
+    oldest: u64,
+    id: &str,
+) -> Result<Option<(u64, Entry)>, String> {
     for item in log.iter().map_err(e)?.rev() {
         let (k, v) = item.map_err(e)?;
-        let row = v.value();
-        if row.split_once(SEP).is_some_and(|(rid, _)| rid == id) {
-            return Ok(parse(row).map(|entry| (k.value(), entry)));
+        let hit = decode(k.value(), v.value())
+            .into_iter()
+            .rev()
+            .take_while(|(seq, _)| *seq >= oldest)
+            .find(|(_, entry)| entry.id == id);
+        if hit.is_some() {
+            return Ok(hit);
+        }
+        if k.value() < oldest {
+            return Ok(None);
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_row_decodes_to_its_entries() {
+        let a = Entry {
+            id: "r1".into(),
+            created_at: 7,
+            endpoint: "/v1/chat/completions".into(),
+            key: Some("k".into()),
+            status: 200,
+            cost_usd: Some(0.25),
+            response: Some("{}".into()),
+            ..Entry::default()
+        };
+        let b = Entry {
+            id: "r2".into(),
+            status: 500,
+            error: Some("boom".into()),
+            ..Entry::default()
+        };
+        let mut row = 2u32.to_le_bytes().to_vec();
+        for x in [&a, &b] {
+            row = postcard::to_extend(&Row::of(x), row).unwrap();
+        }
+        assert_eq!(count(&row), 2);
+        assert_eq!(decode(10, &row), vec![(10, a.clone()), (11, b)]);
+        // A cut row keeps what decodes.
+        let cut = &row[..row.len() - 3];
+        assert_eq!(decode(10, cut), vec![(10, a)]);
+        assert!(decode(1, &[1]).is_empty());
+    }
 }

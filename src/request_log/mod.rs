@@ -4,7 +4,8 @@
 //! `api::serve_request`; there [`tap`] wraps the answer's body, and when that body ends (a stream
 //! included) or is dropped the call's [`Entry`] is handed to [`RequestLog::record`]: a `try_send`
 //! on a bounded channel, never a wait (a full channel drops the entry and counts it). One
-//! background task drains the channel in batches and writes each batch with its counters:
+//! background task drains the channel in batches (gathered for up to [`LINGER`]) and writes each
+//! batch with its counters:
 //!
 //! - embedded (`state.data_dir/requests.redb`, one transaction per batch), or
 //! - Redis when `state.redis_url` is set: a capped stream (`XADD MAXLEN ~`) shared by every
@@ -12,7 +13,8 @@
 //!   totals over replicas are exact (see [`counters`]).
 
 pub mod counters;
-mod embedded;
+/// Public for `benches/request_log.rs`.
+pub mod embedded;
 mod redis_store;
 pub mod tap;
 
@@ -30,7 +32,10 @@ pub use tap::{Start, tap};
 /// Entries waiting for the writer; beyond this they are dropped (and counted).
 const QUEUE: usize = 16_384;
 /// Entries written in one batch at most.
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
+/// How long the writer lets a batch gather after its first entry: one commit (or one Redis round
+/// trip) then carries many calls' entries instead of a few (docs/benchmarks.md, "The request log").
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// Bodies kept at most this long each (with `request_log.bodies`).
 pub const BODY_MAX: usize = 32 * 1024;
 
@@ -229,8 +234,9 @@ impl RequestLog {
     }
 }
 
-/// The writer: waits for an entry, takes what else is queued (up to [`BATCH`]), writes them and
-/// their counters in one go.
+/// The writer: waits for an entry, lets others gather for [`LINGER`] (unless a full batch is
+/// already queued), takes what is queued (up to [`BATCH`]), writes them and their counters in one
+/// go.
 async fn write_loop(mut rx: mpsc::Receiver<Entry>, backend: Arc<Backend>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_sweep = 0u64;
@@ -260,6 +266,16 @@ async fn write_loop(mut rx: mpsc::Receiver<Entry>, backend: Arc<Backend>) {
         };
         if got == 0 {
             return;
+        }
+        if batch.len() < BATCH {
+            // Let the batch gather, then take what came (without waiting for more).
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
         }
         unsynced = matches!(&*backend, Backend::Embedded(_));
         let deltas = counters::deltas(&batch);
