@@ -240,7 +240,7 @@ pub(crate) fn unknown_role(i: usize, role: &str) -> TranslateError {
 }
 
 /// OpenAI `stop`: a string or an array of strings.
-enum Stop<'a> {
+pub(crate) enum Stop<'a> {
     One(JStr<'a>),
     Many(Vec<JStr<'a>>),
 }
