@@ -56,31 +56,13 @@ fn headers_of(job: &Job) -> HeaderMap {
     h
 }
 
-/// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
+/// The key a job runs as (see [`crate::keys::KeyStore::caller_by_id`]); `None` when it is gone,
 /// revoked or expired.
 async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
-    caller_by_id(state, &job.caller_id).await
-}
-
-/// The key of this id, from the file, else from the admin-made keys; `None` when it is gone,
-/// revoked or expired (also used by batches, which run as their creating key).
-pub async fn caller_by_id(
-    state: &SharedState,
-    caller_id: &str,
-) -> Result<Option<Caller>, crate::error::Error> {
-    if !state.runtime().auth.enabled() {
-        return Ok(Some(Caller { key: None }));
-    }
-    let entry = match state.runtime().auth.entry_by_id(caller_id) {
-        Some(e) => Some(e),
-        None => match state.keys().get(caller_id).await? {
-            Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
-            _ => None,
-        },
-    };
-    Ok(entry
-        .filter(|e| !e.is_expired())
-        .map(|e| Caller { key: Some(e) }))
+    state
+        .keys()
+        .caller_by_id(&state.runtime().auth, &job.caller_id)
+        .await
 }
 
 /// The job's `traceparent`, if its submission carried one.
