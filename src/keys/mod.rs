@@ -178,10 +178,7 @@ pub struct KeyStore {
 }
 
 fn backend_error(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable {
-        message: format!("the key store is unavailable: {e}"),
-        retry_after: Duration::from_secs(1),
-    }
+    Error::unavailable(format!("the key store is unavailable: {e}"))
 }
 
 impl KeyStore {
