@@ -23,6 +23,7 @@ pub mod files;
 pub mod host;
 mod legacy;
 pub mod nats;
+pub mod pool;
 pub mod secret;
 pub mod worker;
 
@@ -351,7 +352,7 @@ impl Jobs {
                             jobs.batches.clone(),
                             stop.clone()
                         ),
-                        worker::run_embedded(state.clone(), e.clone(), stop.clone(), hard),
+                        pool::run(e.clone(), state.clone(), stop.clone(), hard),
                         worker::run_embedded_webhooks(state, jobs.clone(), e.clone(), stop.clone()),
                         worker::run_embedded_expiry(e.clone(), stop),
                     );

@@ -13,78 +13,11 @@ impl Nats {
         mut stop: watch::Receiver<bool>,
         hard: watch::Receiver<bool>,
     ) {
-        let slots = state.job_slots().clone();
-        let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
         };
-        loop {
-            while tasks.try_join_next().is_some() {}
-            if *stop.borrow() {
-                break;
-            }
-            let first = tokio::select! {
-                p = slots.acquire() => p,
-                _ = stop.changed() => break,
-            };
-            let mut permits = vec![first];
-            while permits.len() < 256 {
-                match slots.try_acquire() {
-                    Some(p) => permits.push(p),
-                    None => break,
-                }
-            }
-            let batch = inner
-                .jobs
-                .batch()
-                .max_messages(permits.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    drop(permits);
-                    tracing::debug!(error = %e, "cannot pull jobs; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => break,
-                    }
-                    continue;
-                }
-            };
-            // A pull request lost with the connection never ends by itself: bound it here.
-            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-                let msg = match item {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "job pull ended with an error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        break;
-                    }
-                };
-                let Some(permit) = permits.pop() else {
-                    // More than asked for: give it back for another worker.
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let (me, state, inner, hard) =
-                    (self.clone(), state.clone(), inner.clone(), hard.clone());
-                tasks.spawn(async move {
-                    me.handle_job(&state, &inner, msg, hard).await;
-                    drop(permit);
-                });
-            }
-        }
-        let running = tasks.len();
-        if running > 0 {
-            tracing::info!(
-                running,
-                "job workers stopped taking jobs; waiting for running ones"
-            );
-        }
-        while tasks.join_next().await.is_some() {}
+        let queue = Arc::new(Workers { nats: self, inner });
+        crate::jobs::pool::run(queue, state, stop, hard).await;
     }
 
     async fn handle_job(
@@ -201,32 +134,17 @@ impl Nats {
                 }
             }
         };
-        match outcome {
-            None => {
-                // Shutdown grace passed: release it to another worker (this attempt does not count).
-                job.status = JobStatus::Queued;
-                job.attempts = job.attempts.saturating_sub(1);
+        match settle(state, &mut job, outcome, max_attempts) {
+            Settled::Release => {
+                // Released to another worker (this attempt does not count).
                 let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
                 let _ = msg.ack_with(AckKind::Nak(None)).await;
             }
-            Some(Outcome::Succeeded(raw)) => {
-                job.finish(JobStatus::Succeeded, Some(raw), None);
-                self.end(inner, &msg, &key, job, revision).await;
-            }
-            Some(Outcome::Failed { error, retryable })
-                if retryable && job.attempts < max_attempts =>
-            {
-                let delay = retry_delay(state, job.attempts);
-                tracing::info!(job = %id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
-                job.status = JobStatus::Queued;
-                job.error = Some(error);
+            Settled::Retry(delay) => {
                 let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
                 let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
             }
-            Some(Outcome::Failed { error, .. }) => {
-                job.finish(JobStatus::Failed, None, Some(error));
-                self.end(inner, &msg, &key, job, revision).await;
-            }
+            Settled::End => self.end(inner, &msg, &key, job, revision).await,
         }
     }
 
@@ -510,5 +428,71 @@ pub(super) async fn handle_hook(
         None => {
             let _ = msg.double_ack().await;
         }
+    }
+}
+
+/// JetStream as the worker pool's queue (`pool::run`): jobs pulled from the shared consumer.
+struct Workers {
+    nats: Arc<Nats>,
+    inner: Arc<Inner>,
+}
+
+impl Queue for Workers {
+    type Taken = jetstream::Message;
+
+    async fn take_jobs(
+        &self,
+        mut permits: Vec<OwnedSemaphorePermit>,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
+    ) -> Flow {
+        let batch = self
+            .inner
+            .jobs
+            .batch()
+            .max_messages(permits.len())
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                drop(permits);
+                tracing::debug!(error = %e, "cannot pull jobs; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return Flow::Stop,
+                }
+                return Flow::Go;
+            }
+        };
+        // A pull request lost with the connection never ends by itself: bound it here.
+        let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+        while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+            let msg = match item {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "job pull ended with an error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            };
+            let Some(permit) = permits.pop() else {
+                // More than asked for: give it back for another worker.
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                continue;
+            };
+            start(msg, permit);
+        }
+        Flow::Go
+    }
+
+    async fn run_job(
+        self: Arc<Self>,
+        state: SharedState,
+        msg: Self::Taken,
+        hard: watch::Receiver<bool>,
+    ) {
+        self.nats.handle_job(&state, &self.inner, msg, hard).await;
     }
 }
