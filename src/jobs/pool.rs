@@ -1,8 +1,9 @@
-//! The job worker pool, one loop for both backends: up to `jobs.workers` jobs at a time (the
-//! process's job slots), taken from a [`Queue`] until `stop`; running jobs then finish, or are
-//! given back when `hard` fires (the shutdown grace passed). What becomes of a job after a run
-//! is decided once, by [`settle`]; each backend records it its own way (the embedded store's
-//! queue table, or JetStream's acknowledgements and the KV record).
+//! The worker pool, one loop for both backends: up to as many items at a time as `slots` allows
+//! (for jobs the process's job slots, `jobs.workers`), taken from a [`Queue`] until `stop`;
+//! running ones then finish, or (jobs) are given back when `hard` fires (the shutdown grace
+//! passed). JetStream's webhook deliveries run in it too. What becomes of a job after a run is
+//! decided once, by [`settle`]; each backend records it its own way (the embedded store's queue
+//! table, or JetStream's acknowledgements and the KV record).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::task::JoinSet;
 use super::worker::{Outcome, retry_delay};
 use super::{Job, JobStatus};
 use crate::jobs::host::SharedHost as SharedState;
+use crate::slots::Slots;
 
 /// Most jobs asked for at once.
 const MOST_AT_ONCE: usize = 256;
@@ -24,10 +26,14 @@ pub enum Flow {
     Stop,
 }
 
-/// Where a pool's jobs come from: the embedded store or JetStream.
+/// Where a pool's work comes from: jobs from the embedded store or JetStream, webhook
+/// deliveries from JetStream.
 pub trait Queue: Send + Sync + 'static {
     /// A job taken from the queue, as the backend hands it over.
     type Taken: Send + 'static;
+
+    /// The log line when the pool stops with work still running (`None`: none).
+    const DRAINING: Option<&'static str>;
 
     /// Take up to `permits.len()` jobs, and `start` each with a permit as it comes; the permits
     /// not used are dropped (before waiting for work, so the slots are free meanwhile).
@@ -48,14 +54,15 @@ pub trait Queue: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
-/// Run `queue`'s jobs until `stop`, then wait for the running ones.
+/// Run `queue`'s work, as much at a time as `slots` allows, until `stop`; then wait for what
+/// runs.
 pub async fn run<Q: Queue>(
     queue: Arc<Q>,
+    slots: &Slots,
     state: SharedState,
     mut stop: watch::Receiver<bool>,
     hard: watch::Receiver<bool>,
 ) {
-    let slots = state.job_slots().clone();
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -85,11 +92,10 @@ pub async fn run<Q: Queue>(
         }
     }
     let running = tasks.len();
-    if running > 0 {
-        tracing::info!(
-            running,
-            "job workers stopped taking jobs; waiting for running ones"
-        );
+    if let Some(line) = Q::DRAINING
+        && running > 0
+    {
+        tracing::info!(running, "{line}");
     }
     while tasks.join_next().await.is_some() {}
 }

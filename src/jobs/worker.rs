@@ -1,6 +1,7 @@
 //! Running jobs: [`execute`] sends a stored request through the same pipeline as a synchronous
 //! one (routing, cache, retries, fallbacks, limits) and captures its answer; the embedded
-//! backend's worker pool and webhook dispatcher live here too (JetStream's are in `nats.rs`).
+//! store's side of the worker pool (`pool::Queue`) and its webhook dispatcher live here too
+//! (JetStream's are in `nats/work.rs`).
 //!
 //! Rate limits wait rather than fail: a `429 rate_limit_error` from the pipeline makes the job
 //! sleep for the `retry-after` and try again without spending an attempt. Other failures with a
@@ -277,6 +278,8 @@ fn ttl_ms(state: &SharedState) -> u64 {
 /// The embedded store as the worker pool's queue (`pool::run`).
 impl Queue for Embedded {
     type Taken = (Job, Bytes);
+    const DRAINING: Option<&'static str> =
+        Some("job workers stopped taking jobs; waiting for running ones");
 
     async fn take_jobs(
         &self,

@@ -28,8 +28,7 @@ use async_nats::jetstream::{self, AckKind, consumer, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::pool::{Flow, Queue, Settled, settle};
 use super::worker::{count_end, deliver_webhook, execute, interrupted_error};
@@ -39,6 +38,7 @@ use super::{
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::jobs::host::SharedHost as SharedState;
+use crate::slots::Slots;
 
 mod setup;
 mod work;

@@ -17,7 +17,8 @@ impl Nats {
             return;
         };
         let queue = Arc::new(Workers { nats: self, inner });
-        crate::jobs::pool::run(queue, state, stop, hard).await;
+        let slots = state.job_slots().clone();
+        crate::jobs::pool::run(queue, &slots, state, stop, hard).await;
     }
 
     async fn handle_job(
@@ -246,67 +247,21 @@ impl Nats {
         // The record says it ended: a redelivery only acknowledges it.
     }
 
-    /// Deliver webhooks from the shared consumer (at most 64 at a time here) until `stop`.
+    /// Deliver webhooks from the shared consumer (at most 64 at a time here) until `stop`;
+    /// deliveries in flight then finish (each is bounded by `jobs.webhook.timeout`).
     pub async fn run_webhooks(
         self: Arc<Self>,
         state: SharedState,
         jobs: Arc<Jobs>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let sem = Arc::new(Semaphore::new(64));
-        let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
         };
-        loop {
-            while tasks.try_join_next().is_some() {}
-            if *stop.borrow() {
-                break;
-            }
-            let first = tokio::select! {
-                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = stop.changed() => break,
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = sem.clone().try_acquire_owned() {
-                permits.push(p);
-            }
-            let mut batch = match inner
-                .hooks
-                .batch()
-                .max_messages(permits.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await
-            {
-                Ok(b) => b,
-                Err(_) => {
-                    drop(permits);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => break,
-                    }
-                    continue;
-                }
-            };
-            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-                let Ok(msg) = item else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                };
-                let Some(permit) = permits.pop() else {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let (state, jobs, inner) = (state.clone(), jobs.clone(), inner.clone());
-                tasks.spawn(async move {
-                    handle_hook(&state, &jobs, &inner, msg).await;
-                    drop(permit);
-                });
-            }
-        }
-        while tasks.join_next().await.is_some() {}
+        let slots = Slots::new(64);
+        // Nothing cuts a delivery short: the pool's `hard` signal is never looked at.
+        let hard = stop.clone();
+        crate::jobs::pool::run(Arc::new(Hooks { inner, jobs }), &slots, state, stop, hard).await;
     }
 
     /// Keep `ai_gateway_jobs_queued` at the consumer's pending count.
@@ -439,6 +394,8 @@ struct Workers {
 
 impl Queue for Workers {
     type Taken = jetstream::Message;
+    const DRAINING: Option<&'static str> =
+        Some("job workers stopped taking jobs; waiting for running ones");
 
     async fn take_jobs(
         &self,
@@ -494,5 +451,66 @@ impl Queue for Workers {
         hard: watch::Receiver<bool>,
     ) {
         self.nats.handle_job(&state, &self.inner, msg, hard).await;
+    }
+}
+
+/// JetStream's webhook stream as a worker pool's queue (`pool::run`): deliveries pulled from the
+/// shared consumer.
+struct Hooks {
+    inner: Arc<Inner>,
+    jobs: Arc<Jobs>,
+}
+
+impl Queue for Hooks {
+    type Taken = jetstream::Message;
+    const DRAINING: Option<&'static str> = None;
+
+    async fn take_jobs(
+        &self,
+        mut permits: Vec<OwnedSemaphorePermit>,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
+    ) -> Flow {
+        let mut batch = match self
+            .inner
+            .hooks
+            .batch()
+            .max_messages(permits.len())
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+        {
+            Ok(b) => b,
+            Err(_) => {
+                drop(permits);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return Flow::Stop,
+                }
+                return Flow::Go;
+            }
+        };
+        let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+        while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+            let Ok(msg) = item else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            };
+            let Some(permit) = permits.pop() else {
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                continue;
+            };
+            start(msg, permit);
+        }
+        Flow::Go
+    }
+
+    async fn run_job(
+        self: Arc<Self>,
+        state: SharedState,
+        msg: Self::Taken,
+        _hard: watch::Receiver<bool>,
+    ) {
+        handle_hook(&state, &self.jobs, &self.inner, msg).await;
     }
 }
