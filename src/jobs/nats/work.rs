@@ -399,49 +399,18 @@ impl Queue for Workers {
 
     async fn take_jobs(
         &self,
-        mut permits: Vec<OwnedSemaphorePermit>,
+        permits: Vec<OwnedSemaphorePermit>,
         stop: &mut watch::Receiver<bool>,
         start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
     ) -> Flow {
-        let batch = self
-            .inner
-            .jobs
-            .batch()
-            .max_messages(permits.len())
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                drop(permits);
-                tracing::debug!(error = %e, "cannot pull jobs; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.changed() => return Flow::Stop,
-                }
-                return Flow::Go;
-            }
-        };
-        // A pull request lost with the connection never ends by itself: bound it here.
-        let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-        while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-            let msg = match item {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, "job pull ended with an error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
-            };
-            let Some(permit) = permits.pop() else {
-                // More than asked for: give it back for another worker.
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                continue;
-            };
-            start(msg, permit);
-        }
-        Flow::Go
+        pull(
+            &self.inner.jobs,
+            Some(("cannot pull jobs; retrying", "job pull ended with an error")),
+            permits,
+            stop,
+            start,
+        )
+        .await
     }
 
     async fn run_job(
@@ -467,42 +436,11 @@ impl Queue for Hooks {
 
     async fn take_jobs(
         &self,
-        mut permits: Vec<OwnedSemaphorePermit>,
+        permits: Vec<OwnedSemaphorePermit>,
         stop: &mut watch::Receiver<bool>,
         start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
     ) -> Flow {
-        let mut batch = match self
-            .inner
-            .hooks
-            .batch()
-            .max_messages(permits.len())
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await
-        {
-            Ok(b) => b,
-            Err(_) => {
-                drop(permits);
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = stop.changed() => return Flow::Stop,
-                }
-                return Flow::Go;
-            }
-        };
-        let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-        while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-            let Ok(msg) = item else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                break;
-            };
-            let Some(permit) = permits.pop() else {
-                let _ = msg.ack_with(AckKind::Nak(None)).await;
-                continue;
-            };
-            start(msg, permit);
-        }
-        Flow::Go
+        pull(&self.inner.hooks, None, permits, stop, start).await
     }
 
     async fn run_job(
@@ -513,4 +451,56 @@ impl Queue for Hooks {
     ) {
         handle_hook(&state, &self.jobs, &self.inner, msg).await;
     }
+}
+
+/// One pull of up to `permits.len()` messages from `consumer`, each started with a permit as it
+/// arrives (more than asked for are given back for another worker). `debug`: the debug log
+/// lines of a pull that failed and of one that ended with an error (`None`: no log).
+async fn pull(
+    consumer: &consumer::PullConsumer,
+    debug: Option<(&str, &str)>,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    stop: &mut watch::Receiver<bool>,
+    start: &mut (dyn FnMut(jetstream::Message, OwnedSemaphorePermit) + Send),
+) -> Flow {
+    let batch = consumer
+        .batch()
+        .max_messages(permits.len())
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await;
+    let mut batch = match batch {
+        Ok(b) => b,
+        Err(e) => {
+            drop(permits);
+            if let Some((failed, _)) = debug {
+                tracing::debug!(error = %e, "{failed}");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return Flow::Stop,
+            }
+            return Flow::Go;
+        }
+    };
+    // A pull request lost with the connection never ends by itself: bound it here.
+    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+    while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+        let msg = match item {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some((_, ended)) = debug {
+                    tracing::debug!(error = %e, "{ended}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+        };
+        let Some(permit) = permits.pop() else {
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            continue;
+        };
+        start(msg, permit);
+    }
+    Flow::Go
 }
