@@ -194,6 +194,15 @@ impl Error {
         Self::InvalidRequest(msg.into())
     }
 
+    /// 503, to be tried again in a second: a store or service the request needs cannot be
+    /// reached now.
+    pub fn unavailable(msg: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: msg.into(),
+            retry_after: std::time::Duration::from_secs(1),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) | Self::ContentFiltered(_) => StatusCode::BAD_REQUEST,

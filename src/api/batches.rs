@@ -10,11 +10,11 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::files::{batches_of, store_error};
+use super::listing::{self, answer, owned_by};
 use crate::api::context::SharedState;
-use crate::api::error::Render;
 use crate::auth::Caller;
 use crate::clock::unix_secs;
 use crate::error::Error;
@@ -27,10 +27,6 @@ pub const ENDPOINTS: &[&str] = &[
     "/v1/messages",
     "/v1/responses",
 ];
-
-fn answer(r: Result<Response, Error>) -> Response {
-    r.unwrap_or_else(|e| e.into_response_for(crate::wire::Format::OpenAi))
-}
 
 fn no_batch(id: &str) -> Error {
     Error::NoSuch(format!("no batch {id} for this key"))
@@ -149,10 +145,12 @@ async fn owned(state: &SharedState, caller: &Caller, id: &str) -> Result<(Batch,
     if !valid_batch_id(id) {
         return Err(no_batch(id));
     }
-    match batches.records.get(id).await.map_err(store_error)? {
-        Some((b, rev)) if caller.owns(&b.owner_id) => Ok((b, rev)),
-        _ => Err(no_batch(id)),
-    }
+    owned_by(
+        batches.records.get(id).await.map_err(store_error)?,
+        caller,
+        |(b, _)| b.owner_id.as_str(),
+        || no_batch(id),
+    )
 }
 
 pub async fn get(
@@ -178,20 +176,7 @@ fn page(
     if let Some(after) = q.get("after") {
         list.retain(|b| b.id < *after);
     }
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
-    let has_more = list.len() > limit;
-    list.truncate(limit);
-    json!({
-        "object": "list",
-        "data": list.iter().map(show).collect::<Vec<_>>(),
-        "first_id": list.first().map(|b| &b.id),
-        "last_id": list.last().map(|b| &b.id),
-        "has_more": has_more,
-    })
+    listing::page(list, q, (20, 100), |b| b.id.as_str(), show)
 }
 
 pub async fn list(

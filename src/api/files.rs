@@ -14,19 +14,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
+use super::listing::{self, answer, owned_by};
 use crate::api::context::SharedState;
-use crate::api::error::Render;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::jobs::batches::Batches;
 use crate::jobs::files::{FileMeta, PutError, new_file_id, valid_file_id};
-
-pub(crate) fn unavailable(msg: impl Into<String>) -> Error {
-    Error::Unavailable {
-        message: msg.into(),
-        retry_after: std::time::Duration::from_secs(1),
-    }
-}
 
 /// The batch system, or the 503 when the job store could not be opened.
 pub(crate) fn batches_of(state: &SharedState) -> Result<Arc<Batches>, Error> {
@@ -35,18 +28,14 @@ pub(crate) fn batches_of(state: &SharedState) -> Result<Arc<Batches>, Error> {
         .get()
         .map(|j| j.batches.clone())
         .ok_or_else(|| {
-            unavailable(
+            Error::unavailable(
                 "files and batches are not available: the job store could not be opened (see the gateway's log)",
             )
         })
 }
 
 pub(crate) fn store_error(e: impl std::fmt::Display) -> Error {
-    unavailable(format!("the batch store is unavailable: {e}"))
-}
-
-fn answer(r: Result<Response, Error>) -> Response {
-    r.unwrap_or_else(|e| e.into_response_for(crate::wire::Format::OpenAi))
+    Error::unavailable(format!("the batch store is unavailable: {e}"))
 }
 
 fn no_file(id: &str) -> Error {
@@ -58,10 +47,12 @@ async fn owned(batches: &Batches, caller: &Caller, id: &str) -> Result<FileMeta,
     if !valid_file_id(id) {
         return Err(no_file(id));
     }
-    match batches.records.get_file(id).await.map_err(store_error)? {
-        Some(m) if caller.owns(&m.owner_id) => Ok(m),
-        _ => Err(no_file(id)),
-    }
+    owned_by(
+        batches.records.get_file(id).await.map_err(store_error)?,
+        caller,
+        |m| m.owner_id.as_str(),
+        || no_file(id),
+    )
 }
 
 pub async fn upload(
@@ -189,21 +180,13 @@ pub async fn list(
             {
                 files.drain(..=pos);
             }
-            let limit = q
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(10_000)
-                .clamp(1, 10_000);
-            let has_more = files.len() > limit;
-            files.truncate(limit);
-            let data: Vec<_> = files.iter().map(FileMeta::public).collect();
-            Ok(axum::Json(json!({
-                "object": "list",
-                "data": data,
-                "first_id": files.first().map(|m| &m.id),
-                "last_id": files.last().map(|m| &m.id),
-                "has_more": has_more,
-            }))
+            Ok(axum::Json(listing::page(
+                files,
+                &q,
+                (10_000, 10_000),
+                |m| m.id.as_str(),
+                FileMeta::public,
+            ))
             .into_response())
         }
         .await,

@@ -67,13 +67,6 @@ pub async fn submit_responses(
     submit(state, caller, id, req, Endpoint::Responses).await
 }
 
-fn unavailable(msg: impl Into<String>) -> Error {
-    Error::Unavailable {
-        message: msg.into(),
-        retry_after: std::time::Duration::from_secs(1),
-    }
-}
-
 /// An error answer with another status than the error's own (404 for jobs).
 fn with_status(e: Error, flavor: Format, status: StatusCode) -> Response {
     let mut r = e.into_response_for(flavor);
@@ -131,7 +124,7 @@ async fn submit_inner(
     label: &mut Option<String>,
 ) -> Result<Response, Error> {
     let Some(jobs) = state.jobs.get() else {
-        return Err(unavailable(
+        return Err(Error::unavailable(
             "async jobs are not available: the job store could not be opened (see the gateway's log)",
         ));
     };
@@ -237,7 +230,7 @@ async fn submit_inner(
         .map_err(|e| match e {
             SubmitError::Store(e) => {
                 tracing::warn!(error = %e, "could not store a job");
-                unavailable(format!(
+                Error::unavailable(format!(
                     "the job could not be stored ({e}); retry with the same Idempotency-Key"
                 ))
             }
@@ -267,7 +260,8 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> Response {
     let Some(jobs) = state.jobs.get() else {
-        return unavailable("async jobs are not available").into_response_for(Format::OpenAi);
+        return Error::unavailable("async jobs are not available")
+            .into_response_for(Format::OpenAi);
     };
     if !crate::jobs::valid_job_id(&id) {
         return not_found(&id);
@@ -275,7 +269,7 @@ pub async fn get_job(
     match jobs.queue.get(&id).await {
         Ok(Some(job)) if job.visible_to(&caller) => axum::Json(job.public()).into_response(),
         Ok(_) => not_found(&id),
-        Err(e) => unavailable(format!("the job store is unavailable: {e}"))
+        Err(e) => Error::unavailable(format!("the job store is unavailable: {e}"))
             .into_response_for(Format::OpenAi),
     }
 }
@@ -286,7 +280,8 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Response {
     let Some(jobs) = state.jobs.get() else {
-        return unavailable("async jobs are not available").into_response_for(Format::OpenAi);
+        return Error::unavailable("async jobs are not available")
+            .into_response_for(Format::OpenAi);
     };
     if !crate::jobs::valid_job_id(&id) {
         return not_found(&id);
@@ -306,7 +301,7 @@ pub async fn cancel_job(
         }
         .into_response_for(Format::OpenAi),
         Ok(Cancel::NotFound) => not_found(&id),
-        Err(e) => unavailable(format!("the job store is unavailable: {e}"))
+        Err(e) => Error::unavailable(format!("the job store is unavailable: {e}"))
             .into_response_for(Format::OpenAi),
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod home;
 pub mod jobs;
+mod listing;
 pub mod openai;
 pub mod ops;
 pub mod passthrough;

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::api;
 use crate::api::context::{AppState, RequestId, SharedState, error_format_of};
 use crate::api::error::Render;
-use crate::auth::{Caller, Identified, check_usable};
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::wire::Format;
 
@@ -243,17 +243,8 @@ impl hyper::body::Body for Finished {
 /// Who is calling: the configured or admin-created key the request presents (or nobody when
 /// the gateway has no keys), or the 401 to answer.
 async fn caller_of(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, Error> {
-    let identified = state.runtime.load().auth.identify(headers);
-    match identified {
-        Ok(Identified::Open) => Ok(Caller { key: None }),
-        Ok(Identified::Known(entry)) => Ok(Caller { key: Some(entry) }),
-        Ok(Identified::Unknown(hash)) => match state.keys.lookup(hash).await {
-            Ok(Some(entry)) => check_usable(&entry).map(|()| Caller { key: Some(entry) }),
-            Ok(None) => Err(Error::Unauthenticated("the API key is not valid")),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    }
+    let identified = state.runtime.load().auth.identify(headers)?;
+    state.keys.caller(identified).await
 }
 
 async fn authenticate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {

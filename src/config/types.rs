@@ -14,12 +14,18 @@ use serde::{Deserialize, Serialize};
 use super::units::{ByteSize, Dur};
 
 mod batches;
+mod cache;
 mod guardrails;
+mod models;
+mod providers;
 mod request_log;
 mod routing;
 mod state;
 pub use batches::*;
+pub use cache::*;
 pub use guardrails::*;
+pub use models::*;
+pub use providers::*;
 pub use request_log::*;
 pub use routing::*;
 pub use state::*;
@@ -125,208 +131,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// A provider's `type`: the four wire formats the gateway speaks besides the built-in mock,
-/// and the presets (OpenAI-compatible services with their base URL and key variable known;
-/// `config::presets`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderType {
-    Openai,
-    Azure,
-    Anthropic,
-    Mock,
-    Gemini,
-    Bedrock,
-    Deepseek,
-    Qwen,
-    Zhipu,
-    Moonshot,
-    Doubao,
-    Hunyuan,
-    Qianfan,
-    Mistral,
-    Groq,
-    Together,
-    Fireworks,
-    Openrouter,
-    Xai,
-    Cohere,
-    Ollama,
-    Vllm,
-}
-
-impl ProviderType {
-    /// The name as written in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Openai => "openai",
-            Self::Azure => "azure",
-            Self::Anthropic => "anthropic",
-            Self::Mock => "mock",
-            Self::Gemini => "gemini",
-            Self::Bedrock => "bedrock",
-            Self::Deepseek => "deepseek",
-            Self::Qwen => "qwen",
-            Self::Zhipu => "zhipu",
-            Self::Moonshot => "moonshot",
-            Self::Doubao => "doubao",
-            Self::Hunyuan => "hunyuan",
-            Self::Qianfan => "qianfan",
-            Self::Mistral => "mistral",
-            Self::Groq => "groq",
-            Self::Together => "together",
-            Self::Fireworks => "fireworks",
-            Self::Openrouter => "openrouter",
-            Self::Xai => "xai",
-            Self::Cohere => "cohere",
-            Self::Ollama => "ollama",
-            Self::Vllm => "vllm",
-        }
-    }
-
-    /// Whether the provider speaks OpenAI's wire format at OpenAI's paths (`openai` and every
-    /// preset).
-    pub fn is_openai_compatible(self) -> bool {
-        self == Self::Openai || super::presets::preset(self).is_some()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// Referenced by `models[].deployments[].provider`.
-    #[schemars(example = &"openai")]
-    pub name: String,
-    #[serde(rename = "type")]
-    /// The kind of upstream API.
-    pub kind: ProviderType,
-    /// Required for openai (defaults to OpenAI's), azure and anthropic (defaults to Anthropic's).
-    #[serde(default)]
-    #[schemars(example = &"https://api.openai.com/v1")]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    /// The provider's key, usually `"${OPENAI_API_KEY}"`-style from the environment.
-    #[schemars(example = &"${OPENAI_API_KEY}")]
-    pub api_key: Option<String>,
-    /// Per attempt, to the last byte of a non-streamed answer.
-    #[serde(default = "default_provider_timeout")]
-    pub timeout: Dur,
-    /// Connecting to the provider, TLS included.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Dur,
-    #[serde(default)]
-    /// Extra headers to send upstream.
-    #[schemars(example = serde_json::json!({"x-team": "search"}))]
-    pub headers: BTreeMap<String, String>,
-    /// azure only.
-    #[serde(default)]
-    #[schemars(example = &"2024-10-21")]
-    pub api_version: Option<String>,
-    /// mock only: delay before the answer (and between streamed words).
-    #[serde(default)]
-    #[schemars(example = &"20ms")]
-    pub latency: Option<Dur>,
-    /// bedrock only: the AWS region (signing, and the default `base_url`).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// bedrock only: AWS credentials (SigV4); a session token for temporary ones.
-    #[serde(default)]
-    pub aws_access_key_id: Option<String>,
-    #[serde(default)]
-    pub aws_secret_access_key: Option<String>,
-    #[serde(default)]
-    pub aws_session_token: Option<String>,
-}
-
-fn default_provider_timeout() -> Dur {
-    Dur::secs(60)
-}
-fn default_connect_timeout() -> Dur {
-    Dur::secs(5)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoutingStrategy {
-    #[default]
-    Priority,
-    Weighted,
-    Latency,
-    Cost,
-    LeastBusy,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// What clients put in `"model"`; `prefix/*` serves every name with that prefix.
-    #[schemars(example = &"gpt-4o-mini")]
-    pub name: String,
-    #[serde(default)]
-    /// How a deployment is picked among the healthy ones.
-    pub routing: RoutingStrategy,
-    /// Where the model is served: a provider and its model name.
-    pub deployments: Vec<DeploymentConfig>,
-    #[serde(default)]
-    /// Other model names, tried in order when every deployment failed.
-    #[schemars(example = ["claude-haiku"])]
-    pub fallbacks: Vec<String>,
-    #[serde(default)]
-    /// Overrides `resilience.retries` for this model.
-    #[schemars(example = 1)]
-    pub retries: Option<u32>,
-    #[serde(default)]
-    /// Overrides the provider's timeout for this model.
-    #[schemars(example = &"30s")]
-    pub timeout: Option<Dur>,
-    #[serde(default)]
-    /// Overrides `cache.enabled` for this model.
-    #[schemars(example = false)]
-    pub cache: Option<bool>,
-    /// Names from `guardrails:`, applied in addition to the global ones.
-    #[serde(default)]
-    pub guardrails: Vec<String>,
-    /// `hedge:` send the request to a second deployment when the first is slow.
-    #[serde(default)]
-    pub hedge: Option<HedgeConfig>,
-    /// `shadow:` mirror a sample of requests to another model, never affecting the answer.
-    #[serde(default)]
-    pub shadow: Option<ShadowConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentConfig {
-    /// A provider name from `providers`.
-    #[schemars(example = &"openai")]
-    pub provider: String,
-    /// The upstream's model name (Azure: the deployment name; `"*"` under a wildcard model name `prefix/*`).
-    #[schemars(example = &"gpt-4o-mini")]
-    pub model: String,
-    #[serde(default)]
-    /// USD per million input tokens; used by `cost` routing and spend.
-    #[schemars(example = 0.15)]
-    pub input_cost_per_mtok: Option<f64>,
-    #[serde(default)]
-    /// USD per million output tokens.
-    #[schemars(example = 0.6)]
-    pub output_cost_per_mtok: Option<f64>,
-    #[serde(default = "one")]
-    /// Share of requests under `weighted` routing.
-    pub weight: u32,
-    #[serde(default)]
-    /// Order under `priority` routing: lower first.
-    pub priority: i32,
-    /// Upstream requests per minute this deployment takes; the router avoids it at its limit.
-    #[serde(default)]
-    #[schemars(example = 5000)]
-    pub rpm: Option<u64>,
-    /// Upstream tokens per minute this deployment takes.
-    #[serde(default)]
-    #[schemars(example = 2000000)]
-    pub tpm: Option<u64>,
-}
-
 fn one() -> u32 {
     1
 }
@@ -372,76 +176,6 @@ impl Default for CircuitBreakerConfig {
         Self {
             failure_threshold: 5,
             open_for: Dur::secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheScope {
-    #[default]
-    Key,
-    Global,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    /// Cache answers (per model: `models[].cache`).
-    pub enabled: bool,
-    /// How long an answer is kept.
-    pub ttl: Dur,
-    /// `key`: each gateway key sees its own entries; `global`: shared by all keys.
-    pub scope: CacheScope,
-    /// In-process cache: entries at most.
-    pub l1_max_entries: u64,
-    /// In-process cache: bytes at most.
-    pub l1_max_bytes: ByteSize,
-    /// Also cache in Redis (when `state.redis_url` is set), shared by replicas.
-    pub l2: bool,
-    /// Cache only requests with temperature 0 or a seed.
-    pub only_deterministic: bool,
-    /// Answer a request whose last user message means nearly the same as a cached one's.
-    pub semantic: SemanticCacheConfig,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            ttl: Dur::secs(3600),
-            scope: CacheScope::Key,
-            l1_max_entries: 10_000,
-            l1_max_bytes: ByteSize(256 * 1024 * 1024),
-            l2: true,
-            only_deterministic: false,
-            semantic: SemanticCacheConfig::default(),
-        }
-    }
-}
-
-/// `cache.semantic`: answer a request whose last user message means nearly the same as a
-/// cached one's.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct SemanticCacheConfig {
-    /// Turn the semantic cache on.
-    pub enabled: bool,
-    /// A model name from `models:`, called through the gateway's own routing.
-    pub embedding_model: String,
-    /// Cosine similarity needed for a hit, in (0, 1].
-    pub threshold: f32,
-    /// Entries kept at most.
-    pub max_entries: u64,
-}
-
-impl Default for SemanticCacheConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            embedding_model: "text-embedding-3-small".to_owned(),
-            threshold: 0.95,
-            max_entries: 100_000,
         }
     }
 }

@@ -12,6 +12,9 @@
 //! `idempotency` (key id NUL Idempotency-Key → id), `expiry` ((ms, id): records to drop after
 //! `jobs.result_ttl`), `webhooks` ((due ms, id): pending deliveries), `meta`.
 
+mod queue;
+mod writer;
+
 use std::any::Any;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -30,6 +33,8 @@ use super::{Cancel, Job, JobStatus, NewJob, StoreError, Submitted, WebhookStatus
 use crate::auth::Caller;
 use crate::clock::unix_ms;
 use crate::config::Config;
+use queue::end_job;
+use writer::{Cmd, Op, writer};
 
 pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
@@ -40,17 +45,8 @@ const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 const WEBHOOKS: TableDefinition<(u64, &str), ()> = TableDefinition::new("webhooks");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Most operations committed together.
-const MAX_BATCH: usize = 1024;
 /// redb's page cache: bounded, so RSS does not follow the queue depth.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-type Op = Box<dyn FnOnce(&WriteTransaction) -> Result<Box<dyn Any + Send>, redb::Error> + Send>;
-
-struct Cmd {
-    op: Op,
-    reply: oneshot::Sender<Result<Box<dyn Any + Send>, StoreError>>,
-}
 
 pub struct Embedded {
     db: Arc<Database>,
@@ -68,64 +64,6 @@ pub struct Embedded {
 /// An `Idempotency-Key` in the scope of the key (by its id) that sent it.
 pub(super) fn scoped_idem(owner_id: &str, key: &str) -> String {
     format!("{owner_id}\u{0}{key}")
-}
-
-/// One committed batch of operations per loop.
-fn writer(db: Arc<Database>, rx: mpsc::Receiver<Cmd>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let txn = match db.begin_write() {
-            Ok(t) => t,
-            Err(e) => {
-                let err = StoreError::new(format!("cannot write the job store: {e}"));
-                for c in batch {
-                    let _ = c.reply.send(Err(err.clone()));
-                }
-                continue;
-            }
-        };
-        let mut done = Vec::with_capacity(batch.len());
-        let mut failure: Option<String> = None;
-        for c in batch {
-            if failure.is_some() {
-                done.push((c.reply, None));
-                continue;
-            }
-            match (c.op)(&txn) {
-                Ok(v) => done.push((c.reply, Some(v))),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    done.push((c.reply, None));
-                }
-            }
-        }
-        let outcome = match failure {
-            Some(f) => {
-                drop(txn);
-                Err(StoreError::new(format!("job store write failed: {f}")))
-            }
-            None => txn
-                .commit()
-                .map_err(|e| StoreError::new(format!("job store commit failed: {e}"))),
-        };
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "job store transaction failed");
-        }
-        for (reply, value) in done {
-            let msg = match (&outcome, value) {
-                (Ok(()), Some(v)) => Ok(v),
-                (Err(e), _) => Err(e.clone()),
-                (Ok(()), None) => Err(StoreError::new("job store write failed")),
-            };
-            let _ = reply.send(msg);
-        }
-    }
 }
 
 pub(super) fn read_job(
@@ -280,130 +218,6 @@ impl Embedded {
         .await
     }
 
-    /// Take up to `n` due jobs: each becomes `running` with one more attempt. Also returns the
-    /// due time (unix ms) of the next queued job, if any.
-    pub async fn take(&self, n: usize) -> Result<(Vec<(Job, Bytes)>, Option<u64>), StoreError> {
-        let now = unix_ms();
-        let (taken, next) = self
-            .write(move |txn| {
-                let mut queue = txn.open_table(QUEUE)?;
-                let mut records = txn.open_table(RECORDS)?;
-                let mut running = txn.open_table(RUNNING)?;
-                let bodies = txn.open_table(BODIES)?;
-                let mut keys = Vec::new();
-                let mut next = None;
-                for item in queue.iter()? {
-                    let (k, v) = item?;
-                    let key = k.value();
-                    if key.0 > now || keys.len() >= n {
-                        next = Some(key.0);
-                        break;
-                    }
-                    keys.push((key, v.value().to_owned()));
-                }
-                let mut out = Vec::with_capacity(keys.len());
-                for (key, id) in keys {
-                    queue.remove(key)?;
-                    let Some(mut job) = read_job(&records, &id)? else {
-                        continue;
-                    };
-                    if job.status != JobStatus::Queued {
-                        continue;
-                    }
-                    let body = bodies
-                        .get(id.as_str())?
-                        .map(|b| Bytes::copy_from_slice(b.value()))
-                        .unwrap_or_default();
-                    job.status = JobStatus::Running;
-                    job.attempts += 1;
-                    job.started_at = Some(crate::clock::unix_secs());
-                    job.slot = None;
-                    records.insert(id.as_str(), job.to_bytes().as_ref())?;
-                    running.insert(id.as_str(), ())?;
-                    out.push((job, body));
-                }
-                Ok((out, next))
-            })
-            .await?;
-        if !taken.is_empty() {
-            self.adjust_queued(-(taken.len() as i64));
-        }
-        Ok((taken, next))
-    }
-
-    /// Store a job's final record (unless it already ended) and schedule its webhook. Whether
-    /// this call ended it.
-    pub async fn finish(&self, job: Job, ttl_ms: u64) -> Result<bool, StoreError> {
-        let ended = self
-            .write(move |txn| {
-                let mut records = txn.open_table(RECORDS)?;
-                if read_job(&records, &job.id)?.is_some_and(|j| j.status.is_terminal()) {
-                    txn.open_table(RUNNING)?.remove(job.id.as_str())?;
-                    return Ok(false);
-                }
-                end_job(txn, &mut records, &job, ttl_ms)?;
-                Ok(true)
-            })
-            .await?;
-        if ended {
-            self.webhook_work.notify_one();
-        }
-        Ok(ended)
-    }
-
-    /// Put a running job back in the queue, due at `due_ms` (a retry, or a release at shutdown).
-    pub async fn requeue(&self, mut job: Job, due_ms: u64) -> Result<(), StoreError> {
-        let slot = (due_ms, self.seq());
-        job.status = JobStatus::Queued;
-        job.slot = Some(slot);
-        self.write(move |txn| {
-            txn.open_table(RECORDS)?
-                .insert(job.id.as_str(), job.to_bytes().as_ref())?;
-            txn.open_table(RUNNING)?.remove(job.id.as_str())?;
-            txn.open_table(QUEUE)?.insert(slot, job.id.as_str())?;
-            Ok(())
-        })
-        .await?;
-        self.adjust_queued(1);
-        self.work.notify_one();
-        Ok(())
-    }
-
-    pub async fn cancel(
-        &self,
-        id: &str,
-        caller: &Caller,
-        ttl_ms: u64,
-    ) -> Result<Cancel, StoreError> {
-        let id = id.to_owned();
-        let caller = caller.clone();
-        let out = self
-            .write(move |txn| {
-                let mut records = txn.open_table(RECORDS)?;
-                let Some(mut job) = read_job(&records, &id)? else {
-                    return Ok(Cancel::NotFound);
-                };
-                if !job.visible_to(&caller) {
-                    return Ok(Cancel::NotFound);
-                }
-                if job.status != JobStatus::Queued {
-                    return Ok(Cancel::Conflict(job));
-                }
-                if let Some(slot) = job.slot {
-                    txn.open_table(QUEUE)?.remove(slot)?;
-                }
-                job.finish(JobStatus::Cancelled, None, None);
-                end_job(txn, &mut records, &job, ttl_ms)?;
-                Ok(Cancel::Cancelled(job))
-            })
-            .await?;
-        if matches!(out, Cancel::Cancelled(_)) {
-            self.adjust_queued(-1);
-            self.webhook_work.notify_one();
-        }
-        Ok(out)
-    }
-
     /// Up to `n` webhook deliveries due now (skipping those in `busy`), and the next due time.
     pub async fn webhooks_due(
         &self,
@@ -527,31 +341,6 @@ impl Embedded {
         .await
         .map_err(|e| e.to_string())
     }
-}
-
-/// Write a job's terminal record, forget its body and running mark, schedule its expiry and its
-/// webhook.
-fn end_job(
-    txn: &WriteTransaction,
-    records: &mut redb::Table<&str, &[u8]>,
-    job: &Job,
-    ttl_ms: u64,
-) -> Result<(), redb::Error> {
-    let id = job.id.as_str();
-    records.insert(id, job.to_bytes().as_ref())?;
-    txn.open_table(RUNNING)?.remove(id)?;
-    txn.open_table(BODIES)?.remove(id)?;
-    let now = unix_ms();
-    txn.open_table(EXPIRY)?
-        .insert((now.saturating_add(ttl_ms), id), ())?;
-    if job
-        .webhook
-        .as_ref()
-        .is_some_and(|w| w.status == WebhookStatus::Pending)
-    {
-        txn.open_table(WEBHOOKS)?.insert((now, id), ())?;
-    }
-    Ok(())
 }
 
 /// At start: create the tables, rescope old idempotency entries, put jobs that were running back

@@ -23,6 +23,7 @@ pub mod files;
 pub mod host;
 mod legacy;
 pub mod nats;
+pub mod pool;
 pub mod secret;
 pub mod worker;
 
@@ -345,13 +346,14 @@ impl Jobs {
         crate::tasks::service(async move {
             match &jobs.queue {
                 JobQueue::Embedded(e) => {
+                    let slots = state.job_slots().clone();
                     tokio::join!(
                         crate::jobs::batches::runner::run(
                             state.clone(),
                             jobs.batches.clone(),
                             stop.clone()
                         ),
-                        worker::run_embedded(state.clone(), e.clone(), stop.clone(), hard),
+                        pool::run(e.clone(), &slots, state.clone(), stop.clone(), hard),
                         worker::run_embedded_webhooks(state, jobs.clone(), e.clone(), stop.clone()),
                         worker::run_embedded_expiry(e.clone(), stop),
                     );

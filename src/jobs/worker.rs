@@ -1,6 +1,7 @@
 //! Running jobs: [`execute`] sends a stored request through the same pipeline as a synchronous
 //! one (routing, cache, retries, fallbacks, limits) and captures its answer; the embedded
-//! backend's worker pool and webhook dispatcher live here too (JetStream's are in `nats.rs`).
+//! store's side of the worker pool (`pool::Queue`) and its webhook dispatcher live here too
+//! (JetStream's are in `nats/work.rs`).
 //!
 //! Rate limits wait rather than fail: a `429 rate_limit_error` from the pipeline makes the job
 //! sleep for the `retry-after` and try again without spending an attempt. Other failures with a
@@ -16,11 +17,12 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::embedded::Embedded;
-use super::{Job, JobStatus, Jobs, WebhookState, WebhookStatus, backoff};
+use super::pool::{Flow, Queue, Settled, settle};
+use super::{Job, Jobs, WebhookState, WebhookStatus, backoff};
 use crate::auth::Caller;
 use crate::clock::{unix_ms, unix_secs};
 use crate::jobs::host::SharedHost as SharedState;
@@ -56,31 +58,13 @@ fn headers_of(job: &Job) -> HeaderMap {
     h
 }
 
-/// The key a job runs as: from the file, else from the admin-made keys; `None` when it is gone,
+/// The key a job runs as (see [`crate::keys::KeyStore::caller_by_id`]); `None` when it is gone,
 /// revoked or expired.
 async fn caller_of(state: &SharedState, job: &Job) -> Result<Option<Caller>, crate::error::Error> {
-    caller_by_id(state, &job.caller_id).await
-}
-
-/// The key of this id, from the file, else from the admin-made keys; `None` when it is gone,
-/// revoked or expired (also used by batches, which run as their creating key).
-pub async fn caller_by_id(
-    state: &SharedState,
-    caller_id: &str,
-) -> Result<Option<Caller>, crate::error::Error> {
-    if !state.runtime().auth.enabled() {
-        return Ok(Some(Caller { key: None }));
-    }
-    let entry = match state.runtime().auth.entry_by_id(caller_id) {
-        Some(e) => Some(e),
-        None => match state.keys().get(caller_id).await? {
-            Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
-            _ => None,
-        },
-    };
-    Ok(entry
-        .filter(|e| !e.is_expired())
-        .map(|e| Caller { key: Some(e) }))
+    state
+        .keys()
+        .caller_by_id(&state.runtime().auth, &job.caller_id)
+        .await
 }
 
 /// The job's `traceparent`, if its submission carried one.
@@ -291,34 +275,19 @@ fn ttl_ms(state: &SharedState) -> u64 {
     u64::try_from(state.runtime().config.jobs.result_ttl.get().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The embedded backend's worker pool: up to `jobs.workers` jobs at a time (the process's job
-/// slots) until `stop`; then running jobs finish, or are put back in the queue when `hard` fires
-/// (shutdown grace passed).
-pub async fn run_embedded(
-    state: SharedState,
-    store: Arc<Embedded>,
-    mut stop: watch::Receiver<bool>,
-    hard: watch::Receiver<bool>,
-) {
-    let slots = state.job_slots().clone();
-    let mut tasks = JoinSet::new();
-    loop {
-        while tasks.try_join_next().is_some() {}
-        if *stop.borrow() {
-            break;
-        }
-        let first = tokio::select! {
-            p = slots.acquire() => p,
-            _ = stop.changed() => break,
-        };
-        let mut permits = vec![first];
-        while permits.len() < 256 {
-            match slots.try_acquire() {
-                Some(p) => permits.push(p),
-                None => break,
-            }
-        }
-        match store.take(permits.len()).await {
+/// The embedded store as the worker pool's queue (`pool::run`).
+impl Queue for Embedded {
+    type Taken = (Job, Bytes);
+    const DRAINING: Option<&'static str> =
+        Some("job workers stopped taking jobs; waiting for running ones");
+
+    async fn take_jobs(
+        &self,
+        permits: Vec<OwnedSemaphorePermit>,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
+    ) -> Flow {
+        match self.take(permits.len()).await {
             Ok((taken, next)) if taken.is_empty() => {
                 drop(permits);
                 let wait_ms = next
@@ -326,20 +295,14 @@ pub async fn run_embedded(
                     .unwrap_or(1000)
                     .clamp(2, 1000);
                 tokio::select! {
-                    () = store.work.notified() => {}
+                    () = self.work.notified() => {}
                     () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                    _ = stop.changed() => break,
+                    _ = stop.changed() => return Flow::Stop,
                 }
             }
             Ok((taken, _)) => {
-                for ((job, body), permit) in taken.into_iter().zip(permits) {
-                    let state = state.clone();
-                    let store = store.clone();
-                    let hard = hard.clone();
-                    tasks.spawn(async move {
-                        run_embedded_job(state, store, job, body, hard).await;
-                        drop(permit);
-                    });
+                for (job, permit) in taken.into_iter().zip(permits) {
+                    start(job, permit);
                 }
             }
             Err(e) => {
@@ -347,61 +310,46 @@ pub async fn run_embedded(
                 tracing::error!(error = %e, "cannot take jobs from the store; retrying in 1s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => break,
+                    _ = stop.changed() => return Flow::Stop,
                 }
             }
         }
+        Flow::Go
     }
-    let running = tasks.len();
-    if running > 0 {
-        tracing::info!(
-            running,
-            "job workers stopped taking jobs; waiting for running ones"
-        );
-    }
-    while tasks.join_next().await.is_some() {}
-}
 
-async fn run_embedded_job(
-    state: SharedState,
-    store: Arc<Embedded>,
-    mut job: Job,
-    body: Bytes,
-    mut hard: watch::Receiver<bool>,
-) {
-    let outcome = tokio::select! {
-        o = execute(&state, &job, body) => Some(o),
-        _ = hard.wait_for(|v| *v) => None,
-    };
-    let max_attempts = state.runtime().config.jobs.max_attempts;
-    match outcome {
-        None => {
-            // Shutdown grace passed: give the job back (this attempt does not count).
-            job.attempts = job.attempts.saturating_sub(1);
-            if let Err(e) = store.requeue(job, unix_ms()).await {
-                tracing::warn!(error = %e, "could not release a running job; it is re-queued at the next start");
+    async fn run_job(
+        self: Arc<Self>,
+        state: SharedState,
+        (mut job, body): Self::Taken,
+        mut hard: watch::Receiver<bool>,
+    ) {
+        let outcome = tokio::select! {
+            o = execute(&state, &job, body) => Some(o),
+            _ = hard.wait_for(|v| *v) => None,
+        };
+        let max_attempts = state.runtime().config.jobs.max_attempts;
+        match settle(&state, &mut job, outcome, max_attempts) {
+            Settled::Release => {
+                if let Err(e) = self.requeue(job, unix_ms()).await {
+                    tracing::warn!(error = %e, "could not release a running job; it is re-queued at the next start");
+                }
             }
-            return;
-        }
-        Some(Outcome::Succeeded(raw)) => job.finish(JobStatus::Succeeded, Some(raw), None),
-        Some(Outcome::Failed { error, retryable }) if retryable && job.attempts < max_attempts => {
-            let delay = retry_delay(&state, job.attempts);
-            tracing::info!(job = %job.id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
-            job.error = Some(error);
-            let due = unix_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(0));
-            if let Err(e) = store.requeue(job, due).await {
-                tracing::error!(error = %e, "could not re-queue a job; it is re-queued at the next start");
+            Settled::Retry(delay) => {
+                let due = unix_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(0));
+                if let Err(e) = self.requeue(job, due).await {
+                    tracing::error!(error = %e, "could not re-queue a job; it is re-queued at the next start");
+                }
             }
-            return;
-        }
-        Some(Outcome::Failed { error, .. }) => job.finish(JobStatus::Failed, None, Some(error)),
-    }
-    let ended = job.clone();
-    match store.finish(job, ttl_ms(&state)).await {
-        Ok(true) => count_end(&ended),
-        Ok(false) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "could not store a job's result; it runs again at the next start");
+            Settled::End => {
+                let ended = job.clone();
+                match self.finish(job, ttl_ms(&state)).await {
+                    Ok(true) => count_end(&ended),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not store a job's result; it runs again at the next start");
+                    }
+                }
+            }
         }
     }
 }

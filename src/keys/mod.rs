@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::{Auth, KeyEntry, KeyHash, hash_key};
+use crate::auth::{Auth, Caller, Identified, KeyEntry, KeyHash, check_usable, hash_key};
 use crate::error::Error;
 use crate::state::{REDIS_TIMEOUT, Redis};
 use crate::store::{Store, Table};
@@ -178,10 +178,7 @@ pub struct KeyStore {
 }
 
 fn backend_error(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable {
-        message: format!("the key store is unavailable: {e}"),
-        retry_after: Duration::from_secs(1),
-    }
+    Error::unavailable(format!("the key store is unavailable: {e}"))
 }
 
 impl KeyStore {
@@ -280,6 +277,46 @@ impl KeyStore {
             .get_raw(format!("id:{id}"))
             .await?
             .and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Who a request is, once the configuration file's keys had their say
+    /// ([`Auth::identify`]): a key the file does not know is one of the admin-made keys, looked
+    /// up by its hash (cached; while the store cannot be reached, the last known answer); 401
+    /// when it is unknown, revoked or expired.
+    ///
+    /// [`KeyStore::caller_by_id`] is the other way to name a caller, for work run later as a
+    /// key. The two stay apart because they differ in what names the key and what a miss
+    /// means: a request presents its secret (its hash), is answered from the in-process cache
+    /// so the request path never waits on the store, and is refused with a 401; a job or batch
+    /// keeps the key's id, reads the record fresh (a store failure is an error its runner
+    /// retries), and a key that is gone ends the work rather than the request.
+    pub async fn caller(&self, identified: Identified) -> Result<Caller, Error> {
+        match identified {
+            Identified::Open => Ok(Caller { key: None }),
+            Identified::Known(entry) => Ok(Caller { key: Some(entry) }),
+            Identified::Unknown(hash) => match self.lookup(hash).await? {
+                Some(entry) => check_usable(&entry).map(|()| Caller { key: Some(entry) }),
+                None => Err(Error::Unauthenticated("the API key is not valid")),
+            },
+        }
+    }
+
+    /// The key of this id, from the configuration file, else from the admin-made keys; `None`
+    /// when it is gone, revoked or expired. Jobs and batches run as the key that submitted them.
+    pub async fn caller_by_id(&self, auth: &Auth, id: &str) -> Result<Option<Caller>, Error> {
+        if !auth.enabled() {
+            return Ok(Some(Caller { key: None }));
+        }
+        let entry = match auth.entry_by_id(id) {
+            Some(e) => Some(e),
+            None => match self.get(id).await? {
+                Some(rec) if !rec.revoked => rec.entry().ok().map(Arc::new),
+                _ => None,
+            },
+        };
+        Ok(entry
+            .filter(|e| !e.is_expired())
+            .map(|e| Caller { key: Some(e) }))
     }
 
     /// Create a key; returns its record and the plaintext key (shown once). Its name must not

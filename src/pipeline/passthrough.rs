@@ -27,7 +27,6 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::headers as hn;
 use crate::providers::{ByteStream, CallCtx, Op, UpstreamBody};
 use crate::router::{self, Call};
 use crate::runtime::{Deployment, Runtime};
@@ -190,12 +189,9 @@ pub async fn pass_through(
         plan.as_ref(),
         &served.deployment,
         served.attempts,
+        served.hedged,
+        &served.dropped,
     );
-    if served.hedged {
-        resp.headers_mut()
-            .insert(hn::X_GATEWAY_HEDGED, HeaderValue::from_static("true"));
-    }
-    served.dropped.set_header(resp.headers_mut());
     Ok(resp)
 }
 

@@ -11,6 +11,7 @@
 //! A provider never sees the caller's gateway key: it sends its own.
 
 pub mod aws;
+mod failure;
 pub mod http;
 pub mod mock;
 mod native;
@@ -18,6 +19,7 @@ pub mod pool;
 pub mod prices;
 pub mod quirks;
 mod timing;
+mod urls;
 use timing::IdleTimeout;
 pub use timing::parse_retry_after;
 
@@ -26,13 +28,13 @@ use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, TryStreamExt};
 use http_body_util::BodyExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderConfig, ProviderType};
 use crate::error::{UpstreamError, UpstreamKind};
-use crate::translate::{self, Dropped};
+use crate::translate::Dropped;
 use crate::wire::Format;
 
 /// A body of bytes arriving from upstream.
@@ -238,136 +240,6 @@ impl Provider {
         &self.base_url
     }
 
-    /// The parsed upstream URL of `op` for `model`, computed once per deployment at load.
-    pub fn parsed_url(&self, op: Op, model: &str) -> Option<::http::Uri> {
-        let u = self.url(op, model).ok()?;
-        if u.is_empty() {
-            return None;
-        }
-        u.parse().ok()
-    }
-
-    /// Whether this provider serves `op`: the router skips deployments that do not. Chat,
-    /// embeddings and token counts are left to [`Provider::send`], which answers a clear error
-    /// where the provider has no such API; the pass-through endpoints are served by OpenAI-type
-    /// providers (and Azure, moderations and rerank aside); rerank by `openai` (any server with
-    /// OpenAI's paths and a `/rerank` beside them, such as Jina or vLLM), `cohere`, `vllm` and
-    /// `together`.
-    pub fn serves(&self, op: Op) -> bool {
-        match op {
-            Op::Chat | Op::Embeddings | Op::CountTokens => true,
-            Op::Moderations => matches!(self.kind, Kind::OpenAi { .. } | Kind::Mock { .. }),
-            Op::Completions | Op::Images | Op::Speech | Op::Transcriptions => {
-                matches!(self.kind, Kind::OpenAi { .. } | Kind::Azure { .. })
-            }
-            Op::Rerank => matches!(
-                self.ptype,
-                ProviderType::Openai
-                    | ProviderType::Cohere
-                    | ProviderType::Vllm
-                    | ProviderType::Together
-            ),
-        }
-    }
-
-    /// The error of an `op` this provider does not serve (the caller's: 400).
-    fn not_served(&self, op: Op) -> UpstreamError {
-        let mut e = UpstreamError::new(
-            &self.name,
-            UpstreamKind::Status(400),
-            format!(
-                "this model's provider ({}) does not serve {}",
-                self.type_name(),
-                op.path()
-            ),
-        );
-        e.error_type = Some("invalid_request_error".into());
-        e
-    }
-
-    /// The URL of a pass-through `op` (see [`Provider::serves`]).
-    fn passthrough_url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
-        let tail = match op {
-            Op::Completions => "completions",
-            Op::Images => "images/generations",
-            Op::Speech => "audio/speech",
-            Op::Transcriptions => "audio/transcriptions",
-            Op::Rerank => "rerank",
-            _ => "",
-        };
-        match &self.kind {
-            _ if !self.serves(op) || tail.is_empty() => Err(self.not_served(op)),
-            Kind::Azure { api_version } => Ok(format!(
-                "{}/openai/deployments/{model}/{tail}?api-version={api_version}",
-                self.base_url
-            )),
-            // Cohere's OpenAI-compatible API has no rerank: its own v2 API beside it does.
-            _ if op == Op::Rerank && self.ptype == ProviderType::Cohere => {
-                let root = self
-                    .base_url
-                    .strip_suffix("/compatibility/v1")
-                    .unwrap_or(&self.base_url);
-                Ok(format!("{root}/v2/rerank"))
-            }
-            _ => Ok(format!("{}/{tail}", self.base_url)),
-        }
-    }
-
-    fn url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
-        Ok(match (&self.kind, op) {
-            (_, Op::Completions | Op::Images | Op::Speech | Op::Transcriptions | Op::Rerank) => {
-                return self.passthrough_url(op, model);
-            }
-            (Kind::Anthropic, Op::CountTokens) => {
-                format!("{}/v1/messages/count_tokens", self.base_url)
-            }
-            (_, Op::CountTokens) => {
-                return Err(UpstreamError::new(
-                    &self.name,
-                    UpstreamKind::Status(400),
-                    "only Anthropic providers count tokens",
-                ));
-            }
-            (Kind::OpenAi { .. }, Op::Chat) => format!("{}/chat/completions", self.base_url),
-            (Kind::OpenAi { .. }, Op::Embeddings) => format!("{}/embeddings", self.base_url),
-            (Kind::OpenAi { .. }, Op::Moderations) => format!("{}/moderations", self.base_url),
-            (Kind::Gemini | Kind::Bedrock { .. }, op) => {
-                return self.native_url(op, model, false);
-            }
-            (Kind::Azure { .. } | Kind::Anthropic, Op::Moderations) => {
-                let mut e = UpstreamError::new(
-                    &self.name,
-                    UpstreamKind::Status(400),
-                    "this model's provider has no moderations API",
-                );
-                e.error_type = Some("invalid_request_error".into());
-                return Err(e);
-            }
-            (Kind::Azure { api_version }, op) => format!(
-                "{}/openai/deployments/{}/{}?api-version={}",
-                self.base_url,
-                model,
-                if op == Op::Chat {
-                    "chat/completions"
-                } else {
-                    "embeddings"
-                },
-                api_version
-            ),
-            (Kind::Anthropic, Op::Chat) => format!("{}/v1/messages", self.base_url),
-            (Kind::Anthropic, Op::Embeddings) => {
-                let mut e = UpstreamError::new(
-                    &self.name,
-                    UpstreamKind::Status(400),
-                    "this model is served by an Anthropic provider, which has no embeddings API",
-                );
-                e.error_type = Some("invalid_request_error".into());
-                return Err(e);
-            }
-            (Kind::Mock { .. }, _) => String::new(),
-        })
-    }
-
     /// Send one attempt. `body` is already in this provider's format with the upstream model set.
     /// `timeout` bounds a non-streamed answer to its last byte, and a streamed one to its headers
     /// and then each gap between chunks.
@@ -540,81 +412,6 @@ impl Provider {
             )
         });
         Box::pin(IdleTimeout::new(inner, idle, name2))
-    }
-
-    fn transport_error(&self, e: &http::SendError) -> UpstreamError {
-        let kind = if e.connect {
-            UpstreamKind::Connect
-        } else {
-            UpstreamKind::Protocol
-        };
-        UpstreamError::new(&self.name, kind, e.message.clone())
-    }
-
-    fn body_error(&self, e: &(dyn std::error::Error + Send + Sync)) -> UpstreamError {
-        UpstreamError::new(
-            &self.name,
-            UpstreamKind::Protocol,
-            format!("the answer broke off: {}", crate::error::error_chain(e)),
-        )
-    }
-
-    async fn status_error(
-        &self,
-        resp: ::http::Response<http::UpstreamBody>,
-        uri: &::http::Uri,
-        model: &str,
-    ) -> UpstreamError {
-        let status = resp.status().as_u16();
-        let retry_after = parse_retry_after(resp.headers());
-        let amzn_type = resp
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        // Bounded read of the error body.
-        let mut body = Vec::new();
-        let mut s = http_body_util::BodyDataStream::new(resp.into_body());
-        while let Some(Ok(chunk)) = s.next().await {
-            body.extend_from_slice(&chunk);
-            if body.len() > 64 * 1024 {
-                break;
-            }
-        }
-        let parsed = match &self.kind {
-            Kind::Anthropic => translate::error_from_anthropic(&body),
-            Kind::Gemini => translate::error_from_gemini(&body),
-            Kind::Bedrock { .. } => translate::error_from_bedrock(amzn_type.as_deref(), &body),
-            _ => translate::error_from_openai(&body).or_else(|| quirks::error_from_other(&body)),
-        };
-        if status == 404 && native::path_not_found(&body, parsed.as_ref(), model) {
-            return self.path_not_found(uri);
-        }
-        let (ty, msg) = parsed.unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            (
-                String::new(),
-                if text.trim().is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    text
-                },
-            )
-        });
-        let msg = match &self.secret {
-            Some(k) if k.len() >= 4 => msg.replace(k.as_str(), "[redacted]"),
-            _ => msg,
-        };
-        let mut e = UpstreamError::new(
-            &self.name,
-            UpstreamKind::Status(status),
-            format!("{} answered {status}: {msg}", self.name),
-        );
-        e.retry_after = retry_after;
-        if !ty.is_empty() {
-            e.error_type = Some(ty);
-        }
-        e
     }
 }
 

@@ -42,10 +42,7 @@ pub struct ResponseStore {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable {
-        message: format!("the response store is unavailable: {e}"),
-        retry_after: Duration::from_secs(1),
-    }
+    Error::unavailable(format!("the response store is unavailable: {e}"))
 }
 
 fn redis_key(id: &str) -> String {

@@ -455,20 +455,26 @@ pub(crate) async fn kill_9_mid_batch(cfg: Value, up: &FakeUpstream) {
     assert!(before < 300, "the kill came too late to test anything");
     up.set_default(Fault::Normal);
     let gw2 = Gateway::start(cfg).await;
-    let done = wait_batch(&gw2, &id, Duration::from_secs(90), ended).await;
-    assert_eq!(done["status"], "completed", "{done}");
+    let done = every_line_once(&gw2, &id, up).await;
     assert_eq!(
         done["request_counts"],
         json!({"total": 300, "completed": 300, "failed": 0})
     );
-    let (out, err) = results(&gw2, &done, 300).await;
+}
+
+/// Wait (up to 90 s) for the 300-line batch `id` to end on `gw`: it completed, every line is in
+/// the output once, and only the lines running at an interruption were sent twice. The batch.
+pub(crate) async fn every_line_once(gw: &Gateway, id: &str, up: &FakeUpstream) -> Value {
+    let done = wait_batch(gw, id, Duration::from_secs(90), ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (out, err) = results(gw, &done, 300).await;
     assert_eq!((out.len(), err.len()), (300, 0));
-    // Only lines running at the kill can have run twice.
     assert!(
         up.request_count() <= 300 + 8,
         "{} upstream calls",
         up.request_count()
     );
+    done
 }
 
 #[tokio::test]

@@ -265,6 +265,13 @@ fn setup(up: &PassUpstream, down: &PassUpstream) -> Value {
     cfg
 }
 
+/// POST `body` to `path` with the gateway's key; the answer, once it is a 200.
+async fn post_ok(gw: &Gateway, path: &str, body: &Value) -> reqwest::Response {
+    let r = gw.post(path, Some(GW_KEY), body).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r
+}
+
 async fn start() -> (PassUpstream, PassUpstream, Gateway) {
     let up = PassUpstream::start().await;
     let down = PassUpstream::start().await;
@@ -368,14 +375,12 @@ async fn completions_pass_through_with_spend() {
 async fn completions_stream_usage_asked_and_hidden() {
     let (up, _down, gw) = start().await;
     // The client did not ask for usage: the upstream is asked, the client does not see it.
-    let r = gw
-        .post(
-            "/v1/completions",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "prompt": "one two three", "stream": true}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/completions",
+        &json!({"model": "gpt-pass", "prompt": "one two three", "stream": true}),
+    )
+    .await;
     assert!(
         header(&r, "content-type")
             .unwrap()
@@ -414,14 +419,12 @@ async fn completions_stream_usage_asked_and_hidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_speech_moderations_rerank_pass_through() {
     let (up, _down, gw) = start().await;
-    let r = gw
-        .post(
-            "/v1/images/generations",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "prompt": "a cat", "size": "1024x1024"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/images/generations",
+        &json!({"model": "gpt-pass", "prompt": "a cat", "size": "1024x1024"}),
+    )
+    .await;
     assert!(header(&r, "x-gateway-cost-usd").is_some());
     let v = json_of(r).await;
     assert_eq!(v["data"][0]["b64_json"], "aGVsbG8=");
@@ -430,14 +433,12 @@ async fn images_speech_moderations_rerank_pass_through() {
     assert_eq!(got.json()["model"], "up-model");
     assert_eq!(got.json()["size"], "1024x1024");
 
-    let r = gw
-        .post(
-            "/v1/audio/speech",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "input": "hello", "voice": "alloy", "response_format": "wav"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/audio/speech",
+        &json!({"model": "gpt-pass", "input": "hello", "voice": "alloy", "response_format": "wav"}),
+    )
+    .await;
     assert_eq!(header(&r, "content-type"), Some("audio/wav"));
     assert_eq!(header(&r, "x-gateway-provider"), Some("oai"));
     let bytes = r.bytes().await.unwrap();
@@ -448,14 +449,12 @@ async fn images_speech_moderations_rerank_pass_through() {
     );
     assert_eq!(up.last().path, "/v1/audio/speech");
     // `stream_format: "sse"`: the events are relayed as an event stream.
-    let r = gw
-        .post(
-            "/v1/audio/speech",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "input": "hello", "voice": "alloy", "stream_format": "sse"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/audio/speech",
+        &json!({"model": "gpt-pass", "input": "hello", "voice": "alloy", "stream_format": "sse"}),
+    )
+    .await;
     assert!(
         header(&r, "content-type")
             .unwrap()
@@ -467,27 +466,23 @@ async fn images_speech_moderations_rerank_pass_through() {
         "{text}"
     );
 
-    let r = gw
-        .post(
-            "/v1/moderations",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "input": "hello"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/moderations",
+        &json!({"model": "gpt-pass", "input": "hello"}),
+    )
+    .await;
     assert_eq!(json_of(r).await["results"][0]["flagged"], false);
     assert_eq!(up.last().path, "/v1/moderations");
 
     let rerank = json!({"model": "gpt-pass", "query": "q", "documents": ["a", "b"], "top_n": 2});
-    let r = gw.post("/v1/rerank", Some(GW_KEY), &rerank).await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(&gw, "/v1/rerank", &rerank).await;
     assert_eq!(json_of(r).await["results"][0]["index"], 1);
     assert_eq!(up.last().path, "/v1/rerank");
     // Cohere's rerank is its v2 API beside the compatibility API of the preset.
     let mut rerank = rerank;
     rerank["model"] = json!("rerank-cohere");
-    let r = gw.post("/v1/rerank", Some(GW_KEY), &rerank).await;
-    assert_eq!(r.status(), 200);
+    let _r = post_ok(&gw, "/v1/rerank", &rerank).await;
     let got = up.last();
     assert_eq!(got.path, "/v2/rerank");
     assert_eq!(got.json()["model"], "rerank-v3.5");
@@ -585,14 +580,12 @@ async fn transcriptions_bad_input() {
 async fn routing_skips_providers_without_the_endpoint() {
     let (up, down, gw) = start().await;
     // The Anthropic deployment comes first by priority; it is skipped, not failed.
-    let r = gw
-        .post(
-            "/v1/completions",
-            Some(GW_KEY),
-            &json!({"model": "gpt-mixed", "prompt": "p"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/completions",
+        &json!({"model": "gpt-mixed", "prompt": "p"}),
+    )
+    .await;
     assert_eq!(header(&r, "x-gateway-attempts"), Some("1"));
     assert_eq!(up.last().json()["model"], "mixed-up");
 
@@ -624,26 +617,22 @@ async fn routing_skips_providers_without_the_endpoint() {
 
     // A retry after an upstream 500.
     up.fail_next(1);
-    let r = gw
-        .post(
-            "/v1/images/generations",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "prompt": "p"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/images/generations",
+        &json!({"model": "gpt-pass", "prompt": "p"}),
+    )
+    .await;
     assert_eq!(header(&r, "x-gateway-attempts"), Some("2"));
 
     // A fallback when the model's own deployment fails.
     down.fail_next(5);
-    let r = gw
-        .post(
-            "/v1/audio/speech",
-            Some(GW_KEY),
-            &json!({"model": "gpt-fallback", "input": "hi", "voice": "alloy"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let r = post_ok(
+        &gw,
+        "/v1/audio/speech",
+        &json!({"model": "gpt-fallback", "input": "hi", "voice": "alloy"}),
+    )
+    .await;
     assert_eq!(header(&r, "content-type"), Some("audio/mpeg"));
     assert_eq!(header(&r, "x-gateway-deployment-model"), Some("up-model"));
     assert_eq!(down.requests().len(), 1);
@@ -682,14 +671,12 @@ async fn keys_permissions_and_errors() {
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
     assert!(e["message"].as_str().unwrap().contains("voice"), "{e}");
     assert_eq!(up.requests().len(), 0);
-    let r = gw
-        .post(
-            "/v1/completions",
-            Some(GW_KEY),
-            &json!({"model": "gpt-pass", "prompt": "p"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let _r = post_ok(
+        &gw,
+        "/v1/completions",
+        &json!({"model": "gpt-pass", "prompt": "p"}),
+    )
+    .await;
     assert_eq!(up.requests().len(), 1);
 }
 
@@ -701,8 +688,7 @@ async fn key_rate_limit_applies() {
     let gw = Gateway::start(cfg).await;
     let body = json!({"model": "gpt-pass", "input": "x"});
     for _ in 0..2 {
-        let r = gw.post("/v1/moderations", Some(GW_KEY), &body).await;
-        assert_eq!(r.status(), 200);
+        let r = post_ok(&gw, "/v1/moderations", &body).await;
         assert!(header(&r, "x-ratelimit-remaining-requests").is_some());
     }
     let r = gw.post("/v1/moderations", Some(GW_KEY), &body).await;

@@ -185,7 +185,9 @@ async fn drive(state: &SharedState, batches: &Batches, id: &str) -> Result<(), L
 
 /// The key a batch runs as (`None`: gone, revoked or expired).
 async fn caller(state: &SharedState, b: &Batch) -> Result<Option<Caller>, StoreError> {
-    crate::jobs::worker::caller_by_id(state, &b.owner_id)
+    state
+        .keys()
+        .caller_by_id(&state.runtime().auth, &b.owner_id)
         .await
         .map_err(|e| StoreError::new(e.client_message()))
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 
 use super::Batch;
 use crate::jobs::StoreError;
@@ -17,6 +18,22 @@ use crate::jobs::files::nats::NatsBackend;
 
 const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
 const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+
+/// One kind of record: its redb table, and its keys' prefix in the KV bucket.
+#[derive(Clone, Copy)]
+struct Family {
+    table: TableDefinition<'static, &'static str, &'static [u8]>,
+    prefix: &'static str,
+}
+
+const BATCH: Family = Family {
+    table: BATCHES,
+    prefix: "b.",
+};
+const FILE: Family = Family {
+    table: FILES,
+    prefix: "f.",
+};
 
 pub enum Records {
     Embedded(Arc<Database>),
@@ -92,26 +109,7 @@ impl Records {
 
     pub async fn create(&self, batch: &Batch) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(batch).map_err(db_err)?;
-        match self {
-            Self::Embedded(db) => {
-                let id = batch.id.clone();
-                Self::blocking(db, move |db| {
-                    let txn = db.begin_write()?;
-                    txn.open_table(BATCHES)?
-                        .insert(id.as_str(), bytes.as_slice())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Self::Nats(n) => {
-                let kv = n.kv().await?;
-                kv.create(format!("b.{}", batch.id), Bytes::from(bytes))
-                    .await
-                    .map_err(nats_err)?;
-                Ok(())
-            }
-        }
+        self.put(BATCH, &batch.id, bytes, true).await
     }
 
     /// Write `batch` if the stored revision is still `rev`: the new revision, or `None` when
@@ -169,66 +167,12 @@ impl Records {
 
     /// Every batch record (for listings and for the runners to find unfinished batches).
     pub async fn list(&self) -> Result<Vec<Batch>, StoreError> {
-        match self {
-            Self::Embedded(db) => {
-                Self::blocking(db, |db| {
-                    let txn = db.begin_read()?;
-                    let t = txn.open_table(BATCHES)?;
-                    let mut out = Vec::new();
-                    for item in t.iter()? {
-                        let (_, v) = item?;
-                        if let Ok(b) = serde_json::from_slice::<Batch>(v.value()) {
-                            out.push(b);
-                        }
-                    }
-                    Ok(out)
-                })
-                .await
-            }
-            Self::Nats(n) => {
-                let kv = n.kv().await?;
-                let keys: Vec<String> = kv
-                    .keys()
-                    .await
-                    .map_err(nats_err)?
-                    .try_collect()
-                    .await
-                    .map_err(nats_err)?;
-                let mut out = Vec::new();
-                for k in keys.iter().filter(|k| k.starts_with("b.")) {
-                    if let Some(v) = kv.get(k).await.map_err(nats_err)?
-                        && let Ok(b) = serde_json::from_slice::<Batch>(&v)
-                    {
-                        out.push(b);
-                    }
-                }
-                Ok(out)
-            }
-        }
+        self.all(BATCH).await
     }
 
     pub async fn put_file(&self, meta: &FileMeta) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(meta).map_err(db_err)?;
-        match self {
-            Self::Embedded(db) => {
-                let id = meta.id.clone();
-                Self::blocking(db, move |db| {
-                    let txn = db.begin_write()?;
-                    txn.open_table(FILES)?
-                        .insert(id.as_str(), bytes.as_slice())?;
-                    txn.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Self::Nats(n) => {
-                let kv = n.kv().await?;
-                kv.put(format!("f.{}", meta.id), Bytes::from(bytes))
-                    .await
-                    .map_err(nats_err)?;
-                Ok(())
-            }
-        }
+        self.put(FILE, &meta.id, bytes, false).await
     }
 
     pub async fn get_file(&self, id: &str) -> Result<Option<FileMeta>, StoreError> {
@@ -275,16 +219,57 @@ impl Records {
     }
 
     pub async fn list_files(&self) -> Result<Vec<FileMeta>, StoreError> {
+        self.all(FILE).await
+    }
+
+    /// Write a record whole (`create`: the KV bucket refuses a key that is there already).
+    async fn put(
+        &self,
+        family: Family,
+        id: &str,
+        bytes: Vec<u8>,
+        create: bool,
+    ) -> Result<(), StoreError> {
         match self {
             Self::Embedded(db) => {
-                Self::blocking(db, |db| {
+                let id = id.to_owned();
+                Self::blocking(db, move |db| {
+                    let txn = db.begin_write()?;
+                    txn.open_table(family.table)?
+                        .insert(id.as_str(), bytes.as_slice())?;
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Self::Nats(n) => {
+                let kv = n.kv().await?;
+                let key = format!("{}{id}", family.prefix);
+                if create {
+                    kv.create(key, Bytes::from(bytes)).await.map_err(nats_err)?;
+                } else {
+                    kv.put(key, Bytes::from(bytes)).await.map_err(nats_err)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every record of a family (one that does not parse is left out).
+    async fn all<T: DeserializeOwned + Send + 'static>(
+        &self,
+        family: Family,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Self::Embedded(db) => {
+                Self::blocking(db, move |db| {
                     let txn = db.begin_read()?;
-                    let t = txn.open_table(FILES)?;
+                    let t = txn.open_table(family.table)?;
                     let mut out = Vec::new();
                     for item in t.iter()? {
                         let (_, v) = item?;
-                        if let Ok(m) = serde_json::from_slice::<FileMeta>(v.value()) {
-                            out.push(m);
+                        if let Ok(r) = serde_json::from_slice::<T>(v.value()) {
+                            out.push(r);
                         }
                     }
                     Ok(out)
@@ -301,11 +286,11 @@ impl Records {
                     .await
                     .map_err(nats_err)?;
                 let mut out = Vec::new();
-                for k in keys.iter().filter(|k| k.starts_with("f.")) {
+                for k in keys.iter().filter(|k| k.starts_with(family.prefix)) {
                     if let Some(v) = kv.get(k).await.map_err(nats_err)?
-                        && let Ok(m) = serde_json::from_slice::<FileMeta>(&v)
+                        && let Ok(r) = serde_json::from_slice::<T>(&v)
                     {
-                        out.push(m);
+                        out.push(r);
                     }
                 }
                 Ok(out)

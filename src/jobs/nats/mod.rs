@@ -28,16 +28,17 @@ use async_nats::jetstream::{self, AckKind, consumer, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::worker::{Outcome, count_end, deliver_webhook, execute, interrupted_error, retry_delay};
+use super::pool::{Flow, Queue, Settled, settle};
+use super::worker::{count_end, deliver_webhook, execute, interrupted_error};
 use super::{
     Cancel, Job, JobStatus, Jobs, NewJob, StoreError, SubmitError, Submitted, WebhookStatus,
 };
 use crate::auth::Caller;
 use crate::config::Config;
 use crate::jobs::host::SharedHost as SharedState;
+use crate::slots::Slots;
 
 mod setup;
 mod work;

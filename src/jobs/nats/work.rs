@@ -13,78 +13,12 @@ impl Nats {
         mut stop: watch::Receiver<bool>,
         hard: watch::Receiver<bool>,
     ) {
-        let slots = state.job_slots().clone();
-        let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
         };
-        loop {
-            while tasks.try_join_next().is_some() {}
-            if *stop.borrow() {
-                break;
-            }
-            let first = tokio::select! {
-                p = slots.acquire() => p,
-                _ = stop.changed() => break,
-            };
-            let mut permits = vec![first];
-            while permits.len() < 256 {
-                match slots.try_acquire() {
-                    Some(p) => permits.push(p),
-                    None => break,
-                }
-            }
-            let batch = inner
-                .jobs
-                .batch()
-                .max_messages(permits.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    drop(permits);
-                    tracing::debug!(error = %e, "cannot pull jobs; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => break,
-                    }
-                    continue;
-                }
-            };
-            // A pull request lost with the connection never ends by itself: bound it here.
-            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-                let msg = match item {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "job pull ended with an error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        break;
-                    }
-                };
-                let Some(permit) = permits.pop() else {
-                    // More than asked for: give it back for another worker.
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let (me, state, inner, hard) =
-                    (self.clone(), state.clone(), inner.clone(), hard.clone());
-                tasks.spawn(async move {
-                    me.handle_job(&state, &inner, msg, hard).await;
-                    drop(permit);
-                });
-            }
-        }
-        let running = tasks.len();
-        if running > 0 {
-            tracing::info!(
-                running,
-                "job workers stopped taking jobs; waiting for running ones"
-            );
-        }
-        while tasks.join_next().await.is_some() {}
+        let queue = Arc::new(Workers { nats: self, inner });
+        let slots = state.job_slots().clone();
+        crate::jobs::pool::run(queue, &slots, state, stop, hard).await;
     }
 
     async fn handle_job(
@@ -201,32 +135,17 @@ impl Nats {
                 }
             }
         };
-        match outcome {
-            None => {
-                // Shutdown grace passed: release it to another worker (this attempt does not count).
-                job.status = JobStatus::Queued;
-                job.attempts = job.attempts.saturating_sub(1);
+        match settle(state, &mut job, outcome, max_attempts) {
+            Settled::Release => {
+                // Released to another worker (this attempt does not count).
                 let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
                 let _ = msg.ack_with(AckKind::Nak(None)).await;
             }
-            Some(Outcome::Succeeded(raw)) => {
-                job.finish(JobStatus::Succeeded, Some(raw), None);
-                self.end(inner, &msg, &key, job, revision).await;
-            }
-            Some(Outcome::Failed { error, retryable })
-                if retryable && job.attempts < max_attempts =>
-            {
-                let delay = retry_delay(state, job.attempts);
-                tracing::info!(job = %id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "job attempt failed; retrying");
-                job.status = JobStatus::Queued;
-                job.error = Some(error);
+            Settled::Retry(delay) => {
                 let _ = inner.kv.update(&key, job.to_bytes(), revision).await;
                 let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
             }
-            Some(Outcome::Failed { error, .. }) => {
-                job.finish(JobStatus::Failed, None, Some(error));
-                self.end(inner, &msg, &key, job, revision).await;
-            }
+            Settled::End => self.end(inner, &msg, &key, job, revision).await,
         }
     }
 
@@ -328,67 +247,21 @@ impl Nats {
         // The record says it ended: a redelivery only acknowledges it.
     }
 
-    /// Deliver webhooks from the shared consumer (at most 64 at a time here) until `stop`.
+    /// Deliver webhooks from the shared consumer (at most 64 at a time here) until `stop`;
+    /// deliveries in flight then finish (each is bounded by `jobs.webhook.timeout`).
     pub async fn run_webhooks(
         self: Arc<Self>,
         state: SharedState,
         jobs: Arc<Jobs>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let sem = Arc::new(Semaphore::new(64));
-        let mut tasks = JoinSet::new();
         let Some(inner) = self.wait_inner(&mut stop).await else {
             return;
         };
-        loop {
-            while tasks.try_join_next().is_some() {}
-            if *stop.borrow() {
-                break;
-            }
-            let first = tokio::select! {
-                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = stop.changed() => break,
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = sem.clone().try_acquire_owned() {
-                permits.push(p);
-            }
-            let mut batch = match inner
-                .hooks
-                .batch()
-                .max_messages(permits.len())
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await
-            {
-                Ok(b) => b,
-                Err(_) => {
-                    drop(permits);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => break,
-                    }
-                    continue;
-                }
-            };
-            let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
-            while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
-                let Ok(msg) = item else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                };
-                let Some(permit) = permits.pop() else {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                };
-                let (state, jobs, inner) = (state.clone(), jobs.clone(), inner.clone());
-                tasks.spawn(async move {
-                    handle_hook(&state, &jobs, &inner, msg).await;
-                    drop(permit);
-                });
-            }
-        }
-        while tasks.join_next().await.is_some() {}
+        let slots = Slots::new(64);
+        // Nothing cuts a delivery short: the pool's `hard` signal is never looked at.
+        let hard = stop.clone();
+        crate::jobs::pool::run(Arc::new(Hooks { inner, jobs }), &slots, state, stop, hard).await;
     }
 
     /// Keep `ai_gateway_jobs_queued` at the consumer's pending count.
@@ -511,4 +384,123 @@ pub(super) async fn handle_hook(
             let _ = msg.double_ack().await;
         }
     }
+}
+
+/// JetStream as the worker pool's queue (`pool::run`): jobs pulled from the shared consumer.
+struct Workers {
+    nats: Arc<Nats>,
+    inner: Arc<Inner>,
+}
+
+impl Queue for Workers {
+    type Taken = jetstream::Message;
+    const DRAINING: Option<&'static str> =
+        Some("job workers stopped taking jobs; waiting for running ones");
+
+    async fn take_jobs(
+        &self,
+        permits: Vec<OwnedSemaphorePermit>,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
+    ) -> Flow {
+        pull(
+            &self.inner.jobs,
+            Some(("cannot pull jobs; retrying", "job pull ended with an error")),
+            permits,
+            stop,
+            start,
+        )
+        .await
+    }
+
+    async fn run_job(
+        self: Arc<Self>,
+        state: SharedState,
+        msg: Self::Taken,
+        hard: watch::Receiver<bool>,
+    ) {
+        self.nats.handle_job(&state, &self.inner, msg, hard).await;
+    }
+}
+
+/// JetStream's webhook stream as a worker pool's queue (`pool::run`): deliveries pulled from the
+/// shared consumer.
+struct Hooks {
+    inner: Arc<Inner>,
+    jobs: Arc<Jobs>,
+}
+
+impl Queue for Hooks {
+    type Taken = jetstream::Message;
+    const DRAINING: Option<&'static str> = None;
+
+    async fn take_jobs(
+        &self,
+        permits: Vec<OwnedSemaphorePermit>,
+        stop: &mut watch::Receiver<bool>,
+        start: &mut (dyn FnMut(Self::Taken, OwnedSemaphorePermit) + Send),
+    ) -> Flow {
+        pull(&self.inner.hooks, None, permits, stop, start).await
+    }
+
+    async fn run_job(
+        self: Arc<Self>,
+        state: SharedState,
+        msg: Self::Taken,
+        _hard: watch::Receiver<bool>,
+    ) {
+        handle_hook(&state, &self.jobs, &self.inner, msg).await;
+    }
+}
+
+/// One pull of up to `permits.len()` messages from `consumer`, each started with a permit as it
+/// arrives (more than asked for are given back for another worker). `debug`: the debug log
+/// lines of a pull that failed and of one that ended with an error (`None`: no log).
+async fn pull(
+    consumer: &consumer::PullConsumer,
+    debug: Option<(&str, &str)>,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    stop: &mut watch::Receiver<bool>,
+    start: &mut (dyn FnMut(jetstream::Message, OwnedSemaphorePermit) + Send),
+) -> Flow {
+    let batch = consumer
+        .batch()
+        .max_messages(permits.len())
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await;
+    let mut batch = match batch {
+        Ok(b) => b,
+        Err(e) => {
+            drop(permits);
+            if let Some((failed, _)) = debug {
+                tracing::debug!(error = %e, "{failed}");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return Flow::Stop,
+            }
+            return Flow::Go;
+        }
+    };
+    // A pull request lost with the connection never ends by itself: bound it here.
+    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_secs(1);
+    while let Ok(Some(item)) = tokio::time::timeout_at(until, batch.next()).await {
+        let msg = match item {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some((_, ended)) = debug {
+                    tracing::debug!(error = %e, "{ended}");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+        };
+        let Some(permit) = permits.pop() else {
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            continue;
+        };
+        start(msg, permit);
+    }
+    Flow::Go
 }

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use super::TranslateError;
 use super::json::JStr;
+use super::pivot::request::{Stop, parse_data_url};
 
 mod json_answer;
 mod to_chat;
@@ -59,14 +60,6 @@ fn log_dropped(fields: &[(&'static str, bool)], dropped: &mut super::Dropped) {
 fn serialize(v: &impl Serialize) -> Result<Vec<u8>, TranslateError> {
     serde_json::to_vec(v)
         .map_err(|e| TranslateError::Invalid(format!("cannot write the translated request: {e}")))
-}
-
-/// `data:MEDIA;base64,DATA` -> (MEDIA, DATA).
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media = meta.strip_suffix(";base64")?;
-    Some((media, data))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,24 +111,6 @@ struct ChatReq<'a> {
     function_call: Option<IgnoredAny>,
     prompt_cache_key: Option<IgnoredAny>,
     verbosity: Option<IgnoredAny>,
-}
-
-/// OpenAI `stop`: a string or an array of strings.
-enum Stop<'a> {
-    One(JStr<'a>),
-    Many(Vec<JStr<'a>>),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Stop<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'a RawValue = Deserialize::deserialize(d)?;
-        if let Some(s) = JStr::from_raw(raw) {
-            return Ok(Stop::One(s));
-        }
-        serde_json::from_str(raw.get())
-            .map(Stop::Many)
-            .map_err(|_| D::Error::custom("`stop` must be a string or an array of strings"))
-    }
 }
 
 #[derive(Deserialize)]

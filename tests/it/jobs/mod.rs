@@ -269,6 +269,30 @@ async fn submit_many(gw: &Gateway, n: usize, hook: &str) -> HashMap<String, Stri
     out
 }
 
+/// 200 jobs for 16 workers; the gateway killed (`kill -9`) once some finished, with jobs
+/// running and queued, then started again on `cfg`: every job succeeds and ends once, and
+/// duplicate upstream executions are bounded by the jobs running at the kill.
+async fn kill_9_with_200_jobs_in_flight(mut cfg: Value, up: &FakeUpstream, rx: &WebhookReceiver) {
+    cfg["jobs"]["workers"] = json!(16);
+    let mut gw = Gateway::start(cfg.clone()).await;
+    let ids = submit_many(&gw, 200, &rx.url()).await;
+    assert!(wait_until(Duration::from_secs(20), || up.request_count() >= 40).await);
+    gw.send_signal(Signal::SIGKILL);
+    gw.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        rx.deliveries().len() < 200,
+        "the kill came too late to test anything"
+    );
+    up.set_default(Fault::Normal);
+    let gw2 = Gateway::start(cfg).await;
+    assert_all_succeeded_once(&gw2, &ids, rx).await;
+    assert!(
+        up.request_count() <= 200 + 16,
+        "{} upstream calls",
+        up.request_count()
+    );
+}
+
 /// Every job succeeded with its own answer, and ended once: each webhook id was delivered with
 /// one `finished_at`, the one the record shows.
 async fn assert_all_succeeded_once(
