@@ -8,8 +8,11 @@
 //! rest of the cluster from it and fails over between them. `tls://` (or a CA file in
 //! `nats_tls`) means TLS; `nats://user:password@host` and a `.creds` file authenticate.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_nats::jetstream::{self, object_store, stream};
-use async_nats::{ConnectOptions, ServerAddr};
+use async_nats::{ClientError, ConnectErrorKind, ConnectOptions, Event, ServerAddr, ServerError};
 
 use crate::config::{StateConfig, redact_url};
 
@@ -47,7 +50,9 @@ pub fn servers(url: &str) -> Result<(Vec<ServerAddr>, Option<UserPass>), String>
     Ok((addrs, auth))
 }
 
-/// Connect options of `state:` (auth and TLS); the caller adds its own timeouts.
+/// Connect options of `state:` (auth and TLS); the caller adds its own timeouts. A `.creds` file
+/// that cannot be read or parsed is an error naming the file (never its content); credentials
+/// the server refuses are logged as a warning naming where they come from (see [`on_event`]).
 pub async fn options(s: &StateConfig, name: &str) -> Result<ConnectOptions, String> {
     let url = s.nats_url.as_deref().unwrap_or_default();
     let (_, auth) = servers(url)?;
@@ -57,7 +62,9 @@ pub async fn options(s: &StateConfig, name: &str) -> Result<ConnectOptions, Stri
             .map_err(|e| format!("state.nats_credentials_file {f}: {e}"))?,
         None => ConnectOptions::new(),
     };
-    o = o.name(name);
+    o = o
+        .name(name)
+        .event_callback(on_event(refused(s, auth.is_some())));
     if let Some((u, p)) = auth {
         o = o.user_and_password(u, p);
     }
@@ -69,13 +76,55 @@ pub async fn options(s: &StateConfig, name: &str) -> Result<ConnectOptions, Stri
     Ok(o)
 }
 
+/// What a refusal by the server says: where the credentials it refused come from (never them).
+fn refused(s: &StateConfig, url_user: bool) -> String {
+    match &s.nats_credentials_file {
+        Some(f) => format!("NATS refused the credentials of state.nats_credentials_file ({f})"),
+        None if url_user => "NATS refused the user and password of state.nats_url".to_owned(),
+        None => "NATS refused a connection without credentials (set state.nats_credentials_file or a user in state.nats_url)".to_owned(),
+    }
+}
+
+/// The client's event callback: a refusal of the credentials (the client keeps retrying on its
+/// own, so nothing else would say why NATS stays down) is the warning `refused`, which names
+/// where the credentials come from, once until the next successful connection.
+fn on_event(refused: String) -> impl Fn(Event) -> std::future::Ready<()> + Send + Sync + 'static {
+    let warned = Arc::new(AtomicBool::new(false));
+    move |event| {
+        let refusal = match &event {
+            Event::Connected => {
+                warned.store(false, Ordering::Relaxed);
+                false
+            }
+            Event::ServerError(ServerError::AuthorizationViolation) => true,
+            Event::ClientError(ClientError::Other(e)) => {
+                e.contains("authorization violation") || e.contains("failed signing nonce")
+            }
+            _ => false,
+        };
+        if refusal && !warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %event,
+                "{refused}; the client keeps retrying"
+            );
+        }
+        std::future::ready(())
+    }
+}
+
 /// Connect to `state.nats_url` with `options` (see [`options`]).
 pub async fn connect(s: &StateConfig, o: ConnectOptions) -> Result<async_nats::Client, String> {
     let url = s.nats_url.as_deref().unwrap_or_default();
-    let (addrs, _) = servers(url)?;
-    o.connect(addrs)
-        .await
-        .map_err(|e| format!("state.nats_url ({}): {e}", redact_url(url)))
+    let (addrs, auth) = servers(url)?;
+    o.connect(addrs).await.map_err(|e| {
+        let why = match e.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                format!(" ({})", refused(s, auth.is_some()))
+            }
+            _ => String::new(),
+        };
+        format!("state.nats_url ({}): {e}{why}", redact_url(url))
+    })
 }
 
 /// The replica count of everything the gateway creates in JetStream.

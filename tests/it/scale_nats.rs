@@ -1,7 +1,7 @@
 //! NATS as production runs it: a 3-node JetStream cluster with the gateway's streams, KV buckets
 //! and object store replicated three ways (jobs all succeed after one node is killed mid-queue;
-//! an earlier replica count is brought to the configured one), and one server over TLS with a
-//! user and password.
+//! an earlier replica count is brought to the configured one), one server over TLS with a
+//! user and password, and one in operator (JWT) mode authenticated by a `.creds` file.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::jobs::{jobs_config, submit_ok, wait_job};
 use crate::support::cluster::{Certs, NatsCluster};
+use crate::support::operator::Operator;
 use crate::support::*;
 
 async fn wait_nats_ok(gw: &Gateway) {
@@ -25,6 +26,42 @@ async fn wait_nats_ok(gw: &Gateway) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Each job `(i, id)` of `ids` succeeded (within `timeout`) with the answer `"{prefix} {i}"`;
+/// then `/ready` says NATS is ok.
+async fn assert_all_succeeded(
+    gw: &Gateway,
+    ids: &[(usize, String)],
+    prefix: &str,
+    timeout: Duration,
+) {
+    for (i, id) in ids {
+        let v = wait_job(gw, id, timeout).await;
+        assert_eq!(v["status"], "succeeded", "{v}");
+        assert_eq!(
+            v["result"]["choices"][0]["message"]["content"],
+            format!("{prefix} {i}")
+        );
+    }
+    let ready = json_of(gw.get("/ready", None).await).await;
+    assert_eq!(ready["nats"], "ok", "{ready}");
+}
+
+/// `/ready` says NATS is down and an async submission is refused with 503.
+async fn assert_nats_down(gw: &Gateway) {
+    let ready = json_of(gw.get("/ready", None).await).await;
+    assert_eq!(ready["nats"], "down", "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let r = crate::jobs::submit(
+        gw,
+        GW_KEY,
+        "/v1/async/chat/completions",
+        &chat_body("gpt-test", "x"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 503);
 }
 
 /// The replica count of a stream, asked of JetStream directly.
@@ -94,16 +131,7 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
         ids.push((i, id));
     }
     up.set_default(Fault::Normal);
-    for (i, id) in &ids {
-        let v = wait_job(&gw, id, Duration::from_secs(90)).await;
-        assert_eq!(v["status"], "succeeded", "{v}");
-        assert_eq!(
-            v["result"]["choices"][0]["message"]["content"],
-            format!("clustered {i}")
-        );
-    }
-    let ready = json_of(gw.get("/ready", None).await).await;
-    assert_eq!(ready["nats"], "ok", "{ready}");
+    assert_all_succeeded(&gw, &ids, "clustered", Duration::from_secs(90)).await;
 }
 
 #[tokio::test]
@@ -139,17 +167,7 @@ async fn three_replicas_on_a_single_server_is_a_clear_error() {
     cfg["state"] = json!({"nats_url": nats.url(), "jetstream_replicas": 3});
     let gw = Gateway::start(cfg).await;
     gw.wait_log("NATS JetStream not ready").await;
-    let ready = json_of(gw.get("/ready", None).await).await;
-    assert_eq!(ready["nats"], "down", "{ready}");
-    let r = crate::jobs::submit(
-        &gw,
-        GW_KEY,
-        "/v1/async/chat/completions",
-        &chat_body("gpt-test", "x"),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status(), 503);
+    assert_nats_down(&gw).await;
 }
 
 #[tokio::test]
@@ -191,7 +209,9 @@ async fn nats_over_tls_with_a_user_and_password() {
     // A wrong password is refused; no password is in a log line.
     cfg["state"]["nats_url"] = json!(format!("tls://gw:bad-PASS-6@127.0.0.1:{port}"));
     let wrong = Gateway::start(cfg).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wrong
+        .wait_log("NATS refused the user and password of state.nats_url")
+        .await;
     let ready = json_of(wrong.get("/ready", None).await).await;
     assert_eq!(ready["nats"], "down", "{ready}");
     for g in [&gw, &wrong] {
@@ -203,4 +223,85 @@ async fn nats_over_tls_with_a_user_and_password() {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// `text` written as `name` in `dir`; its path.
+fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn creds_config(up: &FakeUpstream, nats: &NatsServer, creds_file: &str) -> Value {
+    let mut c = jobs_config(up);
+    c["state"] = json!({"nats_url": nats.url(), "nats_credentials_file": creds_file});
+    c
+}
+
+/// A server in operator mode, a directory for files, and the `.creds` text and seed of a user of
+/// the server's account (with JetStream).
+async fn operator_mode() -> (NatsServer, tempfile::TempDir, String, String) {
+    let operator = Operator::generate();
+    let nats = NatsServer::start_operator(&operator).await;
+    let (creds, seed) = operator.user_creds();
+    (nats, tempfile::tempdir().unwrap(), creds, seed)
+}
+
+#[tokio::test]
+async fn nats_in_operator_mode_with_a_creds_file() {
+    let (nats, dir, creds, seed) = operator_mode().await;
+    let file = write_file(&dir, "gw.creds", &creds);
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(creds_config(&up, &nats, &file)).await;
+    wait_nats_ok(&gw).await;
+    assert!(gw.logs().contains(".creds file"), "{}", gw.logs());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let job = submit_ok(&gw, &chat_body("gpt-test", &format!("creds {i}")), &[]).await;
+        ids.push((i, job["id"].as_str().unwrap().to_owned()));
+    }
+    assert_all_succeeded(&gw, &ids, "creds", Duration::from_secs(20)).await;
+    // The server does require credentials: a client without them is refused.
+    assert!(async_nats::connect(nats.url()).await.is_err());
+
+    // A user signed by an account the server does not know: refused, said with the setting that
+    // holds the credentials; NATS stays down and no job is accepted.
+    let (stranger, stranger_seed) = Operator::stranger_creds();
+    let stranger_file = write_file(&dir, "stranger.creds", &stranger);
+    let refused = Gateway::start(creds_config(&up, &nats, &stranger_file)).await;
+    refused
+        .wait_log(&format!(
+            "NATS refused the credentials of state.nats_credentials_file ({stranger_file})"
+        ))
+        .await;
+    assert_nats_down(&refused).await;
+    for (g, seed) in [(&gw, &seed), (&refused, &stranger_seed)] {
+        let logs = g.logs();
+        assert!(!logs.contains(seed.as_str()), "a seed was logged:\n{logs}");
+    }
+}
+
+/// A `.creds` file whose seed is corrupted: an error naming the file at start (async jobs off,
+/// the rest of the API serving), `/ready` says NATS is down, and no seed is in the output.
+#[tokio::test]
+async fn a_creds_file_with_a_corrupted_seed_is_an_error_naming_the_file() {
+    let (nats, dir, creds, seed) = operator_mode().await;
+    // One character of the seed changed: still base32, but its checksum fails.
+    let mut bad = seed.clone().into_bytes();
+    bad[20] = if bad[20] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let file = write_file(&dir, "gw.creds", &creds.replace(&seed, &bad));
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(creds_config(&up, &nats, &file)).await;
+    gw.wait_log(&format!("state.nats_credentials_file {file}: "))
+        .await;
+    assert_nats_down(&gw).await;
+    // The rest of the API serves.
+    assert_eq!(gw.chat("gpt-test", "still here").await.status(), 200);
+    let logs = gw.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(
+        !logs.contains(&seed) && !logs.contains(&bad),
+        "a seed was logged:\n{logs}"
+    );
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod gateway;
 pub mod native;
 pub mod nats;
+pub mod operator;
 pub mod receiver;
 pub mod redis;
 pub mod upstream;

@@ -1,5 +1,6 @@
 //! `NatsServer`: a real `nats-server -js` on a free loopback port with its store in a temporary
-//! directory; killed (by pid) on Drop, and restartable on the same port and store.
+//! directory; killed (by pid) on Drop, and restartable on the same port and store. One started
+//! with [`NatsServer::start_operator`] runs in operator (JWT) mode from a configuration file.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +12,8 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// A configuration file to run with (operator mode) instead of the plain flags.
+    conf: Option<PathBuf>,
 }
 
 fn binary() -> PathBuf {
@@ -32,22 +35,49 @@ impl NatsServer {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            conf: None,
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// A server in operator mode trusting `operator` (its accounts preloaded), with JetStream.
+    pub async fn start_operator(operator: &super::operator::Operator) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("nats.conf");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n{}",
+            dir.path().join("js").display(),
+            operator.server_config()
+        );
+        std::fs::write(&conf, text).expect("write nats.conf");
+        let mut s = Self {
+            child: None,
+            port,
+            dir,
+            conf: Some(conf),
         };
         s.spawn().await;
         s
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.dir.path())
+        let mut cmd = Command::new(binary());
+        match &self.conf {
+            Some(conf) => cmd.arg("-c").arg(conf),
+            None => cmd
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-sd",
+                ])
+                .arg(self.dir.path()),
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
