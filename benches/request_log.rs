@@ -1,6 +1,6 @@
 //! Criterion benches of the request log's writer, per entry: the counters of a batch of 2,048
 //! entries (`counters::deltas`), and that batch written to the embedded store with its counters
-//! (`Embedded::write`: encoding, one append, the counter rows, one commit without a sync), as the
+//! (`encode` and `Embedded::write`: one append, the counter rows, one commit without a sync), as the
 //! writer does at full load (docs/benchmarks.md, "The request log and usage report").
 
 #![expect(clippy::unwrap_used, reason = "benchmark setup")]
@@ -9,8 +9,8 @@ use std::hint::black_box;
 
 use ai_gateway::request_log::Entry;
 use ai_gateway::request_log::counters::deltas;
-use ai_gateway::request_log::embedded::Embedded;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ai_gateway::request_log::embedded::{Embedded, encode};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 2048;
 
@@ -51,14 +51,11 @@ fn writer(c: &mut Criterion) {
         .unwrap();
     let store = Embedded::open(dir.path(), 100_000, 400).unwrap();
     g.bench_function("embedded_write_2048", |b| {
-        b.iter_batched(
-            || entries.clone(),
-            |batch| {
-                let d = deltas(&batch);
-                rt.block_on(store.write(batch, d)).unwrap();
-            },
-            BatchSize::LargeInput,
-        )
+        b.iter(|| {
+            let d = deltas(&entries);
+            let row = encode(&entries).unwrap();
+            rt.block_on(store.write(row, d)).unwrap();
+        })
     });
     g.finish();
 }

@@ -82,8 +82,9 @@ impl Embedded {
             .map_err(|err| format!("request log task failed: {err}"))?
     }
 
-    /// Write a batch and its counters in one transaction; trim to `max_entries`.
-    pub async fn write(&self, entries: Vec<Entry>, deltas: Deltas) -> Result<(), String> {
+    /// Write a batch (its [`encode`]d row) and its counters in one transaction; trim to
+    /// `max_entries`.
+    pub async fn write(&self, row: Vec<u8>, deltas: Deltas) -> Result<(), String> {
         let max = self.max_entries;
         let next = self.next.clone();
         let synced = self.synced_ms.clone();
@@ -99,13 +100,8 @@ impl Embedded {
             .map_err(e)?;
             {
                 let mut log = txn.open_table(BATCHES).map_err(e)?;
-                let n = u32::try_from(entries.len()).map_err(e)?;
+                let n = count(&row);
                 let first = next.fetch_add(u64::from(n), Ordering::Relaxed);
-                let mut row = Vec::with_capacity(entries.len() * 160 + 4);
-                row.extend_from_slice(&n.to_le_bytes());
-                for entry in &entries {
-                    row = postcard::to_extend(&Row::of(entry), row).map_err(e)?;
-                }
                 log.insert(first, row.as_slice()).map_err(e)?;
                 // Batches whose every entry is past the newest `max` go.
                 let cut = (first + u64::from(n)).saturating_sub(max);
@@ -364,6 +360,18 @@ impl From<OwnedRow> for Entry {
     }
 }
 
+/// A batch's row: the entries' count, then each entry. Made on the writer's task, so the
+/// entries are freed by the thread that made them and their vector is used again.
+pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, String> {
+    let n = u32::try_from(entries.len()).map_err(e)?;
+    let mut row = Vec::with_capacity(entries.len() * 128 + 4);
+    row.extend_from_slice(&n.to_le_bytes());
+    for entry in entries {
+        row = postcard::to_extend(&Row::of(entry), row).map_err(e)?;
+    }
+    Ok(row)
+}
+
 /// The number of entries in a batch's row.
 fn count(row: &[u8]) -> u32 {
     row.get(..4)
@@ -434,10 +442,7 @@ mod tests {
             error: Some("boom".into()),
             ..Entry::default()
         };
-        let mut row = 2u32.to_le_bytes().to_vec();
-        for x in [&a, &b] {
-            row = postcard::to_extend(&Row::of(x), row).unwrap();
-        }
+        let row = encode(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(count(&row), 2);
         assert_eq!(decode(10, &row), vec![(10, a.clone()), (11, b)]);
         // A cut row keeps what decodes.

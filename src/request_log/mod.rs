@@ -279,11 +279,15 @@ async fn write_loop(mut rx: mpsc::Receiver<Entry>, backend: Arc<Backend>) {
         }
         unsynced = matches!(&*backend, Backend::Embedded(_));
         let deltas = counters::deltas(&batch);
-        let entries = std::mem::take(&mut batch);
         let result = match &*backend {
-            Backend::Embedded(s) => s.write(entries, deltas).await,
-            Backend::Redis(s) => s.write(entries, deltas).await,
+            Backend::Embedded(s) => match embedded::encode(&batch) {
+                Ok(row) => s.write(row, deltas).await,
+                Err(e) => Err(e),
+            },
+            Backend::Redis(s) => s.write(&batch, deltas).await,
         };
+        // Freed here, where they were made; the vector's room kept for the next batch.
+        batch.clear();
         if let Err(e) = result {
             tracing::warn!(error = %e, "request log: a batch was not written");
         }

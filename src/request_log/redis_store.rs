@@ -64,9 +64,9 @@ impl RedisLog {
     }
 
     /// The entries (one round trip for the stream, one for the index and the counters).
-    pub async fn write(&self, entries: Vec<Entry>, deltas: Deltas) -> Result<(), String> {
+    pub async fn write(&self, entries: &[Entry], deltas: Deltas) -> Result<(), String> {
         let mut pipe = redis::pipe();
-        for entry in &entries {
+        for entry in entries {
             let json = serde_json::to_string(entry).map_err(|err| err.to_string())?;
             pipe.cmd("XADD")
                 .arg(STREAM)

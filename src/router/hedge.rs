@@ -7,7 +7,7 @@
 //! them. A failure does not end the race while another request is still out.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -21,8 +21,12 @@ use crate::runtime::policy::Hedge;
 /// Race `first` against hedges from `launch` (which picks, builds and counts a hedge, or says
 /// there is none to send). `on_failure` settles a failed request while others are still out.
 /// Returns the winner, or the last failure when every request failed.
+///
+/// What a race costs while no hedge goes out is its timer: the set of hedges is made with the
+/// first hedge, and `first` is borrowed, not moved (docs/benchmarks.md, "Hedging and shadow
+/// traffic").
 pub(super) async fn race<F, H>(
-    first: F,
+    mut first: Pin<&mut F>,
     hedge: &Hedge,
     model: &str,
     stream: bool,
@@ -36,27 +40,29 @@ where
     let Some(after) = hedge.after(stream) else {
         return first.await;
     };
-    let mut first = pin!(first);
     let mut first_out = true;
-    let mut hedges = FuturesUnordered::new();
-    let timer = pin!(tokio::time::sleep(after));
-    let mut timer = timer;
+    let mut hedges: Option<FuturesUnordered<H>> = None;
+    let mut timer = pin!(tokio::time::sleep(after));
     let mut timing = true;
     let mut sent = 0u32;
     // The last failure, held back while requests are still out (it is the answer if none wins).
     let mut last_failure: Option<Done> = None;
+    let out = |h: &Option<FuturesUnordered<H>>| h.as_ref().is_some_and(|h| !h.is_empty());
     loop {
+        let hedges_out = out(&hedges);
         let done = tokio::select! {
-            d = &mut first, if first_out => {
+            // The first request first: an answer ready when the timer is too wins without a hedge.
+            biased;
+            d = first.as_mut(), if first_out => {
                 first_out = false;
                 d
             }
-            Some(d) = hedges.next(), if !hedges.is_empty() => match d {
+            Some(d) = next(&mut hedges), if hedges_out => match d {
                 Some(d) => d,
                 // Not sent after all (its deployment at its shared capacity).
                 None => {
                     sent -= 1;
-                    if !first_out && hedges.is_empty() && let Some(f) = last_failure.take() {
+                    if !first_out && !out(&hedges) && let Some(f) = last_failure.take() {
                         return f;
                     }
                     continue;
@@ -65,9 +71,9 @@ where
             () = &mut timer, if timing => {
                 if let Some(f) = launch(sent + 1) {
                     sent += 1;
-                    hedges.push(f);
+                    hedges.get_or_insert_with(FuturesUnordered::new).push(f);
                 }
-                if sent < hedge.max && (first_out || !hedges.is_empty()) {
+                if sent < hedge.max && (first_out || out(&hedges)) {
                     timer.as_mut().reset(Instant::now() + after);
                 } else {
                     timing = false;
@@ -75,7 +81,7 @@ where
                 continue;
             }
         };
-        let still_out = first_out || !hedges.is_empty();
+        let still_out = first_out || out(&hedges);
         if done.result.is_err()
             && still_out
             && !done.result.as_ref().is_err_and(|e| e.is_caller_fault())
@@ -104,12 +110,22 @@ where
         if first_out && let Some(d) = first.as_mut().now_or_never() {
             loser(d, model);
         }
-        while let Some(Some(d)) = hedges.next().now_or_never() {
-            if let Some(d) = d {
-                loser(d, model);
+        if let Some(h) = hedges.as_mut() {
+            while let Some(Some(d)) = h.next().now_or_never() {
+                if let Some(d) = d {
+                    loser(d, model);
+                }
             }
         }
         return done;
+    }
+}
+
+/// The next hedge to finish (never, before the first goes out).
+async fn next<H: Future>(hedges: &mut Option<FuturesUnordered<H>>) -> Option<H::Output> {
+    match hedges {
+        Some(h) => h.next().await,
+        None => std::future::pending().await,
     }
 }
 
