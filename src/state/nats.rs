@@ -1,8 +1,9 @@
 //! How the gateway reaches NATS (`state.nats_url`, `nats_credentials_file`, `nats_tls`) and the
 //! one rule for what it creates in JetStream: **every stream, KV bucket and object store has
 //! `state.jetstream_replicas` replicas**, made or brought to that count by [`ensure_stream`] /
-//! [`ensure_object_store`] (never silently left at another count). Code that adds a stream, a
-//! bucket or an object store (jobs, batch files…) calls these.
+//! [`ensure_object_store`] (never silently left at another count), and KV buckets and object
+//! stores are read through their stream's leader, not by direct gets that a lagging follower may
+//! answer. Code that adds a stream, a bucket or an object store (jobs, batch files…) calls these.
 //!
 //! `nats_url` may list several servers, comma-separated; the client connects to one, learns the
 //! rest of the cluster from it and fails over between them. `tls://` (or a CA file in
@@ -206,7 +207,9 @@ async fn settle(js: &jetstream::Context, name: &str, replicas: usize) -> Result<
 }
 
 /// The object store of `config` with `replicas` replicas (its stream `OBJ_<bucket>` brought to
-/// that count when it exists with another).
+/// that count when it exists with another), read through its stream's leader: the client makes
+/// object stores with direct gets, which any replica answers, so on a cluster an object just
+/// stored could be "not found" for a moment; the stream is updated to turn them off.
 pub async fn ensure_object_store(
     js: &jetstream::Context,
     mut config: object_store::Config,
@@ -214,35 +217,46 @@ pub async fn ensure_object_store(
 ) -> Result<object_store::ObjectStore, String> {
     config.num_replicas = replicas;
     let bucket = config.bucket.clone();
-    if let Ok(st) = js.get_stream(format!("OBJ_{bucket}")).await {
-        let have = st.cached_info().config.clone();
-        if have.num_replicas.max(1) != replicas {
-            let mut want = have.clone();
-            want.num_replicas = replicas;
-            js.update_stream(&want).await.map_err(|e| {
+    let name = format!("OBJ_{bucket}");
+    let have = match js.get_stream(&name).await {
+        Ok(st) => st.cached_info().config.clone(),
+        Err(_) => {
+            let made = js.create_object_store(config).await.map(|_| ());
+            match js.get_stream(&name).await {
+                Ok(st) => st.cached_info().config.clone(),
+                Err(e) => {
+                    let e = made.err().map_or_else(|| e.to_string(), |m| m.to_string());
+                    return Err(format!("object store {bucket}: {e}"));
+                }
+            }
+        }
+    };
+    let replicas_differ = have.num_replicas.max(1) != replicas;
+    if replicas_differ || have.allow_direct {
+        let mut want = have.clone();
+        want.num_replicas = replicas;
+        want.allow_direct = false;
+        js.update_stream(&want).await.map_err(|e| {
+            if replicas_differ {
                 format!(
                     "object store {bucket} has {} replica(s) but state.jetstream_replicas is {replicas}, and the server refused to change it: {e}",
                     have.num_replicas.max(1)
                 )
-            })?;
-            settle(js, &format!("OBJ_{bucket}"), replicas).await?;
+            } else {
+                format!("object store {bucket}: {e}")
+            }
+        })?;
+        if replicas_differ {
+            settle(js, &name, replicas).await?;
             tracing::info!(
                 object_store = %bucket, from = have.num_replicas.max(1), to = replicas,
                 "JetStream object store brought to state.jetstream_replicas"
             );
         }
-        return js
-            .get_object_store(&bucket)
-            .await
-            .map_err(|e| format!("object store {bucket}: {e}"));
     }
-    match js.create_object_store(config).await {
-        Ok(o) => Ok(o),
-        Err(e) => js
-            .get_object_store(&bucket)
-            .await
-            .map_err(|_| format!("object store {bucket}: {e}")),
-    }
+    js.get_object_store(&bucket)
+        .await
+        .map_err(|e| format!("object store {bucket}: {e}"))
 }
 
 #[cfg(test)]

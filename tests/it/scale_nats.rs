@@ -64,19 +64,33 @@ async fn assert_nats_down(gw: &Gateway) {
     assert_eq!(r.status(), 503);
 }
 
-/// The replica count of a stream, asked of JetStream directly.
-async fn stream_replicas(url: &str, stream: &str) -> usize {
+/// The configuration of a stream, asked of JetStream directly.
+async fn stream_config(url: &str, stream: &str) -> async_nats::jetstream::stream::Config {
     let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
     let c = async_nats::connect(servers).await.unwrap();
     let js = async_nats::jetstream::new(c);
     let mut st = js.get_stream(stream).await.unwrap();
-    st.info().await.unwrap().config.num_replicas
+    st.info().await.unwrap().config.clone()
+}
+
+/// The replica count of a stream, asked of JetStream directly.
+async fn stream_replicas(url: &str, stream: &str) -> usize {
+    stream_config(url, stream).await.num_replicas
 }
 
 fn cluster_config(up: &FakeUpstream, nats: &NatsCluster, replicas: u32) -> Value {
     let mut c = jobs_config(up);
     c["state"] = json!({"nats_url": nats.url(), "jetstream_replicas": replicas});
     c
+}
+
+/// A 3-node cluster, an upstream, and a gateway on them with `replicas` replicas, NATS ready.
+async fn on_a_cluster(replicas: u32) -> (NatsCluster, FakeUpstream, Gateway) {
+    let nats = NatsCluster::start(3).await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cluster_config(&up, &nats, replicas)).await;
+    wait_nats_ok(&gw).await;
+    (nats, up, gw)
 }
 
 #[tokio::test]
@@ -100,7 +114,12 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
         "KV_aigw_meta",
         "OBJ_aigw_objects",
     ] {
-        assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
+        let config = stream_config(&nats.url(), s).await;
+        assert_eq!(config.num_replicas, 3, "{s}");
+        if s != "AIGW_JOBS" && s != "AIGW_WEBHOOKS" {
+            // Read through the leader: a follower's direct get may miss a record just made.
+            assert!(!config.allow_direct, "{s}");
+        }
     }
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -134,12 +153,26 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
     assert_all_succeeded(&gw, &ids, "clustered", Duration::from_secs(90)).await;
 }
 
+/// On a 3-node cluster a record is read from its stream's leader, never from a follower that has
+/// not applied the latest write yet: a job read right after its submission is found, and every
+/// job, taken by an idle worker as soon as it is queued, finds its record and succeeds.
+#[tokio::test]
+async fn a_job_is_found_right_after_its_submission_on_a_cluster() {
+    let (_nats, _up, gw) = on_a_cluster(3).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let job = submit_ok(&gw, &chat_body("gpt-test", &format!("fresh {i}")), &[]).await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        let (status, v) = crate::jobs::get_job(&gw, GW_KEY, &id).await;
+        assert_eq!(status, 200, "job {i} read right after its submission: {v}");
+        ids.push((i, id));
+    }
+    assert_all_succeeded(&gw, &ids, "fresh", Duration::from_secs(60)).await;
+}
+
 #[tokio::test]
 async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
-    let nats = NatsCluster::start(3).await;
-    let up = FakeUpstream::start(Kind::OpenAi).await;
-    let first = Gateway::start(cluster_config(&up, &nats, 1)).await;
-    wait_nats_ok(&first).await;
+    let (nats, up, first) = on_a_cluster(1).await;
     assert_eq!(stream_replicas(&nats.url(), "AIGW_JOBS").await, 1);
     drop(first);
     let gw = Gateway::start(cluster_config(&up, &nats, 3)).await;
@@ -155,6 +188,58 @@ async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
         assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
     }
     let job = submit_ok(&gw, &chat_body("gpt-test", "replicated"), &[]).await;
+    let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+}
+
+/// Buckets and an object store made by an earlier version, with direct gets (what the client
+/// makes by default), are updated to be read through their leader; the records in them stay.
+#[tokio::test]
+async fn buckets_made_with_direct_gets_are_read_through_their_leader() {
+    use async_nats::jetstream::{object_store, stream};
+    let nats = NatsServer::start().await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    for bucket in ["aigw_jobs", "aigw_meta"] {
+        js.create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let kept = js.get_key_value("aigw_meta").await.unwrap();
+    kept.put("kept", "yes".into()).await.unwrap();
+    js.create_object_store(object_store::Config {
+        bucket: "aigw_objects".to_owned(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        stream_config(&nats.url(), "KV_aigw_jobs")
+            .await
+            .allow_direct
+    );
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({"nats_url": nats.url()});
+    let gw = Gateway::start(cfg).await;
+    wait_nats_ok(&gw).await;
+    for s in ["KV_aigw_jobs", "KV_aigw_meta", "OBJ_aigw_objects"] {
+        assert!(!stream_config(&nats.url(), s).await.allow_direct, "{s}");
+    }
+    let kept = js.get_key_value("aigw_meta").await.unwrap();
+    assert_eq!(
+        kept.get("kept").await.unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
+    let job = submit_ok(&gw, &chat_body("gpt-test", "leader reads"), &[]).await;
     let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(v["status"], "succeeded", "{v}");
 }

@@ -7,6 +7,9 @@
 //!   alive by in-progress acks every 3 s while a job runs, unlimited deliveries: the record's
 //!   `attempts` decides when a job has had enough, so a worker that dies on the last delivery
 //!   cannot leave a job `running` forever.
+//! - KV buckets and the object store are read through their stream's leader, not by direct
+//!   gets (which a follower lagging by a write answers with "not found" on a cluster); a message
+//!   whose record is missing is dropped only after three deliveries that all miss it.
 //! - KV bucket `aigw_jobs` (history 1, `max_age` = `jobs.result_ttl`): `j.{id}` the record,
 //!   `i.{sha256(key id, Idempotency-Key)}` the job id of an idempotent submission. Every state
 //!   change is a compare-and-set on the record's revision, so a job redelivered to a second worker
@@ -60,6 +63,8 @@ const BODY_HEADER: &str = "Aigw-Body";
 /// How long a delivered job may go without an ack before JetStream hands it to another worker.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// Deliveries in a row that find no record before a job or webhook message is dropped.
+const MISSING_RECORD_DELIVERIES: i64 = 3;
 /// How long one pull request waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Room for headers and protocol framing next to a body in one message.

@@ -47,8 +47,7 @@ impl Nats {
             let entry = match inner.kv.entry(&key).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => e,
                 Ok(_) => {
-                    // No record: it expired, or its submission failed after publishing.
-                    let _ = msg.ack().await;
+                    drop_without_record(&msg, &id, "a job message").await;
                     return;
                 }
                 Err(e) => {
@@ -316,6 +315,22 @@ pub(super) async fn enqueue_webhook(inner: &Inner, id: &str) -> Result<(), Strin
         .map_err(|e| e.to_string())
 }
 
+/// A job or webhook message (`what`) whose record `id` is not there: it expired, or its
+/// submission failed after publishing — or a read met a stream leader that just changed (a record
+/// is always written before its message is published). Dropped once the record was missing on
+/// [`MISSING_RECORD_DELIVERIES`] deliveries a second apart; until then redelivered.
+async fn drop_without_record(msg: &jetstream::Message, id: &str, what: &str) {
+    let delivered = msg.info().map_or(i64::MAX, |i| i.delivered);
+    if delivered < MISSING_RECORD_DELIVERIES {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    }
+    tracing::warn!(job = %id, deliveries = delivered, "{what} without a job record (expired, or its submission failed); dropping it");
+    let _ = msg.ack().await;
+}
+
 pub(super) async fn handle_hook(
     state: &SharedState,
     jobs: &Jobs,
@@ -327,7 +342,7 @@ pub(super) async fn handle_hook(
     let entry = match inner.kv.entry(&key).await {
         Ok(Some(e)) if e.operation == kv::Operation::Put => e,
         Ok(_) => {
-            let _ = msg.ack().await;
+            drop_without_record(&msg, &id, "a webhook delivery").await;
             return;
         }
         Err(_) => {
