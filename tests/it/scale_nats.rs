@@ -66,11 +66,29 @@ async fn assert_nats_down(gw: &Gateway) {
 
 /// The configuration of a stream, asked of JetStream directly.
 async fn stream_config(url: &str, stream: &str) -> async_nats::jetstream::stream::Config {
-    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
-    let c = async_nats::connect(servers).await.unwrap();
-    let js = async_nats::jetstream::new(c);
-    let mut st = js.get_stream(stream).await.unwrap();
+    let mut st = jetstream(url).await.get_stream(stream).await.unwrap();
     st.info().await.unwrap().config.clone()
+}
+
+/// A JetStream context on the servers of `url` (comma-separated).
+async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+    async_nats::jetstream::new(async_nats::connect(servers).await.unwrap())
+}
+
+/// How many servers hold a consumer of `stream` (its leader and followers), asked of JetStream.
+async fn consumer_peers(url: &str, stream: &str, name: &str) -> usize {
+    let mut c: async_nats::jetstream::consumer::PullConsumer = jetstream(url)
+        .await
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .get_consumer(name)
+        .await
+        .unwrap();
+    let info = c.info().await.unwrap();
+    let cluster = info.cluster.as_ref().unwrap();
+    usize::from(cluster.leader.is_some()) + cluster.replicas.len()
 }
 
 /// The replica count of a stream, asked of JetStream directly.
@@ -116,10 +134,14 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
     ] {
         let config = stream_config(&nats.url(), s).await;
         assert_eq!(config.num_replicas, 3, "{s}");
-        if s != "AIGW_JOBS" && s != "AIGW_WEBHOOKS" {
-            // Read through the leader: a follower's direct get may miss a record just made.
+        if s.starts_with("OBJ_") {
+            // Read through the leader: a follower's direct get may miss an object just stored.
             assert!(!config.allow_direct, "{s}");
         }
+    }
+    // The shared consumers live on all three servers too (a leader and two followers).
+    for (s, name) in [("AIGW_JOBS", "workers"), ("AIGW_WEBHOOKS", "webhooks")] {
+        assert_eq!(consumer_peers(&nats.url(), s, name).await, 3, "{name}");
     }
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -192,37 +214,23 @@ async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
     assert_eq!(v["status"], "succeeded", "{v}");
 }
 
-/// Buckets and an object store made by an earlier version, with direct gets (what the client
-/// makes by default), are updated to be read through their leader; the records in them stay.
+/// An object store made by an earlier version, with direct gets (what the client makes), is
+/// updated to be read through its leader; the objects in it stay.
 #[tokio::test]
-async fn buckets_made_with_direct_gets_are_read_through_their_leader() {
-    use async_nats::jetstream::{object_store, stream};
+async fn an_object_store_made_with_direct_gets_is_read_through_its_leader() {
+    use async_nats::jetstream::object_store;
     let nats = NatsServer::start().await;
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    for bucket in ["aigw_jobs", "aigw_meta"] {
-        js.create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
+    let js = jetstream(&nats.url()).await;
+    let store = js
+        .create_object_store(object_store::Config {
+            bucket: "aigw_objects".to_owned(),
             ..Default::default()
         })
         .await
         .unwrap();
-    }
-    let kept = js.get_key_value("aigw_meta").await.unwrap();
-    kept.put("kept", "yes".into()).await.unwrap();
-    js.create_object_store(object_store::Config {
-        bucket: "aigw_objects".to_owned(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    store.put("kept", &mut &b"yes"[..]).await.unwrap();
     assert!(
-        stream_config(&nats.url(), "KV_aigw_jobs")
+        stream_config(&nats.url(), "OBJ_aigw_objects")
             .await
             .allow_direct
     );
@@ -231,14 +239,23 @@ async fn buckets_made_with_direct_gets_are_read_through_their_leader() {
     cfg["state"] = json!({"nats_url": nats.url()});
     let gw = Gateway::start(cfg).await;
     wait_nats_ok(&gw).await;
-    for s in ["KV_aigw_jobs", "KV_aigw_meta", "OBJ_aigw_objects"] {
-        assert!(!stream_config(&nats.url(), s).await.allow_direct, "{s}");
-    }
-    let kept = js.get_key_value("aigw_meta").await.unwrap();
-    assert_eq!(
-        kept.get("kept").await.unwrap().as_deref(),
-        Some(&b"yes"[..])
+    assert!(
+        !stream_config(&nats.url(), "OBJ_aigw_objects")
+            .await
+            .allow_direct
     );
+    let mut kept = Vec::new();
+    let mut obj = js
+        .get_object_store("aigw_objects")
+        .await
+        .unwrap()
+        .get("kept")
+        .await
+        .unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut kept)
+        .await
+        .unwrap();
+    assert_eq!(kept, b"yes");
     let job = submit_ok(&gw, &chat_body("gpt-test", "leader reads"), &[]).await;
     let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(v["status"], "succeeded", "{v}");

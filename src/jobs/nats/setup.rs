@@ -69,6 +69,7 @@ pub(super) async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<I
         .await
         .map_err(|e| format!("consumer webhooks: {e}"))?;
     Ok(Inner {
+        client: client.clone(),
         js,
         kv,
         meta,
@@ -80,12 +81,9 @@ pub(super) async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<I
 
 /// A KV bucket, made through its stream so it works with nats-server 2.9 too (the client's
 /// `create_key_value` reads account fields that 2.9 does not send). `max_age` zero = forever;
-/// a changed `jobs.result_ttl` updates the bucket.
-///
-/// Reads go to the stream's leader (no direct get): with direct gets any replica answers, and on
-/// a cluster a follower that has not applied the latest write yet answers "no such key" for a
-/// record made a moment ago — a worker then dropped the job's message and the job stayed
-/// `queued` for good. A bucket made earlier with direct gets is updated.
+/// a changed `jobs.result_ttl` updates the bucket. Its store reads with direct gets, which any
+/// replica answers: what must see the latest write reads through
+/// [`crate::state::nats::leader_entry`].
 pub(crate) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
@@ -100,15 +98,13 @@ pub(crate) async fn ensure_bucket(
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: false,
+        allow_direct: true,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
-    crate::state::nats::ensure_stream(js, config, replicas, |have| {
-        have.max_age != max_age || have.allow_direct
-    })
-    .await
-    .map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
+    crate::state::nats::ensure_stream(js, config, replicas, |have| have.max_age != max_age)
+        .await
+        .map_err(|e| format!("key-value bucket {bucket}: {e}"))?;
     js.get_key_value(bucket)
         .await
         .map_err(|e| format!("key-value bucket {bucket}: {e}"))

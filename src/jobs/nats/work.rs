@@ -44,7 +44,7 @@ impl Nats {
         let mut tries = 0;
         let (mut job, revision) = loop {
             tries += 1;
-            let entry = match inner.kv.entry(&key).await {
+            let entry = match inner.entry(&key).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => e,
                 Ok(_) => {
                     drop_without_record(&msg, &id, "a job message").await;
@@ -191,7 +191,7 @@ impl Nats {
             match inner.kv.update(key, bytes.clone(), revision).await {
                 Ok(_) => break,
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    match inner.kv.entry(key).await {
+                    match inner.entry(key).await {
                         Ok(Some(cur)) if cur.operation == kv::Operation::Put => {
                             if cur.value == bytes {
                                 // Our own write landed; only its answer was lost.
@@ -339,7 +339,7 @@ pub(super) async fn handle_hook(
 ) {
     let id = String::from_utf8_lossy(&msg.payload).into_owned();
     let key = record_key(&id);
-    let entry = match inner.kv.entry(&key).await {
+    let entry = match inner.entry(&key).await {
         Ok(Some(e)) if e.operation == kv::Operation::Put => e,
         Ok(_) => {
             drop_without_record(&msg, &id, "a webhook delivery").await;
@@ -375,7 +375,7 @@ pub(super) async fn handle_hook(
         match inner.kv.update(&key, j.to_bytes(), cur.1).await {
             Ok(_) => break,
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                match inner.kv.entry(&key).await {
+                match inner.entry(&key).await {
                     Ok(Some(e)) if e.operation == kv::Operation::Put => {
                         let Some(j) = Job::from_slice(&e.value) else {
                             break;
