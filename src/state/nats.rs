@@ -2,7 +2,9 @@
 //! one rule for what it creates in JetStream: **every stream, KV bucket and object store has
 //! `state.jetstream_replicas` replicas**, made or brought to that count by [`ensure_stream`] /
 //! [`ensure_object_store`] (never silently left at another count). Code that adds a stream, a
-//! bucket or an object store (jobs, batch files…) calls these.
+//! bucket or an object store (jobs, batch files…) calls these. A read that must see the latest
+//! write (a record made a moment ago) goes to the stream's leader: object stores are made without
+//! direct gets, and KV entries are read with [`leader_entry`].
 //!
 //! `nats_url` may list several servers, comma-separated; the client connects to one, learns the
 //! rest of the cluster from it and fails over between them. `tls://` (or a CA file in
@@ -11,7 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_nats::jetstream::{self, object_store, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use async_nats::{ClientError, ConnectErrorKind, ConnectOptions, Event, ServerAddr, ServerError};
 
 use crate::config::{StateConfig, redact_url};
@@ -206,7 +208,9 @@ async fn settle(js: &jetstream::Context, name: &str, replicas: usize) -> Result<
 }
 
 /// The object store of `config` with `replicas` replicas (its stream `OBJ_<bucket>` brought to
-/// that count when it exists with another).
+/// that count when it exists with another), read through its stream's leader: the client makes
+/// object stores with direct gets, which any replica answers, so on a cluster an object just
+/// stored could be "not found" for a moment; the stream is updated to turn them off.
 pub async fn ensure_object_store(
     js: &jetstream::Context,
     mut config: object_store::Config,
@@ -214,35 +218,131 @@ pub async fn ensure_object_store(
 ) -> Result<object_store::ObjectStore, String> {
     config.num_replicas = replicas;
     let bucket = config.bucket.clone();
-    if let Ok(st) = js.get_stream(format!("OBJ_{bucket}")).await {
-        let have = st.cached_info().config.clone();
-        if have.num_replicas.max(1) != replicas {
-            let mut want = have.clone();
-            want.num_replicas = replicas;
-            js.update_stream(&want).await.map_err(|e| {
+    let name = format!("OBJ_{bucket}");
+    let have = match js.get_stream(&name).await {
+        Ok(st) => st.cached_info().config.clone(),
+        Err(_) => {
+            let made = js.create_object_store(config).await.map(|_| ());
+            match js.get_stream(&name).await {
+                Ok(st) => st.cached_info().config.clone(),
+                Err(e) => {
+                    let e = made.err().map_or_else(|| e.to_string(), |m| m.to_string());
+                    return Err(format!("object store {bucket}: {e}"));
+                }
+            }
+        }
+    };
+    let replicas_differ = have.num_replicas.max(1) != replicas;
+    if replicas_differ || have.allow_direct {
+        let mut want = have.clone();
+        want.num_replicas = replicas;
+        want.allow_direct = false;
+        js.update_stream(&want).await.map_err(|e| {
+            if replicas_differ {
                 format!(
                     "object store {bucket} has {} replica(s) but state.jetstream_replicas is {replicas}, and the server refused to change it: {e}",
                     have.num_replicas.max(1)
                 )
-            })?;
-            settle(js, &format!("OBJ_{bucket}"), replicas).await?;
+            } else {
+                format!("object store {bucket}: {e}")
+            }
+        })?;
+        if replicas_differ {
+            settle(js, &name, replicas).await?;
             tracing::info!(
                 object_store = %bucket, from = have.num_replicas.max(1), to = replicas,
                 "JetStream object store brought to state.jetstream_replicas"
             );
         }
-        return js
-            .get_object_store(&bucket)
-            .await
-            .map_err(|e| format!("object store {bucket}: {e}"));
     }
-    match js.create_object_store(config).await {
-        Ok(o) => Ok(o),
-        Err(e) => js
-            .get_object_store(&bucket)
-            .await
-            .map_err(|_| format!("object store {bucket}: {e}")),
+    js.get_object_store(&bucket)
+        .await
+        .map_err(|e| format!("object store {bucket}: {e}"))
+}
+
+/// One entry of a KV bucket, as [`leader_entry`] reads it.
+pub struct LeaderEntry {
+    pub value: bytes::Bytes,
+    /// The entry's sequence in the bucket's stream (what compare-and-set updates name).
+    pub revision: u64,
+    pub operation: kv::Operation,
+}
+
+/// The last entry of `key` in KV bucket `bucket`, read from the bucket stream's leader
+/// (`STREAM.MSG.GET`), `None` when there is none. A KV store of the client reads with direct
+/// gets, which any replica answers: on a cluster a follower that has not applied the latest
+/// write yet says "no such key" for a record made a moment ago. Asked on the core client, not
+/// through the JetStream context, whose debug log prints every API answer (here the value).
+pub async fn leader_entry(
+    client: &async_nats::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<LeaderEntry>, String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        message: Option<Stored>,
+        error: Option<ApiError>,
     }
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        seq: u64,
+        hdrs: Option<String>,
+        data: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        err_code: Option<u64>,
+        description: Option<String>,
+    }
+    /// JetStream's "no message found".
+    const NO_MESSAGE: u64 = 10037;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let request = serde_json::json!({ "last_by_subj": format!("$KV.{bucket}.{key}") });
+    let reply = client
+        .request(
+            format!("$JS.API.STREAM.MSG.GET.KV_{bucket}"),
+            request.to_string().into(),
+        )
+        .await
+        .map_err(|e| format!("reading {key} of {bucket}: {e}"))?;
+    let answer: Answer = serde_json::from_slice(&reply.payload)
+        .map_err(|e| format!("reading {key} of {bucket}: {e}"))?;
+    if let Some(e) = answer.error {
+        if e.err_code == Some(NO_MESSAGE) {
+            return Ok(None);
+        }
+        return Err(format!(
+            "reading {key} of {bucket}: {}",
+            e.description.unwrap_or_default()
+        ));
+    }
+    let Some(m) = answer.message else {
+        return Ok(None);
+    };
+    let decode = |v: Option<String>| {
+        b64.decode(v.unwrap_or_default())
+            .map_err(|e| format!("reading {key} of {bucket}: {e}"))
+    };
+    let headers = decode(m.hdrs)?;
+    let operation = String::from_utf8_lossy(&headers)
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("KV-Operation")
+                .then(|| match value.trim() {
+                    "DEL" => kv::Operation::Delete,
+                    "PURGE" => kv::Operation::Purge,
+                    _ => kv::Operation::Put,
+                })
+        })
+        .unwrap_or(kv::Operation::Put);
+    Ok(Some(LeaderEntry {
+        value: decode(m.data)?.into(),
+        revision: m.seq,
+        operation,
+    }))
 }
 
 #[cfg(test)]

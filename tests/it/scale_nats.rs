@@ -64,19 +64,51 @@ async fn assert_nats_down(gw: &Gateway) {
     assert_eq!(r.status(), 503);
 }
 
+/// The configuration of a stream, asked of JetStream directly.
+async fn stream_config(url: &str, stream: &str) -> async_nats::jetstream::stream::Config {
+    let mut st = jetstream(url).await.get_stream(stream).await.unwrap();
+    st.info().await.unwrap().config.clone()
+}
+
+/// A JetStream context on the servers of `url` (comma-separated).
+async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
+    async_nats::jetstream::new(async_nats::connect(servers).await.unwrap())
+}
+
+/// How many servers hold a consumer of `stream` (its leader and followers), asked of JetStream.
+async fn consumer_peers(url: &str, stream: &str, name: &str) -> usize {
+    let mut c: async_nats::jetstream::consumer::PullConsumer = jetstream(url)
+        .await
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .get_consumer(name)
+        .await
+        .unwrap();
+    let info = c.info().await.unwrap();
+    let cluster = info.cluster.as_ref().unwrap();
+    usize::from(cluster.leader.is_some()) + cluster.replicas.len()
+}
+
 /// The replica count of a stream, asked of JetStream directly.
 async fn stream_replicas(url: &str, stream: &str) -> usize {
-    let servers: Vec<String> = url.split(',').map(str::to_owned).collect();
-    let c = async_nats::connect(servers).await.unwrap();
-    let js = async_nats::jetstream::new(c);
-    let mut st = js.get_stream(stream).await.unwrap();
-    st.info().await.unwrap().config.num_replicas
+    stream_config(url, stream).await.num_replicas
 }
 
 fn cluster_config(up: &FakeUpstream, nats: &NatsCluster, replicas: u32) -> Value {
     let mut c = jobs_config(up);
     c["state"] = json!({"nats_url": nats.url(), "jetstream_replicas": replicas});
     c
+}
+
+/// A 3-node cluster, an upstream, and a gateway on them with `replicas` replicas, NATS ready.
+async fn on_a_cluster(replicas: u32) -> (NatsCluster, FakeUpstream, Gateway) {
+    let nats = NatsCluster::start(3).await;
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(cluster_config(&up, &nats, replicas)).await;
+    wait_nats_ok(&gw).await;
+    (nats, up, gw)
 }
 
 #[tokio::test]
@@ -100,7 +132,16 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
         "KV_aigw_meta",
         "OBJ_aigw_objects",
     ] {
-        assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
+        let config = stream_config(&nats.url(), s).await;
+        assert_eq!(config.num_replicas, 3, "{s}");
+        if s.starts_with("OBJ_") {
+            // Read through the leader: a follower's direct get may miss an object just stored.
+            assert!(!config.allow_direct, "{s}");
+        }
+    }
+    // The shared consumers live on all three servers too (a leader and two followers).
+    for (s, name) in [("AIGW_JOBS", "workers"), ("AIGW_WEBHOOKS", "webhooks")] {
+        assert_eq!(consumer_peers(&nats.url(), s, name).await, 3, "{name}");
     }
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -134,12 +175,26 @@ async fn jobs_all_succeed_after_one_node_of_three_is_killed_mid_queue() {
     assert_all_succeeded(&gw, &ids, "clustered", Duration::from_secs(90)).await;
 }
 
+/// On a 3-node cluster a record is read from its stream's leader, never from a follower that has
+/// not applied the latest write yet: a job read right after its submission is found, and every
+/// job, taken by an idle worker as soon as it is queued, finds its record and succeeds.
+#[tokio::test]
+async fn a_job_is_found_right_after_its_submission_on_a_cluster() {
+    let (_nats, _up, gw) = on_a_cluster(3).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let job = submit_ok(&gw, &chat_body("gpt-test", &format!("fresh {i}")), &[]).await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        let (status, v) = crate::jobs::get_job(&gw, GW_KEY, &id).await;
+        assert_eq!(status, 200, "job {i} read right after its submission: {v}");
+        ids.push((i, id));
+    }
+    assert_all_succeeded(&gw, &ids, "fresh", Duration::from_secs(60)).await;
+}
+
 #[tokio::test]
 async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
-    let nats = NatsCluster::start(3).await;
-    let up = FakeUpstream::start(Kind::OpenAi).await;
-    let first = Gateway::start(cluster_config(&up, &nats, 1)).await;
-    wait_nats_ok(&first).await;
+    let (nats, up, first) = on_a_cluster(1).await;
     assert_eq!(stream_replicas(&nats.url(), "AIGW_JOBS").await, 1);
     drop(first);
     let gw = Gateway::start(cluster_config(&up, &nats, 3)).await;
@@ -155,6 +210,53 @@ async fn streams_made_with_one_replica_are_brought_to_the_configured_count() {
         assert_eq!(stream_replicas(&nats.url(), s).await, 3, "{s}");
     }
     let job = submit_ok(&gw, &chat_body("gpt-test", "replicated"), &[]).await;
+    let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+}
+
+/// An object store made by an earlier version, with direct gets (what the client makes), is
+/// updated to be read through its leader; the objects in it stay.
+#[tokio::test]
+async fn an_object_store_made_with_direct_gets_is_read_through_its_leader() {
+    use async_nats::jetstream::object_store;
+    let nats = NatsServer::start().await;
+    let js = jetstream(&nats.url()).await;
+    let store = js
+        .create_object_store(object_store::Config {
+            bucket: "aigw_objects".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.put("kept", &mut &b"yes"[..]).await.unwrap();
+    assert!(
+        stream_config(&nats.url(), "OBJ_aigw_objects")
+            .await
+            .allow_direct
+    );
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = jobs_config(&up);
+    cfg["state"] = json!({"nats_url": nats.url()});
+    let gw = Gateway::start(cfg).await;
+    wait_nats_ok(&gw).await;
+    assert!(
+        !stream_config(&nats.url(), "OBJ_aigw_objects")
+            .await
+            .allow_direct
+    );
+    let mut kept = Vec::new();
+    let mut obj = js
+        .get_object_store("aigw_objects")
+        .await
+        .unwrap()
+        .get("kept")
+        .await
+        .unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut kept)
+        .await
+        .unwrap();
+    assert_eq!(kept, b"yes");
+    let job = submit_ok(&gw, &chat_body("gpt-test", "leader reads"), &[]).await;
     let v = wait_job(&gw, job["id"].as_str().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(v["status"], "succeeded", "{v}");
 }

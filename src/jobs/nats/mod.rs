@@ -7,6 +7,10 @@
 //!   alive by in-progress acks every 3 s while a job runs, unlimited deliveries: the record's
 //!   `attempts` decides when a job has had enough, so a worker that dies on the last delivery
 //!   cannot leave a job `running` forever.
+//! - Job records are read from their stream's leader, not by direct gets (which a follower
+//!   lagging by a write answers with "not found" on a cluster), and the object store has direct
+//!   gets off; a message whose record is missing is dropped only after three deliveries that all
+//!   miss it.
 //! - KV bucket `aigw_jobs` (history 1, `max_age` = `jobs.result_ttl`): `j.{id}` the record,
 //!   `i.{sha256(key id, Idempotency-Key)}` the job id of an idempotent submission. Every state
 //!   change is a compare-and-set on the record's revision, so a job redelivered to a second worker
@@ -39,6 +43,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::jobs::host::SharedHost as SharedState;
 use crate::slots::Slots;
+use crate::state::nats::LeaderEntry;
 
 mod setup;
 mod work;
@@ -60,12 +65,16 @@ const BODY_HEADER: &str = "Aigw-Body";
 /// How long a delivered job may go without an ack before JetStream hands it to another worker.
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// Deliveries in a row that find no record before a job or webhook message is dropped.
+const MISSING_RECORD_DELIVERIES: i64 = 3;
 /// How long one pull request waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Room for headers and protocol framing next to a body in one message.
 const MESSAGE_OVERHEAD: usize = 1024;
 
 struct Inner {
+    /// The core client: records are read from their stream's leader on it.
+    client: async_nats::Client,
     js: jetstream::Context,
     kv: kv::Store,
     meta: kv::Store,
@@ -79,6 +88,23 @@ pub struct Nats {
     client: async_nats::Client,
     inner: ArcSwapOption<Inner>,
     ready: watch::Sender<bool>,
+}
+
+impl Inner {
+    /// An entry of the `aigw_jobs` bucket, read from its stream's leader: never a follower's
+    /// answer that misses a record made a moment ago (see [`crate::state::nats::leader_entry`]).
+    async fn entry(&self, key: &str) -> Result<Option<LeaderEntry>, String> {
+        crate::state::nats::leader_entry(&self.client, BUCKET, key).await
+    }
+
+    /// The value of `key` in `aigw_jobs` (`None`: none, or deleted), read from the leader.
+    async fn value(&self, key: &str) -> Result<Option<Bytes>, String> {
+        Ok(self
+            .entry(key)
+            .await?
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| e.value))
+    }
 }
 
 pub(super) fn record_key(id: &str) -> String {
@@ -217,8 +243,7 @@ impl Nats {
     pub async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let inner = self.inner()?;
         let v = inner
-            .kv
-            .get(record_key(id))
+            .value(&record_key(id))
             .await
             .map_err(|e| store_err("read", e))?;
         let Some(mut job) = v.and_then(|b| Job::from_slice(&b)) else {
@@ -245,8 +270,7 @@ impl Nats {
                 Ok(_) => {}
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     let existing = inner
-                        .kv
-                        .get(ik)
+                        .value(ik)
                         .await
                         .map_err(|e| SubmitError::Store(store_err("read", e)))?
                         .map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -323,12 +347,7 @@ impl Nats {
         let inner = self.inner()?;
         let key = record_key(id);
         for _ in 0..10 {
-            let Some(entry) = inner
-                .kv
-                .entry(&key)
-                .await
-                .map_err(|e| store_err("read", e))?
-            else {
+            let Some(entry) = inner.entry(&key).await.map_err(|e| store_err("read", e))? else {
                 return Ok(Cancel::NotFound);
             };
             let Some(mut job) = (entry.operation == kv::Operation::Put)

@@ -69,6 +69,7 @@ pub(super) async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<I
         .await
         .map_err(|e| format!("consumer webhooks: {e}"))?;
     Ok(Inner {
+        client: client.clone(),
         js,
         kv,
         meta,
@@ -80,7 +81,9 @@ pub(super) async fn setup(client: &async_nats::Client, cfg: &Config) -> Result<I
 
 /// A KV bucket, made through its stream so it works with nats-server 2.9 too (the client's
 /// `create_key_value` reads account fields that 2.9 does not send). `max_age` zero = forever;
-/// a changed `jobs.result_ttl` updates the bucket.
+/// a changed `jobs.result_ttl` updates the bucket. Its store reads with direct gets, which any
+/// replica answers: what must see the latest write reads through
+/// [`crate::state::nats::leader_entry`].
 pub(crate) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,

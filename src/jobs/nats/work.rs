@@ -44,11 +44,10 @@ impl Nats {
         let mut tries = 0;
         let (mut job, revision) = loop {
             tries += 1;
-            let entry = match inner.kv.entry(&key).await {
+            let entry = match inner.entry(&key).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => e,
                 Ok(_) => {
-                    // No record: it expired, or its submission failed after publishing.
-                    let _ = msg.ack().await;
+                    drop_without_record(&msg, &id, "a job message").await;
                     return;
                 }
                 Err(e) => {
@@ -192,7 +191,7 @@ impl Nats {
             match inner.kv.update(key, bytes.clone(), revision).await {
                 Ok(_) => break,
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    match inner.kv.entry(key).await {
+                    match inner.entry(key).await {
                         Ok(Some(cur)) if cur.operation == kv::Operation::Put => {
                             if cur.value == bytes {
                                 // Our own write landed; only its answer was lost.
@@ -316,6 +315,22 @@ pub(super) async fn enqueue_webhook(inner: &Inner, id: &str) -> Result<(), Strin
         .map_err(|e| e.to_string())
 }
 
+/// A job or webhook message (`what`) whose record `id` is not there: it expired, or its
+/// submission failed after publishing — or a read met a stream leader that just changed (a record
+/// is always written before its message is published). Dropped once the record was missing on
+/// [`MISSING_RECORD_DELIVERIES`] deliveries a second apart; until then redelivered.
+async fn drop_without_record(msg: &jetstream::Message, id: &str, what: &str) {
+    let delivered = msg.info().map_or(i64::MAX, |i| i.delivered);
+    if delivered < MISSING_RECORD_DELIVERIES {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    }
+    tracing::warn!(job = %id, deliveries = delivered, "{what} without a job record (expired, or its submission failed); dropping it");
+    let _ = msg.ack().await;
+}
+
 pub(super) async fn handle_hook(
     state: &SharedState,
     jobs: &Jobs,
@@ -324,10 +339,10 @@ pub(super) async fn handle_hook(
 ) {
     let id = String::from_utf8_lossy(&msg.payload).into_owned();
     let key = record_key(&id);
-    let entry = match inner.kv.entry(&key).await {
+    let entry = match inner.entry(&key).await {
         Ok(Some(e)) if e.operation == kv::Operation::Put => e,
         Ok(_) => {
-            let _ = msg.ack().await;
+            drop_without_record(&msg, &id, "a webhook delivery").await;
             return;
         }
         Err(_) => {
@@ -360,7 +375,7 @@ pub(super) async fn handle_hook(
         match inner.kv.update(&key, j.to_bytes(), cur.1).await {
             Ok(_) => break,
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                match inner.kv.entry(&key).await {
+                match inner.entry(&key).await {
                     Ok(Some(e)) if e.operation == kv::Operation::Put => {
                         let Some(j) = Job::from_slice(&e.value) else {
                             break;
