@@ -93,8 +93,7 @@ impl Records {
                 .await
             }
             Self::Nats(n) => {
-                let kv = n.kv().await?;
-                let e = kv.entry(format!("b.{id}")).await.map_err(nats_err)?;
+                let e = n.entry(&format!("b.{id}")).await?;
                 Ok(
                     e.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
                         .and_then(|e| {
@@ -187,14 +186,11 @@ impl Records {
                 })
                 .await
             }
-            Self::Nats(n) => {
-                let kv = n.kv().await?;
-                Ok(kv
-                    .get(format!("f.{id}"))
-                    .await
-                    .map_err(nats_err)?
-                    .and_then(|v| serde_json::from_slice(&v).ok()))
-            }
+            Self::Nats(n) => Ok(n
+                .entry(&format!("f.{id}"))
+                .await?
+                .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+                .and_then(|e| serde_json::from_slice(&e.value).ok())),
         }
     }
 

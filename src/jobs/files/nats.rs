@@ -38,6 +38,19 @@ impl NatsBackend {
             .ok_or_else(|| StoreError::new("NATS JetStream is not reachable yet"))
     }
 
+    /// The last entry of `key` in the records bucket, read from its stream's leader: on a
+    /// cluster a follower may not have applied a record made a moment ago.
+    pub async fn entry(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::state::nats::LeaderEntry>, StoreError> {
+        self.kv().await?;
+        self.nats
+            .leader_entry(RECORDS_BUCKET, key)
+            .await
+            .map_err(StoreError::new)
+    }
+
     pub async fn kv(&self) -> Result<&kv::Store, StoreError> {
         self.kv
             .get_or_try_init(|| async {

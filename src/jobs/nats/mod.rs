@@ -204,6 +204,17 @@ impl Nats {
         self.inner.load().as_ref().map(|i| i.js.clone())
     }
 
+    /// The last entry of `key` in KV bucket `bucket`, read from the bucket stream's leader (files
+    /// and batches read their records so, as the jobs do: see
+    /// [`crate::state::nats::leader_entry`]).
+    pub async fn leader_entry(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<LeaderEntry>, String> {
+        crate::state::nats::leader_entry(&self.client, bucket, key).await
+    }
+
     /// Connected and set up.
     pub fn is_ready(&self) -> bool {
         self.inner.load().is_some()
