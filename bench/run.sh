@@ -27,7 +27,8 @@
 #                                          (also: gateway-log, gateway-auth-shared-cluster, gateway-no-request-log,
 #                                           gateway-route-hedge,
 #                                           gateway-auth-no-request-log; add target_<name>)
-#   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings; add scenario_<name>)
+#   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings, responses,
+#                                          responses-stored; add scenario_<name>)
 #   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
 #   FILL_N=100000      cached answers for the RSS figure   REDIS_CALLS_N=1000  requests counted in Redis
 #   L2_KEYS=10000      distinct requests the L2 rows cycle over
@@ -80,6 +81,10 @@ XMODEL="claude-bench"   # served by the `anthropic`-type provider pointed at the
 SYS='{"role":"system","content":"You are a helpful assistant."}'
 USR='{"role":"user","content":"Please write one short friendly sentence that greets the reader and wishes them a very pleasant productive day"}'
 CHAT_BODY="{\"model\":\"$MODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64}"
+# The same prompt as a Responses API call (translated to chat for the OpenAI-type upstream and its
+# answer back): without `store`, and stored (the default).
+RESP_BODY="{\"model\":\"$MODEL\",\"instructions\":\"You are a helpful assistant.\",\"input\":\"Please write one short friendly sentence that greets the reader and wishes them a very pleasant productive day\",\"max_output_tokens\":64,\"store\":false}"
+RESP_STORED_BODY="${RESP_BODY/,\"store\":false/}"
 STREAM_BODY="{\"model\":\"$MODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
 EMB_BODY="{\"model\":\"$MODEL\",\"input\":\"The quick brown fox jumps over the lazy dog\"}"
 MSG_STREAM_BODY="{\"model\":\"$MODEL\",\"max_tokens\":64,\"stream\":true,\"system\":\"You are a helpful assistant.\",\"messages\":[$USR]}"
@@ -279,6 +284,10 @@ measure() {
 scenario_chat()            { measure wrk chat /v1/chat/completions "$CHAT_BODY"; }
 scenario_stream()          { measure sse stream /v1/chat/completions "$STREAM_BODY"; }
 scenario_embeddings()      { EXPECT='"embedding"' measure wrk embeddings /v1/embeddings "$EMB_BODY"; }
+# Responses API (a client of /v1/responses; the mock has no such endpoint, so `direct` skips it):
+# compare with the same target's `chat` row (target: at most 1.3x its CPU per request).
+scenario_responses()        { EXPECT='"output"' measure wrk responses /v1/responses "$RESP_BODY"; }
+scenario_responses_stored() { EXPECT='"output"' measure wrk responses-stored /v1/responses "$RESP_STORED_BODY"; }
 # Anthropic client -> gateway /v1/messages -> OpenAI upstream, translated stream.
 # `direct` serves /v1/messages from the mock itself (its own translation), so "added" compares
 # against that.
@@ -427,7 +436,7 @@ redis_cluster_overlay() {
 target_direct()  {
   say "direct: the mock itself"
   local T_SCENARIOS="" s
-  for s in $SCENARIOS; do [[ "$s" == stream-via-anthropic ]] || T_SCENARIOS+="$s "; done
+  for s in $SCENARIOS; do [[ "$s" == stream-via-anthropic || "$s" == responses* ]] || T_SCENARIOS+="$s "; done
   bench_target direct "http://127.0.0.1:$MOCK_PORT" "$mock_pid" "${auth[@]}"
 }
 target_gateway() { run_gateway gateway '{}'; }

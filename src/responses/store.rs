@@ -3,7 +3,8 @@
 //! first use; expired records are not served and are swept every ten minutes).
 //!
 //! A write is one command or one transaction, run on a task of its own so the answer never waits
-//! for it. Until it is done the record is kept in this process (`pending`), so a request that
+//! for it; in the embedded store the records that arrive while a transaction syncs go together
+//! in the next one (group commit). Until it is done the record is kept in this process (`pending`), so a request that
 //! names the response here right after its answer (a `GET`, or the next turn's
 //! `previous_response_id`) finds it.
 
@@ -32,6 +33,10 @@ enum Backend {
     Embedded {
         dir: PathBuf,
         db: tokio::sync::OnceCell<Store>,
+        /// Records waiting for the next transaction (group commit: see [`ResponseStore::put`]).
+        queue: std::sync::Mutex<Vec<(String, Option<String>)>>,
+        /// Held by the task writing a transaction.
+        writing: tokio::sync::Mutex<()>,
     },
 }
 
@@ -39,6 +44,28 @@ enum Backend {
 pub struct ResponseStore {
     backend: Backend,
     pending: moka::sync::Cache<String, Arc<str>>,
+}
+
+/// One stored response written to Redis, expiring after `ttl`.
+async fn write_redis(redis: &Redis, id: &str, record: &str, ttl: Duration) -> Result<(), Error> {
+    let mut conn = redis.conn().ok_or_else(|| unavailable("redis is down"))?;
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(redis_key(id))
+        .arg(record)
+        .arg("PX")
+        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+    match tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async::<()>(&mut conn)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            redis.report_error("stored response write", &e, e.is_io_error());
+            Err(unavailable(e))
+        }
+        Err(_) => Err(unavailable("timed out")),
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
@@ -69,6 +96,8 @@ impl ResponseStore {
             None => Backend::Embedded {
                 dir: PathBuf::from(data_dir),
                 db: tokio::sync::OnceCell::new(),
+                queue: std::sync::Mutex::new(Vec::new()),
+                writing: tokio::sync::Mutex::new(()),
             },
         };
         Self {
@@ -126,7 +155,7 @@ impl ResponseStore {
                 }
                 text
             }
-            Backend::Embedded { dir, db } => {
+            Backend::Embedded { dir, db, .. } => {
                 let store = Self::embedded(dir, db).await?;
                 store
                     .get(Table::Responses, id.to_owned())
@@ -147,41 +176,50 @@ impl ResponseStore {
         self.pending.insert(id.clone(), record.clone());
         let this = self.clone();
         crate::tasks::spawn(async move {
-            if let Err(e) = this.write(&id, &record, ttl).await {
+            let Backend::Redis(redis) = &this.backend else {
+                this.write_grouped(id, &record).await;
+                return;
+            };
+            if let Err(e) = write_redis(redis, &id, &record, ttl).await {
                 tracing::warn!(response_id = %id, error = %e, "a response could not be stored");
             }
             this.pending.invalidate(&id);
         });
     }
 
-    async fn write(&self, id: &str, record: &str, ttl: Duration) -> Result<(), Error> {
-        match &self.backend {
-            Backend::Redis(redis) => {
-                let mut conn = redis.conn().ok_or_else(|| unavailable("redis is down"))?;
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(redis_key(id))
-                    .arg(record)
-                    .arg("PX")
-                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
-                match tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async::<()>(&mut conn)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => {
-                        redis.report_error("stored response write", &e, e.is_io_error());
-                        Err(unavailable(e))
-                    }
-                    Err(_) => Err(unavailable("timed out")),
-                }
-            }
-            Backend::Embedded { dir, db } => {
-                let store = Self::embedded(dir, db).await?;
-                store
-                    .put_many(
-                        Table::Responses,
-                        vec![(id.to_owned(), Some(record.to_owned()))],
-                    )
-                    .await
-                    .map_err(unavailable)
-            }
+    /// The embedded store's group commit: the record joins the queue; one task at a time takes
+    /// the whole queue and writes it in one transaction (one sync), so under load a commit carries
+    /// every record that came while the last one was syncing. A task whose record an earlier
+    /// writer took has nothing left to do.
+    async fn write_grouped(&self, id: String, record: &str) {
+        let Backend::Embedded {
+            dir,
+            db,
+            queue,
+            writing,
+        } = &self.backend
+        else {
+            return;
+        };
+        lock(queue).push((id, Some(record.to_owned())));
+        let _writer = writing.lock().await;
+        let batch = std::mem::take(&mut *lock(queue));
+        if batch.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let written = match Self::embedded(dir, db).await {
+            Ok(store) => store
+                .put_many(Table::Responses, batch)
+                .await
+                .map_err(unavailable),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(responses = ids.len(), error = %e, "responses could not be stored");
+        }
+        for id in &ids {
+            self.pending.invalidate(id);
         }
     }
 
@@ -202,7 +240,7 @@ impl ResponseStore {
                     Err(_) => Err(unavailable("timed out")),
                 }
             }
-            Backend::Embedded { dir, db } => {
+            Backend::Embedded { dir, db, .. } => {
                 let store = Self::embedded(dir, db).await?;
                 store
                     .put_many(Table::Responses, vec![(id.to_owned(), None)])
@@ -269,9 +307,8 @@ mod tests {
             s.put("resp_a".into(), record(later), Duration::from_secs(60));
             // Served from this process at once, whether or not the write finished.
             assert!(s.get("resp_a").await.unwrap().is_some());
-            s.write("resp_old", &record(1), Duration::from_secs(60))
-                .await
-                .unwrap();
+            // Written directly (not through `put`, which would keep it in `pending`).
+            s.write_grouped("resp_old".into(), &record(1)).await;
             for _ in 0..500 {
                 if s.pending.get("resp_a").is_none() {
                     break;
@@ -284,7 +321,7 @@ mod tests {
         assert!(s.get("resp_a").await.unwrap().is_some());
         // Past its expiry: not served, and swept.
         assert!(s.get("resp_old").await.unwrap().is_none());
-        let Backend::Embedded { dir, db } = &s.backend else {
+        let Backend::Embedded { dir, db, .. } = &s.backend else {
             unreachable!()
         };
         let store = ResponseStore::embedded(dir, db).await.unwrap();
