@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::counters::{self, Deltas, Hash, SEP};
 use super::{Entry, Page, Query, ReadError};
@@ -264,7 +264,8 @@ fn add(
     Ok(())
 }
 
-/// An entry as stored: [`Entry`]'s fields in order, every one written (postcard is positional).
+/// An entry as stored: [`Entry`]'s fields in order, every one written (postcard is positional;
+/// `Entry`'s own `Serialize` leaves out absent bodies).
 #[derive(Serialize)]
 struct Row<'a> {
     id: &'a str,
@@ -312,54 +313,6 @@ impl<'a> Row<'a> {
     }
 }
 
-/// [`Row`] read back (the same fields, owned).
-#[derive(Deserialize)]
-struct OwnedRow {
-    id: String,
-    created_at: u64,
-    endpoint: String,
-    key: Option<String>,
-    model: Option<String>,
-    provider: Option<String>,
-    deployment_model: Option<String>,
-    status: u16,
-    latency_ms: u64,
-    ttft_ms: Option<u64>,
-    attempts: Option<u32>,
-    cache: Option<String>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cost_usd: Option<f64>,
-    error: Option<String>,
-    request: Option<String>,
-    response: Option<String>,
-}
-
-impl From<OwnedRow> for Entry {
-    fn from(r: OwnedRow) -> Self {
-        Self {
-            id: r.id,
-            created_at: r.created_at,
-            endpoint: r.endpoint,
-            key: r.key,
-            model: r.model,
-            provider: r.provider,
-            deployment_model: r.deployment_model,
-            status: r.status,
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            attempts: r.attempts,
-            cache: r.cache,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            cost_usd: r.cost_usd,
-            error: r.error,
-            request: r.request,
-            response: r.response,
-        }
-    }
-}
-
 /// A batch's row: the entries' count, then each entry. Made on the writer's task, so the
 /// entries are freed by the thread that made them and their vector is used again.
 pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, String> {
@@ -386,9 +339,11 @@ fn decode(first: u64, row: &[u8]) -> Vec<(u64, Entry)> {
     let mut rest = row.get(4..).unwrap_or_default();
     let mut out = Vec::with_capacity(n as usize);
     for seq in first..first + u64::from(n) {
-        match postcard::take_from_bytes::<OwnedRow>(rest) {
-            Ok((r, tail)) => {
-                out.push((seq, r.into()));
+        // Read back as [`Entry`] itself: its derived `Deserialize` takes the fields in the same
+        // order, and only its `Serialize` skips any (hence [`Row`] to write them).
+        match postcard::take_from_bytes::<Entry>(rest) {
+            Ok((entry, tail)) => {
+                out.push((seq, entry));
                 rest = tail;
             }
             Err(_) => break,
