@@ -199,17 +199,19 @@ async fn previous_response_id_continues_on_another_provider() {
     let messages = sent["messages"].as_array().unwrap();
     assert_eq!(messages[0]["role"], "user");
     assert_eq!(text_of(&messages[0]["content"]), "find cats");
+    // The call's id in Anthropic's style, the same in the call and its result.
+    assert_eq!(call_id, "call_fake0");
     let blocks = |m: &Value| m["content"].as_array().cloned().unwrap_or_default();
     assert!(
         blocks(&messages[1])
             .iter()
-            .any(|b| b["type"] == "tool_use" && b["name"] == "lookup"),
+            .any(|b| b["type"] == "tool_use" && b["name"] == "lookup" && b["id"] == "toolu_fake0"),
         "{sent}"
     );
     assert!(
         blocks(&messages[2])
             .iter()
-            .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == call_id),
+            .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == "toolu_fake0"),
         "{sent}"
     );
     // Turn 3 (OpenAI again): the whole conversation, from the stored chain.
@@ -228,6 +230,9 @@ async fn previous_response_id_continues_on_another_provider() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
+    // The OpenAI upstream gets its own id back.
+    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_fake0");
+    assert_eq!(sent["messages"][2]["tool_call_id"], "call_fake0");
 
     // Another key cannot continue it, and an unknown id is 404 in OpenAI's shape.
     let r = gw
