@@ -576,6 +576,47 @@ async fn transcriptions_bad_input() {
     assert_eq!(up.requests().len(), 0, "nothing reached the upstream");
 }
 
+/// An upload over `server.max_body_size` is refused before it is all sent: from its declared
+/// length, and chunked (no length) once the bytes counted pass the limit, while the client has
+/// not finished the body (the gateway reads on and drops what comes for at most 5 s or 64 MiB,
+/// so that a client writing its upload still sees the 413; nothing is kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_upload_is_413_before_it_is_all_sent() {
+    let up = PassUpstream::start().await;
+    let mut cfg = setup(&up, &up);
+    cfg["server"] = json!({"max_body_size": "1MiB"});
+    let gw = Gateway::start(cfg).await;
+    let addr = gw.url("").trim_start_matches("http://").to_owned();
+    let head = |framing: &str| {
+        format!(
+            "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {GW_KEY}\r\n\
+             content-type: multipart/form-data; boundary=b\r\n{framing}\r\n\r\n"
+        )
+    };
+    let start = form("b", &[("model", "gpt-pass")], &[]);
+    // 100 MiB declared, 64 KiB sent.
+    let mut sent = start.clone();
+    sent.resize(64 * 1024, b'a');
+    let (status, _, body) =
+        raw_request(&addr, head(&format!("content-length: {}", 100 << 20)), sent).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    // Chunked: 2 MiB sent of a body that never ends.
+    let mut chunked = Vec::new();
+    for piece in start
+        .chunks(4096)
+        .chain(std::iter::repeat_n(&[b'a'; 64 * 1024][..], 32))
+    {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let (status, _, body) = raw_request(&addr, head("transfer-encoding: chunked"), chunked).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large", "{v}");
+    assert_eq!(up.requests().len(), 0, "nothing reached the upstream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_skips_providers_without_the_endpoint() {
     let (up, down, gw) = start().await;
