@@ -1,7 +1,9 @@
 //! `ai-gateway mock-server`: the built-in `mock` provider over HTTP, speaking OpenAI's
-//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, Azure's
-//! `/openai/deployments/{d}/…`) and Anthropic's (`/v1/messages`) wire formats. A fast, offline
-//! upstream for benchmarks and for users' own tests. The `/v1` prefix is optional.
+//! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, the pass-through endpoints
+//! `/v1/completions`, `/v1/images/generations`, `/v1/audio/speech`, `/v1/audio/transcriptions`,
+//! `/v1/moderations`, `/v1/rerank`, Azure's `/openai/deployments/{d}/…`) and Anthropic's
+//! (`/v1/messages`) wire formats. A fast, offline upstream for benchmarks and for users' own
+//! tests. The `/v1` prefix is optional.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,15 +11,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::pipeline::{Converter, relay};
-use crate::providers::{UpstreamBody, mock};
+use crate::providers::{Op, UpstreamBody, mock};
 use crate::translate;
-use crate::wire::Format;
+use crate::wire::{self, Format};
 
 #[derive(Clone, Copy)]
 struct Mock {
@@ -121,6 +123,54 @@ async fn messages(State(m): State<Mock>, body: Bytes) -> Response {
     }
 }
 
+/// A pass-through endpoint: the request read as the gateway reads it (a transcription's form
+/// from its first boundary line), answered by `mock::passthrough` with its content type.
+async fn pass(m: Mock, op: Op, headers: HeaderMap, body: Bytes) -> Response {
+    let parsed = if op == Op::Transcriptions {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        wire::parse_multipart(content_type, &body)
+    } else {
+        wire::parse_passthrough(&body, &[]).map(|h| (h, body))
+    };
+    let (head, body) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            return answer(
+                Err(invalid(e.to_string())),
+                Converter::Pass(Format::OpenAi),
+                false,
+            );
+        }
+    };
+    let answer = match mock::passthrough(op, &body, m.latency) {
+        Ok(UpstreamBody::Full(b)) => {
+            if !m.latency.is_zero() {
+                tokio::time::sleep(m.latency).await;
+            }
+            Response::new(axum::body::Body::from(b))
+        }
+        Ok(UpstreamBody::Stream(s)) => Response::new(axum::body::Body::from_stream(s)),
+        Err(e) => return answer(Err(e), Converter::Pass(Format::OpenAi), false),
+    };
+    let content_type = match head.content_type(op) {
+        _ if head.stream => "text/event-stream",
+        Some(ct) => ct,
+        None => "application/json",
+    };
+    let mut answer = answer;
+    answer
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    answer
+}
+
+fn invalid(message: String) -> crate::error::UpstreamError {
+    crate::error::UpstreamError::new("mock", crate::error::UpstreamKind::Status(400), message)
+}
+
 async fn models() -> Response {
     axum::Json(json!({"object":"list","data":[{"id":"mock","object":"model","created":0,"owned_by":"ai-gateway"}]})).into_response()
 }
@@ -136,10 +186,38 @@ pub fn router(latency: Duration) -> Router {
         .route("/openai/deployments/{d}/embeddings", post(embeddings))
         .route("/v1/messages", post(messages))
         .route("/messages", post(messages))
+        .merge(passthrough_routes())
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/health", get(|| async { "ok" }))
+        // OpenAI takes uploads of 25 MB; axum's default limit is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(Mock { latency })
+}
+
+/// The pass-through endpoints, at `/v1/…`, without `/v1` and at Azure's deployment paths.
+fn passthrough_routes() -> Router<Mock> {
+    let mut r = Router::new();
+    for (tail, op) in [
+        ("completions", Op::Completions),
+        ("images/generations", Op::Images),
+        ("audio/speech", Op::Speech),
+        ("audio/transcriptions", Op::Transcriptions),
+        ("moderations", Op::Moderations),
+        ("rerank", Op::Rerank),
+    ] {
+        let handler = move |State(m): State<Mock>, headers: HeaderMap, body: Bytes| {
+            pass(m, op, headers, body)
+        };
+        for path in [
+            format!("/v1/{tail}"),
+            format!("/{tail}"),
+            format!("/openai/deployments/{{d}}/{tail}"),
+        ] {
+            r = r.route(&path, post(handler));
+        }
+    }
+    r
 }
 
 /// Serve the mock on `listen` until the process is stopped.

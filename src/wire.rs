@@ -18,7 +18,8 @@ mod calls;
 mod passthrough;
 pub use calls::{Endpoint, Format, Op};
 pub use passthrough::{
-    PassHead, multipart_content_type, parse_multipart, parse_passthrough, splice_pass_model,
+    PassHead, form_fields, multipart_content_type, parse_multipart, parse_passthrough,
+    splice_pass_model,
 };
 
 /// The parts of a chat request (OpenAI or Anthropic) the gateway itself uses.

@@ -158,8 +158,9 @@ pub async fn pass_through(
             });
             let cost = acct.complete_with(usage);
             let mut r = json_response(b);
-            if let Some(ct) = text_content_type(op, head) {
-                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            if let Some(ct) = head.content_type(op) {
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             }
             cost_header(&mut r, cost);
             r
@@ -170,8 +171,9 @@ pub async fn pass_through(
             drop(acct);
             let mut r = Response::new(binary_relay(s, deadline));
             *r.headers_mut() = HeaderMap::with_capacity(16);
+            let audio = head.content_type(op).unwrap_or("audio/mpeg");
             r.headers_mut()
-                .insert(header::CONTENT_TYPE, audio_content_type(head));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(audio));
             cost_header(&mut r, cost);
             r
         }
@@ -193,30 +195,6 @@ pub async fn pass_through(
         &served.dropped,
     );
     Ok(resp)
-}
-
-/// The content type of a whole answer that is not JSON: a transcription asked for as `text`,
-/// `srt` or `vtt` (`None`: JSON).
-fn text_content_type(op: Op, head: &PassHead) -> Option<HeaderValue> {
-    if op != Op::Transcriptions {
-        return None;
-    }
-    match head.response_format.as_deref() {
-        Some("text" | "srt" | "vtt") => Some(HeaderValue::from_static("text/plain; charset=utf-8")),
-        _ => None,
-    }
-}
-
-/// The content type of speech in the asked `response_format` (OpenAI's: mp3 by default).
-fn audio_content_type(head: &PassHead) -> HeaderValue {
-    HeaderValue::from_static(match head.response_format.as_deref() {
-        Some("opus") => "audio/opus",
-        Some("aac") => "audio/aac",
-        Some("flac") => "audio/flac",
-        Some("wav") => "audio/wav",
-        Some("pcm") => "audio/pcm",
-        _ => "audio/mpeg",
-    })
 }
 
 /// A binary answer relayed as it arrives, cut at the request's deadline. A failure (or the

@@ -309,10 +309,15 @@ impl Provider {
                     }
                     mock::embeddings(&body)
                 }
-                Op::Moderations => Ok(mock::moderations()),
-                _ => self
+                Op::CountTokens => self
                     .url(op, model)
                     .map(|_| UpstreamBody::Full(Bytes::new())),
+                _ => {
+                    if !stream && !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
+                    }
+                    mock::passthrough(op, &body, latency)
+                }
             };
         }
         let parsed;

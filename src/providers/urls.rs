@@ -19,11 +19,13 @@ impl Provider {
     /// where the provider has no such API; the pass-through endpoints are served by OpenAI-type
     /// providers (and Azure, moderations and rerank aside); rerank by `openai` (any server with
     /// OpenAI's paths and a `/rerank` beside them, such as Jina or vLLM), `cohere`, `vllm` and
-    /// `together`.
+    /// `together`; the `mock` answers them all.
     pub fn serves(&self, op: Op) -> bool {
         match op {
             Op::Chat | Op::Embeddings | Op::CountTokens => true,
-            Op::Moderations => matches!(self.kind, Kind::OpenAi { .. } | Kind::Mock { .. }),
+            // The mock answers every endpoint itself (`mock::passthrough`).
+            _ if matches!(self.kind, Kind::Mock { .. }) => true,
+            Op::Moderations => matches!(self.kind, Kind::OpenAi { .. }),
             Op::Completions | Op::Images | Op::Speech | Op::Transcriptions => {
                 matches!(self.kind, Kind::OpenAi { .. } | Kind::Azure { .. })
             }
@@ -64,6 +66,7 @@ impl Provider {
         };
         match &self.kind {
             _ if !self.serves(op) || tail.is_empty() => Err(self.not_served(op)),
+            Kind::Mock { .. } => Ok(String::new()),
             Kind::Azure { api_version } => Ok(format!(
                 "{}/openai/deployments/{model}/{tail}?api-version={api_version}",
                 self.base_url

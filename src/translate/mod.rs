@@ -20,6 +20,7 @@ mod request;
 mod response;
 mod responses;
 mod stream;
+mod tool_ids;
 
 pub use bedrock::{
     BedrockToChatStream, bedrock_response_to_chat, chat_request_to_bedrock, error_fault,
@@ -112,24 +113,6 @@ fn stop_reason_from_finish(finish_reason: &str) -> &'static str {
     }
 }
 
-/// Anthropic requires tool ids to match `^[a-zA-Z0-9_-]+$`; ids that do pass unchanged, others
-/// get every other character replaced by `_` (done the same way for `tool_use` and
-/// `tool_result`, so pairs still match).
-fn anthropic_tool_id(id: &str) -> std::borrow::Cow<'_, str> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if !id.is_empty() && id.chars().all(ok) {
-        return std::borrow::Cow::Borrowed(id);
-    }
-    tracing::debug!(
-        id,
-        "tool call id has characters Anthropic refuses; replacing them"
-    );
-    if id.is_empty() {
-        return std::borrow::Cow::Owned(new_id("toolu_"));
-    }
-    std::borrow::Cow::Owned(id.chars().map(|c| if ok(c) { c } else { '_' }).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,13 +127,6 @@ mod tests {
         );
         assert!(msg_id_from_chat("").starts_with("msg_"));
         assert!(chat_id_from_msg("").starts_with("chatcmpl-"));
-    }
-
-    #[test]
-    fn tool_ids() {
-        assert_eq!(anthropic_tool_id("call_abc-1"), "call_abc-1");
-        assert_eq!(anthropic_tool_id("call.0:x"), "call_0_x");
-        assert!(anthropic_tool_id("").starts_with("toolu_"));
     }
 
     #[test]

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::json::{AsJsonString, JStr, RawOr, Txt, is_object};
+use super::tool_ids::ANTHROPIC;
 use super::{
-    TranslateError, chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat, new_id,
+    TranslateError, chat_id_from_msg, finish_reason_from_stop, msg_id_from_chat,
     stop_reason_from_finish,
 };
 
@@ -173,7 +174,7 @@ struct OMsgOut<'b> {
 
 #[derive(Serialize)]
 struct OToolCallOut<'b> {
-    id: &'b str,
+    id: Cow<'b, str>,
     #[serde(rename = "type")]
     kind: &'static str,
     function: OFnOut<'b>,
@@ -242,7 +243,7 @@ pub(crate) fn messages_response_to_chat_at(
                     continue;
                 };
                 tool_calls.push(OToolCallOut {
-                    id,
+                    id: ANTHROPIC.to_openai(id),
                     kind: "function",
                     function: OFnOut {
                         name,
@@ -425,10 +426,10 @@ pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>, Tr
                     continue;
                 };
                 content.push(ABlockOut::ToolUse {
-                    id: tc
-                        .id
-                        .clone()
-                        .unwrap_or_else(|| Cow::Owned(new_id("toolu_"))),
+                    id: match tc.id.as_deref() {
+                        Some(id) => ANTHROPIC.to_native(id),
+                        None => Cow::Owned(ANTHROPIC.new_native()),
+                    },
                     name: f.name,
                     input: tool_input(f.arguments.as_deref()),
                 });

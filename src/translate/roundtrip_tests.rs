@@ -41,7 +41,13 @@ fn item() -> impl Strategy<Value = Item> {
         (
             proptest::option::of(text()),
             proptest::collection::vec(
-                ("call_[a-zA-Z0-9]{6,12}", "[a-z_]{1,12}", args(), text()),
+                (
+                    // OpenAI's ids, Mistral's, Kimi's (with characters Anthropic refuses).
+                    "call_[a-zA-Z0-9]{6,12}|[a-zA-Z0-9]{9}|functions\\.[a-z_]{1,8}:[0-9]",
+                    "[a-z_]{1,12}",
+                    args(),
+                    text()
+                ),
                 1..3
             )
         )
@@ -270,6 +276,14 @@ proptest! {
         let anthropic = chat_request_to_messages(original.to_string().as_bytes(), "claude", &mut Default::default()).unwrap();
         let back = messages_request_to_chat(&anthropic, "gpt", &mut Default::default()).unwrap();
         let back: Value = serde_json::from_slice(&back).unwrap();
+        // Anthropic-side ids: Anthropic's characters only, none in OpenAI's style.
+        let sent: Value = serde_json::from_slice(&anthropic).unwrap();
+        for b in sent["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_array()).flatten() {
+            if let Some(id) = b.get("id").or_else(|| b.get("tool_use_id")).and_then(Value::as_str) {
+                prop_assert!(!id.starts_with("call_"), "{}", id);
+                prop_assert!(id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'), "{}", id);
+            }
+        }
 
         prop_assert_eq!(back["model"].as_str(), Some("gpt"));
         prop_assert_eq!(normalize(&back), normalize(&original));
@@ -294,6 +308,98 @@ proptest! {
             prop_assert_eq!(back.get("parallel_tool_calls").cloned(), want_parallel);
         }
     }
+}
+
+/// A tool call made on one side and answered on the other keeps its id each way: OpenAI's
+/// `call_X` is `toolu_X` to an Anthropic client and `call_X` again upstream; Anthropic's
+/// `toolu_Y` is `call_Y` to an OpenAI client and `toolu_Y` again upstream; whole and streamed.
+#[test]
+fn tool_ids_round_trip_through_a_conversation() {
+    let anthropic_turn = |id: &str| {
+        json!({"model": "m", "max_tokens": 9, "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "r"}]},
+        ]})
+    };
+    let openai_turn = |id: &str| {
+        json!({"model": "m", "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": id, "content": "r"},
+        ]})
+    };
+    let json = |b: &[u8]| -> Value { serde_json::from_slice(b).unwrap() };
+    for upstream_id in [
+        "call_DdmO9pD3xa9XTPNJ32zg2hcA",
+        "functions.f:0",
+        "abc123XYZ",
+    ] {
+        // An OpenAI upstream's call reaches an Anthropic client...
+        let answer = json!({"id": "chatcmpl-1", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": upstream_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]});
+        let seen = json(&chat_response_to_messages(answer.to_string().as_bytes(), "m").unwrap());
+        let client_id = seen["content"][0]["id"].as_str().unwrap().to_owned();
+        if upstream_id.starts_with("call_") {
+            assert_eq!(client_id, upstream_id.replacen("call_", "toolu_", 1));
+        }
+        let mut conv = ChatToMessagesStream::new("m");
+        let mut out = Vec::new();
+        let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": upstream_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]});
+        conv.on_data(&chunk.to_string(), &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains(&format!("\"id\":\"{client_id}\""))
+        );
+        // ...whose next turn gives the upstream its own id back.
+        let next = messages_request_to_chat(
+            anthropic_turn(&client_id).to_string().as_bytes(),
+            "gpt",
+            &mut Default::default(),
+        )
+        .unwrap();
+        let next = json(&next);
+        assert_eq!(next["messages"][1]["tool_calls"][0]["id"], upstream_id);
+        assert_eq!(next["messages"][2]["tool_call_id"], upstream_id);
+    }
+    // An Anthropic upstream's call reaches an OpenAI client...
+    let upstream_id = "toolu_01A09q90qw90lq917835lq9";
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": upstream_id, "name": "f", "input": {}}],
+        "usage": {"input_tokens": 1, "output_tokens": 1}});
+    let seen = json(&messages_response_to_chat(answer.to_string().as_bytes(), "m").unwrap());
+    assert_eq!(
+        seen["choices"][0]["message"]["tool_calls"][0]["id"],
+        "call_01A09q90qw90lq917835lq9"
+    );
+    let mut conv = MessagesToChatStream::new("m", false);
+    let mut out = Vec::new();
+    let start = json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "tool_use", "id": upstream_id, "name": "f", "input": {}}});
+    conv.on_event("content_block_start", &start.to_string(), &mut out);
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("\"id\":\"call_01A09q90qw90lq917835lq9\"")
+    );
+    // ...whose next turn gives the upstream its own id back.
+    let next = chat_request_to_messages(
+        openai_turn("call_01A09q90qw90lq917835lq9")
+            .to_string()
+            .as_bytes(),
+        "claude",
+        &mut Default::default(),
+    )
+    .unwrap();
+    let next = json(&next);
+    assert_eq!(next["messages"][1]["content"][0]["id"], upstream_id);
+    assert_eq!(
+        next["messages"][2]["content"][0]["tool_use_id"],
+        upstream_id
+    );
 }
 
 const FIXTURES: [&str; 4] = [

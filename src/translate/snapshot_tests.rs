@@ -956,8 +956,16 @@ fn stream_openai_tool_call_shapes_of_compatible_servers() {
         tool_blocks(&out)
     };
     let want = vec![
-        ("call_a".to_owned(), "f".to_owned(), r#"{"x":1}"#.to_owned()),
-        ("call_b".to_owned(), "g".to_owned(), r#"{"y":2}"#.to_owned()),
+        (
+            "toolu_a".to_owned(),
+            "f".to_owned(),
+            r#"{"x":1}"#.to_owned(),
+        ),
+        (
+            "toolu_b".to_owned(),
+            "g".to_owned(),
+            r#"{"y":2}"#.to_owned(),
+        ),
     ];
     // Both calls complete in one chunk.
     assert_eq!(

@@ -35,6 +35,29 @@ pub struct PassHead {
     pub response_format: Option<String>,
 }
 
+impl PassHead {
+    /// The content type of a whole answer of `op` that is not JSON: speech's audio in its
+    /// `response_format` (OpenAI's: mp3 by default), a transcription asked for as `text`, `srt`
+    /// or `vtt` (`None`: JSON, or an event stream when the request streams).
+    pub fn content_type(&self, op: super::Op) -> Option<&'static str> {
+        let format = self.response_format.as_deref();
+        match op {
+            super::Op::Speech => Some(match format {
+                Some("opus") => "audio/opus",
+                Some("aac") => "audio/aac",
+                Some("flac") => "audio/flac",
+                Some("wav") => "audio/wav",
+                Some("pcm") => "audio/pcm",
+                _ => "audio/mpeg",
+            }),
+            super::Op::Transcriptions if matches!(format, Some("text" | "srt" | "vtt")) => {
+                Some("text/plain; charset=utf-8")
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct PassProbe<'a> {
     #[serde(borrow)]
@@ -253,13 +276,28 @@ pub fn splice_pass_model(body: &Bytes, head: &PassHead, model: &str) -> Bytes {
     out.freeze()
 }
 
+/// The boundary of a multipart body that starts with its first delimiter line.
+fn first_boundary(body: &[u8]) -> Option<&str> {
+    let line = body.strip_prefix(b"--")?;
+    let end = memmem::find(line.get(..72.min(line.len()))?, b"\r\n")?;
+    Some(std::str::from_utf8(&line[..end]).ok()?.trim_end())
+}
+
 /// The content type of a multipart body that starts with its first delimiter line, read back
 /// from it (the body forwarded upstream keeps the client's boundary).
 pub fn multipart_content_type(body: &[u8]) -> Option<http::HeaderValue> {
-    let line = body.strip_prefix(b"--")?;
-    let end = memmem::find(line.get(..72.min(line.len()))?, b"\r\n")?;
-    let boundary = std::str::from_utf8(&line[..end]).ok()?.trim_end();
+    let boundary = first_boundary(body)?;
     http::HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}")).ok()
+}
+
+/// The fields of a multipart body that starts with its first delimiter line (as forwarded
+/// upstream), by name with their bytes: what the `mock` provider reads of a transcription.
+pub fn form_fields(body: &[u8]) -> Result<Vec<(&str, &[u8])>, Error> {
+    let boundary = first_boundary(body).ok_or_else(|| malformed("no boundary line"))?;
+    Ok(parts(body, boundary)?
+        .into_iter()
+        .map(|p| (p.name, &body[p.content]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -304,6 +342,11 @@ mod tests {
             multipart_content_type(&out).unwrap(),
             "multipart/form-data; boundary=XyZ"
         );
+        let fields = form_fields(&out).unwrap();
+        let field = |n: &str| fields.iter().find(|(name, _)| *name == n).unwrap().1;
+        assert_eq!(field("file"), b"RIFF\r\n--Xy not a boundary");
+        assert_eq!(field("model"), b"whisper-1");
+        assert!(form_fields(b"no boundary").is_err());
     }
 
     #[test]

@@ -576,6 +576,47 @@ async fn transcriptions_bad_input() {
     assert_eq!(up.requests().len(), 0, "nothing reached the upstream");
 }
 
+/// An upload over `server.max_body_size` is refused before it is all sent: from its declared
+/// length, and chunked (no length) once the bytes counted pass the limit, while the client has
+/// not finished the body (the gateway reads on and drops what comes for at most 5 s or 64 MiB,
+/// so that a client writing its upload still sees the 413; nothing is kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_upload_is_413_before_it_is_all_sent() {
+    let up = PassUpstream::start().await;
+    let mut cfg = setup(&up, &up);
+    cfg["server"] = json!({"max_body_size": "1MiB"});
+    let gw = Gateway::start(cfg).await;
+    let addr = gw.url("").trim_start_matches("http://").to_owned();
+    let head = |framing: &str| {
+        format!(
+            "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {GW_KEY}\r\n\
+             content-type: multipart/form-data; boundary=b\r\n{framing}\r\n\r\n"
+        )
+    };
+    let start = form("b", &[("model", "gpt-pass")], &[]);
+    // 100 MiB declared, 64 KiB sent.
+    let mut sent = start.clone();
+    sent.resize(64 * 1024, b'a');
+    let (status, _, body) =
+        raw_request(&addr, head(&format!("content-length: {}", 100 << 20)), sent).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    // Chunked: 2 MiB sent of a body that never ends.
+    let mut chunked = Vec::new();
+    for piece in start
+        .chunks(4096)
+        .chain(std::iter::repeat_n(&[b'a'; 64 * 1024][..], 32))
+    {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let (status, _, body) = raw_request(&addr, head("transfer-encoding: chunked"), chunked).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large", "{v}");
+    assert_eq!(up.requests().len(), 0, "nothing reached the upstream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_skips_providers_without_the_endpoint() {
     let (up, down, gw) = start().await;
@@ -694,4 +735,119 @@ async fn key_rate_limit_applies() {
     let r = gw.post("/v1/moderations", Some(GW_KEY), &body).await;
     assert_openai_error(r, 429, "rate_limit_error", None).await;
     assert_eq!(up.requests().len(), 2);
+}
+
+/// The `mock` provider answers every pass-through endpoint itself, through the same path as an
+/// OpenAI-type deployment: keys and model permissions, limits, spend from the answer's usage,
+/// metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_answers_every_endpoint_like_a_deployment() {
+    let mut cfg = basic_config(None);
+    let d = &mut cfg["models"][0]["deployments"][0];
+    d["input_cost_per_mtok"] = json!(1000.0);
+    d["output_cost_per_mtok"] = json!(2000.0);
+    const SLOW_KEY: &str = "sk-gw-caller-slow-0009";
+    cfg["auth"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "slow", "key": SLOW_KEY, "models": ["*"], "rpm": 1}));
+    let gw = Gateway::start(cfg).await;
+
+    let r = post_ok(
+        &gw,
+        "/v1/completions",
+        &json!({"model": "mock", "prompt": "say this"}),
+    )
+    .await;
+    assert_eq!(header(&r, "x-gateway-provider"), Some("local"));
+    // 2 input and 2 output tokens at 1000 and 2000 USD per million.
+    let cost: f64 = header(&r, "x-gateway-cost-usd").unwrap().parse().unwrap();
+    assert!((cost - 0.006).abs() < 1e-9, "cost {cost}");
+    assert_eq!(json_of(r).await["choices"][0]["text"], "say this");
+    let v = json_of(
+        post_ok(
+            &gw,
+            "/v1/images/generations",
+            &json!({"model": "mock", "prompt": "p"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        v["data"][0]["b64_json"]
+            .as_str()
+            .unwrap()
+            .starts_with("iVBOR")
+    );
+    let r = post_ok(
+        &gw,
+        "/v1/audio/speech",
+        &json!({"model": "mock", "input": "hi", "voice": "alloy", "response_format": "wav"}),
+    )
+    .await;
+    assert_eq!(header(&r, "content-type"), Some("audio/wav"));
+    assert!(r.bytes().await.unwrap().starts_with(b"RIFF"));
+    let r = post_form(
+        &gw,
+        GW_KEY,
+        "b",
+        form(
+            "b",
+            &[("model", "mock"), ("response_format", "text")],
+            b"12345",
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(r.text().await.unwrap(), "mock transcript of 5 bytes\n");
+    let v = json_of(
+        post_ok(
+            &gw,
+            "/v1/moderations",
+            &json!({"model": "mock", "input": ["a", "b"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    let v = json_of(
+        post_ok(
+            &gw,
+            "/v1/rerank",
+            &json!({"model": "mock", "query": "b", "documents": ["a", "b"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["results"][0]["index"], 1);
+    let requests = metric_sum(
+        &gw,
+        "ai_gateway_requests_total",
+        &["endpoint=\"/v1/images/generations\"", "model=\"mock\""],
+    )
+    .await;
+    assert_eq!(requests, 1.0);
+
+    // Another key's model permissions and limits.
+    let r = gw
+        .post(
+            "/v1/images/generations",
+            Some(GPT_KEY),
+            &json!({"model": "mock", "prompt": "p"}),
+        )
+        .await;
+    assert_openai_error(r, 403, "permission_error", Some("model_not_allowed")).await;
+    let body = json!({"model": "mock", "input": "x"});
+    assert_eq!(
+        gw.post("/v1/moderations", Some(SLOW_KEY), &body)
+            .await
+            .status(),
+        200
+    );
+    let r = gw.post("/v1/moderations", Some(SLOW_KEY), &body).await;
+    assert_openai_error(r, 429, "rate_limit_error", None).await;
 }

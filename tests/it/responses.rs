@@ -199,17 +199,19 @@ async fn previous_response_id_continues_on_another_provider() {
     let messages = sent["messages"].as_array().unwrap();
     assert_eq!(messages[0]["role"], "user");
     assert_eq!(text_of(&messages[0]["content"]), "find cats");
+    // The call's id in Anthropic's style, the same in the call and its result.
+    assert_eq!(call_id, "call_fake0");
     let blocks = |m: &Value| m["content"].as_array().cloned().unwrap_or_default();
     assert!(
         blocks(&messages[1])
             .iter()
-            .any(|b| b["type"] == "tool_use" && b["name"] == "lookup"),
+            .any(|b| b["type"] == "tool_use" && b["name"] == "lookup" && b["id"] == "toolu_fake0"),
         "{sent}"
     );
     assert!(
         blocks(&messages[2])
             .iter()
-            .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == call_id),
+            .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == "toolu_fake0"),
         "{sent}"
     );
     // Turn 3 (OpenAI again): the whole conversation, from the stored chain.
@@ -228,6 +230,9 @@ async fn previous_response_id_continues_on_another_provider() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
+    // The OpenAI upstream gets its own id back.
+    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_fake0");
+    assert_eq!(sent["messages"][2]["tool_call_id"], "call_fake0");
 
     // Another key cannot continue it, and an unknown id is 404 in OpenAI's shape.
     let r = gw
@@ -262,6 +267,52 @@ async fn bad_requests_are_400_naming_the_item() {
         .await;
     let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
     assert!(e["message"].as_str().unwrap().contains("input[1]"), "{e}");
+    // Each malformed item is named by its index.
+    let ok = json!({"type": "message", "role": "user", "content": "ok"});
+    for (bad, at, says) in [
+        (json!("just text"), "input[1]", "object"),
+        (
+            json!({"type": "message", "role": "robot", "content": "x"}),
+            "input[1]",
+            "robot",
+        ),
+        (
+            json!({"type": "message", "role": "user"}),
+            "input[1]",
+            "content",
+        ),
+        (
+            json!({"type": "function_call_output", "call_id": "c"}),
+            "input[1]",
+            "output",
+        ),
+        (json!({"type": "no_such_item"}), "input[1]", "no_such_item"),
+        (
+            json!({"type": "item_reference", "id": "msg_1"}),
+            "input[1]",
+            "item_reference",
+        ),
+    ] {
+        let r = gw
+            .post(
+                "/v1/responses",
+                Some(GW_KEY),
+                &json!({"model": "mock", "input": [ok, bad]}),
+            )
+            .await;
+        let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains(at) && message.contains(says), "{bad}: {e}");
+    }
+    let r = gw
+        .post(
+            "/v1/responses",
+            Some(GW_KEY),
+            &json!({"model": "mock", "input": 5}),
+        )
+        .await;
+    let e = assert_openai_error(r, 400, "invalid_request_error", None).await;
+    assert!(e["message"].as_str().unwrap().contains("input"), "{e}");
     let r = gw
         .post("/v1/responses", Some(GW_KEY), &json!({"input": "no model"}))
         .await;
@@ -324,6 +375,47 @@ async fn expired_responses_are_gone() {
     assert_openai_error(r, 404, "invalid_request_error", None).await;
 }
 
+/// Whether Redis has `key` (`exists`) or has not, within 5 s.
+async fn exists_soon(redis: &RedisServer, key: &str, exists: bool) -> bool {
+    let want = if exists { "1" } else { "0" };
+    wait_until(Duration::from_secs(5), || {
+        redis.cli(&["EXISTS", key]).trim() == want
+    })
+    .await
+}
+
+/// In Redis, a stored response expires by its key's TTL: gone for `GET` and as
+/// `previous_response_id` alike.
+#[tokio::test]
+async fn expired_responses_are_gone_from_redis_too() {
+    let redis = RedisServer::start().await;
+    let mut cfg = basic_config(None);
+    cfg["responses"] = json!({"store_ttl": "1s"});
+    cfg["state"] = json!({"redis_url": redis.url()});
+    let gw = Gateway::start(cfg).await;
+    wait_redis_ok(&gw).await;
+    let resp = create(
+        &gw,
+        GW_KEY,
+        json!({"model": "mock", "input": "short-lived"}),
+    )
+    .await;
+    let id = resp["id"].as_str().unwrap();
+    let key = format!("aigw:resp:{id}");
+    assert!(exists_soon(&redis, &key, true).await, "stored in Redis");
+    assert!(exists_soon(&redis, &key, false).await, "expired by Redis");
+    let r = gw.get(&format!("/v1/responses/{id}"), Some(GW_KEY)).await;
+    assert_openai_error(r, 404, "invalid_request_error", None).await;
+    let r = gw
+        .post(
+            "/v1/responses",
+            Some(GW_KEY),
+            &json!({"model": "mock", "previous_response_id": id, "input": "x"}),
+        )
+        .await;
+    assert_openai_error(r, 404, "invalid_request_error", None).await;
+}
+
 #[tokio::test]
 async fn two_replicas_share_stored_responses_through_redis() {
     let redis = RedisServer::start().await;
@@ -344,13 +436,7 @@ async fn two_replicas_share_stored_responses_through_redis() {
     let id = first["id"].as_str().unwrap();
     // The record is in Redis with its TTL (30 days by default).
     let key = format!("aigw:resp:{id}");
-    assert!(
-        wait_until(Duration::from_secs(5), || redis
-            .cli(&["EXISTS", &key])
-            .trim()
-            == "1")
-        .await
-    );
+    assert!(exists_soon(&redis, &key, true).await, "stored in Redis");
     let ttl: u64 = redis.cli(&["TTL", &key]).trim().parse().unwrap();
     assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "{ttl}");
     let got = json_of(two.get(&format!("/v1/responses/{id}"), Some(GW_KEY)).await).await;

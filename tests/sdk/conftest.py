@@ -15,6 +15,7 @@ start of a streamed answer, then ends the body cleanly without its terminal even
 to loopback (for test_webhooks.py). Everything started is stopped by pid at the end.
 """
 
+import contextlib
 import http.server
 import json
 import os
@@ -100,6 +101,32 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(args: list, tmp, port: int, env: dict | None = None):
+    """`ai-gateway ARGS`, started in the folder `tmp` (its log there), until the block ends; yields
+    its base URL once it answers `/health` on `port`."""
+    name = args[0] if args[0] != "--config" else "ai-gateway"
+    log_path = str(tmp / f"{name}.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([os.environ["AI_GATEWAY_BIN"], *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=tmp, env=env or _clean_env())
+    try:
+        _wait_health(f"http://127.0.0.1:{port}/health", proc, log_path, name)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def gateway(config: dict, tmp):
+    """The gateway on `config` (whose `server.listen` names its port), as [`running`]."""
+    path = tmp / "gateway.json"  # JSON is valid YAML
+    path.write_text(json.dumps(config, indent=2))
+    port = int(config["server"]["listen"].rsplit(":", 1)[1])
+    with running(["--config", str(path)], tmp, port) as url:
+        yield url
 
 
 class _CutUpstream(http.server.BaseHTTPRequestHandler):

@@ -1,7 +1,7 @@
 //! Property: a chat request translated to Bedrock Converse keeps its meaning, read back from
 //! the output: the system text, the turns' roles and order (consecutive turns of one role
 //! merged, tool results in user turns), every non-blank text (Bedrock refuses blank ones),
-//! every tool use's id, name and input, every result paired with its call's id, the tools and
+//! every tool use's id (in Bedrock's style), name and input, every result paired with its call's id, the tools and
 //! their schemas, `tool_choice`, and the inference parameters. Nothing else is named as
 //! dropped.
 
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::super::Dropped;
 use super::super::pivot::testing::{Part, req, str_of};
+use super::super::tool_ids::BEDROCK;
 use super::chat_request_to_bedrock;
 
 /// The turns of a Converse request, in the property's terms.
@@ -75,7 +76,8 @@ proptest! {
             r.system.iter().filter(|s| !s.trim().is_empty()).cloned().collect();
         prop_assert_eq!(system, expected_system);
 
-        // Converse pairs results by id; it has no function name in a result.
+        // Converse pairs results by id, in its own style (`call_X` is `tooluse_X`); it has no
+        // function name in a result.
         let expected: Vec<(&'static str, Vec<Part>)> = r
             .turns(|t| !t.trim().is_empty())
             .into_iter()
@@ -83,7 +85,12 @@ proptest! {
                 let parts = parts
                     .into_iter()
                     .map(|p| match p {
-                        Part::Result(id, _, text) => Part::Result(id, String::new(), text),
+                        Part::Call(id, name, args) => {
+                            Part::Call(BEDROCK.to_native(&id).into_owned(), name, args)
+                        }
+                        Part::Result(id, _, text) => {
+                            Part::Result(BEDROCK.to_native(&id).into_owned(), String::new(), text)
+                        }
                         other => other,
                     })
                     .collect();

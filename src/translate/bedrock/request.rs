@@ -10,7 +10,8 @@ use super::super::pivot::request::{
     ChatContent, ChatMessage, ChatPart, ChatRequest, ResponseFormat, ToolChoice, Turns,
     parse_data_url, thinking_budget, tool_arguments, unknown_role,
 };
-use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError, anthropic_tool_id};
+use super::super::tool_ids::BEDROCK;
+use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,17 +176,18 @@ struct Thinking {
     budget_tokens: u64,
 }
 
-/// Bedrock tool ids must match `[a-zA-Z0-9_-]+` and have at most 64 characters: other
-/// characters become `_` and a longer id becomes `call_` + 32 hex digits of its SHA-256, the
-/// same way for `toolUse` and `toolResult` so pairs still match.
+/// Bedrock tool ids must match `[a-zA-Z0-9_-]+` and have at most 64 characters: an OpenAI-side
+/// id becomes Bedrock's style (`call_X` → `tooluse_X`, see `tool_ids`), and one still longer
+/// than 64 becomes `tooluse_` + 32 hex digits of its SHA-256, the same way for `toolUse` and
+/// `toolResult` so pairs still match.
 fn tool_id(id: &str) -> Cow<'_, str> {
-    let id = anthropic_tool_id(id);
+    let id = BEDROCK.to_native(id);
     if id.len() <= 64 {
         return id;
     }
     let digest = Sha256::digest(id.as_bytes());
-    let mut out = String::with_capacity(37);
-    out.push_str("call_");
+    let mut out = String::with_capacity(40);
+    out.push_str("tooluse_");
     out.push_str(&hex::encode(&digest[..16]));
     Cow::Owned(out)
 }

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::super::TranslateError;
 use super::super::json::JStr;
 use super::super::pivot::answer::{Choice, Texts, ToolCallOut, write_completion};
+use super::super::tool_ids::BEDROCK;
 use super::{ConverseUsage, error_type, finish_reason};
 
 #[derive(Deserialize)]
@@ -92,7 +93,7 @@ pub(crate) fn bedrock_response_to_chat_at(
             content.push(t);
         } else if let Some(t) = &b.tool_use {
             tool_calls.push(ToolCallOut::new(
-                Cow::Borrowed(t.tool_use_id.as_ref()),
+                BEDROCK.to_openai(&t.tool_use_id),
                 t.name,
                 t.input.map_or("{}", |i| i.get()),
             ));

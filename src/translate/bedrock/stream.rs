@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::super::json::JStr;
 use super::super::pivot::answer::Usage;
 use super::super::pivot::chunks::{ChunkWriter, StreamFault};
+use super::super::tool_ids::BEDROCK;
 use super::{ConverseUsage, error_type, finish_reason};
 
 #[derive(Deserialize)]
@@ -132,8 +133,14 @@ impl BedrockToChatStream {
                 };
                 let tool = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                 self.tools.push((block, tool));
-                self.w
-                    .tool_call(0, tool, &t.tool_use_id, t.name.raw(), "\"\"", out);
+                self.w.tool_call(
+                    0,
+                    tool,
+                    &BEDROCK.to_openai(&t.tool_use_id),
+                    t.name.raw(),
+                    "\"\"",
+                    out,
+                );
             }
             "contentBlockDelta" => {
                 let Some(d) = ev.delta else { return };

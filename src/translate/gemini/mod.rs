@@ -67,7 +67,7 @@ const CALL_ID_LEN: usize = 5 + 32;
 /// the id, base64url-encoded so the id stays within `[A-Za-z0-9_-]`:
 /// `call_<32 hex>_ts_<signature>`.
 fn tool_call_id(signature: Option<&str>) -> String {
-    let mut id = crate::ids::random_id("call_");
+    let mut id = super::tool_ids::new_openai_id();
     if let Some(sig) = signature.filter(|s| !s.is_empty()) {
         match STANDARD.decode(sig) {
             Ok(bytes) => {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::super::json::{AsJsonString, JStr, RawOr, Txt};
+use super::super::tool_ids::ANTHROPIC;
 use super::super::{Dropped, TranslateError};
 use super::{log_dropped, parse_list, serialize};
 
@@ -242,7 +243,7 @@ struct OFileOut<'b> {
 
 #[derive(Serialize)]
 struct OToolCallOut<'b> {
-    id: &'b str,
+    id: Cow<'b, str>,
     #[serde(rename = "type")]
     kind: &'static str,
     function: OFnCallOut<'b>,
@@ -452,7 +453,7 @@ pub fn messages_request_to_chat(
                         )));
                     };
                     tool_calls.push(OToolCallOut {
-                        id,
+                        id: ANTHROPIC.to_openai(id),
                         kind: "function",
                         function: OFnCallOut {
                             name,
@@ -475,7 +476,7 @@ pub fn messages_request_to_chat(
                         role: "tool",
                         content: OContentOut::Text(tool_result_text(b.content.as_ref())),
                         tool_calls: None,
-                        tool_call_id: Some(Cow::Borrowed(id)),
+                        tool_call_id: Some(ANTHROPIC.to_openai(id)),
                     });
                 }
                 other => {

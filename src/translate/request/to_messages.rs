@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::super::json::{JStr, RawOr, is_object};
-use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError, anthropic_tool_id};
+use super::super::tool_ids::ANTHROPIC;
+use super::super::{DEFAULT_MAX_TOKENS, Dropped, TranslateError};
 use super::json_answer::JsonAnswer;
 use super::{
     ChatContent, ChatMsg, ChatNamedChoice, ChatPart, ChatReq, Stop, log_dropped, parse_data_url,
@@ -379,7 +380,7 @@ pub fn chat_request_to_messages(
                         continue;
                     };
                     let id = match tc.id.as_deref() {
-                        Some(id) => anthropic_tool_id(id),
+                        Some(id) => ANTHROPIC.to_native(id),
                         None => {
                             return Err(TranslateError::Invalid(format!(
                                 "`messages[{i}].tool_calls[{j}].id` is required"
@@ -412,7 +413,7 @@ pub fn chat_request_to_messages(
                 turns.push(
                     "user",
                     vec![ABlockOut::ToolResult {
-                        tool_use_id: anthropic_tool_id(id),
+                        tool_use_id: ANTHROPIC.to_native(id),
                         content,
                     }],
                 );

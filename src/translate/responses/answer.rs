@@ -175,7 +175,7 @@ pub(super) fn chat_response_to_responses_at(
         let call_id = match c.id {
             Some(id) => inner(id.raw()),
             None => {
-                generated = crate::ids::random_id("call_");
+                generated = super::super::tool_ids::new_openai_id();
                 generated.as_bytes()
             }
         };

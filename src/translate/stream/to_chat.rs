@@ -7,7 +7,8 @@ use serde_json::value::RawValue;
 
 use super::super::json::{JStr, write_str, write_u64};
 use super::super::response::AUsage;
-use super::super::{chat_id_from_msg, finish_reason_from_stop, new_id};
+use super::super::tool_ids::{ANTHROPIC, new_openai_id};
+use super::super::{chat_id_from_msg, finish_reason_from_stop};
 use super::{DONE, TRUNCATED, openai_stream_error};
 use crate::clock::unix_secs;
 
@@ -329,19 +330,15 @@ impl MessagesToChatStream {
                     "tool_use" => {
                         let tool = self.tool_calls;
                         self.tool_calls = self.tool_calls.saturating_add(1);
-                        let generated;
                         let id = match b.id.as_deref() {
-                            Some(id) => id,
-                            None => {
-                                generated = new_id("toolu_");
-                                &generated
-                            }
+                            Some(id) => ANTHROPIC.to_openai(id),
+                            None => Cow::Owned(new_openai_id()),
                         };
                         self.begin_choice(out);
                         out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
                         write_u64(out, u64::from(tool));
                         out.extend_from_slice(b",\"id\":");
-                        write_str(out, id);
+                        write_str(out, &id);
                         out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
                         out.extend_from_slice(b.name.map_or("\"\"", |n| n.raw()).as_bytes());
                         out.extend_from_slice(b",\"arguments\":\"\"}}]}");

@@ -8,7 +8,8 @@ use serde::de::{SeqAccess, Visitor};
 
 use super::super::json::{JStr, write_str, write_u64};
 use super::super::response::OUsage;
-use super::super::{msg_id_from_chat, new_id, stop_reason_from_finish};
+use super::super::tool_ids::ANTHROPIC;
+use super::super::{msg_id_from_chat, stop_reason_from_finish};
 use super::{TRUNCATED, anthropic_stream_error};
 
 #[derive(Deserialize)]
@@ -102,6 +103,7 @@ enum Open {
     Tool {
         block: u32,
         index: u32,
+        /// The call's id as the upstream sent it (empty when it sent none).
         id: String,
     },
 }
@@ -250,10 +252,10 @@ impl ChatToMessagesStream {
             self.close_block(out);
             let b = self.next_block;
             self.next_block = self.next_block.saturating_add(1);
-            let id = tc
-                .id
-                .as_deref()
-                .map_or_else(|| new_id("toolu_"), str::to_owned);
+            let id = match tc.id.as_deref() {
+                Some(id) => ANTHROPIC.to_native(id),
+                None => Cow::Owned(ANTHROPIC.new_native()),
+            };
             event_head(out, b"content_block_start");
             out.extend_from_slice(b"{\"type\":\"content_block_start\",\"index\":");
             write_u64(out, u64::from(b));
@@ -265,7 +267,7 @@ impl ChatToMessagesStream {
             self.open = Open::Tool {
                 block: b,
                 index,
-                id,
+                id: tc.id.as_deref().unwrap_or_default().to_owned(),
             };
             b
         } else {

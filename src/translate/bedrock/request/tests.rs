@@ -11,11 +11,13 @@ fn run(req: Value, model: &str) -> (Value, String) {
 
 #[test]
 fn tool_ids_fit_bedrock() {
-    assert_eq!(tool_id("call_abc-1"), "call_abc-1");
-    assert_eq!(tool_id("call.0:x"), "call_0_x");
+    assert_eq!(tool_id("call_abc-1"), "tooluse_abc-1");
+    assert_eq!(tool_id("tooluse_abc"), "tooluse_abc");
+    assert_eq!(tool_id("call.0:x"), "tooluse_-call-2E0-3Ax");
     let long = format!("call_{}_ts_{}", "a".repeat(32), "b".repeat(80));
     let short = tool_id(&long);
-    assert_eq!(short.len(), 37);
+    assert_eq!(short.len(), 40);
+    assert!(short.starts_with("tooluse_"));
     assert_eq!(short, tool_id(&long));
     assert_ne!(short, tool_id(&format!("{long}c")));
 }

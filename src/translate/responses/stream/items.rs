@@ -223,7 +223,7 @@ impl ChatToResponsesStream {
             let index = self.next_item();
             let call_id = match tc.id {
                 Some(id) => inner(id.raw()).to_vec(),
-                None => crate::ids::random_id("call_").into_bytes(),
+                None => super::super::super::tool_ids::new_openai_id().into_bytes(),
             };
             self.open = Open::Call {
                 index,

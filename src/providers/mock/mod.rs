@@ -9,6 +9,8 @@
 //! - Usage: tokens approximated as whitespace-separated words.
 //! - Embeddings: a deterministic unit vector per input (SHA-256 based), `dimensions` long
 //!   (default 64), float or base64.
+//! - The pass-through endpoints (completions, images, speech, transcriptions, moderations,
+//!   rerank): small deterministic answers in their real shapes (`endpoints.rs`).
 //!
 //! It is used by the quick start, demos, tests and benchmarks (`ai-gateway mock-server`).
 
@@ -21,6 +23,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+mod endpoints;
+pub use endpoints::passthrough;
 
 use super::UpstreamBody;
 use crate::clock::unix_secs;
@@ -75,11 +80,7 @@ fn forced_tool(req: &ChatReq) -> Option<String> {
 
 /// Answer a chat completions request as an OpenAI server would.
 pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamError> {
-    let req: ChatReq = serde_json::from_slice(body).map_err(|e| {
-        let mut err = UpstreamError::new("mock", UpstreamKind::Status(400), format!("mock: {e}"));
-        err.error_type = Some("invalid_request_error".into());
-        err
-    })?;
+    let req: ChatReq = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
     let reply = req
         .messages
         .iter()
@@ -125,17 +126,12 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
         return Ok(UpstreamBody::Full(Bytes::from(body.to_string())));
     }
 
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = include_usage(req.stream_options.as_ref());
     let chunk = |delta: Value, finish: Value| {
         let c = json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
             "system_fingerprint":"fp_mock",
             "choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish}]});
-        Bytes::from(format!("data: {c}\n\n"))
+        sse(&c)
     };
     let mut frames: Vec<Bytes> = Vec::new();
     frames.push(chunk(json!({"role":"assistant","content":""}), Value::Null));
@@ -161,13 +157,7 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
             frames.push(chunk(json!({}), json!("tool_calls")));
         }
         None => {
-            let ws: Vec<&str> = reply.split(' ').collect();
-            let last = ws.len().saturating_sub(1);
-            for (i, w) in ws.iter().enumerate() {
-                let mut piece = (*w).to_owned();
-                if i < last {
-                    piece.push(' ');
-                }
+            for piece in pieces(&reply) {
                 frames.push(chunk(json!({"content": piece}), Value::Null));
             }
             frames.push(chunk(json!({}), json!("stop")));
@@ -176,16 +166,46 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
     if include_usage {
         let c = json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
             "choices":[],"usage":usage});
-        frames.push(Bytes::from(format!("data: {c}\n\n")));
+        frames.push(sse(&c));
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Ok(paced(frames, latency))
+}
+
+/// Whether `stream_options` asks for a usage chunk.
+fn include_usage(stream_options: Option<&Value>) -> bool {
+    stream_options
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// A mock's refusal of a body it cannot read: 400 `invalid_request_error`.
+fn invalid(e: &dyn std::fmt::Display) -> UpstreamError {
+    let mut err = UpstreamError::new("mock", UpstreamKind::Status(400), format!("mock: {e}"));
+    err.error_type = Some("invalid_request_error".into());
+    err
+}
+
+/// A streamed answer of `frames`, `latency` before each.
+fn paced(frames: Vec<Bytes>, latency: Duration) -> UpstreamBody {
     let stream = futures_util::stream::iter(frames).then(move |f| async move {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
         Ok::<_, UpstreamError>(f)
     });
-    Ok(UpstreamBody::Stream(Box::pin(stream)))
+    UpstreamBody::Stream(Box::pin(stream))
+}
+
+/// A text in streamed pieces: word by word, each but the last with its space.
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(' ')
+}
+
+/// One `data:` event of a JSON value.
+fn sse(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
 }
 
 #[derive(Deserialize)]
@@ -227,16 +247,8 @@ pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
 }
 
 /// Answer an embeddings request as an OpenAI server would.
-/// A moderation answer that flags nothing.
-pub fn moderations() -> UpstreamBody {
-    UpstreamBody::Full(Bytes::from_static(
-        br#"{"id":"modr-mock","model":"mock-moderation","results":[{"flagged":false,"categories":{},"category_scores":{}}]}"#,
-    ))
-}
-
 pub fn embeddings(body: &[u8]) -> Result<UpstreamBody, UpstreamError> {
-    let req: EmbReq = serde_json::from_slice(body)
-        .map_err(|e| UpstreamError::new("mock", UpstreamKind::Status(400), format!("mock: {e}")))?;
+    let req: EmbReq = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
     let inputs: Vec<String> = match &req.input {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items
