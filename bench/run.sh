@@ -10,8 +10,10 @@
 #      direct       the mock itself (the baseline that "added" latency is taken against)
 #      gateway      ai-gateway pinned to $GW_CPU, an `openai` provider pointing at the mock
 #      nginx-proxy  nginx `proxy_pass` to the mock, pinned to $GW_CPU: the physical limit
-#    over each of $SCENARIOS (chat: non-streaming at $CONCS; stream, stream-via-anthropic,
-#    messages-stream: SSE at $STREAM_CONCS), then the feature targets (routing over 3
+#    over each of $SCENARIOS (chat, chat-gemini, chat-bedrock: non-streaming at $CONCS; stream,
+#    stream-via-anthropic, messages-stream, stream-gemini, stream-bedrock: SSE at $STREAM_CONCS;
+#    the -gemini / -bedrock ones through a `gemini` / `bedrock` provider at the mock's Gemini and
+#    Converse APIs, translated), then the feature targets (routing over 3
 #    deployments, auth + rate limits local and shared through Redis, cache L1 / L2 hits, RSS with
 #    $FILL_N cached answers) on the scenarios that concern them; a redis-server is started on a
 #    free port for the targets that need one;
@@ -27,8 +29,8 @@
 #                                          (also: gateway-log, gateway-auth-shared-cluster, gateway-no-request-log,
 #                                           gateway-route-hedge,
 #                                           gateway-auth-no-request-log; add target_<name>)
-#   SCENARIOS="chat stream stream-via-anthropic messages-stream"  (also: embeddings, responses,
-#                                          responses-stored; add scenario_<name>)
+#   SCENARIOS="chat stream stream-via-anthropic messages-stream chat-gemini stream-gemini chat-bedrock
+#              stream-bedrock"             (also: embeddings, responses, responses-stored; add scenario_<name>)
 #   ROUTE_CONCS="64" AUTH_CONCS="64" CACHE_CONCS="1 64"  concurrencies of the feature targets (chat)
 #   FILL_N=100000      cached answers for the RSS figure   REDIS_CALLS_N=1000  requests counted in Redis
 #   L2_KEYS=10000      distinct requests the L2 rows cycle over
@@ -61,7 +63,7 @@ DURATION="${DURATION:-5}"; WARMUP="${WARMUP:-2}"; REPEAT="${REPEAT:-1}"
 CONCS="${CONCS:-1 16 64}"; STREAM_CONCS="${STREAM_CONCS:-1 16}"
 STARTUP_RUNS="${STARTUP_RUNS:-5}"
 TARGETS="${TARGETS:-direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k gateway-slow-streams gateway-slow-streams-local}"
-SCENARIOS="${SCENARIOS:-chat stream stream-via-anthropic messages-stream}"
+SCENARIOS="${SCENARIOS:-chat stream stream-via-anthropic messages-stream chat-gemini stream-gemini chat-bedrock stream-bedrock}"
 NGINX_SCENARIOS="${NGINX_SCENARIOS:-chat stream}"
 ROUTE_CONCS="${ROUTE_CONCS:-64}"; AUTH_CONCS="${AUTH_CONCS:-64}"; CACHE_CONCS="${CACHE_CONCS:-1 64}"
 SLOW_N="${SLOW_N:-10000}"; SLOW_LATENCY="${SLOW_LATENCY:-500ms}"
@@ -74,6 +76,8 @@ GW_LOG_LEVEL="${GW_LOG_LEVEL:-warn}"; INSTALL="${INSTALL:-1}"
 if [[ "$(id -u)" == 0 ]]; then NICE="${NICE:--10}"; else NICE="${NICE:-0}"; fi
 MODEL="gpt-4o-mini"; API_KEY="sk-bench-fake"
 XMODEL="claude-bench"   # served by the `anthropic`-type provider pointed at the mock (translated)
+GMODEL="gemini-bench"   # the `gemini`-type provider at the mock's Gemini API (translated)
+BMODEL="bedrock-bench"  # the `bedrock`-type provider at the mock's Converse API (translated, SigV4-signed)
 
 # ---------------------------------------------------------------- request bodies
 # The mock echoes the last user message; streamed, one chunk per word. 18 words -> role chunk,
@@ -91,6 +95,13 @@ MSG_STREAM_BODY="{\"model\":\"$MODEL\",\"max_tokens\":64,\"stream\":true,\"syste
 # The same OpenAI stream request for a model served by the `anthropic` provider: the gateway
 # sends Anthropic's request to the mock's /v1/messages and turns its events into OpenAI chunks.
 XLATE_STREAM_BODY="{\"model\":\"$XMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
+# The same OpenAI requests, plain and streamed, for the models served by the `gemini` and
+# `bedrock` providers: the gateway sends Gemini's / Converse's request to the mock and turns its
+# answer (Gemini SSE events; Converse JSON or AWS event-stream frames) into OpenAI's.
+GEMINI_CHAT_BODY="{\"model\":\"$GMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64}"
+GEMINI_STREAM_BODY="{\"model\":\"$GMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
+BEDROCK_CHAT_BODY="{\"model\":\"$BMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64}"
+BEDROCK_STREAM_BODY="{\"model\":\"$BMODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64,\"stream\":true}"
 # Distinct chat requests of the same shape (18 words, one of them the index): cache fills and L2.
 CHAT_FMT="{\"model\":\"$MODEL\",\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"Please write one short friendly sentence that greets the reader and wishes them a %d pleasant productive day\"}],\"max_tokens\":64}"
 
@@ -205,9 +216,10 @@ loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"; run_start="$(date +%s)"
 # ---------------------------------------------------------------- gateway configuration
 # gateway_config FILE [OVERLAY_JSON]: the bench configuration, deep-merged with OVERLAY_JSON.
 # JSON (valid YAML too). Base = the bare proxy path: one `openai` provider at the mock, model
-# gpt-4o-mini with one deployment on it, no auth section, cache off; plus an `anthropic` provider
-# at the same mock serving model claude-bench (the translated stream scenario). Lists in the
-# overlay replace the base's.
+# gpt-4o-mini with one deployment on it, no auth section, cache off; plus, at the same mock, an
+# `anthropic` provider serving model claude-bench, a `gemini` provider serving gemini-bench and a
+# `bedrock` provider (dummy static credentials: the mock does not check the signature) serving
+# bedrock-bench (the translated scenarios). Lists in the overlay replace the base's.
 gateway_config() {
   local file="$1" overlay="${2:-{\}}"
   mkdir -p "$(dirname "$file")/data"
@@ -219,9 +231,17 @@ base = {
   "providers": [{"name": "upstream", "type": "openai", "base_url": "http://127.0.0.1:$MOCK_PORT/v1",
                  "api_key": "sk-upstream-fake"},
                 {"name": "upstream-anthropic", "type": "anthropic", "base_url": "http://127.0.0.1:$MOCK_PORT",
-                 "api_key": "sk-ant-upstream-fake"}],
+                 "api_key": "sk-ant-upstream-fake"},
+                {"name": "upstream-gemini", "type": "gemini", "base_url": "http://127.0.0.1:$MOCK_PORT",
+                 "api_key": "gemini-upstream-fake"},
+                {"name": "upstream-bedrock", "type": "bedrock", "base_url": "http://127.0.0.1:$MOCK_PORT",
+                 "region": "us-east-1", "aws_access_key_id": "AKIDBENCHFAKE",
+                 "aws_secret_access_key": "bench-fake-secret-access-key"}],
   "models": [{"name": "$MODEL", "deployments": [{"provider": "upstream", "model": "$MODEL"}]},
-             {"name": "$XMODEL", "deployments": [{"provider": "upstream-anthropic", "model": "claude-3-5-haiku-bench"}]}],
+             {"name": "$XMODEL", "deployments": [{"provider": "upstream-anthropic", "model": "claude-3-5-haiku-bench"}]},
+             {"name": "$GMODEL", "deployments": [{"provider": "upstream-gemini", "model": "gemini-2.5-flash"}]},
+             {"name": "$BMODEL", "deployments": [{"provider": "upstream-bedrock",
+                                                  "model": "anthropic.claude-3-5-haiku-20241022-v1:0"}]}],
   "cache": {"enabled": False},
   "telemetry": {"log_level": "$GW_LOG_LEVEL", "log_format": "json"},
 }
@@ -296,6 +316,14 @@ scenario_messages_stream() { measure sse messages-stream /v1/messages "$MSG_STRE
 # the Anthropic events translated to OpenAI chunks. `direct` does not run it: its baseline is
 # direct's `stream` (the same OpenAI stream straight from the mock).
 scenario_stream_via_anthropic() { measure sse stream-via-anthropic /v1/chat/completions "$XLATE_STREAM_BODY"; }
+# OpenAI client -> gateway /v1/chat/completions -> `gemini` / `bedrock` provider (the mock's
+# Gemini API: JSON, SSE; its Converse API: JSON, AWS event-stream frames), translated both ways.
+# Compare with the same target's `chat` / `stream` (target: at most 1.3x their CPU per request);
+# `direct` does not run them (their baselines are its `chat` and `stream`).
+scenario_chat_gemini()    { measure wrk chat-gemini /v1/chat/completions "$GEMINI_CHAT_BODY"; }
+scenario_stream_gemini()  { measure sse stream-gemini /v1/chat/completions "$GEMINI_STREAM_BODY"; }
+scenario_chat_bedrock()   { measure wrk chat-bedrock /v1/chat/completions "$BEDROCK_CHAT_BODY"; }
+scenario_stream_bedrock() { measure sse stream-bedrock /v1/chat/completions "$BEDROCK_STREAM_BODY"; }
 
 # bench_target LABEL BASE PID [HEADER ...]: idle RSS, then every scenario. A target narrows what
 # it runs with (dynamically scoped) locals: T_SCENARIOS (default $SCENARIOS), T_CONCS /
@@ -436,7 +464,9 @@ redis_cluster_overlay() {
 target_direct()  {
   say "direct: the mock itself"
   local T_SCENARIOS="" s
-  for s in $SCENARIOS; do [[ "$s" == stream-via-anthropic || "$s" == responses* ]] || T_SCENARIOS+="$s "; done
+  for s in $SCENARIOS; do
+    [[ "$s" == stream-via-anthropic || "$s" == responses* || "$s" == *-gemini || "$s" == *-bedrock ]] || T_SCENARIOS+="$s "
+  done
   bench_target direct "http://127.0.0.1:$MOCK_PORT" "$mock_pid" "${auth[@]}"
 }
 target_gateway() { run_gateway gateway '{}'; }

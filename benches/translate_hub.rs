@@ -9,13 +9,11 @@ use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ai_gateway::config::ProviderType;
-use ai_gateway::providers::aws::eventstream::EventStreamDecoder;
+use ai_gateway::providers::aws::eventstream::{self, EventStreamDecoder};
 use ai_gateway::providers::aws::sigv4::SigV4;
 use ai_gateway::providers::aws::{ConverseStreamToChat, bedrock_base_url, bedrock_url};
 use ai_gateway::providers::quirks;
 use ai_gateway::{sse::SseParser, translate as tr};
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const CHAT_REQUEST: &str = r#"{
@@ -71,18 +69,9 @@ fn gemini_stream() -> Vec<u8> {
 }
 
 fn frame(event: &str, payload: &str) -> Vec<u8> {
-    let string = |s: &str| HeaderValue::String(s.to_owned().into());
-    let m = Message::new_from_parts(
-        vec![
-            Header::new(":event-type", string(event)),
-            Header::new(":content-type", string("application/json")),
-            Header::new(":message-type", string("event")),
-        ],
-        payload.to_owned(),
-    );
-    let mut out = Vec::new();
-    let _ = write_message_to(&m, &mut out);
-    out
+    eventstream::event(event, payload.as_bytes())
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
 }
 
 /// A ConverseStream body of 20 frames.

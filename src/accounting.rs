@@ -80,12 +80,11 @@ impl Accounting {
     pub fn complete_with(&mut self, usage: Option<Usage>) -> Option<f64> {
         let u = usage.unwrap_or(Usage {
             input: self.estimated_input,
-            output: 0,
-            exact: false,
+            ..Usage::default()
         });
         self.usage = Some(u);
         let d = self.deployment.as_ref()?;
-        u.cost(d.input_cost_per_mtok, d.output_cost_per_mtok)
+        u.cost(d.prices())
     }
 
     /// Follow a stream for its usage (feed it what the client receives).
@@ -113,10 +112,7 @@ impl Accounting {
             .filter(|(_, d)| *d != 0)
             .collect();
         let (provider, cost) = match (&self.deployment, self.free) {
-            (Some(d), false) => (
-                d.provider.name.as_str(),
-                usage.cost(d.input_cost_per_mtok, d.output_cost_per_mtok),
-            ),
+            (Some(d), false) => (d.provider.name.as_str(), usage.cost(d.prices())),
             _ => ("", None),
         };
         if let Some(cell) = &self.report {

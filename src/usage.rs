@@ -2,7 +2,13 @@
 //! the same as passed-through ones).
 //!
 //! Non-streamed: the answer's `usage` object (OpenAI `prompt_tokens`/`completion_tokens`,
-//! Anthropic `input_tokens` + cache tokens / `output_tokens`). Streamed: only SSE frames that
+//! Anthropic `input_tokens` + cache tokens / `output_tokens`, the Responses API's
+//! `input_tokens`/`output_tokens`), and the prompt tokens read from the provider's prompt cache
+//! (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`, the
+//! Responses API `input_tokens_details.cached_tokens`, DeepSeek's `prompt_cache_hit_tokens`,
+//! Moonshot's `cached_tokens`; Gemini's `cachedContentTokenCount` and
+//! Bedrock's `cacheReadInputTokens` reach here translated into OpenAI's), priced at the
+//! cached-input price where there is one. Streamed: only SSE frames that
 //! contain `"usage"` are parsed (OpenAI's final usage chunk with `include_usage`; Anthropic's
 //! `message_start` and `message_delta`). When an OpenAI stream carries no usage (the client did
 //! not ask for it), output tokens are estimated as the number of content frames (about one token
@@ -16,14 +22,30 @@ use serde::Deserialize;
 pub struct Usage {
     pub input: u64,
     pub output: u64,
+    /// Of `input`, the tokens read from the provider's prompt cache.
+    pub cached: u64,
     /// True when read from the answer; false when estimated.
     pub exact: bool,
 }
 
+/// A deployment's prices, USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prices {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    /// Input tokens read from the prompt cache; `None`: at the input price.
+    pub cached_input: Option<f64>,
+}
+
 impl Usage {
-    /// USD at the deployment's prices (per million tokens); `None` when it has none.
-    pub fn cost(&self, input_per_mtok: Option<f64>, output_per_mtok: Option<f64>) -> Option<f64> {
-        estimate_cost(self.input, self.output, input_per_mtok, output_per_mtok)
+    /// USD at these prices: the cached input tokens at the cached-input price (the input price
+    /// when there is none), the rest of the input at the input price, the output at the output
+    /// price; `None` when there are no input and output prices.
+    pub fn cost(&self, p: Prices) -> Option<f64> {
+        let cached = self.cached.min(self.input);
+        let full = estimate_cost(self.input - cached, self.output, p.input, p.output)?;
+        let per_cached = p.cached_input.or(p.input).unwrap_or(0.0);
+        Some(full + per_cached * cached as f64 / 1_000_000.0)
     }
 }
 
@@ -51,6 +73,19 @@ struct UsageObj {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+    /// OpenAI chat.
+    prompt_tokens_details: Option<CachedDetails>,
+    /// The Responses API.
+    input_tokens_details: Option<CachedDetails>,
+    /// DeepSeek's own name for cached prompt tokens.
+    prompt_cache_hit_tokens: Option<u64>,
+    /// Moonshot's (Kimi).
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
 }
 
 impl UsageObj {
@@ -64,6 +99,15 @@ impl UsageObj {
     }
     fn output(&self) -> Option<u64> {
         self.completion_tokens.or(self.output_tokens)
+    }
+    fn cached(&self) -> Option<u64> {
+        self.prompt_tokens_details
+            .as_ref()
+            .or(self.input_tokens_details.as_ref())
+            .and_then(|d| d.cached_tokens)
+            .or(self.cache_read_input_tokens)
+            .or(self.prompt_cache_hit_tokens)
+            .or(self.cached_tokens)
     }
 }
 
@@ -95,6 +139,7 @@ pub fn parse_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
         Ok(v) => Ok(v.usage.map(|u| Usage {
             input: u.input().unwrap_or(0),
             output: u.output().unwrap_or(0),
+            cached: u.cached().unwrap_or(0),
             exact: true,
         })),
         Err(_) => serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| None),
@@ -106,6 +151,7 @@ pub fn parse_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
 pub struct StreamUsage {
     input: Option<u64>,
     output: Option<u64>,
+    cached: Option<u64>,
     content_frames: u64,
     pending: Vec<u8>,
 }
@@ -140,6 +186,9 @@ impl StreamUsage {
                         if let Some(o) = u.output().filter(|o| *o > 0) {
                             self.output = Some(o);
                         }
+                        if let Some(c) = u.cached() {
+                            self.cached = Some(c);
+                        }
                     }
                 }
             } else if memmem::find(data, b"\"content\"").is_some()
@@ -155,6 +204,7 @@ impl StreamUsage {
         Usage {
             input: self.input.unwrap_or(estimated_input),
             output: self.output.unwrap_or(self.content_frames),
+            cached: self.cached.unwrap_or(0),
             exact: self.input.is_some() && self.output.is_some(),
         }
     }
@@ -197,6 +247,7 @@ mod tests {
             Some(Usage {
                 input: 12,
                 output: 5,
+                cached: 0,
                 exact: true
             })
         );
@@ -206,10 +257,96 @@ mod tests {
             Some(Usage {
                 input: 14,
                 output: 3,
+                cached: 4,
                 exact: true
             })
         );
         assert_eq!(from_body(b"{}"), None);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_of_each_format() {
+        // (usage, prompt tokens, of them cached)
+        for (usage, input, cached) in [
+            // OpenAI chat (also what Gemini's cachedContentTokenCount and Bedrock's
+            // cacheReadInputTokens become, translated).
+            (
+                r#"{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60}}"#,
+                100,
+                60,
+            ),
+            // Anthropic: cache reads and writes are counted apart from input_tokens.
+            (
+                r#"{"input_tokens":10,"cache_read_input_tokens":60,"cache_creation_input_tokens":30,"output_tokens":5}"#,
+                100,
+                60,
+            ),
+            // The Responses API.
+            (
+                r#"{"input_tokens":100,"input_tokens_details":{"cached_tokens":60},"output_tokens":5}"#,
+                100,
+                60,
+            ),
+            // DeepSeek's and Moonshot's own fields.
+            (
+                r#"{"prompt_tokens":100,"completion_tokens":5,"prompt_cache_hit_tokens":60,"prompt_cache_miss_tokens":40}"#,
+                100,
+                60,
+            ),
+            (
+                r#"{"prompt_tokens":100,"completion_tokens":5,"cached_tokens":60}"#,
+                100,
+                60,
+            ),
+            (r#"{"prompt_tokens":100,"completion_tokens":5}"#, 100, 0),
+        ] {
+            let u = from_body(format!(r#"{{"usage":{usage}}}"#).as_bytes());
+            assert_eq!(
+                u.map(|u| (u.input, u.cached)),
+                Some((input, cached)),
+                "{usage}"
+            );
+        }
+        // Streams: OpenAI's usage chunk, Anthropic's message_start.
+        let mut s = StreamUsage::new();
+        s.push(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":60}}}\n\n");
+        assert_eq!(s.usage(0).cached, 60);
+        let mut a = StreamUsage::new();
+        a.push(b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":90,\"output_tokens\":1}}}\n\n");
+        a.push(
+            b"data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":15}}\n\n",
+        );
+        assert_eq!((a.usage(0).input, a.usage(0).cached), (100, 90));
+    }
+
+    #[test]
+    fn cached_tokens_cost_the_cached_price() {
+        let u = Usage {
+            input: 1_000_000,
+            output: 1_000_000,
+            cached: 400_000,
+            exact: true,
+        };
+        let p = |input, output, cached_input| Prices {
+            input,
+            output,
+            cached_input,
+        };
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        // 0.6 M at 3.0 + 0.4 M at 0.3 + 1 M at 15.0.
+        assert!(close(
+            u.cost(p(Some(3.0), Some(15.0), Some(0.3))),
+            1.8 + 0.12 + 15.0
+        ));
+        // No cached price: the input price.
+        assert!(close(u.cost(p(Some(3.0), Some(15.0), None)), 3.0 + 15.0));
+        assert_eq!(u.cost(Prices::default()), None);
+        // More cached than input (a provider's odd count) costs no more than all cached.
+        let odd = Usage {
+            cached: 2_000_000,
+            ..u
+        };
+        assert!(close(odd.cost(p(Some(3.0), Some(0.0), Some(0.3))), 0.3));
     }
 
     #[test]
@@ -222,6 +359,7 @@ mod tests {
             Usage {
                 input: 7,
                 output: 2,
+                cached: 0,
                 exact: false
             }
         );
@@ -231,6 +369,7 @@ mod tests {
             Usage {
                 input: 9,
                 output: 2,
+                cached: 0,
                 exact: true
             }
         );
@@ -243,6 +382,7 @@ mod tests {
             Usage {
                 input: 25,
                 output: 15,
+                cached: 0,
                 exact: true
             }
         );

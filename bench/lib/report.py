@@ -3,8 +3,9 @@
 
   report.py RUN_DIR          reads RUN_DIR/rows.jsonl and RUN_DIR/meta.json, prints markdown
 
-"added" = this row minus the `direct` row of the same scenario and concurrency (for
-`stream-via-anthropic`: direct's `stream`, the same OpenAI stream straight from the mock).
+"added" = this row minus the `direct` row of the same scenario and concurrency (for the
+translated scenarios `stream-via-anthropic`, `stream-gemini`, `stream-bedrock`: direct's `stream`,
+the same OpenAI stream straight from the mock; for `chat-gemini`, `chat-bedrock`: direct's `chat`).
 For `direct` the CPU and RSS columns are the mock upstream's (marked "mock").
 """
 import json
@@ -18,12 +19,17 @@ TITLES = {
     "stream-via-anthropic": "Streaming chat completion from the `anthropic` provider (Anthropic events -> OpenAI chunks)",
     "messages-stream": "Anthropic client, `POST /v1/messages` streaming, OpenAI provider (OpenAI chunks -> Anthropic events)",
     "embeddings": "Embeddings (`POST /v1/embeddings`)",
+    "chat-gemini": "Non-streaming chat completion from the `gemini` provider (OpenAI -> Gemini -> OpenAI)",
+    "chat-bedrock": "Non-streaming chat completion from the `bedrock` provider (OpenAI -> Converse -> OpenAI, SigV4-signed)",
+    "stream-gemini": "Streaming chat completion from the `gemini` provider (Gemini SSE events -> OpenAI chunks)",
+    "stream-bedrock": "Streaming chat completion from the `bedrock` provider (AWS event-stream frames -> OpenAI chunks)",
 }
 TARGET_ORDER = ["direct", "gateway", "nginx-proxy", "gateway-full", "gateway-route-least-busy",
                 "gateway-route-latency", "gateway-auth", "gateway-auth-shared", "mock-on-gw-cpu", "gateway-cache",
                 "gateway-cache-l2", "gateway-cache-100k", "gateway-log"]
 # Scenario whose `direct` rows are another scenario's baseline.
-BASELINE = {"stream-via-anthropic": "stream"}
+BASELINE = {"stream-via-anthropic": "stream", "stream-gemini": "stream", "stream-bedrock": "stream",
+            "chat-gemini": "chat", "chat-bedrock": "chat"}
 
 
 def fmt(v, nd=2, suffix=""):
@@ -206,17 +212,22 @@ def main():
         a = row("gateway", "stream", c)
         for sc, label in (("stream", "(a) OpenAI client -> OpenAI provider (pass-through)"),
                           ("stream-via-anthropic", "(b) OpenAI client -> `anthropic` provider (Anthropic -> OpenAI)"),
-                          ("messages-stream", "(c) Anthropic client `/v1/messages` -> OpenAI provider (OpenAI -> Anthropic)")):
+                          ("messages-stream", "(c) Anthropic client `/v1/messages` -> OpenAI provider (OpenAI -> Anthropic)"),
+                          ("stream-gemini", "(d) OpenAI client -> `gemini` provider (Gemini -> OpenAI)"),
+                          ("stream-bedrock", "(e) OpenAI client -> `bedrock` provider (event stream -> OpenAI)")):
             r = row("gateway", sc, c)
             if r is not None:
                 xl.append((c, sc, label, r, ratio(cpu_ms(r), cpu_ms(a))))
     if xl:
         p("## Translated against pass-through streams (gateway CPU per stream)")
         p("")
-        p("Same prompt (18 words: 18 text chunks) in all three; the gateway's own CPU-ms per stream, "
+        p("Same prompt (18 words: 18 text chunks) in all; the gateway's own CPU-ms per stream, "
           "from /proc. The upstream (mock) speaks OpenAI in (a) and (c) (21 events: role, 18 text, "
-          "finish, `[DONE]`) and Anthropic in (b) (23 events: message_start, content_block_start, 18 "
-          "deltas, content_block_stop, message_delta, message_stop).")
+          "finish, `[DONE]`), Anthropic in (b) (23 events: message_start, content_block_start, 18 "
+          "deltas, content_block_stop, message_delta, message_stop), Gemini in (d) (18 SSE events, "
+          "one `GenerateContentResponse` per word with its usage so far) and Bedrock ConverseStream "
+          "in (e) (22 binary frames: messageStart, 18 contentBlockDelta, contentBlockStop, "
+          "messageStop, metadata).")
         p("")
         p("| conc | stream | events out / stream | text events | streams/s | TTFB p50 ms | added TTFB p50 ms "
           "| gateway CPU-ms / stream | vs (a) |")
@@ -225,6 +236,30 @@ def main():
             p(f"| {c} | {label} | {fmt(r.get('events_per_response'), 0)} | {fmt(r.get('content_events'))} "
               f"| {r['rps']:.0f} | {fmt(r['ttfb_p50_ms'], 3)} | {fmt(added(r, 'ttfb_p50_ms'), 3)} "
               f"| {fmt(cpu_ms(r), 3)} | {fmt(rt, 2, 'x')} |")
+        p("")
+
+    # ---- translated vs pass-through, non-streaming (gateway CPU per request)
+    xc = []
+    for c in sorted({r["conc"] for r in measured if r["target"] == "gateway" and r["scenario"] in ("chat-gemini", "chat-bedrock")}):
+        a = row("gateway", "chat", c)
+        for sc, label in (("chat", "OpenAI provider (pass-through)"),
+                          ("chat-gemini", "`gemini` provider (OpenAI -> Gemini -> OpenAI)"),
+                          ("chat-bedrock", "`bedrock` provider (OpenAI -> Converse -> OpenAI, signed)")):
+            r = row("gateway", sc, c)
+            if r is not None:
+                xc.append((c, label, r, ratio(cpu_ms(r), cpu_ms(a))))
+    if xc:
+        p("## Translated against pass-through, non-streaming (gateway CPU per request)")
+        p("")
+        p("The same OpenAI request (the `chat` prompt) for a model served by each provider, all at the "
+          "mock: the request translated to Gemini's `generateContent` or Bedrock's `Converse` (and "
+          "SigV4-signed), the answer translated back to a `chat.completion`.")
+        p("")
+        p("| conc | provider | req/s | p50 ms | added p50 ms | gateway CPU-ms / req | req / CPU-s | vs pass-through |")
+        p("|---:|---|---:|---:|---:|---:|---:|---:|")
+        for c, label, r, rt in xc:
+            p(f"| {c} | {label} | {r['rps']:.0f} | {fmt(r['p50_ms'], 3)} | {fmt(added(r, 'p50_ms'), 3)} "
+              f"| {fmt(cpu_ms(r), 3)} | {fmt(r.get('req_per_cpu_s'), 0)} | {fmt(rt, 2, 'x')} |")
         p("")
 
     # ---- routing / full configuration
@@ -421,7 +456,7 @@ def main():
     p("| figure | value |")
     p("|---|---:|")
     for s in starts:
-        what = "bench configuration (2 models)" if s["scenario"] == "startup" else f"{s.get('models')} models, 2 deployments each"
+        what = "bench configuration (4 models)" if s["scenario"] == "startup" else f"{s.get('models')} models, 2 deployments each"
         p(f"| startup to ready (spawn -> first 200 from `GET /health`), {what}, median of {s['runs']} "
           f"| {fmt(s['ready_ms_median'])} ms (min {fmt(s['ready_ms_min'])}, max {fmt(s['ready_ms_max'])}) |")
         p(f"| RSS right at ready, {what}, median | {fmt(s['rss_ready_mib_median'], 1)} MiB |")
@@ -462,7 +497,7 @@ def main():
     rss64_full = val("gateway-full", "chat", 64, "peak_rss_mib")
 
     def xratio(sc, c):
-        return ratio(cpu_ms(row("gateway", sc, c)), cpu_ms(row("gateway", "stream", c)))
+        return ratio(cpu_ms(row("gateway", sc, c)), cpu_ms(row("gateway", BASELINE.get(sc, "stream"), c)))
 
     route = [r["ns"] for r in hp if r["name"].startswith("route_")]
     rl = next((r["ns"] for r in hp if r["name"] == "rate_limit_local_check"), None)
@@ -487,6 +522,14 @@ def main():
          xratio("stream-via-anthropic", 1), lambda v: v <= 1.3, "x", 2),
         ("translated stream CPU vs pass-through, OpenAI provider -> Anthropic client, c=1", "<= 1.3x",
          xratio("messages-stream", 1), lambda v: v <= 1.3, "x", 2),
+    ]
+    for sc, what in (("chat-gemini", "translated CPU vs pass-through, `gemini` provider, non-streaming"),
+                     ("stream-gemini", "translated CPU vs pass-through, `gemini` provider, streamed"),
+                     ("chat-bedrock", "translated CPU vs pass-through, `bedrock` provider, non-streaming"),
+                     ("stream-bedrock", "translated CPU vs pass-through, `bedrock` provider, streamed")):
+        for c in (16, 1):
+            checks.append((f"{what}, c={c}", "<= 1.3x", xratio(sc, c), lambda v: v <= 1.3, "x", 2))
+    checks += [
         ("L1 hit req/s vs direct upstream, c=1", "> 1x", l1_1, lambda v: v > 1, "x", 2),
         ("L1 hit req/s vs direct upstream, c=64", "> 1x", l1_64, lambda v: v > 1, "x", 2),
         ("L1 hit req/s vs the upstream on the gateway's core (`mock-on-gw-cpu`), c=1", "> 1x", l1m_1, lambda v: v > 1, "x", 2),

@@ -159,6 +159,19 @@ mod tests {
             .map(|p| p.input),
             Some(0.3)
         );
+        // Cached-input prices where the provider bills cache hits lower.
+        assert_eq!(
+            lookup(ProviderType::Qwen, "qwen-plus-latest").and_then(|p| p.cached_input),
+            Some(0.08)
+        );
+        assert_eq!(
+            lookup(ProviderType::Gemini, "gemini-2.5-flash").and_then(|p| p.cached_input),
+            Some(0.075)
+        );
+        assert_eq!(
+            lookup(ProviderType::Openai, "gpt-3.5-turbo").and_then(|p| p.cached_input),
+            None
+        );
         assert_eq!(lookup(ProviderType::Openai, "gpt-4ox"), None);
         assert_eq!(lookup(ProviderType::Mock, "mock"), None);
         assert_eq!(

@@ -137,9 +137,7 @@ fn loser(d: Done, model: &str) {
             d.d.state.record_latency(d.took);
             d.d.state.breaker.on_success();
             if let UpstreamBody::Full(_) = body
-                && let Some(cost) = d
-                    .usage
-                    .and_then(|u| u.cost(d.d.input_cost_per_mtok, d.d.output_cost_per_mtok))
+                && let Some(cost) = d.usage.and_then(|u| u.cost(d.d.prices()))
             {
                 lost_cost(model, &d.d.provider.name, cost);
             }

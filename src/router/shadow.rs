@@ -206,9 +206,10 @@ impl Job {
             crate::usage::Usage {
                 input: a.input_tokens,
                 output: a.output_tokens,
+                cached: 0,
                 exact: true,
             }
-            .cost(d.input_cost_per_mtok, d.output_cost_per_mtok)
+            .cost(d.prices())
         };
         let (p_cost, s_cost) = (cost(&p, &self.primary), cost(&s, &self.d));
         for (side, a, c) in [("primary", &p, p_cost), ("shadow", &s, s_cost)] {

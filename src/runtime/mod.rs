@@ -24,6 +24,9 @@ pub struct Deployment {
     pub model: String,
     pub input_cost_per_mtok: Option<f64>,
     pub output_cost_per_mtok: Option<f64>,
+    /// Input tokens read from the prompt cache: the built-in list's price, for a deployment
+    /// priced by the list (`None`: at the input price).
+    pub cached_input_cost_per_mtok: Option<f64>,
     pub weight: u32,
     pub priority: i32,
     pub rpm: Option<u64>,
@@ -45,6 +48,15 @@ pub struct DeploymentHeaders {
 }
 
 impl Deployment {
+    /// The prices an answer's usage is costed at.
+    pub fn prices(&self) -> crate::usage::Prices {
+        crate::usage::Prices {
+            input: self.input_cost_per_mtok,
+            output: self.output_cost_per_mtok,
+            cached_input: self.cached_input_cost_per_mtok,
+        }
+    }
+
     pub fn url(&self, op: Op) -> Option<&http::Uri> {
         match op {
             Op::Chat => self.urls[0].as_ref(),
@@ -79,18 +91,29 @@ struct Wildcard {
     template: Arc<Model>,
 }
 
-/// A deployment's prices: its own when it gives any, else the built-in list's.
+/// A deployment's prices: its own when it gives any (cached input tokens then cost its input
+/// price), else the built-in list's (with the list's cached-input price where it has one).
 fn priced(
     p: &Provider,
     model: &str,
     input: Option<f64>,
     output: Option<f64>,
-) -> (Option<f64>, Option<f64>) {
+) -> crate::usage::Prices {
     if input.is_some() || output.is_some() {
-        return (input, output);
+        return crate::usage::Prices {
+            input,
+            output,
+            cached_input: None,
+        };
     }
-    crate::providers::prices::lookup(p.provider_type(), model)
-        .map_or((None, None), |pr| (Some(pr.input), Some(pr.output)))
+    crate::providers::prices::lookup(p.provider_type(), model).map_or_else(
+        crate::usage::Prices::default,
+        |pr| crate::usage::Prices {
+            input: Some(pr.input),
+            output: Some(pr.output),
+            cached_input: pr.cached_input,
+        },
+    )
 }
 
 /// How many names made by wildcards are kept ready.
@@ -156,15 +179,16 @@ impl Runtime {
             .iter()
             .map(|d| {
                 let model = d.model.replace('*', rest);
-                let (input_cost_per_mtok, output_cost_per_mtok) = priced(
+                let prices = priced(
                     &d.provider,
                     &model,
                     d.input_cost_per_mtok,
                     d.output_cost_per_mtok,
                 );
                 Arc::new(Deployment {
-                    input_cost_per_mtok,
-                    output_cost_per_mtok,
+                    input_cost_per_mtok: prices.input,
+                    output_cost_per_mtok: prices.output,
+                    cached_input_cost_per_mtok: prices.cached_input,
                     urls: [
                         d.provider.parsed_url(Op::Chat, &model),
                         d.provider.parsed_url(Op::Embeddings, &model),
@@ -276,7 +300,7 @@ impl Runtime {
                     provider: http::HeaderValue::from_str(&provider.name).ok(),
                     model: http::HeaderValue::from_str(&d.model).ok(),
                 };
-                let (input_cost_per_mtok, output_cost_per_mtok) = priced(
+                let prices = priced(
                     &provider,
                     &d.model,
                     d.input_cost_per_mtok,
@@ -290,8 +314,9 @@ impl Runtime {
                     tpm: d.tpm,
                     state,
                     model: d.model.clone(),
-                    input_cost_per_mtok,
-                    output_cost_per_mtok,
+                    input_cost_per_mtok: prices.input,
+                    output_cost_per_mtok: prices.output,
+                    cached_input_cost_per_mtok: prices.cached_input,
                     weight: d.weight,
                     priority: d.priority,
                 }));

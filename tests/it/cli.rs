@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::gateway::command;
 use crate::support::*;
@@ -151,11 +151,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_server_speaks_openai() {
+/// `ai-gateway mock-server` on a free port, until dropped; its base URL.
+async fn mock_server() -> (KillOnDrop, String) {
     let port = free_port();
-    let c = client();
-    let _child = KillOnDrop(
+    let child = KillOnDrop(
         command()
             .args(["mock-server", "--listen", &format!("127.0.0.1:{port}")])
             .stdin(Stdio::null())
@@ -165,6 +164,7 @@ async fn mock_server_speaks_openai() {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
+    let c = client();
     let mut up = false;
     for _ in 0..500 {
         if c.get(format!("{base}/health")).send().await.is_ok() {
@@ -174,6 +174,13 @@ async fn mock_server_speaks_openai() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(up, "mock-server did not start");
+    (child, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_server_speaks_openai() {
+    let (_child, base) = mock_server().await;
+    let c = client();
     let r = c
         .post(format!("{base}/v1/chat/completions"))
         .json(&chat_body("anything", "echo this"))
@@ -192,6 +199,71 @@ async fn mock_server_speaks_openai() {
         .await
         .unwrap();
     assert_eq!(json_of(r).await["data"].as_array().unwrap().len(), 2);
+}
+
+/// The bench's translated scenarios: a gateway whose providers are `type: gemini` and
+/// `type: bedrock` (signed with dummy credentials) pointed at the mock server answers OpenAI
+/// clients as the `openai` pass-through does: the same words, chunks and usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_server_speaks_gemini_and_bedrock_to_the_gateway() {
+    let (_child, base) = mock_server().await;
+    let cfg = config(
+        vec![
+            json!({"name": "oai", "type": "openai", "base_url": format!("{base}/v1"), "api_key": "sk-fake"}),
+            json!({"name": "gem", "type": "gemini", "base_url": base, "api_key": "gemini-fake"}),
+            json!({"name": "aws", "type": "bedrock", "base_url": base, "region": "us-east-1",
+                "aws_access_key_id": "AKIDBENCHFAKE", "aws_secret_access_key": "bench-fake-secret"}),
+        ],
+        vec![
+            model("pass", "oai", "gpt-4o-mini"),
+            model("gemini", "gem", "gemini-2.5-flash"),
+            model("bedrock", "aws", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ],
+    );
+    let gw = Gateway::start(cfg).await;
+    let text = "Please write one short friendly sentence";
+    let messages = json!([{"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": text}]);
+    let mut want = None;
+    for m in ["pass", "gemini", "bedrock"] {
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &json!({"model": m, "messages": messages}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{m}");
+        let v = json_of(r).await;
+        assert_eq!(v["choices"][0]["message"]["content"], text, "{m}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{m}");
+        assert_eq!(v["usage"]["prompt_tokens"], 11, "{m}: 5 + 6 words");
+        assert_eq!(v["usage"]["completion_tokens"], 6, "{m}");
+
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                Some(GW_KEY),
+                &json!({"model": m, "messages": messages, "stream": true,
+                    "stream_options": {"include_usage": true}}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{m}");
+        let datas = sse_data(&r.text().await.unwrap());
+        assert_eq!(joined_content(&datas), text, "{m}");
+        let content_chunks = datas
+            .iter()
+            .filter(|d| d.contains("\"content\":\"") && !d.contains("\"content\":\"\""))
+            .count();
+        assert_eq!(content_chunks, 6, "{m}: one chunk per word");
+        let usage: Value = serde_json::from_str(&datas[datas.len() - 2]).unwrap();
+        let usage = (
+            usage["usage"]["prompt_tokens"].clone(),
+            usage["usage"]["completion_tokens"].clone(),
+        );
+        assert_eq!(*want.get_or_insert(usage.clone()), usage, "{m}");
+        assert_eq!(datas.last().map(String::as_str), Some("[DONE]"), "{m}");
+    }
 }
 
 /// The full example in `examples/gateway.yaml` (the contract's example) validates.

@@ -40,6 +40,7 @@ mod limits;
 mod observability;
 mod passthrough;
 mod presets;
+mod prices;
 mod reload;
 mod request_log;
 mod resilience;

@@ -1,5 +1,5 @@
 //! AWS event-stream decoding (the binary framing of Bedrock's `ConverseStream`), with the
-//! `aws-smithy-eventstream` crate.
+//! `aws-smithy-eventstream` crate; and [`encode`], the frames `ai-gateway mock-server` sends.
 //!
 //! A frame is a 12-byte prelude (total length, headers length, CRC32 of those 8 bytes), typed
 //! headers (`:message-type`, `:event-type`, `:exception-type`, …), a payload and a CRC32 of
@@ -9,8 +9,8 @@
 //! check the rest (headers and the message CRC). Every fault is an error value, never a panic;
 //! a stream that ends inside a frame is reported by [`EventStreamDecoder::finish`].
 
-use aws_smithy_eventstream::frame::read_message_from;
-use aws_smithy_types::event_stream::{HeaderValue, Message};
+use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Prelude: total length, headers length, prelude CRC.
@@ -176,47 +176,68 @@ fn check_prelude(mut prelude: &[u8]) -> Result<usize, DecodeError> {
     Ok(total)
 }
 
-/// Frames written by the crate's own encoder, for tests.
+/// One frame with these string headers and payload (prelude, headers, payload and both CRCs),
+/// written with `aws-smithy-eventstream`. Errs only past the format's limits (a header name
+/// over 255 bytes, a frame over 16 MiB).
+pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Result<Bytes, EncodeError> {
+    let headers = headers
+        .iter()
+        .map(|(n, v)| Header::new(n.to_string(), HeaderValue::String(v.to_string().into())))
+        .collect();
+    let m = Message::new_from_parts(headers, Bytes::copy_from_slice(payload));
+    let mut out = Vec::new();
+    write_message_to(&m, &mut out).map_err(|e| EncodeError(e.to_string()))?;
+    Ok(Bytes::from(out))
+}
+
+/// An `event` frame as Bedrock sends them (`:event-type`, `:content-type`, `:message-type`).
+pub fn event(kind: &str, payload: &[u8]) -> Result<Bytes, EncodeError> {
+    encode(
+        &[
+            (":event-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload,
+    )
+}
+
+/// An `exception` frame as Bedrock sends them.
+pub fn exception(kind: &str, payload: &[u8]) -> Result<Bytes, EncodeError> {
+    encode(
+        &[
+            (":exception-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        payload,
+    )
+}
+
+/// A frame that cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot write an event-stream frame: {0}")]
+pub struct EncodeError(String);
+
+/// Frames for the tests, as the strings they are written from.
 #[cfg(test)]
 pub(crate) mod testing {
-    use aws_smithy_eventstream::frame::write_message_to;
-    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-    use bytes::Bytes;
-
-    /// A frame with these string headers and payload.
     pub(crate) fn frame(headers: &[(&str, &str)], payload: &str) -> Vec<u8> {
-        let headers = headers
-            .iter()
-            .map(|(n, v)| Header::new(n.to_string(), HeaderValue::String(v.to_string().into())))
-            .collect();
-        let m = Message::new_from_parts(headers, Bytes::from(payload.to_owned()));
-        let mut out = Vec::new();
-        write_message_to(&m, &mut out).expect("encodes");
-        out
+        super::encode(headers, payload.as_bytes())
+            .expect("encodes")
+            .to_vec()
     }
 
-    /// An `event` frame as Bedrock sends them.
     pub(crate) fn event(kind: &str, payload: &str) -> Vec<u8> {
-        frame(
-            &[
-                (":event-type", kind),
-                (":content-type", "application/json"),
-                (":message-type", "event"),
-            ],
-            payload,
-        )
+        super::event(kind, payload.as_bytes())
+            .expect("encodes")
+            .to_vec()
     }
 
-    /// An `exception` frame as Bedrock sends them.
     pub(crate) fn exception(kind: &str, payload: &str) -> Vec<u8> {
-        frame(
-            &[
-                (":exception-type", kind),
-                (":content-type", "application/json"),
-                (":message-type", "exception"),
-            ],
-            payload,
-        )
+        super::exception(kind, payload.as_bytes())
+            .expect("encodes")
+            .to_vec()
     }
 }
 

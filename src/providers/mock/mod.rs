@@ -49,7 +49,8 @@ struct ChatReq {
     n: Option<u32>,
 }
 
-fn text_of(content: &Value) -> String {
+/// The text of a message's `content`: a string, or its parts' `text`s joined by spaces.
+pub fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -61,8 +62,88 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-fn words(s: &str) -> u64 {
+/// Tokens of a text, approximated as its whitespace-separated words (at least 1).
+pub fn words(s: &str) -> u64 {
     s.split_whitespace().count().max(1) as u64
+}
+
+/// What the mock answers, whatever the wire format it speaks (OpenAI here; Anthropic, Gemini
+/// and Bedrock in `ai-gateway mock-server`): the last user message's text echoed (or one call
+/// of the tool the request forces, with `{"input": <echo>}`), and the token counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Echo {
+    pub reply: String,
+    /// The tool the request forces, if any.
+    pub tool: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Echo {
+    /// From a conversation's turns in order, `(is the user's, text)`: the reply is the last
+    /// user turn's text; each turn counts its words (at least 1) as prompt tokens.
+    pub fn new(turns: impl IntoIterator<Item = (bool, String)>, tool: Option<String>) -> Self {
+        let mut reply = String::new();
+        let mut prompt_tokens = 0;
+        for (user, text) in turns {
+            prompt_tokens += words(&text);
+            if user {
+                reply = text;
+            }
+        }
+        let completion_tokens = words(&reply);
+        Echo {
+            reply,
+            tool,
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
+
+    /// The streamed text, one piece per word: the reply split at each space, every piece but
+    /// the last keeping its space (an empty reply is one empty piece).
+    pub fn pieces(&self) -> impl Iterator<Item = &str> {
+        let mut rest = Some(self.reply.as_str());
+        std::iter::from_fn(move || {
+            let r = rest?;
+            match r.find(' ') {
+                Some(i) => {
+                    rest = Some(&r[i + 1..]);
+                    Some(&r[..=i])
+                }
+                None => {
+                    rest = None;
+                    Some(r)
+                }
+            }
+        })
+    }
+
+    /// The forced tool call's arguments, `{"input": <echo>}`, as JSON text.
+    pub fn arguments(&self) -> String {
+        json!({"input": self.reply}).to_string()
+    }
+
+    /// The arguments' two halves (split at a character boundary), as a stream sends them.
+    pub fn argument_halves(args: &str) -> [&str; 2] {
+        let mid = args.len() / 2;
+        let mid = (0..=mid)
+            .rev()
+            .find(|i| args.is_char_boundary(*i))
+            .unwrap_or(0);
+        [&args[..mid], &args[mid..]]
+    }
+}
+
+/// A streamed answer: `frames` sent one by one, `latency` before each.
+pub fn paced(frames: Vec<Bytes>, latency: Duration) -> UpstreamBody {
+    let stream = futures_util::stream::iter(frames).then(move |f| async move {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        Ok::<_, UpstreamError>(f)
+    });
+    UpstreamBody::Stream(Box::pin(stream))
 }
 
 fn forced_tool(req: &ChatReq) -> Option<String> {
@@ -81,42 +162,36 @@ fn forced_tool(req: &ChatReq) -> Option<String> {
 /// Answer a chat completions request as an OpenAI server would.
 pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamError> {
     let req: ChatReq = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
-    let reply = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .map(text_of)
-        .unwrap_or_default();
-    let prompt_tokens: u64 = req
-        .messages
-        .iter()
-        .map(|m| m.get("content").map(text_of).map_or(1, |t| words(&t)))
-        .sum();
-    let completion_tokens = words(&reply);
+    let echo = Echo::new(
+        req.messages.iter().map(|m| {
+            (
+                m.get("role").and_then(Value::as_str) == Some("user"),
+                m.get("content").map(text_of).unwrap_or_default(),
+            )
+        }),
+        forced_tool(&req),
+    );
     let id = format!("chatcmpl-mock{:016x}", rand::random::<u64>());
     let created = unix_secs();
-    let tool = forced_tool(&req);
     let model = req.model.clone();
     let usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens": echo.prompt_tokens,
+        "completion_tokens": echo.completion_tokens,
+        "total_tokens": echo.prompt_tokens + echo.completion_tokens,
     });
 
     if !req.stream {
         let n = req.n.unwrap_or(1).clamp(1, 16);
         let choices: Vec<Value> = (0..n)
             .map(|i| {
-                let message = match &tool {
+                let message = match &echo.tool {
                     Some(name) => json!({"role":"assistant","content":null,"tool_calls":[{
                         "id": format!("call_mock{i}"), "type":"function",
-                        "function":{"name":name,"arguments":json!({"input":reply}).to_string()}}]}),
-                    None => json!({"role":"assistant","content":reply,"refusal":null}),
+                        "function":{"name":name,"arguments":echo.arguments()}}]}),
+                    None => json!({"role":"assistant","content":echo.reply,"refusal":null}),
                 };
                 json!({"index":i,"message":message,"logprobs":null,
-                       "finish_reason": if tool.is_some() {"tool_calls"} else {"stop"}})
+                       "finish_reason": if echo.tool.is_some() {"tool_calls"} else {"stop"}})
             })
             .collect();
         let body = json!({
@@ -135,20 +210,15 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
     };
     let mut frames: Vec<Bytes> = Vec::new();
     frames.push(chunk(json!({"role":"assistant","content":""}), Value::Null));
-    match &tool {
+    match &echo.tool {
         Some(name) => {
-            let args = json!({"input": reply}).to_string();
             frames.push(chunk(
                 json!({"tool_calls":[{"index":0,"id":"call_mock0","type":"function",
                     "function":{"name":name,"arguments":""}}]}),
                 Value::Null,
             ));
-            let mid = args.len() / 2;
-            let mid = (0..=mid)
-                .rev()
-                .find(|i| args.is_char_boundary(*i))
-                .unwrap_or(0);
-            for part in [&args[..mid], &args[mid..]] {
+            let args = echo.arguments();
+            for part in Echo::argument_halves(&args) {
                 frames.push(chunk(
                     json!({"tool_calls":[{"index":0,"function":{"arguments":part}}]}),
                     Value::Null,
@@ -157,7 +227,7 @@ pub fn chat(body: &[u8], latency: Duration) -> Result<UpstreamBody, UpstreamErro
             frames.push(chunk(json!({}), json!("tool_calls")));
         }
         None => {
-            for piece in pieces(&reply) {
+            for piece in echo.pieces() {
                 frames.push(chunk(json!({"content": piece}), Value::Null));
             }
             frames.push(chunk(json!({}), json!("stop")));
@@ -187,16 +257,6 @@ fn invalid(e: &dyn std::fmt::Display) -> UpstreamError {
     err
 }
 
-/// A streamed answer of `frames`, `latency` before each.
-fn paced(frames: Vec<Bytes>, latency: Duration) -> UpstreamBody {
-    let stream = futures_util::stream::iter(frames).then(move |f| async move {
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        Ok::<_, UpstreamError>(f)
-    });
-    UpstreamBody::Stream(Box::pin(stream))
-}
 
 /// A text in streamed pieces: word by word, each but the last with its space.
 fn pieces(text: &str) -> impl Iterator<Item = &str> {
@@ -303,6 +363,23 @@ mod tests {
         assert_ne!(a, embedding("hello!", 64));
         let norm: f32 = a.iter().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn echo_pieces_are_the_words_with_their_spaces() {
+        let e = Echo::new(
+            [
+                (false, "be brief".to_owned()),
+                (true, "one  two ".to_owned()),
+            ],
+            None,
+        );
+        assert_eq!(e.pieces().collect::<Vec<_>>(), ["one ", " ", "two ", ""]);
+        assert_eq!(e.pieces().collect::<String>(), e.reply);
+        assert_eq!((e.prompt_tokens, e.completion_tokens), (4, 2));
+        let empty = Echo::new([], None);
+        assert_eq!(empty.pieces().collect::<Vec<_>>(), [""]);
+        assert_eq!(Echo::argument_halves("aéb"), ["a", "éb"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::upstream::{Recorded, pieces, words};
@@ -286,19 +286,9 @@ fn gemini(
 
 // ----------------------------------------------------------------------------------- Bedrock
 
-/// One AWS event-stream frame.
+/// One AWS event-stream frame (the gateway crate's encoder, `aws-smithy-eventstream`).
 pub fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
-    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-    let mut m = Message::new(Bytes::copy_from_slice(payload));
-    for (k, v) in headers {
-        m = m.add_header(Header::new(
-            k.to_string(),
-            HeaderValue::String(v.to_string().into()),
-        ));
-    }
-    let mut out = BytesMut::new();
-    aws_smithy_eventstream::frame::write_message_to(&m, &mut out).unwrap();
-    out.freeze()
+    ai_gateway::providers::aws::eventstream::encode(headers, payload).unwrap()
 }
 
 fn event(kind: &str, payload: Value) -> Bytes {

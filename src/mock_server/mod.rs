@@ -1,9 +1,19 @@
 //! `ai-gateway mock-server`: the built-in `mock` provider over HTTP, speaking OpenAI's
 //! (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, the pass-through endpoints
 //! `/v1/completions`, `/v1/images/generations`, `/v1/audio/speech`, `/v1/audio/transcriptions`,
-//! `/v1/moderations`, `/v1/rerank`, Azure's `/openai/deployments/{d}/…`) and Anthropic's
-//! (`/v1/messages`) wire formats. A fast, offline upstream for benchmarks and for users' own
-//! tests. The `/v1` prefix is optional.
+//! `/v1/moderations`, `/v1/rerank`, Azure's `/openai/deployments/{d}/…`), Anthropic's
+//! (`/v1/messages`), Google Gemini's (`/v1beta/models/{model}:generateContent`,
+//! `…:streamGenerateContent?alt=sse`, `…:batchEmbedContents`, in `gemini.rs`) and AWS Bedrock's
+//! (`/model/{model}/converse`, `…/converse-stream`, in `bedrock.rs`) wire formats. A fast,
+//! offline upstream for benchmarks and for users' own tests. The `/v1` prefix of OpenAI's and
+//! Anthropic's paths is optional.
+//!
+//! Every format answers alike (`providers::mock::Echo`): the last user message echoed, streamed
+//! one word per event, the same token counts. Keys and signatures are not checked (a SigV4-signed
+//! request is taken like any other).
+
+mod bedrock;
+mod gemini;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,8 +36,34 @@ struct Mock {
     latency: Duration,
 }
 
+impl Mock {
+    /// The configured latency, before an answer's first byte.
+    async fn wait(self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+}
+
 fn far_deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+/// A 200 with this body and content type; a stream's chunks are sent as they come.
+fn ok(body: UpstreamBody, content_type: &'static str) -> Response {
+    let mut r = match body {
+        UpstreamBody::Full(b) => Response::new(axum::body::Body::from(b)),
+        UpstreamBody::Stream(s) => Response::new(relay(
+            s,
+            Converter::Pass(Format::OpenAi),
+            far_deadline(),
+            None,
+            None,
+        )),
+    };
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 fn answer(
@@ -36,14 +72,7 @@ fn answer(
     anthropic: bool,
 ) -> Response {
     match body {
-        Ok(UpstreamBody::Full(b)) => {
-            let mut r = Response::new(axum::body::Body::from(b));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
+        Ok(UpstreamBody::Full(b)) => ok(UpstreamBody::Full(b), "application/json"),
         Ok(UpstreamBody::Stream(s)) => {
             let mut r = Response::new(relay(s, conv, far_deadline(), None, None));
             r.headers_mut().insert(
@@ -64,9 +93,7 @@ fn answer(
 }
 
 async fn chat(State(m): State<Mock>, body: Bytes) -> Response {
-    if !m.latency.is_zero() {
-        tokio::time::sleep(m.latency).await;
-    }
+    m.wait().await;
     answer(
         mock::chat(&body, m.latency),
         Converter::Pass(Format::OpenAi),
@@ -75,9 +102,7 @@ async fn chat(State(m): State<Mock>, body: Bytes) -> Response {
 }
 
 async fn embeddings(State(m): State<Mock>, body: Bytes) -> Response {
-    if !m.latency.is_zero() {
-        tokio::time::sleep(m.latency).await;
-    }
+    m.wait().await;
     answer(
         mock::embeddings(&body),
         Converter::Pass(Format::OpenAi),
@@ -86,9 +111,7 @@ async fn embeddings(State(m): State<Mock>, body: Bytes) -> Response {
 }
 
 async fn messages(State(m): State<Mock>, body: Bytes) -> Response {
-    if !m.latency.is_zero() {
-        tokio::time::sleep(m.latency).await;
-    }
+    m.wait().await;
     let model = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned))
@@ -105,14 +128,7 @@ async fn messages(State(m): State<Mock>, body: Bytes) -> Response {
     };
     match mock::chat(&req, m.latency) {
         Ok(UpstreamBody::Full(b)) => match translate::chat_response_to_messages(&b, &model) {
-            Ok(out) => {
-                let mut r = Response::new(axum::body::Body::from(out));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                r
-            }
+            Ok(out) => ok(UpstreamBody::Full(Bytes::from(out)), "application/json"),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         },
         other => answer(
@@ -189,6 +205,13 @@ pub fn router(latency: Duration) -> Router {
         .merge(passthrough_routes())
         .route("/v1/models", get(models))
         .route("/models", get(models))
+        .route("/v1beta/models/{*call}", post(gemini::call))
+        .route("/v1/models/{*call}", post(gemini::call))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
         .route("/health", get(|| async { "ok" }))
         // OpenAI takes uploads of 25 MB; axum's default limit is 2 MB.
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
