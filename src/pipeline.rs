@@ -120,7 +120,8 @@ pub async fn chat(
     // Guardrails before the cache and the upstream: both see the masked body.
     let (mut guard, guarded) = match &rt.guardrails {
         None => (None, None),
-        Some(rails) => guard::check_chat(rails, rt, &call).await?,
+        // Boxed: a large future, and this one's size (copied on every request) would be its.
+        Some(rails) => Box::pin(guard::check_chat(rails, rt, &call)).await?,
     };
     if let (Some((b, _)), Some(u)) = (&guarded, &call.ctx.usage) {
         u.set_guarded_body(b.clone());
@@ -153,8 +154,15 @@ pub async fn chat(
     // Semantic cache: on an exact miss, a stored answer to the same question in other words.
     let mut semantic_entry = None;
     if let (Some(index), Some((key, policy))) = (&svc.semantic, plan.as_ref())
-        && let Some(probe) =
-            semantic::probe(rt, client, call.caller, body, call.deadline, call.ctx).await
+        && let Some(probe) = Box::pin(semantic::probe(
+            rt,
+            client,
+            call.caller,
+            body,
+            call.deadline,
+            call.ctx,
+        ))
+        .await
     {
         let threshold = rt.config.cache.semantic.threshold;
         if let Some((e, similarity)) =

@@ -409,8 +409,12 @@ async fn call_steps(
             };
             pipeline::chat(&rt, &state.services, call, &mut out.rate).await
         }
-        Endpoint::Responses => responses::call(state, &rt, call, &ctx, body, out).await,
-        Endpoint::PassThrough(op) => passthrough::call(state, &rt, op, call, &ctx, body, out).await,
+        // Boxed: their futures are larger than chat's, and this future's size is the largest of
+        // its branches, copied whole on every request as it is moved into its caller's.
+        Endpoint::Responses => Box::pin(responses::call(state, &rt, call, &ctx, body, out)).await,
+        Endpoint::PassThrough(op) => {
+            Box::pin(passthrough::call(state, &rt, op, call, &ctx, body, out)).await
+        }
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if let Some(label) = rt.model_label(&head.model) {

@@ -349,7 +349,8 @@ impl Provider {
                 .map_err(|e| self.transport_error(&e))?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(self.status_error(resp, uri, model).await);
+                // Boxed: the error path's future would size every answer's.
+                return Err(Box::pin(self.status_error(resp, uri, model)).await);
             }
             if stream {
                 let s = self.relay(resp.into_body(), timeout);
@@ -363,19 +364,23 @@ impl Provider {
     }
 
     /// `fut` (one attempt up to its answer's head, or its whole answer) within `timeout`.
-    async fn bounded<T>(
+    /// A plain function: as an `async fn` its future held `fut` twice (the argument, and the
+    /// timeout around it), and was copied whole on every request.
+    fn bounded<T>(
         &self,
         timeout: Duration,
         fut: impl Future<Output = Result<T, UpstreamError>>,
-    ) -> Result<T, UpstreamError> {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::new(
-                &self.name,
-                UpstreamKind::Timeout,
-                format!("no complete answer within {}ms", timeout.as_millis()),
-            )),
-        }
+    ) -> impl Future<Output = Result<T, UpstreamError>> {
+        use futures_util::FutureExt;
+        tokio::time::timeout(timeout, fut).map(move |r| {
+            r.unwrap_or_else(|_| {
+                Err(UpstreamError::new(
+                    &self.name,
+                    UpstreamKind::Timeout,
+                    format!("no complete answer within {}ms", timeout.as_millis()),
+                ))
+            })
+        })
     }
 
     /// A whole answer's body.

@@ -312,7 +312,7 @@ impl Provider {
                 .await
                 .map_err(|e| self.transport_error(&e))?;
             if !resp.status().is_success() {
-                return Err(self.status_error(resp, &uri, model).await);
+                return Err(Box::pin(self.status_error(resp, &uri, model)).await);
             }
             if stream {
                 let s = self.relay(resp.into_body(), timeout);

@@ -257,7 +257,6 @@ fn invalid(e: &dyn std::fmt::Display) -> UpstreamError {
     err
 }
 
-
 /// A text in streamed pieces: word by word, each but the last with its space.
 fn pieces(text: &str) -> impl Iterator<Item = &str> {
     text.split_inclusive(' ')
