@@ -14,8 +14,18 @@
 //! not ask for it), output tokens are estimated as the number of content frames (about one token
 //! each) and input tokens stay at the admission estimate.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 use serde::Deserialize;
+
+// The searchers of a stream's frames, made once (`memmem::find` builds one on every call).
+static USAGE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+static CONTENT: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"content\""));
+static DELTA: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"_delta\""));
 
 /// Tokens of one answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -163,7 +173,18 @@ impl StreamUsage {
 
     /// Feed bytes sent to the client.
     pub fn push(&mut self, bytes: &[u8]) {
-        // Work on whole lines; keep a partial line for the next chunk.
+        // Work on whole lines; keep a partial line for the next chunk. The usual chunk is whole
+        // lines with nothing pending: read where it is, without a copy.
+        if self.pending.is_empty() {
+            match memchr::memrchr(b'\n', bytes) {
+                Some(last_nl) => {
+                    self.lines(&bytes[..=last_nl]);
+                    self.pending.extend_from_slice(&bytes[last_nl + 1..]);
+                }
+                None => self.pending.extend_from_slice(bytes),
+            }
+            return;
+        }
         self.pending.extend_from_slice(bytes);
         let Some(last_nl) = memchr::memrchr(b'\n', &self.pending) else {
             if self.pending.len() > 1 << 20 {
@@ -171,12 +192,19 @@ impl StreamUsage {
             }
             return;
         };
-        let lines: Vec<u8> = self.pending.drain(..=last_nl).collect();
+        let mut buf = std::mem::take(&mut self.pending);
+        self.lines(&buf[..=last_nl]);
+        buf.drain(..=last_nl);
+        self.pending = buf;
+    }
+
+    /// Whole lines of the stream.
+    fn lines(&mut self, lines: &[u8]) {
         for line in lines.split(|b| *b == b'\n') {
             let Some(data) = line.strip_prefix(b"data:") else {
                 continue;
             };
-            if memmem::find(data, b"\"usage\"").is_some() {
+            if USAGE.find(data).is_some() {
                 if let Ok(v) = serde_json::from_slice::<WithUsage>(data) {
                     let u = v.usage.or_else(|| v.message.and_then(|m| m.usage));
                     if let Some(u) = u {
@@ -191,9 +219,7 @@ impl StreamUsage {
                         }
                     }
                 }
-            } else if memmem::find(data, b"\"content\"").is_some()
-                || memmem::find(data, b"_delta\"").is_some()
-            {
+            } else if CONTENT.find(data).is_some() || DELTA.find(data).is_some() {
                 self.content_frames += 1;
             }
         }
