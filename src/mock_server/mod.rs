@@ -221,14 +221,15 @@ pub fn router(latency: Duration) -> Router {
 /// The pass-through endpoints, at `/v1/…`, without `/v1` and at Azure's deployment paths.
 fn passthrough_routes() -> Router<Mock> {
     let mut r = Router::new();
-    for (tail, op) in [
-        ("completions", Op::Completions),
-        ("images/generations", Op::Images),
-        ("audio/speech", Op::Speech),
-        ("audio/transcriptions", Op::Transcriptions),
-        ("moderations", Op::Moderations),
-        ("rerank", Op::Rerank),
+    for op in [
+        Op::Completions,
+        Op::Images,
+        Op::Speech,
+        Op::Transcriptions,
+        Op::Moderations,
+        Op::Rerank,
     ] {
+        let tail = op.path().trim_start_matches("/v1/");
         let handler = move |State(m): State<Mock>, headers: HeaderMap, body: Bytes| {
             pass(m, op, headers, body)
         };

@@ -57,11 +57,10 @@ impl Provider {
     /// The URL of a pass-through `op` (see [`Provider::serves`]).
     pub(super) fn passthrough_url(&self, op: Op, model: &str) -> Result<String, UpstreamError> {
         let tail = match op {
-            Op::Completions => "completions",
-            Op::Images => "images/generations",
-            Op::Speech => "audio/speech",
-            Op::Transcriptions => "audio/transcriptions",
-            Op::Rerank => "rerank",
+            // The client's path without `/v1/`: the same under every OpenAI-compatible base URL.
+            Op::Completions | Op::Images | Op::Speech | Op::Transcriptions | Op::Rerank => {
+                op.path().trim_start_matches("/v1/")
+            }
             _ => "",
         };
         match &self.kind {
