@@ -35,9 +35,9 @@ use crate::sse::SseParser;
 use crate::translate::TRUNCATED;
 use crate::wire::Format;
 
-/// Bytes of the stream's end kept for the check (a usage chunk, or a `message_delta`, and what
-/// follows them, fit many times over).
-const TAIL: usize = 2048;
+/// Bytes of the stream's end kept for the check besides the last chunk (a usage chunk, or a
+/// `message_delta`, and what follows them, fit several times over).
+const TAIL: usize = 1024;
 
 /// How a stream ended, read from its last events.
 #[derive(Debug, PartialEq, Eq)]
@@ -201,6 +201,10 @@ impl Tail {
             let cut = (len - keep).min(self.bytes.len());
             self.bytes.drain(..cut);
             self.dropped = true;
+        }
+        if self.bytes.capacity() == 0 {
+            // Once per stream, the size it keeps to (not the doubling's next power of two).
+            self.bytes.reserve_exact(keep + TAIL / 2);
         }
         self.last_start = self.bytes.len();
         self.bytes.extend_from_slice(chunk);
@@ -477,7 +481,7 @@ mod tests {
         }
         stream.push_str("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
         let done = format!("{stream}data: [DONE]\n\n");
-        for size in [1, 7, 64, 100, 2047, 2048, 5000, done.len()] {
+        for size in [1, 7, 64, 100, 1023, 1024, 1500, 5000, done.len()] {
             let mut t = Tail::default();
             for piece in done.as_bytes().chunks(size) {
                 t.push(piece);
