@@ -541,7 +541,8 @@ target_gateway_cache_100k() {
 # $SLOW_N slow streams held open at once (lib/slow_streams.py). `gateway-slow-streams`: through
 # a second mock with --latency $SLOW_LATENCY (each stream also holds an upstream connection, so
 # the gateway needs 2 descriptors per stream: with a lower limit, fewer streams, said in the
-# row); `gateway-slow-streams-local`: the gateway's own mock provider with that latency.
+# row); `gateway-slow-streams-h2c`: the same mock reached over HTTP/2 without TLS (`http2: true`);
+# `gateway-slow-streams-local`: the gateway's own mock provider with that latency.
 slow_streams() {
   hdr_args
   local n="$SLOW_N" fds; fds="$(ulimit -Hn)"
@@ -552,7 +553,9 @@ slow_streams() {
   run_wait "${prio[@]}" taskset -c "$LOAD_CPU" python3 "$here/lib/slow_streams.py" --port "$GW_PORT" \
     --pid "$T_PID" --n "$n" --body "$STREAM_BODY" --target "$T_LABEL" --out "$rows" ${HDR_ARGS[@]+"${HDR_ARGS[@]}"}
 }
-target_gateway_slow_streams() {
+# $1: the target's label; $2: "true" to reach the mock over HTTP/2 without TLS (h2c: the
+# streams share a few upstream connections, one descriptor per stream in the gateway).
+slow_streams_through() {
   local port; port="$(free_port)"
   start_bg slow-mock "$LOAD_CPU" "$GATEWAY_BIN" mock-server --listen "127.0.0.1:$port" --latency "$SLOW_LATENCY"
   local mpid="$BG_PID"
@@ -561,9 +564,12 @@ target_gateway_slow_streams() {
     stop_pid "$mpid"; return 0
   fi
   local T_ACTION=slow_streams T_FDS_PER_STREAM=2
-  run_gateway gateway-slow-streams "{\"providers\":[{\"name\":\"upstream\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:$port/v1\",\"api_key\":\"sk-upstream-fake\"}],\"models\":[{\"name\":\"$MODEL\",\"deployments\":[{\"provider\":\"upstream\",\"model\":\"$MODEL\"}]}]}"
+  [[ "$2" == true ]] && T_FDS_PER_STREAM=1
+  run_gateway "$1" "{\"providers\":[{\"name\":\"upstream\",\"type\":\"openai\",\"base_url\":\"http://127.0.0.1:$port/v1\",\"api_key\":\"sk-upstream-fake\",\"http2\":$2}],\"models\":[{\"name\":\"$MODEL\",\"deployments\":[{\"provider\":\"upstream\",\"model\":\"$MODEL\"}]}]}"
   stop_pid "$mpid"
 }
+target_gateway_slow_streams() { slow_streams_through gateway-slow-streams false; }
+target_gateway_slow_streams_h2c() { slow_streams_through gateway-slow-streams-h2c true; }
 target_gateway_slow_streams_local() {
   local T_ACTION=slow_streams
   run_gateway gateway-slow-streams-local "{\"providers\":[{\"name\":\"upstream\",\"type\":\"mock\",\"latency\":\"$SLOW_LATENCY\"}],\"models\":[{\"name\":\"$MODEL\",\"deployments\":[{\"provider\":\"upstream\",\"model\":\"$MODEL\"}]}]}"

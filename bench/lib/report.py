@@ -405,7 +405,9 @@ def main():
         p("Streaming chat requests opened over a few seconds and held until their `[DONE]` (a word every "
           "`SLOW_LATENCY`, 21 events each), one connection each (`lib/slow_streams.py`, asyncio). "
           "`gateway-slow-streams`: through the gateway to a `mock-server --latency` upstream (one upstream "
-          "connection per stream too); `gateway-slow-streams-local`: the gateway's own `mock` provider with "
+          "connection per stream too); `gateway-slow-streams-h2c`: the same upstream over HTTP/2 without TLS "
+          "(`http2: true`: the streams share a few upstream connections); "
+          "`gateway-slow-streams-local`: the gateway's own `mock` provider with "
           "`latency` (client connections only). The gateway's RSS sampled every 0.1 s.")
         p("")
         p("| target | streams | open at once | completed | errors | RSS before MiB | peak RSS MiB | per stream KiB | TTFB p50 / p99 ms | gateway CPU s | note |")

@@ -49,6 +49,7 @@ pub(super) fn provider(name: &str, kind: ProviderType, base_url: Option<String>)
         // Same as the serde defaults in `types`.
         timeout: Dur::secs(60),
         connect_timeout: Dur::secs(5),
+        http2: false,
         headers: BTreeMap::new(),
         api_version: None,
         latency: None,

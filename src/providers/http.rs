@@ -1,6 +1,7 @@
 //! The HTTP client of one provider: hyper's HTTP/1.1 connections in our own pool for a plain
-//! `http://` base URL, hyper-util's pooled client for `https://`, or reqwest when the
-//! environment routes the provider through a proxy.
+//! `http://` base URL (HTTP/2 without TLS, `h2c`, when the provider says `http2: true`),
+//! hyper-util's pooled client for `https://`, or reqwest when the environment routes the
+//! provider through a proxy.
 //!
 //! Every request of the gateway goes through here, so the clients have nothing on top: the
 //! upstream URI is parsed once per deployment, the body is one `Bytes` (no copy), the headers
@@ -25,6 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::h2c::H2c;
 use super::pool::{Pool, PooledBody};
 use crate::error::error_chain;
 
@@ -38,6 +40,8 @@ type Direct = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub enum Http {
     /// Plain `http://`: hyper's HTTP/1.1 connections in a pool of our own (`pool`).
     Plain(Arc<Pool>),
+    /// Plain `http://` with `http2: true`: HTTP/2 with prior knowledge (`h2c`).
+    H2c(Arc<H2c>),
     /// `https://`: hyper-util's pooled client (TLS, HTTP/2 when the server offers it).
     Direct(Box<Direct>),
     Proxied(reqwest::Client),
@@ -56,7 +60,9 @@ const MAX_IDLE_PER_HOST: usize = 1024;
 
 impl Http {
     /// The client for a provider at `base_url`: proxied when the environment says so for it.
-    pub fn new(connect_timeout: Duration, base_url: &str) -> Result<Self, String> {
+    /// `http2`: a plain `http://` base URL is spoken to in HTTP/2 without TLS (`h2c`); an
+    /// `https://` one uses HTTP/2 whenever the server offers it, either way.
+    pub fn new(connect_timeout: Duration, base_url: &str, http2: bool) -> Result<Self, String> {
         if proxied(base_url) {
             return reqwest::Client::builder()
                 .connect_timeout(connect_timeout)
@@ -68,12 +74,13 @@ impl Http {
                 .map(Http::Proxied)
                 .map_err(|e| format!("cannot build an HTTP client: {e}"));
         }
-        if let Some(pool) = base_url
-            .parse::<Uri>()
-            .ok()
-            .and_then(|uri| Pool::for_url(&uri, connect_timeout, IDLE, MAX_IDLE_PER_HOST))
-        {
-            return Ok(Http::Plain(pool));
+        if let Ok(uri) = base_url.parse::<Uri>() {
+            if http2 && let Some(h2) = H2c::for_url(&uri, connect_timeout) {
+                return Ok(Http::H2c(h2));
+            }
+            if let Some(pool) = Pool::for_url(&uri, connect_timeout, IDLE, MAX_IDLE_PER_HOST) {
+                return Ok(Http::Plain(pool));
+            }
         }
         use rustls_platform_verifier::BuilderVerifierExt;
         let tls = rustls::ClientConfig::builder()
@@ -112,6 +119,7 @@ impl Http {
     ) -> Result<Response<UpstreamBody>, SendError> {
         match self {
             Http::Plain(pool) => Ok(pool.post(uri, headers, body).await?.map(Either::Left)),
+            Http::H2c(h2) => Ok(h2.post(uri, headers, body).await?.map(Either::Left)),
             Http::Direct(client) => {
                 let mut req = Request::new(Full::new(body));
                 *req.method_mut() = http::Method::POST;

@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod failure;
+pub mod h2c;
 pub mod http;
 pub mod mock;
 mod native;
@@ -115,10 +116,14 @@ pub fn base_url_of(cfg: &ProviderConfig) -> String {
     }
 }
 
-/// Build the HTTP client used for one provider at `base_url`.
-pub fn http_client(connect_timeout: Duration, base_url: &str) -> Result<http::Http, String> {
+/// Build the HTTP client used for one provider at `base_url` (`http2`: see [`http::Http::new`]).
+pub fn http_client(
+    connect_timeout: Duration,
+    base_url: &str,
+    http2: bool,
+) -> Result<http::Http, String> {
     install_crypto();
-    http::Http::new(connect_timeout, base_url)
+    http::Http::new(connect_timeout, base_url, http2)
 }
 
 /// Install rustls's crypto provider (ring) for the process, once.

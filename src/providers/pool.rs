@@ -61,22 +61,11 @@ impl Pool {
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Option<Arc<Pool>> {
-        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-            return None;
-        }
-        let authority = uri.authority()?;
-        if authority.as_str().contains('@') {
-            return None;
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let host_header = HeaderValue::from_str(authority.as_str()).ok()?;
+        let (host, port) = plain_host_port(uri)?;
+        let host_header = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
         Some(Arc::new(Pool {
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port,
             host_header,
             connect_timeout,
             idle_timeout,
@@ -174,28 +163,13 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let connect_error = |message: String| SendError {
-            connect: true,
-            message,
-        };
-        let tcp = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| {
-            connect_error(format!(
-                "tcp connect error: no connection within {}ms",
-                self.connect_timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| connect_error(format!("tcp connect error: {e}")))?;
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an upstream connection");
-        }
+        let tcp = tcp(&self.host, self.port, self.connect_timeout).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| connect_error(error_chain(&e)))?;
+            .map_err(|e| SendError {
+                connect: true,
+                message: error_chain(&e),
+            })?;
         crate::tasks::service(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %error_chain(&e), "upstream connection closed");
@@ -235,7 +209,7 @@ impl Pool {
                     let pool = Arc::clone(self);
                     return Ok(resp.map(|inner| PooledBody {
                         inner,
-                        back: Some((sender, pool)),
+                        back: Back::Http1(Some((sender, pool))),
                     }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -252,6 +226,52 @@ impl Pool {
     }
 }
 
+/// The host (without IPv6 brackets) and port of `uri`, a plain `http://` URL with no user
+/// information; `None` for any other URL (those go through hyper-util's client).
+pub(super) fn plain_host_port(uri: &Uri) -> Option<(String, u16)> {
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return None;
+    }
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some((host.to_owned(), authority.port_u16().unwrap_or(80)))
+}
+
+/// A TCP connection to `host:port` (each address it resolves to in turn, all within
+/// `connect_timeout`), with `TCP_NODELAY`.
+pub(super) async fn tcp(
+    host: &str,
+    port: u16,
+    connect_timeout: Duration,
+) -> Result<tokio::net::TcpStream, SendError> {
+    let connect_error = |message: String| SendError {
+        connect: true,
+        message,
+    };
+    let tcp = tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| {
+        connect_error(format!(
+            "tcp connect error: no connection within {}ms",
+            connect_timeout.as_millis()
+        ))
+    })?
+    .map_err(|e| connect_error(format!("tcp connect error: {e}")))?;
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an upstream connection");
+    }
+    Ok(tcp)
+}
+
 /// `uri`'s path and query, the request target of HTTP/1.1 to an origin server.
 fn origin_form(uri: &Uri) -> Uri {
     let pq = uri
@@ -261,16 +281,33 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from(pq)
 }
 
-/// An answer's body that gives its connection back to the pool once read to the end. Dropped
-/// before the end, the connection goes with it (hyper closes it).
+/// An answer's body from one of our own connections. Over HTTP/1.1 it gives its connection
+/// back to the pool once read to the end (dropped before the end, the connection goes with it:
+/// hyper closes it); over HTTP/2 ([`super::h2c`]) its stream counts on its connection until
+/// dropped.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(SendRequest<Full<Bytes>>, Arc<Pool>)>,
+    back: Back,
+}
+
+enum Back {
+    Http1(Option<(SendRequest<Full<Bytes>>, Arc<Pool>)>),
+    Http2(#[expect(dead_code, reason = "held for its Drop")] super::h2c::Stream),
 }
 
 impl PooledBody {
+    /// An HTTP/2 answer's body, holding its stream's place on the connection.
+    pub(super) fn over_h2(inner: Incoming, stream: super::h2c::Stream) -> Self {
+        PooledBody {
+            inner,
+            back: Back::Http2(stream),
+        }
+    }
+
     fn give_back(&mut self) {
-        if let Some((sender, pool)) = self.back.take() {
+        if let Back::Http1(back) = &mut self.back
+            && let Some((sender, pool)) = back.take()
+        {
             pool.put(sender);
         }
     }
@@ -287,7 +324,11 @@ impl Body for PooledBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
+            Poll::Ready(Some(Err(_))) => {
+                if let Back::Http1(back) = &mut self.back {
+                    *back = None;
+                }
+            }
             _ => {}
         }
         polled

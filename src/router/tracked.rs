@@ -17,7 +17,6 @@
 //! decides (usually the last: `[DONE]` or `message_stop`), in the last chunk alone when that
 //! holds the deciding event.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,9 +35,9 @@ use crate::sse::SseParser;
 use crate::translate::TRUNCATED;
 use crate::wire::Format;
 
-/// Bytes of the stream's end kept for the check (a usage chunk, or a `message_delta`, and what
-/// follows them, fit many times over).
-const TAIL: usize = 2048;
+/// Bytes of the stream's end kept for the check besides the last chunk (a usage chunk, or a
+/// `message_delta`, and what follows them, fit several times over).
+const TAIL: usize = 1024;
 
 /// How a stream ended, read from its last events.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,12 +70,7 @@ pub fn track(
         took,
         format,
         check_end,
-        // Room for the chunks of a usual tail: one allocation per stream.
-        tail: VecDeque::with_capacity(8),
-        tail_len: 0,
-        dropped: false,
-        at_event_start: true,
-        last_at_event_start: true,
+        tail: Tail::default(),
         end: State::Streaming,
     })
 }
@@ -98,34 +92,14 @@ struct Tracked {
     format: Format,
     /// Whether the end is checked for the terminal event.
     check_end: bool,
-    /// The last chunks, `TAIL` bytes or a little more.
-    tail: VecDeque<Bytes>,
-    tail_len: usize,
-    /// Whether chunks were dropped from the front of `tail`.
-    dropped: bool,
-    /// Whether the next chunk starts an event (the last one ended with a blank line).
-    at_event_start: bool,
-    /// Whether the last chunk kept started an event.
-    last_at_event_start: bool,
+    tail: Tail,
     end: State,
 }
 
 impl Tracked {
     fn keep(&mut self, chunk: &Bytes) {
-        if chunk.is_empty() || !self.check_end {
-            return;
-        }
-        self.last_at_event_start = self.at_event_start;
-        self.at_event_start = at_boundary(chunk);
-        self.tail.push_back(chunk.clone());
-        self.tail_len += chunk.len();
-        while let Some(front) = self.tail.front()
-            && self.tail.len() > 1
-            && self.tail_len - front.len() >= TAIL
-        {
-            self.tail_len -= front.len();
-            self.tail.pop_front();
-            self.dropped = true;
+        if self.check_end {
+            self.tail.push(chunk);
         }
     }
 
@@ -144,21 +118,9 @@ impl Tracked {
             self.record("success", false);
             return Vec::new();
         }
-        let ends_whole = self.at_event_start;
-        // The last chunk alone, when it holds the deciding event; else the whole tail.
-        let more_before = self.tail.len() > 1 || self.dropped;
-        let end = self
-            .tail
-            .back()
-            .and_then(|last| end_of(self.format, last, self.last_at_event_start, more_before))
-            .unwrap_or_else(|| {
-                let mut text = Vec::with_capacity(self.tail_len);
-                for c in &self.tail {
-                    text.extend_from_slice(c);
-                }
-                end_of(self.format, &text, !self.dropped, false).unwrap_or(End::Truncated)
-            });
-        self.tail.clear();
+        let ends_whole = self.tail.at_event_start;
+        let end = self.tail.end(self.format);
+        self.tail = Tail::default();
         let owed = |b: &'static [u8]| {
             if b.is_empty() {
                 Vec::new()
@@ -194,6 +156,73 @@ impl Tracked {
                 items
             }
         }
+    }
+}
+
+/// A copy of a stream's last bytes: at least `TAIL` of them and the whole last chunk. A copy,
+/// not the chunks themselves: a chunk is a slice of the upstream connection's read buffer, and
+/// holding it would keep that whole buffer (8 KiB or more) alive and make the connection
+/// allocate a new one for its next read, for each chunk held.
+struct Tail {
+    bytes: Vec<u8>,
+    /// Where the last chunk starts in `bytes`.
+    last_start: usize,
+    /// Whether bytes were dropped from the front.
+    dropped: bool,
+    /// Whether the next chunk starts an event (the last one ended with a blank line).
+    at_event_start: bool,
+    /// Whether the last chunk started an event.
+    last_at_event_start: bool,
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Tail {
+            bytes: Vec::new(),
+            last_start: 0,
+            dropped: false,
+            at_event_start: true,
+            last_at_event_start: true,
+        }
+    }
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        // Read on the bytes, not the chunk: a blank line may be split between two chunks.
+        self.last_at_event_start = self.bytes.is_empty() || at_boundary(&self.bytes);
+        // Trimmed once per `TAIL / 2` bytes or so, not at every chunk.
+        let keep = TAIL.max(chunk.len());
+        let len = self.bytes.len() + chunk.len();
+        if len > keep + TAIL / 2 {
+            let cut = (len - keep).min(self.bytes.len());
+            self.bytes.drain(..cut);
+            self.dropped = true;
+        }
+        if self.bytes.capacity() == 0 {
+            // Once per stream, the size it keeps to (not the doubling's next power of two).
+            self.bytes.reserve_exact(keep + TAIL / 2);
+        }
+        self.last_start = self.bytes.len();
+        self.bytes.extend_from_slice(chunk);
+        self.at_event_start = at_boundary(&self.bytes);
+    }
+
+    /// How the stream ended: read from the last chunk alone when it holds the deciding event,
+    /// else from all the bytes kept.
+    fn end(&self, format: Format) -> End {
+        let more_before = self.last_start > 0 || self.dropped;
+        let last = self.bytes.get(self.last_start..).unwrap_or_default();
+        // (A last chunk that does not itself end with the blank line, as when `\n\n` was split
+        // between two chunks, is read with what came before it.)
+        at_boundary(last)
+            .then(|| end_of(format, last, self.last_at_event_start, more_before))
+            .flatten()
+            .or_else(|| end_of(format, &self.bytes, !self.dropped, false))
+            .unwrap_or(End::Truncated)
     }
 }
 
@@ -439,6 +468,52 @@ mod tests {
             )),
             End::Errored(b"")
         );
+    }
+
+    #[test]
+    fn the_tail_decides_from_small_chunks_split_anywhere() {
+        // 300 content events then the usage chunk and [DONE], cut into pieces of every size.
+        let mut stream = String::new();
+        for i in 0..300 {
+            stream.push_str(&format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i}\"}}}}]}}\n\n"
+            ));
+        }
+        stream.push_str("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        let done = format!("{stream}data: [DONE]\n\n");
+        for size in [1, 7, 64, 100, 1023, 1024, 1500, 5000, done.len()] {
+            let mut t = Tail::default();
+            for piece in done.as_bytes().chunks(size) {
+                t.push(piece);
+            }
+            assert_eq!(
+                t.end(Format::OpenAi),
+                End::Complete(b""),
+                "pieces of {size}"
+            );
+            assert!(
+                t.bytes.len() <= TAIL.max(size) + TAIL / 2,
+                "kept {}",
+                t.bytes.len()
+            );
+            // Without [DONE]: complete, and [DONE] is owed.
+            let mut t = Tail::default();
+            for piece in stream.as_bytes().chunks(size) {
+                t.push(piece);
+            }
+            assert_eq!(
+                t.end(Format::OpenAi),
+                End::Complete(DONE),
+                "pieces of {size}"
+            );
+            // Cut mid-event: truncated.
+            let mut t = Tail::default();
+            for piece in stream.as_bytes()[..stream.len() - 20].chunks(size) {
+                t.push(piece);
+            }
+            assert_eq!(t.end(Format::OpenAi), End::Truncated, "pieces of {size}");
+        }
+        assert_eq!(Tail::default().end(Format::OpenAi), End::Truncated);
     }
 
     #[test]

@@ -136,7 +136,8 @@ fn upstream_name_ok(rest: &str) -> bool {
 /// deployment's run-time state (per provider and upstream model).
 #[derive(Default)]
 pub struct ClientPool {
-    clients: HashMap<(String, Duration, String), Http>,
+    /// By provider name, connect timeout, base URL and `http2`.
+    clients: HashMap<(String, Duration, String, bool), Http>,
     states: HashMap<(String, String), Arc<DeploymentState>>,
     /// Hedging's latency sketches, by model and percentile.
     sketches: self::policy::Sketches,
@@ -253,11 +254,11 @@ impl Runtime {
         for p in &config.providers {
             let ct = p.connect_timeout.get();
             let base = crate::providers::base_url_of(p);
-            let key = (p.name.clone(), ct, base);
+            let key = (p.name.clone(), ct, base, p.http2);
             let client = match clients.clients.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = http_client(ct, &key.2)?;
+                    let c = http_client(ct, &key.2, p.http2)?;
                     if c.is_proxied() {
                         tracing::info!(provider = %p.name, "the environment's proxy settings route this provider through a proxy");
                     }

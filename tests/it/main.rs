@@ -33,6 +33,7 @@ mod first_contact;
 mod gemini;
 mod guardrails;
 mod hedge;
+mod http2;
 mod import;
 mod jobs;
 mod keys_cli;

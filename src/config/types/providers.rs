@@ -91,6 +91,11 @@ pub struct ProviderConfig {
     /// Connecting to the provider, TLS included.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
+    /// A plain `http://` base URL: speak HTTP/2 without TLS (`h2c`, prior knowledge), many
+    /// requests as streams on a few connections. `https://` providers use HTTP/2 whenever the
+    /// server offers it (ALPN), whatever this says.
+    #[serde(default)]
+    pub http2: bool,
     #[serde(default)]
     /// Extra headers to send upstream.
     #[schemars(example = serde_json::json!({"x-team": "search"}))]

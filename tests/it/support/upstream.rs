@@ -80,6 +80,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// HTTP/1.1, or HTTP/2 from a provider with `http2: true` (h2c).
+    pub version: axum::http::Version,
 }
 
 impl Recorded {
@@ -257,6 +259,7 @@ pub async fn record(
         path: path.clone(),
         headers: parts.headers.clone(),
         body: body.clone(),
+        version: parts.version,
     });
     (parts, body, path)
 }
