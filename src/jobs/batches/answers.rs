@@ -329,3 +329,77 @@ impl Cursor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_messages_decode_to_their_entries() {
+        let mut buf = BytesMut::new();
+        encode(&mut buf, 7, OK, b"{\"a\":1}\n");
+        encode(&mut buf, 9, IN_OBJECT_STORE, &[]);
+        encode(&mut buf, 12, 0, b"{\"e\":1}\n");
+        let mut payload = buf.freeze().to_vec();
+        payload.extend_from_slice(&[0, 1, 2]); // a torn tail is dropped
+        let got = decode("batch_x", Bytes::from(payload));
+        let shape: Vec<(u64, bool, Option<&[u8]>)> = got
+            .iter()
+            .map(|e| {
+                let body = match &e.body {
+                    Body::Inline(b) => Some(&b[..]),
+                    Body::Object(name) => {
+                        assert_eq!(name, "bl.batch_x.9");
+                        None
+                    }
+                };
+                (e.index, e.ok, body)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (7, true, Some(&b"{\"a\":1}\n"[..])),
+                (9, false, None),
+                (12, false, Some(&b"{\"e\":1}\n"[..])),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn embedded_answers_read_back_in_index_order_and_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::jobs::batches::store::Records::open_embedded(dir.path().to_str().unwrap())
+            .unwrap();
+        let answers = Answers::Embedded(db);
+        let a = |index: u64, ok: bool| Answer {
+            index,
+            ok,
+            line: Bytes::from(format!("line {index}\n")),
+        };
+        answers
+            .append("batch_a", &[a(600, true), a(3, false)])
+            .await
+            .unwrap();
+        answers.append("batch_b", &[a(1, true)]).await.unwrap();
+        let mut read = Vec::new();
+        let mut c = answers.cursor("batch_a");
+        while let Some(group) = c.next().await.unwrap() {
+            for e in group {
+                let ok = e.ok;
+                let index = e.index;
+                read.push((index, ok, answers.line(e).await.unwrap()));
+            }
+        }
+        assert_eq!(
+            read,
+            vec![
+                (3, false, Bytes::from("line 3\n")),
+                (600, true, Bytes::from("line 600\n")),
+            ]
+        );
+        answers.forget("batch_a").await.unwrap();
+        assert!(answers.cursor("batch_a").next().await.unwrap().is_none());
+        assert!(answers.cursor("batch_b").next().await.unwrap().is_some());
+    }
+}

@@ -274,3 +274,29 @@ pub async fn finalize(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_marks_each_line_once_and_ignores_indexes_past_the_end() {
+        let mut s = Seen::new(130);
+        assert!(s.insert(0) && s.insert(64) && s.insert(129));
+        assert!(!s.insert(64), "a second answer for a line is not new");
+        assert!(s.contains(129) && !s.contains(1) && !s.contains(128));
+        assert!(!s.insert(1 << 20) && !s.contains(1 << 20));
+    }
+
+    #[test]
+    fn a_failed_line_carries_the_status_its_error_stands_for() {
+        let e = serde_json::json!({"message": "m", "type": "rate_limit_error", "code": "budget_exceeded"});
+        let v: Value =
+            serde_json::from_slice(&failed_line("batch_x", 3, "c3", "req_1", &e)).unwrap();
+        assert_eq!(v["custom_id"], "c3");
+        assert_eq!(v["response"]["status_code"], 429);
+        assert_eq!(v["response"]["request_id"], "req_1");
+        assert_eq!(v["response"]["body"]["error"]["code"], "budget_exceeded");
+        assert!(v["error"].is_null());
+    }
+}
