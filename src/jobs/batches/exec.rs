@@ -7,9 +7,9 @@
 //!
 //! The [`Recorder`] of a batch takes answers from its lines as they end and writes all those
 //! waiting in one group ([`Answers::append`]: one redb transaction, or one JetStream message),
-//! answering each line once its group is stored. A line holds its place in the batch's
-//! concurrency until then, so at most `batches.concurrency` lines of a batch are ever run but
-//! not recorded.
+//! telling each line once its group is stored. Lines go on running while a group is written (the
+//! runner bounds the lines run but not yet recorded to twice `batches.concurrency`), so the
+//! fsync or the JetStream round trip is paid once per group, not once per line.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -115,14 +115,13 @@ impl Recorder {
         Self { tx }
     }
 
-    /// Record an answer: `Ok` once it is stored.
-    pub async fn record(&self, a: Answer) -> Result<(), StoreError> {
+    /// Hand an answer over; the receiver fires once it is stored.
+    pub fn record(&self, a: Answer) -> Result<oneshot::Receiver<()>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send((a, reply))
             .map_err(|_| StoreError::new("the batch's answer writer stopped"))?;
-        rx.await
-            .map_err(|_| StoreError::new("the batch's answer writer stopped"))
+        Ok(rx)
     }
 }
 

@@ -165,13 +165,18 @@ pub fn check(
             format!("the body is larger than the {limit} bytes this gateway accepts"),
         ));
     }
-    let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
-        .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
-    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let bytes = if stream {
-        obj.insert("stream".into(), Value::Bool(false));
-        obj.remove("stream_options");
-        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+    // Only a body that may ask for streaming is parsed whole (to turn it off); the endpoint's
+    // parser below checks every body.
+    let bytes = if memchr::memmem::find(body.get().as_bytes(), b"\"stream").is_some() {
+        let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
+            .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
+        if obj.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+            obj.insert("stream".into(), Value::Bool(false));
+            obj.remove("stream_options");
+            Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+        } else {
+            Bytes::copy_from_slice(body.get().as_bytes())
+        }
     } else {
         Bytes::copy_from_slice(body.get().as_bytes())
     };

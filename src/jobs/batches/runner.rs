@@ -4,8 +4,8 @@
 //!
 //! Progress is the lines' recorded answers ([`super::answers`], written in groups by
 //! [`Recorder`]): after a restart the runner reads which lines have one and runs only the others,
-//! so a recorded line never runs again; the lines that were running but not yet recorded at a
-//! crash run again. The record keeps the live counts, written about twice a second. With NATS a
+//! so a recorded line never runs again; the lines that were running or not yet recorded at a
+//! crash (at most twice `batches.concurrency`) run again. The record keeps the live counts, written about twice a second. With NATS a
 //! runner holds a lease on the record (renewed with every write); another replica takes a batch
 //! over when it expires.
 
@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::answers::Answer;
@@ -271,6 +273,9 @@ async fn validating(d: &mut Driver<'_>) -> Result<(), Lost> {
     d.save_retrying().await
 }
 
+/// Fires once a line's answer is stored.
+type Stored = oneshot::Receiver<()>;
+
 /// How a line ended: answered 2xx or not, and whether its key's budget ran out.
 struct Ended {
     ok: bool,
@@ -325,7 +330,10 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         tokio::io::BufReader::with_capacity(64 * 1024, open_input(d.batches, &d.batch).await?),
         line_cap(d.state),
     );
-    let mut tasks: JoinSet<Result<Ended, StoreError>> = JoinSet::new();
+    // Lines running, and lines ended whose answer is being written: at most `conc` running and
+    // `2 * conc` not yet recorded (those run again after a crash).
+    let mut tasks: JoinSet<Result<(Ended, Stored), StoreError>> = JoinSet::new();
+    let mut recording = FuturesUnordered::new();
     let mut eof = false;
     let mut save = tokio::time::interval(SAVE_EVERY);
     save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,7 +343,7 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
             d.batch.stop = Some("batch_expired".into());
         }
         let stopping = d.batch.status == BatchStatus::Cancelling || d.batch.stop.is_some();
-        while !stopping && !eof && tasks.len() < conc {
+        while !stopping && !eof && tasks.len() < conc && tasks.len() + recording.len() < 2 * conc {
             let Some(line) = input.next().await.map_err(StoreError::new)? else {
                 eof = true;
                 break;
@@ -382,23 +390,22 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                             ok: answer.ok,
                             budget: error.as_ref().and_then(error_code) == Some("budget_exceeded"),
                         };
-                        recorder.record(answer).await?;
-                        Ok(ended)
+                        Ok((ended, recorder.record(answer)?))
                     });
                 }
                 Err(p) => {
                     let answer = refused(&d.batch, line.index, line.text.as_deref(), p);
                     tasks.spawn(async move {
-                        recorder.record(answer).await?;
-                        Ok(Ended {
+                        let ended = Ended {
                             ok: false,
                             budget: false,
-                        })
+                        };
+                        Ok((ended, recorder.record(answer)?))
                     });
                 }
             }
         }
-        if tasks.is_empty() && (stopping || eof) {
+        if tasks.is_empty() && recording.is_empty() && (stopping || eof) {
             if d.batch.status == BatchStatus::Cancelling && d.batch.stop.is_none() {
                 d.batch.stop = Some("batch_cancelled".into());
             }
@@ -408,10 +415,22 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         }
         tokio::select! {
             Some(r) = tasks.join_next() => {
-                let e = match r {
+                let (e, stored) = match r {
                     Ok(r) => r?,
                     Err(e) => return Err(StoreError::new(format!("a batch line stopped: {e}")).into()),
                 };
+                if e.budget && d.batch.stop.is_none() {
+                    d.batch.stop = Some("budget_exceeded".into());
+                }
+                recording.push(async move {
+                    stored
+                        .await
+                        .map(|()| e)
+                        .map_err(|_| StoreError::new("the batch's answer writer stopped"))
+                });
+            }
+            Some(r) = recording.next() => {
+                let e = r?;
                 if e.ok {
                     d.batch.completed += 1;
                 } else {
@@ -419,9 +438,6 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
                 }
                 let status = if e.ok { "succeeded" } else { "failed" };
                 metrics::counter!(crate::metrics::BATCH_LINES, "status" => status).increment(1);
-                if e.budget && d.batch.stop.is_none() {
-                    d.batch.stop = Some("budget_exceeded".into());
-                }
             }
             _ = save.tick() => match d.save().await {
                 Ok(()) => {}
