@@ -22,7 +22,7 @@ use crate::jobs::files::nats::NatsBackend;
 pub const LINES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("lines");
 
 /// Entries read from the embedded table at a time.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
 /// An answer larger than this goes to the object store (NATS).
 const INLINE_MAX: usize = 256 * 1024;
 /// A group message is cut at about this size (NATS' default max payload is 1 MiB).

@@ -247,11 +247,10 @@ async fn validating(d: &mut Driver<'_>) -> Result<(), Lost> {
             return d.save_retrying().await;
         }
     };
-    let rt = d.state.runtime();
     let v = validate(
         tokio::io::BufReader::with_capacity(64 * 1024, reader),
         &d.batch.endpoint,
-        &rt,
+        d.state.runtime(),
         &caller,
     )
     .await
@@ -303,14 +302,75 @@ async fn recorded(batches: &Batches, b: &Batch) -> Result<(Seen, u64, u64), Stor
 
 /// A line that fails without running (it no longer passes the checks it passed at validation,
 /// e.g. the key lost the model): its error line.
-fn refused(b: &Batch, index: u64, text: Option<&[u8]>, (code, message): Problem) -> Answer {
+fn refused(batch_id: &str, index: u64, text: Option<&[u8]>, (code, message): Problem) -> Answer {
     let custom_id = text.map(custom_id_of).unwrap_or_default();
     let error = serde_json::json!({"message": message, "type": "invalid_request_error", "param": null, "code": code});
     Answer {
         index,
         ok: false,
-        line: failed_line(&b.id, index, &custom_id, "", &error),
+        line: failed_line(batch_id, index, &custom_id, "", &error),
     }
+}
+
+/// What every line of a running batch shares.
+struct Ctx {
+    state: SharedState,
+    slots: Arc<crate::slots::Slots>,
+    recorder: Recorder,
+    caller: Caller,
+    batch_id: String,
+    endpoint: String,
+    owner_id: String,
+    owner_name: String,
+}
+
+/// One line: checked again (on a worker thread, not the runner's), run with one of the
+/// process's job slots, and its answer handed to the recorder.
+async fn line_task(
+    ctx: Arc<Ctx>,
+    index: u64,
+    text: Option<Vec<u8>>,
+) -> Result<(Ended, Stored), StoreError> {
+    let checked = {
+        let rt = ctx.state.runtime();
+        text.as_deref()
+            .ok_or_else(|| {
+                (
+                    "request_too_large",
+                    "this line is longer than the gateway's server.max_body_size".to_owned(),
+                )
+            })
+            .and_then(|t| check(t, &ctx.endpoint, &rt, &ctx.caller))
+    };
+    let (answer, ended) = match checked {
+        Ok(c) => {
+            let permit = ctx.slots.acquire().await;
+            let run = LineRun {
+                batch_id: &ctx.batch_id,
+                endpoint: &ctx.endpoint,
+                owner_id: &ctx.owner_id,
+                owner_name: &ctx.owner_name,
+                index,
+                custom_id: &c.custom_id,
+                model: c.model,
+            };
+            let (answer, error) = run_line(&ctx.state, run, c.body).await;
+            drop(permit);
+            let ended = Ended {
+                ok: answer.ok,
+                budget: error.as_ref().and_then(error_code) == Some("budget_exceeded"),
+            };
+            (answer, ended)
+        }
+        Err(p) => (
+            refused(&ctx.batch_id, index, text.as_deref(), p),
+            Ended {
+                ok: false,
+                budget: false,
+            },
+        ),
+    };
+    Ok((ended, ctx.recorder.record(answer)?))
 }
 
 async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
@@ -324,8 +384,16 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
     d.batch.completed = ok;
     d.batch.failed = failed;
     let conc = d.state.runtime().config.batches.concurrency.max(1) as usize;
-    let slots = d.state.job_slots().clone();
-    let recorder = Recorder::start(d.batches.answers.clone(), d.batch.id.clone());
+    let ctx = Arc::new(Ctx {
+        state: d.state.clone(),
+        slots: d.state.job_slots().clone(),
+        recorder: Recorder::start(d.batches.answers.clone(), d.batch.id.clone()),
+        caller,
+        batch_id: d.batch.id.clone(),
+        endpoint: d.batch.endpoint.clone(),
+        owner_id: d.batch.owner_id.clone(),
+        owner_name: d.batch.owner_name.clone(),
+    });
     let mut input = LineReader::new(
         tokio::io::BufReader::with_capacity(64 * 1024, open_input(d.batches, &d.batch).await?),
         line_cap(d.state),
@@ -351,59 +419,7 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
             if seen.contains(line.index) {
                 continue;
             }
-            let rt = d.state.runtime();
-            let checked = line
-                .text
-                .as_deref()
-                .ok_or_else(|| {
-                    (
-                        "request_too_large",
-                        "this line is longer than the gateway's server.max_body_size".to_owned(),
-                    )
-                })
-                .and_then(|t| check(t, &d.batch.endpoint, &rt, &caller));
-            let recorder = recorder.clone();
-            match checked {
-                Ok(c) => {
-                    let (state, slots, b) = (d.state.clone(), slots.clone(), &d.batch);
-                    let (batch_id, endpoint, owner_id, owner_name) = (
-                        b.id.clone(),
-                        b.endpoint.clone(),
-                        b.owner_id.clone(),
-                        b.owner_name.clone(),
-                    );
-                    let index = line.index;
-                    tasks.spawn(async move {
-                        let permit = slots.acquire().await;
-                        let run = LineRun {
-                            batch_id: &batch_id,
-                            endpoint: &endpoint,
-                            owner_id: &owner_id,
-                            owner_name: &owner_name,
-                            index,
-                            custom_id: &c.custom_id,
-                            model: c.model,
-                        };
-                        let (answer, error) = run_line(&state, run, c.body).await;
-                        drop(permit);
-                        let ended = Ended {
-                            ok: answer.ok,
-                            budget: error.as_ref().and_then(error_code) == Some("budget_exceeded"),
-                        };
-                        Ok((ended, recorder.record(answer)?))
-                    });
-                }
-                Err(p) => {
-                    let answer = refused(&d.batch, line.index, line.text.as_deref(), p);
-                    tasks.spawn(async move {
-                        let ended = Ended {
-                            ok: false,
-                            budget: false,
-                        };
-                        Ok((ended, recorder.record(answer)?))
-                    });
-                }
-            }
+            tasks.spawn(line_task(ctx.clone(), line.index, line.text));
         }
         if tasks.is_empty() && recording.is_empty() && (stopping || eof) {
             if d.batch.status == BatchStatus::Cancelling && d.batch.stop.is_none() {
