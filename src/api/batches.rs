@@ -102,6 +102,15 @@ async fn create_inner(state: SharedState, caller: Caller, body: Bytes) -> Result
         )));
     }
     let now = unix_secs();
+    let window_secs = state
+        .runtime
+        .load()
+        .config
+        .batches
+        .expire_after
+        .get()
+        .as_secs()
+        .max(1);
     let batch = Batch {
         id: new_batch_id(),
         owner_id: caller.id().to_owned(),
@@ -111,7 +120,7 @@ async fn create_inner(state: SharedState, caller: Caller, body: Bytes) -> Result
         completion_window: window,
         status: BatchStatus::Validating,
         created_at: now,
-        expires_at: now + 24 * 3600,
+        expires_at: now + window_secs,
         in_progress_at: None,
         finalizing_at: None,
         completed_at: None,
@@ -126,9 +135,6 @@ async fn create_inner(state: SharedState, caller: Caller, body: Bytes) -> Result
         total: 0,
         completed: 0,
         failed: 0,
-        next_line: 0,
-        done_completed: 0,
-        done_failed: 0,
         stop: None,
         lease_owner: String::new(),
         lease_until: 0,

@@ -210,10 +210,6 @@ impl crate::jobs::host::Host for AppState {
         &self.keys
     }
 
-    fn jobs(&self) -> Option<&Arc<crate::jobs::Jobs>> {
-        self.jobs.get()
-    }
-
     fn run_call<'a>(
         self: Arc<Self>,
         caller: &'a crate::auth::Caller,

@@ -63,7 +63,7 @@ pub struct Config {
     /// Async jobs and their webhooks.
     pub jobs: JobsConfig,
     #[serde(default)]
-    /// The OpenAI Batch API (`/v1/files`, `/v1/batches`), run by the gateway's own job machinery.
+    /// The OpenAI Batch API (`/v1/files`, `/v1/batches`), run by the gateway itself.
     pub batches: BatchesConfig,
     #[serde(default)]
     /// Logs and traces.

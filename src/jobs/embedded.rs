@@ -209,15 +209,6 @@ impl Embedded {
         .await
     }
 
-    /// Several records in one read transaction (batch runners follow their lines with it).
-    pub async fn get_many(&self, ids: Vec<String>) -> Result<Vec<Option<Job>>, StoreError> {
-        self.read(move |txn| {
-            let t = txn.open_table(RECORDS)?;
-            ids.iter().map(|id| read_job(&t, id)).collect()
-        })
-        .await
-    }
-
     /// Up to `n` webhook deliveries due now (skipping those in `busy`), and the next due time.
     pub async fn webhooks_due(
         &self,

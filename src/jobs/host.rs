@@ -28,8 +28,6 @@ pub trait Host: Send + Sync + 'static {
     fn job_slots(&self) -> &Arc<Slots>;
     /// The admin-made keys (a job runs as the key that submitted it).
     fn keys(&self) -> &KeyStore;
-    /// The job system, once started (batch lines run as jobs).
-    fn jobs(&self) -> Option<&Arc<super::Jobs>>;
     /// Run one model call (the stored body) through the pipeline, as `request_id`, under the
     /// whole-request deadline counted from now; errors come back in the endpoint's shape.
     fn run_call<'a>(

@@ -256,17 +256,6 @@ impl JobQueue {
         }
     }
 
-    /// Several records at once (embedded: one read transaction; NATS: concurrent reads).
-    pub async fn get_many(&self, ids: Vec<String>) -> Result<Vec<Option<Job>>, StoreError> {
-        match self {
-            Self::Embedded(e) => e.get_many(ids).await,
-            Self::Nats(n) => futures_util::future::join_all(ids.iter().map(|id| n.get(id)))
-                .await
-                .into_iter()
-                .collect(),
-        }
-    }
-
     /// Cancel a queued job that `caller` may see. `ttl` is how long its record is kept.
     pub async fn cancel(
         &self,
@@ -295,7 +284,8 @@ pub enum SubmitError {
 pub struct Jobs {
     pub queue: JobQueue,
     pub webhooks: crate::webhooks::Webhooks,
-    /// Files and batches (`/v1/files`, `/v1/batches`), whose lines run as jobs.
+    /// Files and batches (`/v1/files`, `/v1/batches`), whose lines run through the jobs'
+    /// pipeline.
     pub batches: Arc<crate::jobs::batches::Batches>,
 }
 
@@ -388,11 +378,6 @@ impl Jobs {
         }
     }
 }
-
-/// The ids of jobs that ended in this process, for batch runners following their lines (sent
-/// only while one listens; a runner that lags polls all its lines instead).
-pub static JOB_ENDED: std::sync::LazyLock<tokio::sync::broadcast::Sender<String>> =
-    std::sync::LazyLock::new(|| tokio::sync::broadcast::channel(4096).0);
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 

@@ -252,12 +252,8 @@ pub async fn deliver_webhook(
     Some((w, next))
 }
 
-/// Count a job that ended.
 /// Count (and log) a job that ended here.
 pub fn count_end(job: &Job) {
-    if super::JOB_ENDED.receiver_count() > 0 {
-        let _ = super::JOB_ENDED.send(job.id.clone());
-    }
     metrics::counter!(crate::metrics::JOBS, "status" => job.status.as_str()).increment(1);
     tracing::info!(
         target: "jobs",

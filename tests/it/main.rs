@@ -20,6 +20,7 @@ mod auth;
 mod azure;
 mod batches;
 mod batches_nats;
+mod batches_window;
 mod bedrock;
 mod cache;
 mod capacity;

@@ -165,13 +165,18 @@ pub fn check(
             format!("the body is larger than the {limit} bytes this gateway accepts"),
         ));
     }
-    let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
-        .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
-    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let bytes = if stream {
-        obj.insert("stream".into(), Value::Bool(false));
-        obj.remove("stream_options");
-        Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+    // Only a body that may ask for streaming is parsed whole (to turn it off); the endpoint's
+    // parser below checks every body.
+    let bytes = if memchr::memmem::find(body.get().as_bytes(), b"\"stream").is_some() {
+        let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
+            .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
+        if obj.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+            obj.insert("stream".into(), Value::Bool(false));
+            obj.remove("stream_options");
+            Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
+        } else {
+            Bytes::copy_from_slice(body.get().as_bytes())
+        }
     } else {
         Bytes::copy_from_slice(body.get().as_bytes())
     };
@@ -219,12 +224,43 @@ pub struct Validation {
     pub errors: Vec<Value>,
 }
 
+/// Lines checked together on a blocking thread while the next ones are read.
+const CHUNK_LINES: usize = 1024;
+/// A chunk is cut at about this many bytes, so the lines held stay few.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A line's check: its line number and the hash and `custom_id` it passed with, or its problem.
+type Outcome = (u64, Result<(u128, String), Problem>);
+
+fn check_chunk(chunk: Vec<Line>, endpoint: &str, rt: &Runtime, caller: &Caller) -> Vec<Outcome> {
+    chunk
+        .into_iter()
+        .map(|line| {
+            let r = match &line.text {
+                None => Err((
+                    "request_too_large",
+                    "this line is longer than the gateway's server.max_body_size".to_owned(),
+                )),
+                Some(t) => check(t, endpoint, rt, caller).map(|c| {
+                    let mut h = Sha256::new();
+                    h.update(c.custom_id.as_bytes());
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&h.finalize()[..16]);
+                    (u128::from_be_bytes(b), c.custom_id)
+                }),
+            };
+            (line.number, r)
+        })
+        .collect()
+}
+
 /// Check every line of `reader`; `custom_id`s must be unique (kept as 128-bit hashes, so memory
-/// stays small for large files).
+/// stays small for large files). Lines are checked a chunk at a time on blocking threads (two
+/// chunks at once, so both cores work), and their outcomes taken in file order.
 pub async fn validate<R: AsyncBufRead + Unpin>(
     reader: R,
     endpoint: &str,
-    rt: &Runtime,
+    rt: std::sync::Arc<Runtime>,
     caller: &Caller,
 ) -> std::io::Result<Validation> {
     let cap = usize::try_from(rt.config.server.max_body_size.0)
@@ -235,42 +271,56 @@ pub async fn validate<R: AsyncBufRead + Unpin>(
     let mut errors = Vec::new();
     let mut more = 0u64;
     let mut total = 0u64;
-    while let Some(line) = lines.next().await? {
-        total += 1;
-        let problem = match &line.text {
-            None => Some((
-                "request_too_large",
-                "this line is longer than the gateway's server.max_body_size".to_owned(),
-            )),
-            Some(t) => match check(t, endpoint, rt, caller) {
-                Ok(c) => {
-                    let mut h = Sha256::new();
-                    h.update(c.custom_id.as_bytes());
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(&h.finalize()[..16]);
-                    if seen.insert(u128::from_be_bytes(b)) {
-                        None
-                    } else {
-                        Some((
-                            "duplicate_custom_id",
-                            format!("custom_id {:?} is used by an earlier line", c.custom_id),
-                        ))
+    let mut pending = std::collections::VecDeque::new();
+    let mut eof = false;
+    while !eof || !pending.is_empty() {
+        if !eof {
+            let (mut chunk, mut bytes) = (Vec::new(), 0);
+            while chunk.len() < CHUNK_LINES && bytes < CHUNK_BYTES {
+                match lines.next().await? {
+                    Some(l) => {
+                        bytes += l.text.as_ref().map_or(0, Vec::len);
+                        chunk.push(l);
+                    }
+                    None => {
+                        eof = true;
+                        break;
                     }
                 }
-                Err(p) => Some(p),
-            },
-        };
-        if let Some((code, message)) = problem {
-            if errors.len() < MAX_REPORTED {
-                errors.push(
-                    json!({"code": code, "message": message, "param": null, "line": line.number}),
-                );
-            } else {
-                more += 1;
+            }
+            total += chunk.len() as u64;
+            if !chunk.is_empty() {
+                let (rt, caller, endpoint) = (rt.clone(), caller.clone(), endpoint.to_owned());
+                pending.push_back(tokio::task::spawn_blocking(move || {
+                    check_chunk(chunk, &endpoint, &rt, &caller)
+                }));
+            }
+            if pending.len() < 2 && !eof {
+                continue;
             }
         }
-        if total.is_multiple_of(1024) {
-            tokio::task::yield_now().await;
+        let Some(next) = pending.pop_front() else {
+            continue;
+        };
+        for (number, r) in next.await.map_err(std::io::Error::other)? {
+            let problem = match r {
+                Ok((hash, custom_id)) => (!seen.insert(hash)).then(|| {
+                    (
+                        "duplicate_custom_id",
+                        format!("custom_id {custom_id:?} is used by an earlier line"),
+                    )
+                }),
+                Err(p) => Some(p),
+            };
+            if let Some((code, message)) = problem {
+                if errors.len() < MAX_REPORTED {
+                    errors.push(
+                        json!({"code": code, "message": message, "param": null, "line": number}),
+                    );
+                } else {
+                    more += 1;
+                }
+            }
         }
     }
     if more > 0 {

@@ -1,15 +1,16 @@
 //! The OpenAI Batch API, run by the gateway itself on any provider.
 //!
 //! A batch is a record ([`Batch`], in [`store::Records`]) naming an uploaded input file. A
-//! runner ([`runner`]) drives it: it validates every line first ([`lines`]), then hands the
-//! lines to the job machinery as ordinary jobs (one job per line, a deterministic job id derived
-//! from the batch id and the line index, submitted with an `Idempotency-Key` of its own) at most
-//! `batches.concurrency` at a time, so every line runs through the synchronous pipeline
-//! (`api::run_call`: routing, fallbacks, cache, limits, spend) with the jobs' retries, rate-limit
-//! waits and crash recovery. The line's job record is its recorded answer: written once, so a
-//! restart never runs a recorded line again. When every line ended, the runner writes the
-//! output and error files ([`output`]) from those records, one line per input line.
+//! runner ([`runner`]) drives it: it validates every line first ([`lines`]), then runs the lines
+//! itself, at most `batches.concurrency` at a time, each through the synchronous pipeline the
+//! jobs use ([`exec`]: routing, fallbacks, cache, limits, spend) with the jobs' retries and
+//! rate-limit waits. A line's answer, recorded in groups ([`answers`]), is its progress: a
+//! restart reads the recorded answers and never runs a recorded line again. When every line
+//! ended, the runner writes the output and error files ([`output`]) from those answers, one line
+//! per input line, and drops them.
 
+pub mod answers;
+pub mod exec;
 pub mod lines;
 pub mod output;
 pub mod runner;
@@ -106,13 +107,6 @@ pub struct Batch {
     pub completed: u64,
     #[serde(default)]
     pub failed: u64,
-    /// Internal: every line below this index has ended; `done_*` count them.
-    #[serde(default)]
-    pub next_line: u64,
-    #[serde(default)]
-    pub done_completed: u64,
-    #[serde(default)]
-    pub done_failed: u64,
     /// Internal: why lines stopped being submitted early (`budget_exceeded`); lines never run
     /// end in the error file with this code.
     #[serde(default)]
@@ -173,8 +167,8 @@ pub fn valid_batch_id(id: &str) -> bool {
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// The job id of line `index` (0-based) of a batch: derived, so the runner finds a line's job
-/// (and its answer) again after any restart.
+/// The id of line `index` (0-based) of a batch, as a job id: derived, so the line's id in the
+/// output (`batch_req_…`) and its job span are the same after any restart.
 pub fn line_job_id(batch_id: &str, index: u64) -> String {
     let mut h = Sha256::new();
     h.update(batch_id.as_bytes());
@@ -205,6 +199,8 @@ pub fn result_file_id(batch_id: &str, which: &str) -> String {
 /// runner when a batch is created.
 pub struct Batches {
     pub records: store::Records,
+    /// The lines' recorded answers.
+    pub answers: answers::Answers,
     pub files: FileStore,
     pub wake: Notify,
     /// This process's id in batch leases.
@@ -213,11 +209,15 @@ pub struct Batches {
 
 impl Batches {
     pub fn open(cfg: &crate::config::Config, queue: &JobQueue) -> Result<Arc<Self>, String> {
-        let (records, files) = match queue {
-            JobQueue::Embedded(_) => (
-                store::Records::open_embedded(&cfg.state.data_dir)?,
-                FileStore::dir(&cfg.state.data_dir),
-            ),
+        let (records, files, answers) = match queue {
+            JobQueue::Embedded(_) => {
+                let db = store::Records::open_embedded(&cfg.state.data_dir)?;
+                (
+                    store::Records::Embedded(db.clone()),
+                    FileStore::dir(&cfg.state.data_dir),
+                    answers::Answers::Embedded(db),
+                )
+            }
             JobQueue::Nats(n) => {
                 let backend = Arc::new(crate::jobs::files::nats::NatsBackend::new(
                     n.clone(),
@@ -225,12 +225,14 @@ impl Batches {
                 ));
                 (
                     store::Records::Nats(backend.clone()),
-                    FileStore::Nats(backend),
+                    FileStore::Nats(backend.clone()),
+                    answers::Answers::Nats(backend),
                 )
             }
         };
         Ok(Arc::new(Self {
             records,
+            answers,
             files,
             wake: Notify::new(),
             me: crate::ids::random_id("proc_"),

@@ -1,8 +1,10 @@
-//! Writing a batch's output and error files from its lines' job records, in input order, one
-//! line per input line: a line answered 2xx goes to the output file, any other to the error
-//! file. The files are streamed (a pipe into the file store), never built in memory, and their
-//! ids derive from the batch id, so a finalisation cut short by a crash writes them again.
+//! Rendering the lines' answers, and writing a batch's output and error files from the recorded
+//! answers ([`super::answers`]), one line per input line: a line answered 2xx goes to the output
+//! file, any other to the error file. The files are streamed (a pipe into the file store), never
+//! built in memory, and their ids derive from the batch id, so a finalisation cut short by a
+//! crash writes them again.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -11,9 +13,9 @@ use tokio::io::AsyncWriteExt;
 use super::lines::{LineReader, custom_id_of};
 use super::{Batch, BatchStatus, Batches, line_job_id, result_file_id};
 use crate::clock::unix_secs as now_unix;
+use crate::jobs::StoreError;
 use crate::jobs::files::FileMeta;
 use crate::jobs::host::SharedHost as SharedState;
-use crate::jobs::{Job, JobStatus, StoreError};
 
 #[derive(Serialize)]
 struct Response<'a> {
@@ -29,9 +31,6 @@ struct OutLine<'a> {
     response: Option<Response<'a>>,
     error: Option<Value>,
 }
-
-/// Lines whose jobs are read together.
-const CHUNK: usize = 256;
 
 /// The HTTP status a failed line's error stands for (a job keeps the error, not the status).
 fn status_of(error: &Value) -> u16 {
@@ -73,74 +72,110 @@ fn not_run(b: &Batch) -> (&str, &'static str) {
     }
 }
 
-/// One output line, and whether it goes to the output (`true`) or the error file.
-fn render(b: &Batch, custom_id: &str, index: u64, job: Option<&Job>) -> (Vec<u8>, Option<bool>) {
-    let id = format!("batch_req_{}", &line_job_id(&b.id, index)[4..]);
-    let empty = RawValue::NULL;
-    let line = match job {
-        Some(j) if j.status == JobStatus::Succeeded => OutLine {
-            id,
-            custom_id,
-            response: Some(Response {
-                status_code: 200,
-                request_id: &j.request_id,
-                body: j.result.as_deref().unwrap_or(empty),
-            }),
-            error: None,
-        },
-        Some(j) if j.status == JobStatus::Failed => {
-            let e = j.error.clone().unwrap_or(Value::Null);
-            let status_code = status_of(&e);
-            let body = serde_json::value::to_raw_value(&serde_json::json!({"error": e}))
-                .unwrap_or_else(|_| RawValue::NULL.to_owned());
-            let mut v = serde_json::to_vec(&OutLine {
-                id,
-                custom_id,
-                response: Some(Response {
-                    status_code,
-                    request_id: &j.request_id,
-                    body: &body,
-                }),
-                error: None,
-            })
-            .unwrap_or_default();
-            v.push(b'\n');
-            return (v, Some(false));
-        }
-        _ => {
-            let (code, message) = if job.is_some_and(|j| !j.status.is_terminal()) {
-                (
-                    "line_not_finished",
-                    "the line had not finished when the batch ended",
-                )
-            } else {
-                not_run(b)
-            };
-            let mut v = serde_json::to_vec(&OutLine {
-                id,
-                custom_id,
-                response: None,
-                error: Some(serde_json::json!({"code": code, "message": message})),
-            })
-            .unwrap_or_default();
-            v.push(b'\n');
-            return (v, None);
-        }
-    };
-    let mut v = serde_json::to_vec(&line).unwrap_or_default();
+fn render(line: &OutLine<'_>) -> Bytes {
+    let mut v = serde_json::to_vec(line).unwrap_or_default();
     v.push(b'\n');
-    (v, Some(true))
+    Bytes::from(v)
 }
 
-/// Write the files, set the counts and the end status.
+fn line_id(batch_id: &str, index: u64) -> String {
+    format!("batch_req_{}", &line_job_id(batch_id, index)[4..])
+}
+
+/// The output line of a line answered 2xx.
+pub fn ok_line(
+    batch_id: &str,
+    index: u64,
+    custom_id: &str,
+    request_id: &str,
+    body: &RawValue,
+) -> Bytes {
+    render(&OutLine {
+        id: line_id(batch_id, index),
+        custom_id,
+        response: Some(Response {
+            status_code: 200,
+            request_id,
+            body,
+        }),
+        error: None,
+    })
+}
+
+/// The error-file line of a line that ran and failed with `error`.
+pub fn failed_line(
+    batch_id: &str,
+    index: u64,
+    custom_id: &str,
+    request_id: &str,
+    error: &Value,
+) -> Bytes {
+    let body = serde_json::value::to_raw_value(&serde_json::json!({"error": error}))
+        .unwrap_or_else(|_| RawValue::NULL.to_owned());
+    render(&OutLine {
+        id: line_id(batch_id, index),
+        custom_id,
+        response: Some(Response {
+            status_code: status_of(error),
+            request_id,
+            body: &body,
+        }),
+        error: None,
+    })
+}
+
+/// The error-file line of a line that never ran.
+fn not_run_line(b: &Batch, index: u64, custom_id: &str) -> Bytes {
+    let (code, message) = not_run(b);
+    render(&OutLine {
+        id: line_id(&b.id, index),
+        custom_id,
+        response: None,
+        error: Some(serde_json::json!({"code": code, "message": message})),
+    })
+}
+
+/// Which lines have a recorded answer (a bit per line).
+pub struct Seen(Vec<u64>);
+
+impl Seen {
+    pub fn new(total: u64) -> Self {
+        Self(vec![0; usize::try_from(total.div_ceil(64)).unwrap_or(0)])
+    }
+
+    /// Mark `index`; whether it was new.
+    pub fn insert(&mut self, index: u64) -> bool {
+        let (w, bit) = (
+            usize::try_from(index / 64).unwrap_or(usize::MAX),
+            index % 64,
+        );
+        match self.0.get_mut(w) {
+            Some(word) => {
+                let new = *word & (1 << bit) == 0;
+                *word |= 1 << bit;
+                new
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(&self, index: u64) -> bool {
+        let (w, bit) = (
+            usize::try_from(index / 64).unwrap_or(usize::MAX),
+            index % 64,
+        );
+        self.0.get(w).is_some_and(|word| word & (1 << bit) != 0)
+    }
+}
+
+/// Write the files, set the counts and the end status: first the recorded answers (embedded:
+/// in input order; NATS: in the order they were recorded), then a line for each line that never
+/// ran, read from the input.
 pub async fn finalize(
     state: &SharedState,
     batches: &Batches,
     b: &mut Batch,
 ) -> Result<(), StoreError> {
-    let Some(jobs) = state.jobs() else {
-        return Err(StoreError::new("the job system is not running"));
-    };
     let input = batches
         .files
         .open(&b.input_file_id)
@@ -155,46 +190,39 @@ pub async fn finalize(
     let (mut out_w, out_r) = tokio::io::duplex(256 * 1024);
     let (mut err_w, err_r) = tokio::io::duplex(256 * 1024);
     let batch: &Batch = b;
-    let queue = &jobs.queue;
+    let answers = &batches.answers;
     let write = async move {
-        let mut reader = reader;
         let (mut ok, mut failed) = (0u64, 0u64);
-        let mut eof = false;
-        while !eof {
-            // A chunk of lines (only their custom_id kept), their jobs read in one go.
-            let mut chunk: Vec<(u64, String)> = Vec::with_capacity(CHUNK);
-            while chunk.len() < CHUNK {
-                match reader.next().await.map_err(StoreError::new)? {
-                    Some(l) => chunk.push((
-                        l.index,
-                        l.text.as_deref().map(custom_id_of).unwrap_or_default(),
-                    )),
-                    None => {
-                        eof = true;
-                        break;
-                    }
+        let mut seen = Seen::new(batch.total);
+        let mut cursor = answers.cursor(&batch.id);
+        while let Some(group) = cursor.next().await? {
+            for e in group {
+                if !seen.insert(e.index) {
+                    continue;
                 }
-            }
-            if chunk.is_empty() {
-                break;
-            }
-            let ids = chunk
-                .iter()
-                .map(|(i, _)| line_job_id(&batch.id, *i))
-                .collect();
-            let jobs = queue.get_many(ids).await?;
-            for ((index, custom_id), job) in chunk.iter().zip(jobs) {
-                let (bytes, to) = render(batch, custom_id, *index, job.as_ref());
-                let w = if to == Some(true) {
+                let to_ok = e.ok;
+                let line = answers.line(e).await?;
+                let w = if to_ok {
                     ok += 1;
                     &mut out_w
                 } else {
-                    if to == Some(false) {
-                        failed += 1;
-                    }
+                    failed += 1;
                     &mut err_w
                 };
-                w.write_all(&bytes).await.map_err(StoreError::new)?;
+                w.write_all(&line).await.map_err(StoreError::new)?;
+            }
+        }
+        if ok + failed < batch.total {
+            let mut reader = reader;
+            while let Some(l) = reader.next().await.map_err(StoreError::new)? {
+                if seen.contains(l.index) {
+                    continue;
+                }
+                let custom_id = l.text.as_deref().map(custom_id_of).unwrap_or_default();
+                err_w
+                    .write_all(&not_run_line(batch, l.index, &custom_id))
+                    .await
+                    .map_err(StoreError::new)?;
             }
         }
         out_w.shutdown().await.map_err(StoreError::new)?;
@@ -245,4 +273,30 @@ pub async fn finalize(
         b.completed_at = Some(now);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_marks_each_line_once_and_ignores_indexes_past_the_end() {
+        let mut s = Seen::new(130);
+        assert!(s.insert(0) && s.insert(64) && s.insert(129));
+        assert!(!s.insert(64), "a second answer for a line is not new");
+        assert!(s.contains(129) && !s.contains(1) && !s.contains(128));
+        assert!(!s.insert(1 << 20) && !s.contains(1 << 20));
+    }
+
+    #[test]
+    fn a_failed_line_carries_the_status_its_error_stands_for() {
+        let e = serde_json::json!({"message": "m", "type": "rate_limit_error", "code": "budget_exceeded"});
+        let v: Value =
+            serde_json::from_slice(&failed_line("batch_x", 3, "c3", "req_1", &e)).unwrap();
+        assert_eq!(v["custom_id"], "c3");
+        assert_eq!(v["response"]["status_code"], 429);
+        assert_eq!(v["response"]["request_id"], "req_1");
+        assert_eq!(v["response"]["body"]["error"]["code"], "budget_exceeded");
+        assert!(v["error"].is_null());
+    }
 }

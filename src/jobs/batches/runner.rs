@@ -1,34 +1,37 @@
 //! Driving batches: a scanner finds unfinished batches and claims them, one task per batch
-//! validates its lines, submits them as jobs (at most `batches.concurrency` in flight), follows
-//! them to their end, and finalises.
+//! validates its lines, runs them (at most `batches.concurrency` in flight, each also holding
+//! one of the process's `jobs.workers` slots), and finalises.
 //!
-//! Progress is kept in the record as a watermark: every line below `next_line` has ended, and
-//! `done_completed`/`done_failed` count them; lines at or above it were submitted with a
-//! derived job id and an `Idempotency-Key`, so after a restart the runner submits the window
-//! again (replays, nothing runs twice) and reads their state. With NATS a runner holds a lease on
-//! the record (renewed with every write); another replica takes a batch over when it expires.
+//! Progress is the lines' recorded answers ([`super::answers`], written in groups by
+//! [`Recorder`]): after a restart the runner reads which lines have one and runs only the others,
+//! so a recorded line never runs again; the lines that were running or not yet recorded at a
+//! crash (at most twice `batches.concurrency`) run again. The record keeps the live counts, written about twice a second. With NATS a
+//! runner holds a lease on the record (renewed with every write); another replica takes a batch
+//! over when it expires.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::watch;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::lines::{LineReader, check, validate};
-use super::{Batch, BatchStatus, Batches, line_job_id};
+use super::answers::Answer;
+use super::exec::{LineRun, Recorder, error_code, run_line};
+use super::lines::{LineReader, Problem, check, custom_id_of, validate};
+use super::output::{Seen, failed_line};
+use super::{Batch, BatchStatus, Batches};
 use crate::auth::Caller;
 use crate::clock::{unix_ms as now_unix_ms, unix_secs as now_unix};
+use crate::jobs::StoreError;
 use crate::jobs::host::SharedHost as SharedState;
-use crate::jobs::{Job, JobStatus, NewJob, StoreError};
 
 /// How long a runner's claim on a batch holds without being renewed (NATS).
 const LEASE_MS: u64 = 15_000;
 /// How often progress is written (and the lease renewed).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
-/// How often a runner reads the state of all its lines in flight (besides those it saw end).
-const FULL_POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often the scanner looks for unclaimed batches.
 const SCAN_EVERY: Duration = Duration::from_secs(2);
 
@@ -176,6 +179,9 @@ async fn drive(state: &SharedState, batches: &Batches, id: &str) -> Result<(), L
             BatchStatus::Finalizing => {
                 super::output::finalize(state, batches, &mut d.batch).await?;
                 d.save_retrying().await?;
+                if let Err(e) = batches.answers.forget(&d.batch.id).await {
+                    tracing::warn!(batch = %d.batch.id, error = %e, "cannot drop the batch's recorded answers");
+                }
                 tracing::info!(batch = %d.batch.id, status = d.batch.status.as_str(), total = d.batch.total, completed = d.batch.completed, failed = d.batch.failed, "batch ended");
             }
             _ => return Ok(()),
@@ -241,11 +247,10 @@ async fn validating(d: &mut Driver<'_>) -> Result<(), Lost> {
             return d.save_retrying().await;
         }
     };
-    let rt = d.state.runtime();
     let v = validate(
         tokio::io::BufReader::with_capacity(64 * 1024, reader),
         &d.batch.endpoint,
-        &rt,
+        d.state.runtime(),
         &caller,
     )
     .await
@@ -267,292 +272,196 @@ async fn validating(d: &mut Driver<'_>) -> Result<(), Lost> {
     d.save_retrying().await
 }
 
-/// A line in flight.
-struct Slot {
-    job_id: String,
-    /// `Some(true)`: answered 2xx; `Some(false)`: failed; counted once ended.
-    ended: Option<bool>,
-    /// Cancelled before it ran (counted in neither).
-    skipped: bool,
+/// Fires once a line's answer is stored.
+type Stored = oneshot::Receiver<()>;
+
+/// How a line ended: answered 2xx or not, and whether its key's budget ran out.
+struct Ended {
+    ok: bool,
+    budget: bool,
 }
 
-/// The line's job: its body as validated, run as the batch's key.
-fn line_job(b: &Batch, index: u64, model: String) -> Job {
-    Job {
-        id: line_job_id(&b.id, index),
-        status: JobStatus::Queued,
-        endpoint: b.endpoint.clone(),
-        model,
-        caller: b.owner_name.clone(),
-        caller_id: b.owner_id.clone(),
-        request_id: crate::ids::random_id("req_"),
-        created_at: now_unix(),
-        started_at: None,
-        finished_at: None,
-        attempts: 0,
-        result: None,
-        error: None,
-        webhook: None,
-        headers: Vec::new(),
-        idempotency_key: Some(format!("{} line {index}", b.id)),
-        result_in_object_store: false,
-        slot: None,
+/// Which lines of `b` have a recorded answer, and how many of those answered 2xx / not.
+async fn recorded(batches: &Batches, b: &Batch) -> Result<(Seen, u64, u64), StoreError> {
+    let mut seen = Seen::new(b.total);
+    let (mut ok, mut failed) = (0, 0);
+    let mut cursor = batches.answers.cursor(&b.id);
+    while let Some(group) = cursor.next().await? {
+        for e in group {
+            if seen.insert(e.index) {
+                if e.ok {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    Ok((seen, ok, failed))
+}
+
+/// A line that fails without running (it no longer passes the checks it passed at validation,
+/// e.g. the key lost the model): its error line.
+fn refused(batch_id: &str, index: u64, text: Option<&[u8]>, (code, message): Problem) -> Answer {
+    let custom_id = text.map(custom_id_of).unwrap_or_default();
+    let error = serde_json::json!({"message": message, "type": "invalid_request_error", "param": null, "code": code});
+    Answer {
+        index,
+        ok: false,
+        line: failed_line(batch_id, index, &custom_id, "", &error),
     }
 }
 
-fn error_code(job: &Job) -> Option<&str> {
-    let e = job.error.as_ref()?;
-    e.get("code")
-        .and_then(Value::as_str)
-        .or_else(|| e.get("type").and_then(Value::as_str))
+/// What every line of a running batch shares.
+struct Ctx {
+    state: SharedState,
+    slots: Arc<crate::slots::Slots>,
+    recorder: Recorder,
+    caller: Caller,
+    batch_id: String,
+    endpoint: String,
+    owner_id: String,
+    owner_name: String,
+}
+
+/// One line: checked again (on a worker thread, not the runner's), run with one of the
+/// process's job slots, and its answer handed to the recorder.
+async fn line_task(
+    ctx: Arc<Ctx>,
+    index: u64,
+    text: Option<Vec<u8>>,
+) -> Result<(Ended, Stored), StoreError> {
+    let checked = {
+        let rt = ctx.state.runtime();
+        text.as_deref()
+            .ok_or_else(|| {
+                (
+                    "request_too_large",
+                    "this line is longer than the gateway's server.max_body_size".to_owned(),
+                )
+            })
+            .and_then(|t| check(t, &ctx.endpoint, &rt, &ctx.caller))
+    };
+    let (answer, ended) = match checked {
+        Ok(c) => {
+            let permit = ctx.slots.acquire().await;
+            let run = LineRun {
+                batch_id: &ctx.batch_id,
+                endpoint: &ctx.endpoint,
+                owner_id: &ctx.owner_id,
+                owner_name: &ctx.owner_name,
+                index,
+                custom_id: &c.custom_id,
+                model: c.model,
+            };
+            let (answer, error) = run_line(&ctx.state, run, c.body).await;
+            drop(permit);
+            let ended = Ended {
+                ok: answer.ok,
+                budget: error.as_ref().and_then(error_code) == Some("budget_exceeded"),
+            };
+            (answer, ended)
+        }
+        Err(p) => (
+            refused(&ctx.batch_id, index, text.as_deref(), p),
+            Ended {
+                ok: false,
+                budget: false,
+            },
+        ),
+    };
+    Ok((ended, ctx.recorder.record(answer)?))
 }
 
 async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
-    let Some(jobs) = d.state.jobs() else {
-        return Err(StoreError::new("the job system is not running").into());
-    };
     let Some(caller) = caller(d.state, &d.batch).await? else {
         d.batch.stop = Some("invalid_api_key".into());
         d.batch.status = BatchStatus::Finalizing;
         d.batch.finalizing_at = Some(now_unix());
         return d.save_retrying().await;
     };
-    let conc = d.state.runtime().config.batches.concurrency.max(1) as u64;
-    let ttl = d.state.runtime().config.jobs.result_ttl.get();
+    let (seen, ok, failed) = recorded(d.batches, &d.batch).await?;
+    d.batch.completed = ok;
+    d.batch.failed = failed;
+    let conc = d.state.runtime().config.batches.concurrency.max(1) as usize;
+    let ctx = Arc::new(Ctx {
+        state: d.state.clone(),
+        slots: d.state.job_slots().clone(),
+        recorder: Recorder::start(d.batches.answers.clone(), d.batch.id.clone()),
+        caller,
+        batch_id: d.batch.id.clone(),
+        endpoint: d.batch.endpoint.clone(),
+        owner_id: d.batch.owner_id.clone(),
+        owner_name: d.batch.owner_name.clone(),
+    });
     let mut input = LineReader::new(
         tokio::io::BufReader::with_capacity(64 * 1024, open_input(d.batches, &d.batch).await?),
         line_cap(d.state),
     );
-    let mut window: VecDeque<Slot> = VecDeque::new();
-    let mut next_submit = d.batch.next_line;
-    // Skip to the watermark.
-    if d.batch.next_line > 0 {
-        loop {
-            match input.next().await {
-                Ok(Some(l)) if l.index + 1 >= d.batch.next_line => break,
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => return Err(StoreError::new(e).into()),
-            }
-        }
-    }
-    let mut cancelled_queued = false;
-    let mut last_save = tokio::time::Instant::now();
-    let mut ended_here: Vec<&'static str> = Vec::new();
-    let mut to_submit: Vec<(Job, bytes::Bytes)> = Vec::new();
-    let mut ended_rx = crate::jobs::JOB_ENDED.subscribe();
-    let mut ended_ids: HashSet<String> = HashSet::new();
-    let mut full_poll = true;
-    let mut last_full = tokio::time::Instant::now();
+    // Lines running, and lines ended whose answer is being written: at most `conc` running and
+    // `2 * conc` not yet recorded (those run again after a crash).
+    let mut tasks: JoinSet<Result<(Ended, Stored), StoreError>> = JoinSet::new();
+    let mut recording = FuturesUnordered::new();
+    let mut eof = false;
+    let mut save = tokio::time::interval(SAVE_EVERY);
+    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    save.tick().await;
     loop {
-        let now = now_unix();
-        if d.batch.stop.is_none() && now >= d.batch.expires_at {
+        if d.batch.stop.is_none() && now_unix() >= d.batch.expires_at {
             d.batch.stop = Some("batch_expired".into());
         }
         let stopping = d.batch.status == BatchStatus::Cancelling || d.batch.stop.is_some();
-        if stopping && !cancelled_queued {
-            // Queued lines are cancelled; running ones finish.
-            for s in window.iter_mut().filter(|s| s.ended.is_none()) {
-                if let Ok(crate::jobs::Cancel::Cancelled(_)) =
-                    jobs.queue.cancel(&s.job_id, &caller, ttl).await
-                {
-                    s.skipped = true;
-                }
-            }
-            cancelled_queued = true;
-        }
-        // Fill the window. After a restart the first `conc` lines above the watermark may be in
-        // the queue already: their submission replays.
-        while !stopping && (window.len() as u64) < conc && next_submit < d.batch.total {
-            let line = match input.next().await {
-                Ok(Some(l)) => l,
-                Ok(None) => break,
-                Err(e) => return Err(StoreError::new(e).into()),
+        while !stopping && !eof && tasks.len() < conc && tasks.len() + recording.len() < 2 * conc {
+            let Some(line) = input.next().await.map_err(StoreError::new)? else {
+                eof = true;
+                break;
             };
-            let rt = d.state.runtime();
-            let checked = line
-                .text
-                .as_deref()
-                .ok_or_else(|| ("request_too_large", String::new()))
-                .and_then(|t| check(t, &d.batch.endpoint, &rt, &caller));
-            let job_id = line_job_id(&d.batch.id, line.index);
-            let ended = match checked {
-                Ok(c) => {
-                    to_submit.push((line_job(&d.batch, line.index, c.model), c.body));
-                    None
-                }
-                // The key lost a model since validation: the line fails without running (the
-                // output writer reports it from the missing job).
-                Err(_) => Some(false),
-            };
-            window.push_back(Slot {
-                job_id,
-                ended,
-                skipped: false,
-            });
-            next_submit = line.index + 1;
-        }
-        // Submitted together, so the embedded store commits them in one transaction.
-        while !to_submit.is_empty() {
-            let results = futures_util::future::join_all(to_submit.iter().map(|(job, body)| {
-                jobs.queue.submit(NewJob {
-                    job: job.clone(),
-                    body: body.clone(),
-                })
-            }))
-            .await;
-            let mut failed = Vec::new();
-            for (item, r) in to_submit.drain(..).zip(results) {
-                if let Err(e) = r {
-                    tracing::debug!(batch = %d.batch.id, error = %e, "cannot submit a line; retrying");
-                    failed.push(item);
-                }
-            }
-            to_submit = failed;
-            if !to_submit.is_empty() {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        // After a restart while stopping: the lines already in the queue are still followed.
-        if stopping && window.is_empty() && next_submit == d.batch.next_line {
-            let mut i = d.batch.next_line;
-            while i < d.batch.total && i < d.batch.next_line + conc {
-                let job_id = line_job_id(&d.batch.id, i);
-                if jobs.queue.get(&job_id).await?.is_some() {
-                    window.push_back(Slot {
-                        job_id,
-                        ended: None,
-                        skipped: false,
-                    });
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            next_submit = i;
-            cancelled_queued = false;
-            if !window.is_empty() {
+            if seen.contains(line.index) {
                 continue;
             }
+            tasks.spawn(line_task(ctx.clone(), line.index, line.text));
         }
-        // Follow the lines in flight: those this process saw end, and all of them now and then
-        // (lines run by another replica, a lagging listener).
-        loop {
-            match ended_rx.try_recv() {
-                Ok(id) => {
-                    ended_ids.insert(id);
-                }
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => full_poll = true,
-                Err(_) => break,
-            }
-        }
-        if last_full.elapsed() >= FULL_POLL_EVERY {
-            full_poll = true;
-        }
-        let to_poll: Vec<usize> = window
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.ended.is_none() && (full_poll || ended_ids.contains(&s.job_id)))
-            .map(|(i, _)| i)
-            .collect();
-        if full_poll {
-            last_full = tokio::time::Instant::now();
-        }
-        full_poll = false;
-        ended_ids.clear();
-        let got = if to_poll.is_empty() {
-            Ok(Vec::new())
-        } else {
-            jobs.queue
-                .get_many(to_poll.iter().map(|&i| window[i].job_id.clone()).collect())
-                .await
-        };
-        let got = match got {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!(batch = %d.batch.id, error = %e, "cannot read the lines' jobs");
-                full_poll = true;
-                Vec::new()
-            }
-        };
-        for (i, r) in to_poll.into_iter().zip(got) {
-            let s = &mut window[i];
-            match r {
-                Some(job) if job.status.is_terminal() => {
-                    let ok = job.status == JobStatus::Succeeded;
-                    if job.status == JobStatus::Cancelled {
-                        s.skipped = true;
-                    }
-                    if !ok && error_code(&job) == Some("budget_exceeded") && d.batch.stop.is_none()
-                    {
-                        d.batch.stop = Some("budget_exceeded".into());
-                    }
-                    s.ended = Some(ok);
-                    if !s.skipped {
-                        ended_here.push(if ok { "succeeded" } else { "failed" });
-                    }
-                }
-                _ => {}
-            }
-        }
-        for status in ended_here.drain(..) {
-            metrics::counter!(crate::metrics::BATCH_LINES, "status" => status).increment(1);
-        }
-        while let Some(front) = window.front() {
-            let Some(ok) = front.ended else { break };
-            if !front.skipped {
-                if ok {
-                    d.batch.done_completed += 1;
-                } else {
-                    d.batch.done_failed += 1;
-                }
-            }
-            window.pop_front();
-            d.batch.next_line += 1;
-        }
-        let (mut c, mut f) = (d.batch.done_completed, d.batch.done_failed);
-        for s in window.iter().filter(|s| !s.skipped) {
-            match s.ended {
-                Some(true) => c += 1,
-                Some(false) => f += 1,
-                None => {}
-            }
-        }
-        d.batch.completed = c;
-        d.batch.failed = f;
-        let finished = window.is_empty() && (stopping || next_submit >= d.batch.total);
-        if finished {
+        if tasks.is_empty() && recording.is_empty() && (stopping || eof) {
             if d.batch.status == BatchStatus::Cancelling && d.batch.stop.is_none() {
                 d.batch.stop = Some("batch_cancelled".into());
             }
             d.batch.status = BatchStatus::Finalizing;
             d.batch.finalizing_at = Some(now_unix());
-            d.batch.next_line = d.batch.next_line.max(next_submit);
             return d.save_retrying().await;
         }
-        if last_save.elapsed() >= SAVE_EVERY {
-            match d.save().await {
+        tokio::select! {
+            Some(r) = tasks.join_next() => {
+                let (e, stored) = match r {
+                    Ok(r) => r?,
+                    Err(e) => return Err(StoreError::new(format!("a batch line stopped: {e}")).into()),
+                };
+                if e.budget && d.batch.stop.is_none() {
+                    d.batch.stop = Some("budget_exceeded".into());
+                }
+                recording.push(async move {
+                    stored
+                        .await
+                        .map(|()| e)
+                        .map_err(|_| StoreError::new("the batch's answer writer stopped"))
+                });
+            }
+            Some(r) = recording.next() => {
+                let e = r?;
+                if e.ok {
+                    d.batch.completed += 1;
+                } else {
+                    d.batch.failed += 1;
+                }
+                let status = if e.ok { "succeeded" } else { "failed" };
+                metrics::counter!(crate::metrics::BATCH_LINES, "status" => status).increment(1);
+            }
+            _ = save.tick() => match d.save().await {
                 Ok(()) => {}
                 Err(Lost::Lease) => return Err(Lost::Lease),
                 Err(Lost::Store(e)) => {
                     tracing::debug!(batch = %d.batch.id, error = %e, "cannot write batch progress");
                 }
-            }
-            last_save = tokio::time::Instant::now();
-        }
-        if window.iter().all(|s| s.ended.is_some())
-            && !stopping
-            && (window.len() as u64) < conc
-            && next_submit < d.batch.total
-        {
-            continue;
-        }
-        match tokio::time::timeout(FULL_POLL_EVERY, ended_rx.recv()).await {
-            Ok(Ok(id)) => {
-                ended_ids.insert(id);
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => full_poll = true,
-            Ok(Err(_)) | Err(_) => full_poll = true,
+            },
         }
     }
 }

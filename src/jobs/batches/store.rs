@@ -49,7 +49,9 @@ fn nats_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Records {
-    pub fn open_embedded(data_dir: &str) -> Result<Self, String> {
+    /// Open (or create) `batches.redb`, with its tables (the lines' answers too, see
+    /// [`super::answers`]).
+    pub fn open_embedded(data_dir: &str) -> Result<Arc<Database>, String> {
         let dir = Path::new(data_dir);
         std::fs::create_dir_all(dir).map_err(|e| format!("state.data_dir {data_dir}: {e}"))?;
         let path = dir.join("batches.redb");
@@ -60,8 +62,10 @@ impl Records {
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.open_table(BATCHES).map_err(|e| e.to_string())?;
         txn.open_table(FILES).map_err(|e| e.to_string())?;
+        txn.open_table(super::answers::LINES)
+            .map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
-        Ok(Self::Embedded(Arc::new(db)))
+        Ok(Arc::new(db))
     }
 
     async fn blocking<T: Send + 'static>(

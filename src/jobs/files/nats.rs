@@ -1,6 +1,7 @@
-//! The JetStream handles of files and batches: the object store `aigw_files` (file content) and
-//! the KV bucket `aigw_batches` (`b.{id}` batch records, `f.{id}` file metadata), set up on
-//! first use over the job system's connection (retried while NATS is down).
+//! The JetStream handles of files and batches: the object store `aigw_files` (file content), the
+//! KV bucket `aigw_batches` (`b.{id}` batch records, `f.{id}` file metadata) and the stream
+//! `AIGW_BATCH_LINES` (the lines' recorded answers), set up on first use over the job system's
+//! connection (retried while NATS is down).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::jobs::nats::Nats;
 
 const FILES_BUCKET: &str = "aigw_files";
 const RECORDS_BUCKET: &str = "aigw_batches";
+const LINES_STREAM: &str = "AIGW_BATCH_LINES";
 
 pub struct NatsBackend {
     nats: Arc<Nats>,
@@ -20,6 +22,7 @@ pub struct NatsBackend {
     replicas: usize,
     kv: OnceCell<kv::Store>,
     objects: OnceCell<object_store::ObjectStore>,
+    lines: OnceCell<stream::Stream>,
 }
 
 impl NatsBackend {
@@ -29,10 +32,11 @@ impl NatsBackend {
             replicas,
             kv: OnceCell::new(),
             objects: OnceCell::new(),
+            lines: OnceCell::new(),
         }
     }
 
-    fn js(&self) -> Result<async_nats::jetstream::Context, StoreError> {
+    pub fn js(&self) -> Result<async_nats::jetstream::Context, StoreError> {
         self.nats
             .jetstream()
             .ok_or_else(|| StoreError::new("NATS JetStream is not reachable yet"))
@@ -58,6 +62,33 @@ impl NatsBackend {
                 crate::jobs::nats::ensure_bucket(&js, RECORDS_BUCKET, Duration::ZERO, self.replicas)
                     .await
                     .map_err(StoreError::new)
+            })
+            .await
+    }
+
+    /// The stream of batch lines' recorded answers (`AIGW_BATCH_LINES`, see
+    /// [`crate::jobs::batches::answers`]).
+    pub async fn lines_stream(&self) -> Result<&stream::Stream, StoreError> {
+        self.lines
+            .get_or_try_init(|| async {
+                let js = self.js()?;
+                crate::state::nats::ensure_stream(
+                    &js,
+                    stream::Config {
+                        name: LINES_STREAM.to_owned(),
+                        description: Some(
+                            "ai-gateway: recorded answers of batch lines, a group per message"
+                                .to_owned(),
+                        ),
+                        subjects: vec!["aigw.batch_lines.*".to_owned()],
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    },
+                    self.replicas,
+                    |_| false,
+                )
+                .await
+                .map_err(|e| StoreError::new(format!("stream {LINES_STREAM}: {e}")))
             })
             .await
     }
