@@ -479,6 +479,36 @@ pub(crate) async fn every_line_once(gw: &Gateway, id: &str, up: &FakeUpstream) -
 }
 
 #[tokio::test]
+async fn a_batch_cancelled_at_once_still_has_one_line_per_input_line() {
+    // Cancelled right after it was made: usually while its lines are still being checked,
+    // before any ran. The output and error files still hold one line per input line.
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let gw = Gateway::start(one_config(&up)).await;
+    let file = upload(&gw, GW_KEY, &input(3000, &["gpt-test"])).await;
+    let id = create(&gw, GW_KEY, &file).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = gw
+        .post(
+            &format!("/v1/batches/{id}/cancel"),
+            Some(GW_KEY),
+            &json!({}),
+        )
+        .await;
+    assert!(
+        ["cancelling", "cancelled"].contains(&json_of(r).await["status"].as_str().unwrap_or(""))
+    );
+    let done = wait_batch(&gw, &id, Duration::from_secs(60), ended).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["request_counts"]["total"], 3000, "{done}");
+    let (out, err) = results(&gw, &done, 3000).await;
+    assert_eq!(out.len() + err.len(), 3000);
+    assert_eq!(done["request_counts"]["completed"], out.len() as u64);
+    assert!(err.iter().all(|l| l["error"]["code"] == "batch_cancelled"));
+}
+
+#[tokio::test]
 async fn embedded_kill_9_mid_batch_loses_no_line() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
     let data = tempfile::tempdir().unwrap();

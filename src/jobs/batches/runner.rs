@@ -175,6 +175,11 @@ async fn drive(state: &SharedState, batches: &Batches, id: &str) -> Result<(), L
     loop {
         match d.batch.status {
             BatchStatus::Validating => validating(&mut d).await?,
+            // Cancelled before its lines were counted and checked: they are, so that the
+            // output still holds one line per input line (each `batch_cancelled`).
+            BatchStatus::Cancelling if d.batch.in_progress_at.is_none() => {
+                validating(&mut d).await?;
+            }
             BatchStatus::InProgress | BatchStatus::Cancelling => running(&mut d).await?,
             BatchStatus::Finalizing => {
                 super::output::finalize(state, batches, &mut d.batch).await?;
