@@ -89,6 +89,18 @@ pub(crate) async fn upload(gw: &Gateway, key: &str, content: &[u8]) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
+/// `create`, and the new batch's id.
+pub(crate) async fn create_id(gw: &Gateway, key: &str, file: &str) -> String {
+    let b = create(gw, key, file).await;
+    b["id"].as_str().unwrap().to_owned()
+}
+
+/// `POST /v1/batches/{id}/cancel` as `key`.
+async fn cancel(gw: &Gateway, key: &str, id: &str) -> reqwest::Response {
+    gw.post(&format!("/v1/batches/{id}/cancel"), Some(key), &json!({}))
+        .await
+}
+
 pub(crate) async fn create(gw: &Gateway, key: &str, file: &str) -> Value {
     let r = gw
         .post(
@@ -330,13 +342,7 @@ async fn files_and_batches_belong_to_their_key() {
         let r = gw.get(&path, Some(GPT_KEY)).await;
         assert_openai_error(r, 404, "invalid_request_error", None).await;
     }
-    let r = gw
-        .post(
-            &format!("/v1/batches/{id}/cancel"),
-            Some(GPT_KEY),
-            &json!({}),
-        )
-        .await;
+    let r = cancel(&gw, GPT_KEY, id).await;
     assert_eq!(r.status(), 404);
     let r = gw
         .client()
@@ -399,18 +405,9 @@ async fn cancel_mid_run_stops_new_lines_and_writes_the_partial_output() {
     cfg["batches"]["concurrency"] = json!(4);
     let gw = Gateway::start(cfg).await;
     let file = upload(&gw, GW_KEY, &input(200, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&gw, GW_KEY, &file).await;
     assert!(wait_until(Duration::from_secs(30), || up.request_count() >= 12).await);
-    let r = gw
-        .post(
-            &format!("/v1/batches/{id}/cancel"),
-            Some(GW_KEY),
-            &json!({}),
-        )
-        .await;
+    let r = cancel(&gw, GW_KEY, &id).await;
     let v = json_of(r).await;
     assert_eq!(v["status"], "cancelling", "{v}");
     assert!(v["cancelling_at"].as_u64().is_some());
@@ -427,13 +424,7 @@ async fn cancel_mid_run_stops_new_lines_and_writes_the_partial_output() {
             .all(|l| l["error"]["code"] == "batch_cancelled" && l["response"].is_null())
     );
     // A cancelled batch cannot be cancelled into anything else; a completed one answers 409.
-    let r = gw
-        .post(
-            &format!("/v1/batches/{id}/cancel"),
-            Some(GW_KEY),
-            &json!({}),
-        )
-        .await;
+    let r = cancel(&gw, GW_KEY, &id).await;
     assert_eq!(json_of(r).await["status"], "cancelled");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(up.request_count(), ran, "nothing runs after the end");
@@ -444,10 +435,7 @@ pub(crate) async fn kill_9_mid_batch(cfg: Value, up: &FakeUpstream) {
     up.set_default(Fault::Delay(Duration::from_millis(60)));
     let mut gw = Gateway::start(cfg.clone()).await;
     let file = upload(&gw, GW_KEY, &input(300, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&gw, GW_KEY, &file).await;
     assert!(wait_until(Duration::from_secs(30), || up.request_count() >= 60).await);
     gw.send_signal(Signal::SIGKILL);
     gw.wait_exit(Duration::from_secs(5)).await;
@@ -485,17 +473,8 @@ async fn a_batch_cancelled_at_once_still_has_one_line_per_input_line() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
     let gw = Gateway::start(one_config(&up)).await;
     let file = upload(&gw, GW_KEY, &input(3000, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = gw
-        .post(
-            &format!("/v1/batches/{id}/cancel"),
-            Some(GW_KEY),
-            &json!({}),
-        )
-        .await;
+    let id = create_id(&gw, GW_KEY, &file).await;
+    let r = cancel(&gw, GW_KEY, &id).await;
     assert!(
         ["cancelling", "cancelled"].contains(&json_of(r).await["status"].as_str().unwrap_or(""))
     );
@@ -528,10 +507,7 @@ async fn a_key_at_its_rpm_limit_finishes_its_batch_by_waiting() {
     cfg["auth"]["keys"][0]["rpm"] = json!(120);
     let gw = Gateway::start(cfg).await;
     let file = upload(&gw, GW_KEY, &input(140, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&gw, GW_KEY, &file).await;
     let done = wait_batch(&gw, &id, Duration::from_secs(90), ended).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["request_counts"]["completed"], 140, "{done}");

@@ -27,10 +27,7 @@ async fn nats_restart_mid_batch_loses_no_line() {
     cfg["state"] = json!({"nats_url": nats.url()});
     let gw = Gateway::start(cfg).await;
     let file = upload(&gw, GW_KEY, &input(300, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&gw, GW_KEY, &file).await;
     assert!(wait_until(Duration::from_secs(30), || up.request_count() >= 50).await);
     nats.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -49,10 +46,7 @@ async fn nats_another_replica_takes_over_a_batch_whose_runner_died() {
     cfg["state"] = json!({"nats_url": nats.url()});
     let mut a = Gateway::start(cfg.clone()).await;
     let file = upload(&a, GW_KEY, &input(300, &["gpt-test"])).await;
-    let id = create(&a, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&a, GW_KEY, &file).await;
     assert!(wait_until(Duration::from_secs(30), || up.request_count() >= 40).await);
     // The second replica starts while the first one holds the batch's lease.
     let b = Gateway::start(cfg).await;

@@ -20,10 +20,7 @@ async fn a_batch_past_its_window_ends_expired_with_what_finished() {
     let gw = Gateway::start(cfg).await;
     // 200 lines, 2 at a time, 150 ms each: 15 s of work in a 2 s window.
     let file = upload(&gw, GW_KEY, &input(200, &["gpt-test"])).await;
-    let id = create(&gw, GW_KEY, &file).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = create_id(&gw, GW_KEY, &file).await;
     let done = wait_batch(&gw, &id, Duration::from_secs(60), ended).await;
     assert_eq!(done["status"], "expired", "{done}");
     assert!(done["expired_at"].as_u64().is_some(), "{done}");

@@ -68,35 +68,28 @@ pub async fn run_line(state: &SharedState, l: LineRun<'_>, body: Bytes) -> (Answ
     let max_attempts = state.runtime().config.jobs.max_attempts.max(1);
     loop {
         job.attempts += 1;
-        match execute(state, &job, body.clone()).await {
-            Outcome::Succeeded(raw) => {
-                let line = ok_line(l.batch_id, l.index, l.custom_id, &job.request_id, &raw);
-                return (
-                    Answer {
-                        index: l.index,
-                        ok: true,
-                        line,
-                    },
-                    None,
-                );
-            }
+        let (line, error) = match execute(state, &job, body.clone()).await {
+            Outcome::Succeeded(raw) => (
+                ok_line(l.batch_id, l.index, l.custom_id, &job.request_id, &raw),
+                None,
+            ),
             Outcome::Failed { retryable, .. } if retryable && job.attempts < max_attempts => {
                 let delay = retry_delay(state, job.attempts);
                 tracing::info!(job = %job.id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "batch line attempt failed; retrying");
                 tokio::time::sleep(delay).await;
+                continue;
             }
-            Outcome::Failed { error, .. } => {
-                let line = failed_line(l.batch_id, l.index, l.custom_id, &job.request_id, &error);
-                return (
-                    Answer {
-                        index: l.index,
-                        ok: false,
-                        line,
-                    },
-                    Some(error),
-                );
-            }
-        }
+            Outcome::Failed { error, .. } => (
+                failed_line(l.batch_id, l.index, l.custom_id, &job.request_id, &error),
+                Some(error),
+            ),
+        };
+        let answer = Answer {
+            index: l.index,
+            ok: error.is_none(),
+            line,
+        };
+        return (answer, error);
     }
 }
 
