@@ -467,6 +467,36 @@ pub(crate) async fn every_line_once(gw: &Gateway, id: &str, up: &FakeUpstream) -
 }
 
 #[tokio::test]
+async fn each_line_is_in_the_access_log_the_request_log_and_spend_under_its_request_id() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = crate::request_log::log_config(&up);
+    cfg["jobs"] = json!({"workers": 8, "max_attempts": 3});
+    cfg["batches"] = json!({"concurrency": 8});
+    let gw = Gateway::start(cfg).await;
+    let file = upload(&gw, GW_KEY, &input(3, &["gpt-test"])).await;
+    let id = create_id(&gw, GW_KEY, &file).await;
+    let done = wait_batch(&gw, &id, Duration::from_secs(30), ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (out, _) = results(&gw, &done, 3).await;
+    let ids: Vec<String> = out
+        .iter()
+        .map(|l| l["response"]["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let entries = crate::request_log::wait_entries(&gw, "model=gpt-test", 3).await;
+    for rid in &ids {
+        let e = entries["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == rid.as_str())
+            .unwrap_or_else(|| panic!("no request log entry {rid}: {entries}"));
+        assert_eq!(e["status"], 200, "{e}");
+        assert!(e["cost_usd"].as_f64().unwrap() > 0.0, "{e}");
+        gw.wait_log(rid).await;
+    }
+}
+
+#[tokio::test]
 async fn a_batch_cancelled_at_once_still_has_one_line_per_input_line() {
     // Cancelled right after it was made: usually while its lines are still being checked,
     // before any ran. The output and error files still hold one line per input line.

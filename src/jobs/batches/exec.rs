@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{Answer, Answers};
-use super::output::{failed_line, ok_line};
+use super::output::{failed_line, ok_line, status_of};
 use crate::clock::unix_secs;
 use crate::jobs::host::SharedHost as SharedState;
 use crate::jobs::worker::{Outcome, execute, retry_delay};
@@ -66,6 +66,7 @@ pub async fn run_line(state: &SharedState, l: LineRun<'_>, body: Bytes) -> (Answ
         slot: None,
     };
     let max_attempts = state.runtime().config.jobs.max_attempts.max(1);
+    let started = std::time::Instant::now();
     loop {
         job.attempts += 1;
         let (line, error) = match execute(state, &job, body.clone()).await {
@@ -84,6 +85,20 @@ pub async fn run_line(state: &SharedState, l: LineRun<'_>, body: Bytes) -> (Answ
                 Some(error),
             ),
         };
+        // The access log's line for it, as for a request that came over HTTP (the key's name,
+        // never the key; no provider or token columns: the request log has them).
+        tracing::info!(
+            target: "access",
+            request_id = %job.request_id,
+            method = "POST",
+            path = %job.endpoint,
+            status = error.as_ref().map_or(200, status_of),
+            model = %job.model,
+            key = %job.caller,
+            batch = %l.batch_id,
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
         let answer = Answer {
             index: l.index,
             ok: error.is_none(),

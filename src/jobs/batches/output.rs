@@ -33,7 +33,7 @@ struct OutLine<'a> {
 }
 
 /// The HTTP status a failed line's error stands for (a job keeps the error, not the status).
-fn status_of(error: &Value) -> u16 {
+pub(super) fn status_of(error: &Value) -> u16 {
     let ty = error.get("type").and_then(Value::as_str).unwrap_or("");
     let code = error.get("code").and_then(Value::as_str).unwrap_or("");
     match (ty, code) {
