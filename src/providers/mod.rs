@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod failure;
+pub mod h1;
 pub mod h2c;
 pub mod http;
 pub mod mock;

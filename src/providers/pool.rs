@@ -1,5 +1,5 @@
-//! The connections of one plain-`http://` provider: HTTP/1.1 connections made with hyper's own
-//! client connection (`hyper::client::conn::http1`), kept open and reused here.
+//! The connections of one plain-`http://` provider: HTTP/1.1 connections spoken by the
+//! request's own task ([`super::h1`]), kept open and reused here.
 //!
 //! Plain HTTP is how self-hosted OpenAI-compatible servers (vLLM, Ollama, llama.cpp, a sidecar)
 //! are reached, and how the bench reaches its mock. hyper-util's pooled `Client`, used for
@@ -10,8 +10,7 @@
 //! Here a provider has one base URL, so one host: its idle connections are a stack behind a
 //! mutex that is held for a push or a pop, the newest connection is used first (its socket and
 //! buffers are the likeliest to be warm), and a connection goes back when its answer's body has
-//! been read to the end. HTTP itself (framing, chunked bodies, keep-alive, closing) stays
-//! hyper's.
+//! been read to the end, and is checked for the upstream's close when taken.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -21,14 +20,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderMap, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
-use http_body_util::Full;
+use http::header::{HeaderMap, HeaderValue};
+use http::{Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 
+use super::h1;
 use super::http::SendError;
 use crate::error::error_chain;
 
@@ -48,7 +44,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    sender: SendRequest<Full<Bytes>>,
+    conn: h1::Conn,
     since: Instant,
 }
 
@@ -81,7 +77,7 @@ impl Pool {
     }
 
     /// The newest idle connection that is still open and not past the idle timeout.
-    fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn take(&self) -> Option<h1::Conn> {
         let mut idle = self.idle();
         while let Some(i) = idle.pop_back() {
             if i.since.elapsed() >= self.idle_timeout {
@@ -89,18 +85,15 @@ impl Pool {
                 idle.clear();
                 return None;
             }
-            if !i.sender.is_closed() {
-                return Some(i.sender);
+            if i.conn.is_reusable() {
+                return Some(i.conn);
             }
         }
         None
     }
 
     /// Give back a connection whose last answer was read to the end.
-    fn put(self: &Arc<Self>, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub(super) fn put(self: &Arc<Self>, conn: h1::Conn) {
         let now = Instant::now();
         {
             let mut idle = self.idle();
@@ -108,17 +101,18 @@ impl Pool {
             if idle.len() >= self.max_idle {
                 idle.pop_front();
             }
-            idle.push_back(Idle { sender, since: now });
+            idle.push_back(Idle { conn, since: now });
         }
         if !self.sweeping.swap(true, Ordering::AcqRel) {
             self.sweep_later();
         }
     }
 
-    /// Drop the oldest connections while they are closed or past the idle timeout.
+    /// Drop the oldest connections while they are past the idle timeout (a connection the
+    /// upstream closed is found out when taken).
     fn evict(&self, idle: &mut VecDeque<Idle>, now: Instant) {
         while let Some(oldest) = idle.front() {
-            if oldest.sender.is_closed() || now.duration_since(oldest.since) >= self.idle_timeout {
+            if now.duration_since(oldest.since) >= self.idle_timeout {
                 idle.pop_front();
             } else {
                 break;
@@ -162,66 +156,48 @@ impl Pool {
         self.idle().len()
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let tcp = tcp(&self.host, self.port, self.connect_timeout).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| SendError {
-                connect: true,
-                message: error_chain(&e),
-            })?;
-        crate::tasks::service(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %error_chain(&e), "upstream connection closed");
-            }
-        });
-        Ok(sender)
-    }
-
     /// POST `body` to `uri`'s path on this pool's host (every URL of a provider is under its
     /// base URL) with `headers`; the answer's head, its body still to read. A request that an
-    /// idle connection could not take (it closed meanwhile) goes on the next one, or on a new
-    /// connection: it was not sent. The addresses a host name resolves to are tried in turn
-    /// (tokio's `TcpStream::connect`), all within the connect timeout.
+    /// idle connection could not take (its write failed: the upstream closed it meanwhile) goes
+    /// on the next one, or on a new connection. The addresses a host name resolves to are tried
+    /// in turn (tokio's `TcpStream::connect`), all within the connect timeout.
     pub async fn post(
         self: &Arc<Self>,
         uri: &Uri,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response<PooledBody>, SendError> {
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = origin_form(uri);
-        *req.headers_mut() = headers;
-        req.headers_mut()
-            .entry(HOST)
-            .or_insert_with(|| self.host_header.clone());
+        let path = origin_form(uri);
         loop {
-            let (mut sender, reused) = match self.take() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+            let (mut conn, reused) = match self.take() {
+                Some(conn) => (conn, true),
+                None => (
+                    h1::Conn::new(tcp(&self.host, self.port, self.connect_timeout).await?),
+                    false,
+                ),
             };
-            if reused && sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let pool = Arc::clone(self);
-                    return Ok(resp.map(|inner| PooledBody {
-                        inner,
-                        back: Back::Http1(Some((sender, pool))),
-                    }));
+            if let Err(e) = conn.send(path, &headers, &self.host_header, &body).await {
+                if reused {
+                    continue;
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
-                    unsent => {
-                        return Err(SendError {
-                            connect: unsent.is_some(),
-                            message: error_chain(e.error()),
-                        });
-                    }
-                },
+                // Not sent whole: as safe to try elsewhere as a failed connect.
+                return Err(SendError {
+                    connect: true,
+                    message: error_chain(&e),
+                });
             }
+            return match conn.read_head().await {
+                Ok(head) => {
+                    let resp = head.into_response(conn, Arc::clone(self));
+                    Ok(resp.map(|inner| PooledBody {
+                        inner: Inner::Http1(inner),
+                    }))
+                }
+                Err(e) => Err(SendError {
+                    connect: false,
+                    message: error_chain(&e),
+                }),
+            };
         }
     }
 }
@@ -273,270 +249,76 @@ pub(super) async fn tcp(
 }
 
 /// `uri`'s path and query, the request target of HTTP/1.1 to an origin server.
-fn origin_form(uri: &Uri) -> Uri {
-    let pq = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::from(pq)
+fn origin_form(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 /// An answer's body from one of our own connections. Over HTTP/1.1 it gives its connection
-/// back to the pool once read to the end (dropped before the end, the connection goes with it:
-/// hyper closes it); over HTTP/2 ([`super::h2c`]) its stream counts on its connection until
-/// dropped.
+/// back to the pool once read to the end (dropped before the end, the connection goes with it);
+/// over HTTP/2 ([`super::h2c`]) its stream counts on its connection until dropped.
 pub struct PooledBody {
-    inner: Incoming,
-    back: Back,
+    inner: Inner,
 }
 
-enum Back {
-    Http1(Option<(SendRequest<Full<Bytes>>, Arc<Pool>)>),
-    Http2(#[expect(dead_code, reason = "held for its Drop")] super::h2c::Stream),
+enum Inner {
+    Http1(h1::Body),
+    Http2(
+        Incoming,
+        #[expect(dead_code, reason = "held for its Drop")] super::h2c::Stream,
+    ),
 }
 
 impl PooledBody {
     /// An HTTP/2 answer's body, holding its stream's place on the connection.
     pub(super) fn over_h2(inner: Incoming, stream: super::h2c::Stream) -> Self {
         PooledBody {
-            inner,
-            back: Back::Http2(stream),
+            inner: Inner::Http2(inner, stream),
         }
     }
+}
 
-    fn give_back(&mut self) {
-        if let Back::Http1(back) = &mut self.back
-            && let Some((sender, pool)) = back.take()
-        {
-            pool.put(sender);
-        }
-    }
+/// A body's error: the socket's or the answer's framing over HTTP/1.1, hyper's over HTTP/2.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Http1(#[from] std::io::Error),
+    #[error(transparent)]
+    Http2(#[from] hyper::Error),
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Err(_))) => {
-                if let Back::Http1(back) = &mut self.back {
-                    *back = None;
-                }
-            }
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.inner {
+            Inner::Http1(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BodyError::from))),
+            Inner::Http2(b, _) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BodyError::from))),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Http1(b) => b.is_end_stream(),
+            Inner::Http2(b, _) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // Read to the end without the final poll (a reader may stop at `is_end_stream`).
-        if self.inner.is_end_stream() {
-            self.give_back();
+        match &self.inner {
+            Inner::Http1(b) => b.size_hint(),
+            Inner::Http2(b, _) => b.size_hint(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    /// A server that answers each request on a connection with `answer`, and counts connections.
-    async fn server(answer: &'static [u8]) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
-        server_closing(answer, false).await
-    }
-
-    /// `server`, closing each connection after its first answer when `close` (without saying
-    /// so in the answer, as a server whose keep-alive timeout ran out does).
-    async fn server_closing(
-        answer: &'static [u8],
-        close: bool,
-    ) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = conns.clone();
-        crate::tasks::service(async move {
-            loop {
-                let (mut sock, _) = listener.accept().await.unwrap();
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                crate::tasks::service(async move {
-                    let mut buf = vec![0u8; 65536];
-                    let mut seen = Vec::new();
-                    loop {
-                        let n = match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        seen.extend_from_slice(&buf[..n]);
-                        // One request per head plus its 2-byte body ("{}").
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            if seen.len() < end + 4 + 2 {
-                                break;
-                            }
-                            seen.drain(..end + 4 + 2);
-                            if sock.write_all(answer).await.is_err() || close {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (format!("http://{addr}/v1/x").parse().unwrap(), conns)
-    }
-
-    fn pool(uri: &Uri) -> Arc<Pool> {
-        Pool::for_url(uri, Duration::from_secs(2), Duration::from_secs(90), 4).unwrap()
-    }
-
-    async fn call(pool: &Arc<Pool>, uri: &Uri) -> Bytes {
-        let resp = pool
-            .post(uri, HeaderMap::new(), Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        resp.into_body().collect().await.unwrap().to_bytes()
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_reused_once_its_answer_was_read() {
-        let (uri, conns) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
-        let pool = pool(&uri);
-        for _ in 0..5 {
-            assert_eq!(call(&pool, &uri).await, "hello");
-        }
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(pool.idle_count(), 1);
-    }
-
-    #[tokio::test]
-    async fn chunked_answers_are_read_whole_and_the_connection_reused() {
-        let (uri, conns) = server(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
-        )
-        .await;
-        let pool = pool(&uri);
-        for _ in 0..3 {
-            assert_eq!(call(&pool, &uri).await, "hello");
-        }
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn an_answer_dropped_unread_takes_its_connection_with_it() {
-        let (uri, conns) =
-            server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n").await;
-        let pool = pool(&uri);
-        for _ in 0..2 {
-            let resp = pool
-                .post(&uri, HeaderMap::new(), Bytes::from_static(b"{}"))
-                .await
-                .unwrap();
-            drop(resp);
-        }
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
-        assert_eq!(pool.idle_count(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_closing_answer_is_not_pooled() {
-        let (uri, conns) =
-            server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
-        let pool = pool(&uri);
-        for _ in 0..3 {
-            assert_eq!(call(&pool, &uri).await, "ok");
-        }
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn idle_connections_are_closed_after_the_idle_timeout() {
-        let (uri, conns) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-        let idle = Duration::from_millis(50);
-        let pool = Pool::for_url(&uri, Duration::from_secs(2), idle, 4).unwrap();
-        assert_eq!(call(&pool, &uri).await, "ok");
-        assert_eq!(pool.idle_count(), 1);
-        // No request comes: the sweeper closes it (waited for, up to 10 s).
-        for _ in 0..200 {
-            if pool.idle_count() == 0 && !pool.sweeping.load(Ordering::Acquire) {
-                break;
-            }
-            tokio::time::sleep(idle).await;
-        }
-        assert_eq!(pool.idle_count(), 0);
-        assert!(!pool.sweeping.load(Ordering::Acquire));
-        // A new connection afterwards, and a sweeper again.
-        assert_eq!(call(&pool, &uri).await, "ok");
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
-        assert!(pool.sweeping.load(Ordering::Acquire));
-    }
-
-    #[tokio::test]
-    async fn a_connection_the_server_closed_while_idle_is_not_used() {
-        let (uri, conns) =
-            server_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
-        let pool = pool(&uri);
-        for _ in 0..3 {
-            assert_eq!(call(&pool, &uri).await, "ok");
-            // Time for the connection's task to see the close.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn a_refused_connection_is_a_connect_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let uri: Uri = format!("http://{}/v1/x", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        drop(listener);
-        let err = pool(&uri)
-            .post(&uri, HeaderMap::new(), Bytes::new())
-            .await
-            .err()
-            .unwrap();
-        assert!(err.connect, "{}", err.message);
-    }
-
-    #[test]
-    fn only_plain_urls_without_credentials_are_pooled_here() {
-        let t = Duration::from_secs(1);
-        let p = |s: &str| Pool::for_url(&s.parse().unwrap(), t, t, 1);
-        assert!(p("http://localhost:8000/v1").is_some());
-        assert!(p("http://[::1]:8000/v1").is_some_and(|p| p.host == "::1" && p.port == 8000));
-        assert!(p("http://example.com/v1").is_some_and(|p| p.port == 80));
-        assert!(p("https://api.openai.com/v1").is_none());
-        assert!(p("http://user:pw@example.com/v1").is_none());
-    }
-
-    #[test]
-    fn the_request_target_is_the_path_and_query() {
-        let u: Uri = "http://h:1/openai/deployments/d/chat/completions?api-version=1"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            origin_form(&u).to_string(),
-            "/openai/deployments/d/chat/completions?api-version=1"
-        );
-        assert_eq!(origin_form(&"http://h:1".parse().unwrap()).to_string(), "/");
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;
