@@ -27,7 +27,7 @@
 #   TARGETS="direct gateway nginx-proxy gateway-full gateway-route-least-busy gateway-route-latency
 #            gateway-auth gateway-auth-shared mock-on-gw-cpu gateway-cache gateway-cache-l2 gateway-cache-100k"
 #                                          (also: gateway-log, gateway-auth-shared-cluster, gateway-no-request-log,
-#                                           gateway-route-hedge,
+#                                           gateway-route-hedge, gateway-full-hedge,
 #                                           gateway-auth-no-request-log; add target_<name>)
 #   SCENARIOS="chat stream stream-via-anthropic messages-stream chat-gemini stream-gemini chat-bedrock
 #              stream-bedrock"             (also: embeddings, responses, responses-stored; add scenario_<name>)
@@ -480,6 +480,12 @@ target_gateway_auth_no_request_log() { local T_SCENARIOS="chat" T_CONCS="$AUTH_C
 target_gateway_full() {
   local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"
   run_gateway gateway-full "{$(routing_overlay least-busy), $(auth_overlay)}"
+}
+# gateway-full with hedging configured but never triggered and the request log on (the default):
+# the configuration of issue 28's ">= 0.85x nginx" target.
+target_gateway_full_hedge() {
+  local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"
+  run_gateway gateway-full-hedge "{$(routing_overlay least-busy '"hedge":{"after":"10s"}'), $(auth_overlay)}"
 }
 target_gateway_route_least_busy() { local T_SCENARIOS="chat" T_CONCS="$ROUTE_CONCS"; run_gateway gateway-route-least-busy "{$(routing_overlay least-busy)}"; }
 # Hedging configured but never triggered (`after: 10s`; the mock answers in well under a
