@@ -49,13 +49,22 @@ body = json.dumps({"input_file_id": fid, "endpoint": "/v1/chat/completions", "co
 t0 = time.monotonic()
 c.request("POST", "/v1/batches", body, {"content-type": "application/json"})
 b = json.loads(c.getresponse().read())
+# When each status was first seen (to within a poll): where the batch's time went.
+phases = [(b["status"], 0.0)]
 while b["status"] not in ("completed", "failed", "cancelled", "expired"):
     time.sleep(0.005)
     c.request("GET", "/v1/batches/" + b["id"])
     b = json.loads(c.getresponse().read())
-print(json.dumps({"secs": time.monotonic() - t0, "batch": b}))
+    if b["status"] != phases[-1][0]:
+        phases.append((b["status"], time.monotonic() - t0))
+print(json.dumps({"secs": time.monotonic() - t0, "batch": b, "phases": phases}))
 PY
-  python3 -c 'import json,sys;r=json.load(open(sys.argv[1]));print("  status", r["batch"]["status"], r["batch"]["request_counts"])' "$work/run.json" >&2
+  python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["phases"] + [("end", r["secs"])]
+spans = ", ".join(f"{s} {(p[i + 1][1] - t) * 1000:.0f} ms" for i, (s, t) in enumerate(p[:-1]))
+print("  status", r["batch"]["status"], r["batch"]["request_counts"], "|", spans)' "$work/run.json" >&2
   out=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["batch"]["output_file_id"])' "$work/run.json")
   curl -sf "127.0.0.1:$gw_port/v1/files/$out/content" -o "$work/out.jsonl"
   python3 -c "import json,sys;print('%.3f' % json.load(open(sys.argv[1]))['secs'])" "$work/run.json"

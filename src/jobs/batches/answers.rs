@@ -1,8 +1,10 @@
 //! The recorded answers of a batch's lines: a line's answer, once recorded, is its progress (a
 //! recorded line never runs again). Answers are written in groups ([`Answers::append`]):
 //!
-//! - embedded: the table `lines` of `batches.redb`, `(batch id, line index) → flag · line`, one
-//!   write transaction (fsync) per group;
+//! - embedded: the table `line_groups` of `batches.redb`, `(batch id, row number) → entries`
+//!   (encoded as the group messages below, cut at about 32 KiB), one write transaction (fsync)
+//!   per group: a row per ~20 answers of 1 KiB, not per answer, so a group costs few B-tree
+//!   inserts and the output is read back a row at a time;
 //! - NATS: one message per group on the stream `AIGW_BATCH_LINES`, subject
 //!   `aigw.batch_lines.{batch id}`; an answer too large for a message goes to the object store
 //!   `aigw_files` as `bl.{batch id}.{index}` and the message names it.
@@ -19,14 +21,15 @@ use tokio::io::AsyncReadExt;
 use crate::jobs::StoreError;
 use crate::jobs::files::nats::NatsBackend;
 
-pub const LINES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("lines");
-
-/// Entries read from the embedded table at a time.
-const CHUNK: usize = 1024;
+pub const LINES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("line_groups");
 /// An answer larger than this goes to the object store (NATS).
 const INLINE_MAX: usize = 256 * 1024;
 /// A group message is cut at about this size (NATS' default max payload is 1 MiB).
 const MESSAGE_MAX: usize = 512 * 1024;
+/// An embedded row is cut at about this size: rows, and the pages redb keeps them in, stay
+/// small allocations (measured: rows of 512 KiB left the allocator holding +80 MiB of freed
+/// large blocks through a 100 MiB batch).
+const ROW_MAX: usize = 32 * 1024;
 
 const OK: u8 = 1;
 const IN_OBJECT_STORE: u8 = 2;
@@ -71,7 +74,7 @@ fn object_name(batch: &str, index: u64) -> String {
 }
 
 /// Append one entry to a group message.
-fn encode(buf: &mut BytesMut, index: u64, flags: u8, body: &[u8]) {
+fn encode(buf: &mut impl BufMut, index: u64, flags: u8, body: &[u8]) {
     buf.put_u64(index);
     buf.put_u8(flags);
     buf.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
@@ -109,16 +112,34 @@ impl Answers {
             Self::Embedded(db) => {
                 let (db, batch, group) = (db.clone(), batch.to_owned(), group.to_vec());
                 tokio::task::spawn_blocking(move || {
+                    let mut rows = Vec::new();
+                    let mut row = Vec::with_capacity(ROW_MAX + 2048);
+                    for a in &group {
+                        encode(&mut row, a.index, if a.ok { OK } else { 0 }, &a.line);
+                        if row.len() >= ROW_MAX {
+                            rows.push(std::mem::replace(
+                                &mut row,
+                                Vec::with_capacity(ROW_MAX + 2048),
+                            ));
+                        }
+                    }
+                    if !row.is_empty() {
+                        rows.push(row);
+                    }
                     let txn = db.begin_write().map_err(db_err)?;
                     {
                         let mut t = txn.open_table(LINES).map_err(db_err)?;
-                        let mut value = Vec::new();
-                        for a in &group {
-                            value.clear();
-                            value.push(if a.ok { OK } else { 0 });
-                            value.extend_from_slice(&a.line);
-                            t.insert((batch.as_str(), a.index), value.as_slice())
-                                .map_err(db_err)?;
+                        // Rows are numbered on from the batch's last one.
+                        let mut next = t
+                            .range((batch.as_str(), 0)..=(batch.as_str(), u64::MAX))
+                            .map_err(db_err)?
+                            .next_back()
+                            .transpose()
+                            .map_err(db_err)?
+                            .map_or(0, |(k, _)| k.value().1.saturating_add(1));
+                        for row in &rows {
+                            t.insert((batch.as_str(), next), &row[..]).map_err(db_err)?;
+                            next = next.saturating_add(1);
                         }
                     }
                     txn.commit().map_err(db_err)
@@ -249,11 +270,11 @@ impl Answers {
     }
 }
 
-/// Reads a batch's recorded answers: embedded in index order, NATS in the order recorded.
+/// Reads a batch's recorded answers in the order they were recorded, a group at a time.
 pub struct Cursor {
     answers: Answers,
     batch: String,
-    /// Embedded: the next index; NATS: the next stream sequence.
+    /// Embedded: the next row; NATS: the next stream sequence.
     next: u64,
     done: bool,
 }
@@ -270,35 +291,28 @@ impl Cursor {
                 let got = tokio::task::spawn_blocking(move || {
                     let txn = db.begin_read().map_err(db_err)?;
                     let t = txn.open_table(LINES).map_err(db_err)?;
-                    let mut out = Vec::with_capacity(CHUNK);
-                    for item in t
+                    let row = t
                         .range((b.as_str(), from)..=(b.as_str(), u64::MAX))
                         .map_err(db_err)?
-                        .take(CHUNK)
-                    {
-                        let (k, v) = item.map_err(db_err)?;
-                        let v = v.value();
-                        out.push(Entry {
-                            index: k.value().1,
-                            ok: v.first().is_some_and(|f| f & OK != 0),
-                            body: Body::Inline(Bytes::copy_from_slice(v.get(1..).unwrap_or(&[]))),
-                        });
-                    }
-                    Ok::<_, StoreError>(out)
+                        .next()
+                        .transpose()
+                        .map_err(db_err)?
+                        .map(|(k, v)| (k.value().1, Bytes::copy_from_slice(v.value())));
+                    Ok::<_, StoreError>(row)
                 })
                 .await
                 .map_err(db_err)??;
-                match got.last() {
+                match got {
                     None => {
                         self.done = true;
                         Ok(None)
                     }
-                    Some(last) => {
-                        if last.index == u64::MAX {
+                    Some((row, payload)) => {
+                        if row == u64::MAX {
                             self.done = true;
                         }
-                        self.next = last.index.saturating_add(1);
-                        Ok(Some(got))
+                        self.next = row.saturating_add(1);
+                        Ok(Some(decode(&self.batch, payload)))
                     }
                 }
             }
@@ -367,7 +381,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn embedded_answers_read_back_in_index_order_and_are_forgotten() {
+    async fn embedded_answers_read_back_in_the_order_recorded_and_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::jobs::batches::store::Records::open_embedded(dir.path().to_str().unwrap())
             .unwrap();
@@ -382,6 +396,16 @@ mod tests {
             .await
             .unwrap();
         answers.append("batch_b", &[a(1, true)]).await.unwrap();
+        // A group larger than a row is cut into rows, read back in order.
+        let big: Vec<Answer> = (10..40)
+            .map(|i| Answer {
+                index: i,
+                ok: true,
+                line: Bytes::from(vec![b'x'; 64 * 1024]),
+            })
+            .collect();
+        answers.append("batch_a", &big).await.unwrap();
+        answers.append("batch_a", &[a(5, true)]).await.unwrap();
         let mut read = Vec::new();
         let mut c = answers.cursor("batch_a");
         while let Some(group) = c.next().await.unwrap() {
@@ -391,13 +415,14 @@ mod tests {
                 read.push((index, ok, answers.line(e).await.unwrap()));
             }
         }
-        assert_eq!(
-            read,
-            vec![
-                (3, false, Bytes::from("line 3\n")),
-                (600, true, Bytes::from("line 600\n")),
-            ]
-        );
+        let shape: Vec<(u64, bool, usize)> =
+            read.iter().map(|(i, ok, l)| (*i, *ok, l.len())).collect();
+        let mut want = vec![(600, true, 9), (3, false, 7)];
+        want.extend((10..40).map(|i| (i, true, 64 * 1024)));
+        want.push((5, true, 7));
+        assert_eq!(shape, want);
+        assert_eq!(read[0].2, Bytes::from("line 600\n"));
+        assert_eq!(read[1].2, Bytes::from("line 3\n"));
         answers.forget("batch_a").await.unwrap();
         assert!(answers.cursor("batch_a").next().await.unwrap().is_none());
         assert!(answers.cursor("batch_b").next().await.unwrap().is_some());

@@ -8,8 +8,9 @@
 //! The [`Recorder`] of a batch takes answers from its lines as they end and writes all those
 //! waiting in one group ([`Answers::append`]: one redb transaction, or one JetStream message),
 //! telling each line once its group is stored. Lines go on running while a group is written (the
-//! runner bounds the lines run but not yet recorded to twice `batches.concurrency`), so the
-//! fsync or the JetStream round trip is paid once per group, not once per line.
+//! runner bounds the lines run but not yet recorded to `batches.concurrency` plus the larger of
+//! it and 512), so the fsync or the JetStream round trip is paid once per group, not once per
+//! line.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -70,10 +71,7 @@ pub async fn run_line(state: &SharedState, l: LineRun<'_>, body: Bytes) -> (Answ
     loop {
         job.attempts += 1;
         let (line, error) = match execute(state, &job, body.clone()).await {
-            Outcome::Succeeded(raw) => (
-                ok_line(l.batch_id, l.index, l.custom_id, &job.request_id, &raw),
-                None,
-            ),
+            Outcome::Succeeded(raw) => (ok_line(&job.id, l.custom_id, &job.request_id, &raw), None),
             Outcome::Failed { retryable, .. } if retryable && job.attempts < max_attempts => {
                 let delay = retry_delay(state, job.attempts);
                 tracing::info!(job = %job.id, attempts = job.attempts, delay_ms = delay.as_millis() as u64, "batch line attempt failed; retrying");
@@ -81,7 +79,7 @@ pub async fn run_line(state: &SharedState, l: LineRun<'_>, body: Bytes) -> (Answ
                 continue;
             }
             Outcome::Failed { error, .. } => (
-                failed_line(l.batch_id, l.index, l.custom_id, &job.request_id, &error),
+                failed_line(&job.id, l.custom_id, &job.request_id, &error),
                 Some(error),
             ),
         };

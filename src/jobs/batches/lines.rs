@@ -2,13 +2,14 @@
 //! than `server.max_body_size` plus a little is skipped, not buffered); blank lines are ignored
 //! everywhere, so a line's index is the same when validating, running and writing the output.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::auth::Caller;
@@ -97,46 +98,57 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 struct Request<'a> {
     #[serde(borrow)]
     custom_id: Option<&'a RawValue>,
-    method: Option<String>,
-    url: Option<String>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    url: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     body: Option<&'a RawValue>,
-}
-
-/// A line that passed validation: what its job runs.
-pub struct Checked {
-    pub custom_id: String,
-    pub model: String,
-    pub body: Bytes,
 }
 
 /// A line's problem: `(code, message)`.
 pub type Problem = (&'static str, String);
 
-/// Check one line against the batch's endpoint and what the key may do.
-pub fn check(
-    text: &[u8],
-    endpoint: &str,
-    rt: &Runtime,
-    caller: &Caller,
-) -> Result<Checked, Problem> {
-    let req: Request<'_> = serde_json::from_slice(text).map_err(|e| {
+/// A JSON string's value, borrowed when it has no escapes; `None` when `raw` is not a string.
+fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let t = raw.get();
+    match t.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        // `raw` is valid JSON: a string without a backslash is its own text.
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        Some(_) => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
+        None => None,
+    }
+}
+
+fn parse_line(text: &[u8]) -> Result<Request<'_>, Problem> {
+    serde_json::from_slice(text).map_err(|e| {
         (
             "invalid_json_line",
             format!("this line is not a JSON object of custom_id, method, url and body: {e}"),
         )
-    })?;
-    let custom_id = match req
-        .custom_id
-        .map(|r| serde_json::from_str::<Value>(r.get()))
-    {
-        Some(Ok(Value::String(s))) if !s.is_empty() => s,
-        _ => {
-            return Err((
-                "missing_required_parameter",
-                "custom_id must be a non-empty string".into(),
-            ));
-        }
-    };
+    })
+}
+
+fn custom_id_in<'a>(req: &Request<'a>) -> Result<Cow<'a, str>, Problem> {
+    match req.custom_id.and_then(string_of) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err((
+            "missing_required_parameter",
+            "custom_id must be a non-empty string".into(),
+        )),
+    }
+}
+
+/// Check one line against the batch's endpoint and what the key may do; its `custom_id` when it
+/// passes. Nothing is copied: the line's fields and its body are read where they are.
+pub fn check<'a>(
+    text: &'a [u8],
+    endpoint: &str,
+    rt: &Runtime,
+    caller: &Caller,
+) -> Result<Cow<'a, str>, Problem> {
+    let req = parse_line(text)?;
+    let custom_id = custom_id_in(&req)?;
     if req.method.as_deref() != Some("POST") {
         return Err((
             "invalid_method",
@@ -165,26 +177,14 @@ pub fn check(
             format!("the body is larger than the {limit} bytes this gateway accepts"),
         ));
     }
-    // Only a body that may ask for streaming is parsed whole (to turn it off); the endpoint's
-    // parser below checks every body.
-    let bytes = if memchr::memmem::find(body.get().as_bytes(), b"\"stream").is_some() {
-        let mut obj: serde_json::Map<String, Value> = serde_json::from_str(body.get())
-            .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
-        if obj.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-            obj.insert("stream".into(), Value::Bool(false));
-            obj.remove("stream_options");
-            Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
-        } else {
-            Bytes::copy_from_slice(body.get().as_bytes())
-        }
-    } else {
-        Bytes::copy_from_slice(body.get().as_bytes())
-    };
+    // The endpoint's own parser checks the body as the synchronous endpoint would (`stream` is
+    // turned off when the line runs, see [`prepare`]).
+    let bytes = body.get().as_bytes();
     let parsed = match endpoint {
-        "/v1/chat/completions" => wire::parse_openai_chat(&bytes).map(|h| h.model),
-        "/v1/messages" => wire::parse_anthropic_messages(&bytes).map(|h| h.model),
-        "/v1/embeddings" => wire::parse_embeddings(&bytes).map(|h| h.model),
-        _ => crate::wire::parse_responses_head(&bytes).map(|(m, _)| m),
+        "/v1/chat/completions" => wire::parse_openai_chat(bytes).map(|h| h.model),
+        "/v1/messages" => wire::parse_anthropic_messages(bytes).map(|h| h.model),
+        "/v1/embeddings" => wire::parse_embeddings(bytes).map(|h| h.model),
+        _ => crate::wire::parse_responses_head(bytes).map(|(m, _)| m),
     };
     let model = parsed.map_err(|e| ("invalid_body", e.to_string()))?;
     if !rt.has_model(&model) {
@@ -199,22 +199,71 @@ pub fn check(
             format!("this key may not use the model {model:?}"),
         ));
     }
-    Ok(Checked {
+    Ok(custom_id)
+}
+
+/// A validated line, ready to run: its `custom_id`, model and body.
+pub struct Prepared {
+    pub custom_id: String,
+    pub model: String,
+    pub body: Bytes,
+}
+
+#[derive(Deserialize)]
+struct ModelOnly<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// What a line that passed validation runs: the body taken from the line without a copy (a body
+/// asking for a stream is rewritten without it). The input file does not change, so the checks
+/// are not made again: the pipeline makes its own (a key that lost its model since gets the
+/// synchronous endpoint's 403).
+pub fn prepare(text: Vec<u8>) -> Result<Prepared, Problem> {
+    let text = Bytes::from(text);
+    let (custom_id, range, stream) = {
+        let req = parse_line(&text)?;
+        let custom_id = custom_id_in(&req)?.into_owned();
+        let body = req
+            .body
+            .ok_or_else(|| ("missing_required_parameter", "body is missing".to_owned()))?
+            .get();
+        let start = (body.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        let range = start..start + body.len();
+        if range.end > text.len() {
+            return Err(("invalid_body", "the body is not inside its line".to_owned()));
+        }
+        let stream = memchr::memmem::find(body.as_bytes(), b"\"stream").is_some();
+        (custom_id, range, stream)
+    };
+    let mut body = text.slice(range);
+    // Only a body that may ask for streaming is parsed whole (to turn it off).
+    if stream {
+        let mut obj: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| ("invalid_body", format!("body is not a JSON object: {e}")))?;
+        if obj.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+            obj.insert("stream".into(), Value::Bool(false));
+            obj.remove("stream_options");
+            body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        }
+    }
+    let model = serde_json::from_slice::<ModelOnly<'_>>(&body)
+        .ok()
+        .and_then(|m| m.model)
+        .map(Cow::into_owned)
+        .unwrap_or_default();
+    Ok(Prepared {
         custom_id,
         model,
-        body: bytes,
+        body,
     })
 }
 
 /// The `custom_id` of a line already validated (for the output file).
 pub fn custom_id_of(text: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Id {
-        custom_id: Option<String>,
-    }
-    serde_json::from_slice::<Id>(text)
+    parse_line(text)
         .ok()
-        .and_then(|i| i.custom_id)
+        .and_then(|r| custom_id_in(&r).ok().map(Cow::into_owned))
         .unwrap_or_default()
 }
 
@@ -229,25 +278,40 @@ const CHUNK_LINES: usize = 1024;
 /// A chunk is cut at about this many bytes, so the lines held stay few.
 const CHUNK_BYTES: usize = 1024 * 1024;
 
-/// A line's check: its line number and the hash and `custom_id` it passed with, or its problem.
-type Outcome = (u64, Result<(u128, String), Problem>);
+/// A line's check: its line number and the hash of the `custom_id` it passed with, or its
+/// problem.
+type Outcome = (u64, Result<u128, Problem>);
 
-fn check_chunk(chunk: Vec<Line>, endpoint: &str, rt: &Runtime, caller: &Caller) -> Vec<Outcome> {
+/// The 128-bit hash `custom_id`s are told apart by (keyed at random for each validation).
+#[derive(Clone)]
+struct IdHash(std::hash::RandomState, std::hash::RandomState);
+
+impl IdHash {
+    fn new() -> Self {
+        Self(std::hash::RandomState::new(), std::hash::RandomState::new())
+    }
+
+    fn of(&self, id: &str) -> u128 {
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
+    }
+}
+
+fn check_chunk(
+    chunk: &[Line],
+    endpoint: &str,
+    rt: &Runtime,
+    caller: &Caller,
+    hash: &IdHash,
+) -> Vec<Outcome> {
     chunk
-        .into_iter()
+        .iter()
         .map(|line| {
             let r = match &line.text {
                 None => Err((
                     "request_too_large",
                     "this line is longer than the gateway's server.max_body_size".to_owned(),
                 )),
-                Some(t) => check(t, endpoint, rt, caller).map(|c| {
-                    let mut h = Sha256::new();
-                    h.update(c.custom_id.as_bytes());
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(&h.finalize()[..16]);
-                    (u128::from_be_bytes(b), c.custom_id)
-                }),
+                Some(t) => check(t, endpoint, rt, caller).map(|id| hash.of(&id)),
             };
             (line.number, r)
         })
@@ -268,6 +332,7 @@ pub async fn validate<R: AsyncBufRead + Unpin>(
         .saturating_add(64 * 1024);
     let mut lines = LineReader::new(reader, cap);
     let mut seen: HashSet<u128> = HashSet::new();
+    let hash = IdHash::new();
     let mut errors = Vec::new();
     let mut more = 0u64;
     let mut total = 0u64;
@@ -290,9 +355,15 @@ pub async fn validate<R: AsyncBufRead + Unpin>(
             }
             total += chunk.len() as u64;
             if !chunk.is_empty() {
-                let (rt, caller, endpoint) = (rt.clone(), caller.clone(), endpoint.to_owned());
+                let (rt, caller, endpoint, hash) = (
+                    rt.clone(),
+                    caller.clone(),
+                    endpoint.to_owned(),
+                    hash.clone(),
+                );
                 pending.push_back(tokio::task::spawn_blocking(move || {
-                    check_chunk(chunk, &endpoint, &rt, &caller)
+                    let outcomes = check_chunk(&chunk, &endpoint, &rt, &caller, &hash);
+                    (chunk, outcomes)
                 }));
             }
             if pending.len() < 2 && !eof {
@@ -302,9 +373,11 @@ pub async fn validate<R: AsyncBufRead + Unpin>(
         let Some(next) = pending.pop_front() else {
             continue;
         };
-        for (number, r) in next.await.map_err(std::io::Error::other)? {
+        let (chunk, outcomes) = next.await.map_err(std::io::Error::other)?;
+        for (line, (number, r)) in chunk.iter().zip(outcomes) {
             let problem = match r {
-                Ok((hash, custom_id)) => (!seen.insert(hash)).then(|| {
+                Ok(hash) => (!seen.insert(hash)).then(|| {
+                    let custom_id = line.text.as_deref().map(custom_id_of).unwrap_or_default();
                     (
                         "duplicate_custom_id",
                         format!("custom_id {custom_id:?} is used by an earlier line"),

@@ -78,20 +78,18 @@ fn render(line: &OutLine<'_>) -> Bytes {
     Bytes::from(v)
 }
 
-fn line_id(batch_id: &str, index: u64) -> String {
-    format!("batch_req_{}", &line_job_id(batch_id, index)[4..])
+/// A line's id in the files (`batch_req_…`), from its job id ([`line_job_id`]).
+fn line_id(job_id: &str) -> String {
+    format!(
+        "batch_req_{}",
+        job_id.strip_prefix("job_").unwrap_or(job_id)
+    )
 }
 
-/// The output line of a line answered 2xx.
-pub fn ok_line(
-    batch_id: &str,
-    index: u64,
-    custom_id: &str,
-    request_id: &str,
-    body: &RawValue,
-) -> Bytes {
+/// The output line of a line answered 2xx (`job_id`: the line's [`line_job_id`]).
+pub fn ok_line(job_id: &str, custom_id: &str, request_id: &str, body: &RawValue) -> Bytes {
     render(&OutLine {
-        id: line_id(batch_id, index),
+        id: line_id(job_id),
         custom_id,
         response: Some(Response {
             status_code: 200,
@@ -103,17 +101,11 @@ pub fn ok_line(
 }
 
 /// The error-file line of a line that ran and failed with `error`.
-pub fn failed_line(
-    batch_id: &str,
-    index: u64,
-    custom_id: &str,
-    request_id: &str,
-    error: &Value,
-) -> Bytes {
+pub fn failed_line(job_id: &str, custom_id: &str, request_id: &str, error: &Value) -> Bytes {
     let body = serde_json::value::to_raw_value(&serde_json::json!({"error": error}))
         .unwrap_or_else(|_| RawValue::NULL.to_owned());
     render(&OutLine {
-        id: line_id(batch_id, index),
+        id: line_id(job_id),
         custom_id,
         response: Some(Response {
             status_code: status_of(error),
@@ -128,7 +120,7 @@ pub fn failed_line(
 fn not_run_line(b: &Batch, index: u64, custom_id: &str) -> Bytes {
     let (code, message) = not_run(b);
     render(&OutLine {
-        id: line_id(&b.id, index),
+        id: line_id(&line_job_id(&b.id, index)),
         custom_id,
         response: None,
         error: Some(serde_json::json!({"code": code, "message": message})),
@@ -168,9 +160,11 @@ impl Seen {
     }
 }
 
-/// Write the files, set the counts and the end status: first the recorded answers (embedded:
-/// in input order; NATS: in the order they were recorded), then a line for each line that never
-/// ran, read from the input.
+/// Lines gathered for a file are written once they reach this size (or at a group's end).
+const FLUSH_AT: usize = 32 * 1024;
+
+/// Write the files, set the counts and the end status: first the recorded answers (in the order
+/// they were recorded), then a line for each line that never ran, read from the input.
 pub async fn finalize(
     state: &SharedState,
     batches: &Batches,
@@ -195,6 +189,12 @@ pub async fn finalize(
         let (mut ok, mut failed) = (0u64, 0u64);
         let mut seen = Seen::new(batch.total);
         let mut cursor = answers.cursor(&batch.id);
+        // A group's lines are gathered and written at once (a write per line into the pipes
+        // cost more than the lines' bytes).
+        let (mut out_buf, mut err_buf) = (
+            Vec::with_capacity(FLUSH_AT + 2048),
+            Vec::with_capacity(FLUSH_AT + 2048),
+        );
         while let Some(group) = cursor.next().await? {
             for e in group {
                 if !seen.insert(e.index) {
@@ -202,14 +202,24 @@ pub async fn finalize(
                 }
                 let to_ok = e.ok;
                 let line = answers.line(e).await?;
-                let w = if to_ok {
+                let (w, buf) = if to_ok {
                     ok += 1;
-                    &mut out_w
+                    (&mut out_w, &mut out_buf)
                 } else {
                     failed += 1;
-                    &mut err_w
+                    (&mut err_w, &mut err_buf)
                 };
-                w.write_all(&line).await.map_err(StoreError::new)?;
+                buf.extend_from_slice(&line);
+                if buf.len() >= FLUSH_AT {
+                    w.write_all(buf).await.map_err(StoreError::new)?;
+                    buf.clear();
+                }
+            }
+            for (w, buf) in [(&mut out_w, &mut out_buf), (&mut err_w, &mut err_buf)] {
+                if !buf.is_empty() {
+                    w.write_all(buf).await.map_err(StoreError::new)?;
+                    buf.clear();
+                }
             }
         }
         if ok + failed < batch.total {
@@ -292,7 +302,8 @@ mod tests {
     fn a_failed_line_carries_the_status_its_error_stands_for() {
         let e = serde_json::json!({"message": "m", "type": "rate_limit_error", "code": "budget_exceeded"});
         let v: Value =
-            serde_json::from_slice(&failed_line("batch_x", 3, "c3", "req_1", &e)).unwrap();
+            serde_json::from_slice(&failed_line(&line_job_id("batch_x", 3), "c3", "req_1", &e))
+                .unwrap();
         assert_eq!(v["custom_id"], "c3");
         assert_eq!(v["response"]["status_code"], 429);
         assert_eq!(v["response"]["request_id"], "req_1");

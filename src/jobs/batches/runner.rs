@@ -5,7 +5,7 @@
 //! Progress is the lines' recorded answers ([`super::answers`], written in groups by
 //! [`Recorder`]): after a restart the runner reads which lines have one and runs only the others,
 //! so a recorded line never runs again; the lines that were running or not yet recorded at a
-//! crash (at most twice `batches.concurrency`) run again. The record keeps the live counts, written about twice a second. With NATS a
+//! crash (at most `batches.concurrency` plus the larger of it and 512) run again. The record keeps the live counts, written about twice a second. With NATS a
 //! runner holds a lease on the record (renewed with every write); another replica takes a batch
 //! over when it expires.
 
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use super::answers::Answer;
 use super::exec::{LineRun, Recorder, error_code, run_line};
-use super::lines::{LineReader, Problem, check, custom_id_of, validate};
+use super::lines::{LineReader, Problem, prepare, validate};
 use super::output::{Seen, failed_line};
 use super::{Batch, BatchStatus, Batches};
 use crate::auth::Caller;
@@ -32,6 +32,12 @@ use crate::jobs::host::SharedHost as SharedState;
 const LEASE_MS: u64 = 15_000;
 /// How often progress is written (and the lease renewed).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
+/// Lines of a batch that may be running or ended without their answer recorded yet, beyond the
+/// `batches.concurrency` that may run (or as many again, when more): about the lines that end
+/// during one group's fsync (~4 ms on this project's hosts) at ~100k lines/s, so lines need not
+/// wait for the writer. (The bound was twice the concurrency: 128 lines per ~4 ms fsync capped a batch of
+/// concurrency 64 at ~32k lines/s.)
+const ENDED_UNRECORDED: usize = 512;
 /// How often the scanner looks for unclaimed batches.
 const SCAN_EVERY: Duration = Duration::from_secs(2);
 
@@ -305,15 +311,14 @@ async fn recorded(batches: &Batches, b: &Batch) -> Result<(Seen, u64, u64), Stor
     Ok((seen, ok, failed))
 }
 
-/// A line that fails without running (it no longer passes the checks it passed at validation,
-/// e.g. the key lost the model): its error line.
-fn refused(batch_id: &str, index: u64, text: Option<&[u8]>, (code, message): Problem) -> Answer {
-    let custom_id = text.map(custom_id_of).unwrap_or_default();
+/// A line that fails without running (it was valid when checked, but cannot be read now): its
+/// error line.
+fn refused(batch_id: &str, index: u64, (code, message): Problem) -> Answer {
     let error = serde_json::json!({"message": message, "type": "invalid_request_error", "param": null, "code": code});
     Answer {
         index,
         ok: false,
-        line: failed_line(batch_id, index, &custom_id, "", &error),
+        line: failed_line(&super::line_job_id(batch_id, index), "", "", &error),
     }
 }
 
@@ -322,33 +327,28 @@ struct Ctx {
     state: SharedState,
     slots: Arc<crate::slots::Slots>,
     recorder: Recorder,
-    caller: Caller,
     batch_id: String,
     endpoint: String,
     owner_id: String,
     owner_name: String,
 }
 
-/// One line: checked again (on a worker thread, not the runner's), run with one of the
-/// process's job slots, and its answer handed to the recorder.
+/// One line: its body taken from the line (on a worker thread, not the runner's), run with one
+/// of the process's job slots, and its answer handed to the recorder.
 async fn line_task(
     ctx: Arc<Ctx>,
     index: u64,
     text: Option<Vec<u8>>,
 ) -> Result<(Ended, Stored), StoreError> {
-    let checked = {
-        let rt = ctx.state.runtime();
-        text.as_deref()
-            .ok_or_else(|| {
-                (
-                    "request_too_large",
-                    "this line is longer than the gateway's server.max_body_size".to_owned(),
-                )
-            })
-            .and_then(|t| check(t, &ctx.endpoint, &rt, &ctx.caller))
+    let prepared = match text {
+        Some(t) => prepare(t),
+        None => Err((
+            "request_too_large",
+            "this line is longer than the gateway's server.max_body_size".to_owned(),
+        )),
     };
-    let (answer, ended) = match checked {
-        Ok(c) => {
+    let (answer, ended) = match prepared {
+        Ok(p) => {
             let permit = ctx.slots.acquire().await;
             let run = LineRun {
                 batch_id: &ctx.batch_id,
@@ -356,10 +356,10 @@ async fn line_task(
                 owner_id: &ctx.owner_id,
                 owner_name: &ctx.owner_name,
                 index,
-                custom_id: &c.custom_id,
-                model: c.model,
+                custom_id: &p.custom_id,
+                model: p.model,
             };
-            let (answer, error) = run_line(&ctx.state, run, c.body).await;
+            let (answer, error) = run_line(&ctx.state, run, p.body).await;
             drop(permit);
             let ended = Ended {
                 ok: answer.ok,
@@ -368,7 +368,7 @@ async fn line_task(
             (answer, ended)
         }
         Err(p) => (
-            refused(&ctx.batch_id, index, text.as_deref(), p),
+            refused(&ctx.batch_id, index, p),
             Ended {
                 ok: false,
                 budget: false,
@@ -379,12 +379,12 @@ async fn line_task(
 }
 
 async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
-    let Some(caller) = caller(d.state, &d.batch).await? else {
+    if caller(d.state, &d.batch).await?.is_none() {
         d.batch.stop = Some("invalid_api_key".into());
         d.batch.status = BatchStatus::Finalizing;
         d.batch.finalizing_at = Some(now_unix());
         return d.save_retrying().await;
-    };
+    }
     let (seen, ok, failed) = recorded(d.batches, &d.batch).await?;
     d.batch.completed = ok;
     d.batch.failed = failed;
@@ -393,7 +393,6 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         state: d.state.clone(),
         slots: d.state.job_slots().clone(),
         recorder: Recorder::start(d.batches.answers.clone(), d.batch.id.clone()),
-        caller,
         batch_id: d.batch.id.clone(),
         endpoint: d.batch.endpoint.clone(),
         owner_id: d.batch.owner_id.clone(),
@@ -404,7 +403,8 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
         line_cap(d.state),
     );
     // Lines running, and lines ended whose answer is being written: at most `conc` running and
-    // `2 * conc` not yet recorded (those run again after a crash).
+    // `window` not yet recorded (those run again after a crash).
+    let window = conc + conc.max(ENDED_UNRECORDED);
     let mut tasks: JoinSet<Result<(Ended, Stored), StoreError>> = JoinSet::new();
     let mut recording = FuturesUnordered::new();
     let mut eof = false;
@@ -416,7 +416,7 @@ async fn running(d: &mut Driver<'_>) -> Result<(), Lost> {
             d.batch.stop = Some("batch_expired".into());
         }
         let stopping = d.batch.status == BatchStatus::Cancelling || d.batch.stop.is_some();
-        while !stopping && !eof && tasks.len() < conc && tasks.len() + recording.len() < 2 * conc {
+        while !stopping && !eof && tasks.len() < conc && tasks.len() + recording.len() < window {
             let Some(line) = input.next().await.map_err(StoreError::new)? else {
                 eof = true;
                 break;
