@@ -333,7 +333,7 @@ impl Body {
 
     /// A line (without its CRLF) from the buffer; `None` when it is not all there yet.
     fn line(conn: &mut Conn) -> io::Result<Option<Bytes>> {
-        match conn.buf.windows(2).position(|w| w == b"\r\n") {
+        match memchr::memmem::find(&conn.buf, b"\r\n") {
             Some(at) => {
                 let line = conn.buf.split_to(at).freeze();
                 conn.buf.advance(2);
@@ -351,11 +351,7 @@ impl Body {
             };
             // Whether more bytes must be read before going on.
             let need_more = match &mut self.framing {
-                Framing::Done => {
-                    self.finish();
-                    return Poll::Ready(None);
-                }
-                Framing::Length(0) => {
+                Framing::Done | Framing::Length(0) => {
                     self.finish();
                     return Poll::Ready(None);
                 }
