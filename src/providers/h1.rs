@@ -59,7 +59,8 @@ impl Conn {
     }
 
     /// Whether an idle connection can take a request: nothing is left to read on it (the
-    /// upstream's close, or bytes it should not have sent, mean it cannot).
+    /// upstream's close, or bytes it should not have sent, mean it cannot). A system call only
+    /// when the socket became readable since the answer was read (`poll_fill`).
     pub fn is_reusable(&self) -> bool {
         if !self.buf.is_empty() {
             return false;
@@ -132,8 +133,11 @@ impl Conn {
                 self.buf.reserve(self.next);
             }
             let room = self.buf.capacity() - self.buf.len();
-            match self.tcp.try_read_buf(&mut self.buf) {
-                Ok(n) => {
+            // Read through tokio's `AsyncRead`, not `try_read_buf`: a read shorter than the room
+            // given empties the socket, and tokio then forgets its readiness, so the check of
+            // an idle connection ([`Conn::is_reusable`]) costs no system call.
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.tcp), cx, &mut self.buf) {
+                Poll::Ready(Ok(n)) => {
                     if n >= room {
                         self.next = (self.next * 2).min(MAX_READ);
                     } else if n < self.next / 4 {
@@ -141,8 +145,9 @@ impl Conn {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                // The readiness was stale (now cleared): wait for the next.
+                Poll::Pending => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             }
         }
     }
