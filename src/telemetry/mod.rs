@@ -51,6 +51,9 @@ pub fn enabled() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
+/// Log lines queued for the writer thread before new ones are dropped.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+
 /// Keeps the trace pipeline alive; dropping it flushes the spans still queued.
 #[derive(Default)]
 pub struct Guard {
@@ -123,8 +126,11 @@ pub fn init(cfg: &TelemetryConfig) -> Guard {
     // Log lines are written by a background thread, never by the async runtime's workers: a
     // slow stderr (a full pipe, a stalled log shipper) cannot stall requests. When its queue is
     // full, lines are dropped rather than blocking (lossy), and counted by tracing-appender.
+    // The queue is made whole at start (32 bytes a line, every slot written): 16 Ki lines is
+    // 512 KiB of the idle process, ~0.8 s of access log at 20,000 requests a second (64 Ki lines
+    // took 2 MiB, a tenth of the idle RSS: docs/benchmarks.md).
     let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(true)
         .thread_name("ai-gateway-log")
         .finish(std::io::stderr());
