@@ -69,6 +69,14 @@ impl Conn {
         matches!(self.tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// Whether tokio holds the socket as not readable (the last read emptied it), so that
+    /// [`Conn::is_reusable`] needs no system call.
+    #[cfg(test)]
+    pub fn readiness_cleared(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.tcp.poll_read_ready(&mut cx).is_pending()
+    }
+
     /// Write a POST of `body` to `path` with `headers` (and a `content-length`; any framing or
     /// `connection` header given is left out).
     pub async fn send(

@@ -75,6 +75,17 @@ async fn a_connection_is_reused_once_its_answer_was_read() {
 }
 
 #[tokio::test]
+async fn a_read_that_empties_the_socket_spares_the_reuse_check_a_system_call() {
+    let (uri, _) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let pool = pool(&uri);
+    assert_eq!(call(&pool, &uri).await, "ok");
+    let idle = pool.idle();
+    let conn = &idle.back().unwrap().conn;
+    assert!(conn.readiness_cleared());
+    assert!(conn.is_reusable());
+}
+
+#[tokio::test]
 async fn chunked_answers_are_read_whole_and_the_connection_reused() {
     let (uri, conns) = server(
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
@@ -240,7 +251,7 @@ async fn a_connection_the_server_closed_while_idle_is_not_used() {
     let pool = pool(&uri);
     for _ in 0..3 {
         assert_eq!(call(&pool, &uri).await, "ok");
-        // Time for the connection's task to see the close.
+        // Time for the runtime to see the close (the socket turns readable).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
