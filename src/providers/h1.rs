@@ -12,13 +12,14 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
+use memchr::memmem;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -35,6 +36,10 @@ const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 /// A body up to this size is written with the head in one write.
 const INLINE_BODY: usize = 16 * 1024;
+
+/// The end of a chunk-size or trailer line, searched for with one searcher made once
+/// (`memmem::find` builds one on every call; every line of a chunked answer is searched).
+static CRLF: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\r\n"));
 
 /// One connection to a provider.
 pub struct Conn {
@@ -346,7 +351,7 @@ impl Body {
 
     /// A line (without its CRLF) from the buffer; `None` when it is not all there yet.
     fn line(conn: &mut Conn) -> io::Result<Option<Bytes>> {
-        match memchr::memmem::find(&conn.buf, b"\r\n") {
+        match CRLF.find(&conn.buf) {
             Some(at) => {
                 let line = conn.buf.split_to(at).freeze();
                 conn.buf.advance(2);

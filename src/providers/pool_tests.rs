@@ -63,15 +63,25 @@ async fn call(pool: &Arc<Pool>, uri: &Uri) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
 
+/// `n` calls, one after the other, to a [`server_closing`] answering `answer`: each call's body,
+/// the connections the server took, the connections left idle in the pool.
+async fn calls(answer: &'static [u8], close: bool, n: usize) -> (Vec<Bytes>, usize, usize) {
+    let (uri, conns) = server_closing(answer, close).await;
+    let pool = pool(&uri);
+    let mut bodies = Vec::new();
+    for _ in 0..n {
+        bodies.push(call(&pool, &uri).await);
+    }
+    let conns = conns.load(std::sync::atomic::Ordering::SeqCst);
+    (bodies, conns, pool.idle_count())
+}
+
 #[tokio::test]
 async fn a_connection_is_reused_once_its_answer_was_read() {
-    let (uri, conns) = server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
-    let pool = pool(&uri);
-    for _ in 0..5 {
-        assert_eq!(call(&pool, &uri).await, "hello");
-    }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert_eq!(pool.idle_count(), 1);
+    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+    let (bodies, conns, idle) = calls(ok, false, 5).await;
+    assert!(bodies.iter().all(|b| b == "hello"), "{bodies:?}");
+    assert_eq!((conns, idle), (1, 1));
 }
 
 #[tokio::test]
@@ -87,15 +97,11 @@ async fn a_read_that_empties_the_socket_spares_the_reuse_check_a_system_call() {
 
 #[tokio::test]
 async fn chunked_answers_are_read_whole_and_the_connection_reused() {
-    let (uri, conns) = server(
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
-    )
-    .await;
-    let pool = pool(&uri);
-    for _ in 0..3 {
-        assert_eq!(call(&pool, &uri).await, "hello");
-    }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let chunked =
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
+    let (bodies, conns, _) = calls(chunked, false, 3).await;
+    assert!(bodies.iter().all(|b| b == "hello"), "{bodies:?}");
+    assert_eq!(conns, 1);
 }
 
 #[tokio::test]
@@ -132,27 +138,17 @@ async fn interim_answers_are_skipped_and_chunk_extensions_and_trailers_read() {
 
 #[tokio::test]
 async fn a_body_without_length_is_read_to_the_close_and_not_pooled() {
-    let (uri, conns) = server_closing(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nto the end",
-        true,
-    )
-    .await;
-    let pool = pool(&uri);
-    for _ in 0..2 {
-        assert_eq!(call(&pool, &uri).await, "to the end");
-    }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
-    assert_eq!(pool.idle_count(), 0);
+    let to_close = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nto the end";
+    let (bodies, conns, idle) = calls(to_close, true, 2).await;
+    assert!(bodies.iter().all(|b| b == "to the end"), "{bodies:?}");
+    assert_eq!((conns, idle), (2, 0));
 }
 
 #[tokio::test]
 async fn a_no_content_answer_has_an_empty_body_and_its_connection_is_reused() {
-    let (uri, conns) = server(b"HTTP/1.1 204 No Content\r\n\r\n").await;
-    let pool = pool(&uri);
-    for _ in 0..3 {
-        assert_eq!(call(&pool, &uri).await, "");
-    }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (bodies, conns, _) = calls(b"HTTP/1.1 204 No Content\r\n\r\n", false, 3).await;
+    assert!(bodies.iter().all(|b| b.is_empty()), "{bodies:?}");
+    assert_eq!(conns, 1);
 }
 
 #[tokio::test]
@@ -213,13 +209,10 @@ async fn a_large_body_is_sent_whole() {
 
 #[tokio::test]
 async fn a_closing_answer_is_not_pooled() {
-    let (uri, conns) =
-        server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
-    let pool = pool(&uri);
-    for _ in 0..3 {
-        assert_eq!(call(&pool, &uri).await, "ok");
-    }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok";
+    let (bodies, conns, _) = calls(closing, false, 3).await;
+    assert!(bodies.iter().all(|b| b == "ok"), "{bodies:?}");
+    assert_eq!(conns, 3);
 }
 
 #[tokio::test]
