@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Request, Response, Version, header};
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use std::io::IoSlice;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -155,6 +157,17 @@ impl ConnIo {
             since: now,
             preface: 0,
             timer_waits: false,
+        }
+    }
+}
+
+impl ConnIo {
+    /// An answer has ended and no request is in flight: the idle timer runs from now (the
+    /// server's own HTTP/1 path says so; under hyper the next read finds out).
+    pub fn answered(&mut self) {
+        if self.conn.is_idle() {
+            self.phase = Phase::Idle;
+            self.since = Instant::now();
         }
     }
 }
@@ -292,8 +305,67 @@ impl AsyncWrite for ConnIo {
     }
 }
 
+/// The socket with bytes already read from it in front (for hyper after a hand-off).
+pub struct Rewind {
+    pre: Bytes,
+    io: ConnIo,
+}
+
+impl Rewind {
+    pub fn new(pre: Bytes, io: ConnIo) -> Self {
+        Self { pre, io }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pre.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, out);
+        }
+        let n = this.pre.len().min(out.remaining());
+        out.put_slice(this.pre.get(..n).unwrap_or_default());
+        bytes::Buf::advance(&mut this.pre, n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Counts one request in flight until its answer's body ends or is dropped.
-struct InFlight(Arc<Conn>);
+pub struct InFlight(Arc<Conn>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -329,15 +401,39 @@ where
     type Future = Answer<tower::util::Oneshot<S, Request<axum::body::Body>>>;
 
     fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
-        self.conn.active.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.begin();
         let http1 = req.version() != Version::HTTP_2;
-        let mut req = req.map(axum::body::Body::new);
+        self.answer(req.map(axum::body::Body::new), in_flight, http1)
+    }
+}
+
+impl<S> ConnService<S>
+where
+    S: tower::Service<
+            Request<axum::body::Body>,
+            Response = Response<axum::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    /// A request is in flight from now until its answer ends.
+    pub fn begin(&self) -> InFlight {
+        self.conn.active.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.conn.clone())
+    }
+
+    /// The application's answer to `req` (begun with [`ConnService::begin`]).
+    pub fn answer(
+        &self,
+        mut req: Request<axum::body::Body>,
+        in_flight: InFlight,
+        http1: bool,
+    ) -> Answer<tower::util::Oneshot<S, Request<axum::body::Body>>> {
         if req.uri().path().starts_with("/ui/") {
             req.extensions_mut().insert(Peer(self.peer));
         }
         Answer {
             inner: tower::ServiceExt::oneshot(self.app.clone(), req),
-            in_flight: Some(InFlight(self.conn.clone())),
+            in_flight: Some(in_flight),
             http1,
         }
     }

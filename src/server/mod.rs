@@ -14,6 +14,7 @@
 //!   protocol is known. The drain ends when no connection is left.
 
 pub mod conn;
+mod h1;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -264,12 +265,23 @@ async fn serve_conn<S>(
     S: App,
 {
     let conn = registered.conn.clone();
-    let io = TokioIo::new(ConnIo::new(tcp, conn.clone(), timeouts));
+    let io = ConnIo::new(tcp, conn.clone(), timeouts);
+    let mut heard = h1::Heard::default();
+    let (io, read, service) = match h1::serve(io, service, &conn, &mut heard).await {
+        h1::Outcome::Closed => return,
+        h1::Outcome::HandOff(io, read, service) => (io, read, service),
+    };
+    let io = TokioIo::new(conn::Rewind::new(read, io));
     let serving = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(serving);
-    let mut seen = 0u8;
-    let mut registered = false;
+    let mut seen = heard.seen;
+    let mut waker_registered = heard.registered;
     let mut graceful = false;
+    if seen & DRAIN != 0 && conn::can_shut_down(&conn) {
+        // Told to drain while this path still served the connection.
+        graceful = true;
+        serving.as_mut().graceful_shutdown();
+    }
     loop {
         tokio::select! {
             biased;
@@ -279,7 +291,7 @@ async fn serve_conn<S>(
                 }
                 break;
             }
-            signals = Signals { conn: &conn, seen, registered: &mut registered } => {
+            signals = Signals { conn: &conn, seen, registered: &mut waker_registered } => {
                 seen = signals;
                 if signals & SHED != 0 {
                     tracing::debug!("closing an idle client connection: out of descriptors");

@@ -34,6 +34,7 @@ mod first_contact;
 mod gemini;
 mod guardrails;
 mod hedge;
+mod http1;
 mod http2;
 mod import;
 mod jobs;

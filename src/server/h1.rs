@@ -1,0 +1,585 @@
+//! HTTP/1.1 served by the gateway itself for the requests nearly every client sends, and handed to
+//! hyper (with the bytes read so far) for everything else.
+//!
+//! This path serves a request whose head is HTTP/1.1 with a method among GET, POST, PUT, PATCH,
+//! DELETE and OPTIONS, an origin-form target, at most [`MAX_HEADERS`] headers within [`MAX_HEAD`]
+//! bytes, and a body given by one `content-length` of at most [`MAX_INLINE_BODY`] bytes (or
+//! none); no `transfer-encoding`, `expect` or `upgrade`. Anything else (HTTP/2's preface,
+//! HTTP/1.0, HEAD, a chunked or large body, a malformed head) ends this path: the connection is
+//! given to hyper-util's auto builder, which reads the same bytes again and serves the rest of the
+//! connection's life (or answers 400/431 as it always did).
+//!
+//! Why: hyper's server keeps a read buffer of 8-16 KiB and its connection state per connection,
+//! and most of a proxied request's instructions outside the gateway's own work. Here:
+//! - the read buffer is allocated when bytes are awaited, sized by the connection's last request,
+//!   and let go once a request is taken out of it, so a connection relaying a slow stream holds
+//!   no buffer of its own; a small one is only allocated to watch the socket;
+//! - the head's names and values are slices of the bytes read (no copy), the body is a slice
+//!   too, and an answer's head and whole body leave in one vectored write;
+//! - while a request runs and while its answer streams, the socket is watched: the client's
+//!   close (EOF or error) drops the request (the upstream call is cancelled), bytes of a
+//!   pipelined next request are kept.
+//!
+//! Answers: `content-length` from the app or from an exact body size, else `transfer-encoding:
+//! chunked`; no body for 204 and 304; `date` added when absent; `connection: close` when the
+//! request asked for it (the connection then closes after the answer), as hyper does.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::header;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+
+use super::App;
+use super::conn::{Conn, ConnIo, ConnService, Counted, DRAIN, SHED, Signals};
+
+/// Headers of a head served here (hyper's default limit; more: hyper answers 431).
+const MAX_HEADERS: usize = 100;
+/// Bytes of a head served here; a longer one goes to hyper (which allows up to ~400 KiB).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The largest body read whole before the request is handed to the application; a larger one
+/// goes to hyper, which streams it.
+pub const MAX_INLINE_BODY: usize = 1024 * 1024;
+/// The smallest read buffer allocated to await a head.
+const MIN_READ: usize = 1024;
+
+/// How serving a connection here ended.
+pub enum Outcome<S> {
+    /// The connection is closed (or to be dropped).
+    Closed,
+    /// Hyper serves the rest: the socket, the bytes read from it and not yet served, the service.
+    HandOff(ConnIo, Bytes, ConnService<S>),
+}
+
+/// What the connection's task has heard from the accept loop (see [`Signals`]).
+#[derive(Default)]
+pub struct Heard {
+    pub seen: u8,
+    pub registered: bool,
+}
+
+impl Heard {
+    fn signals<'a>(&'a mut self, conn: &'a Conn) -> Signals<'a> {
+        Signals {
+            conn,
+            seen: self.seen,
+            registered: &mut self.registered,
+        }
+    }
+}
+
+/// A head this path serves, its names and values as ranges of the bytes read.
+struct Head {
+    len: usize,
+    method: Method,
+    target: (usize, usize),
+    headers: Vec<((usize, usize), (usize, usize))>,
+    body: usize,
+    close: bool,
+}
+
+enum Parsed {
+    Partial,
+    /// Not for this path (hyper serves it).
+    Other,
+    Head(Head),
+}
+
+fn range_of(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    (start, start + part.len())
+}
+
+fn method_of(m: &str) -> Option<Method> {
+    Some(match m {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "DELETE" => Method::DELETE,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "OPTIONS" => Method::OPTIONS,
+        _ => return None,
+    })
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        Ok(httparse::Status::Partial) | Err(_) => return Parsed::Other,
+    };
+    if len > MAX_HEAD || req.version != Some(1) {
+        return Parsed::Other;
+    }
+    let (Some(method), Some(path)) = (req.method.and_then(method_of), req.path) else {
+        return Parsed::Other;
+    };
+    if !path.starts_with('/') {
+        return Parsed::Other;
+    }
+    let mut body = None;
+    let mut close = false;
+    let mut ranges = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok());
+            match (n, body) {
+                (Some(n), None) if n <= MAX_INLINE_BODY => body = Some(n),
+                _ => return Parsed::Other,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Parsed::Other;
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        ranges.push((range_of(buf, name.as_bytes()), range_of(buf, h.value)));
+    }
+    Parsed::Head(Head {
+        len,
+        method,
+        target: range_of(buf, path.as_bytes()),
+        headers: ranges,
+        body: body.unwrap_or(0),
+        close,
+    })
+}
+
+/// The request of `head`, taking its head and body out of `buf`; `None` (with `buf` as it was)
+/// when a name, value or target does not make an `http` request (hyper then answers it).
+fn request_of(head: &Head, buf: &mut BytesMut) -> Option<Request<Body>> {
+    let bytes = buf.split_to(head.len).freeze();
+    let built = build(head, &bytes);
+    if built.is_none() {
+        let mut whole = BytesMut::from(&bytes[..]);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return None;
+    }
+    let body = buf.split_to(head.body).freeze();
+    let (parts, ()) = built?.into_parts();
+    Some(Request::from_parts(parts, Body::from(body)))
+}
+
+fn build(head: &Head, bytes: &Bytes) -> Option<Request<()>> {
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for &((ns, ne), (vs, ve)) in &head.headers {
+        let name = HeaderName::from_bytes(bytes.get(ns..ne)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(vs..ve)).ok()?;
+        headers.append(name, value);
+    }
+    let uri = Uri::from_maybe_shared(bytes.slice(head.target.0..head.target.1)).ok()?;
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// How an answer's body is framed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length,
+    Chunked,
+}
+
+/// The answer's head; its framing, and whether the connection closes after it.
+fn encode_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    exact: Option<u64>,
+    close: bool,
+) -> (BytesMut, Framing, bool) {
+    let mut out = BytesMut::with_capacity(128 + headers.len() * 48);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut framing = if status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        Framing::None
+    } else {
+        Framing::Chunked
+    };
+    let mut closes = close;
+    let mut has_connection = false;
+    for (name, value) in headers {
+        if name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if name == header::CONTENT_LENGTH && framing != Framing::None {
+            framing = Framing::Length;
+        }
+        if name == header::CONNECTION {
+            has_connection = true;
+            closes |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        if let Some(n) = exact {
+            framing = Framing::Length;
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+    }
+    if close && !has_connection {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        date::now(|d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (out, framing, closes)
+}
+
+/// The `date` header's value, formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+
+    pub fn now(f: impl FnOnce(&[u8])) {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHED.with_borrow_mut(|(at, text)| {
+            if *at != secs || text.is_empty() {
+                *at = secs;
+                *text = httpdate::fmt_http_date(now);
+            }
+            f(text.as_bytes());
+        });
+    }
+}
+
+/// Whether the bytes of `buf` after the first `scanned` may end a head (its blank line).
+fn may_end_head(buf: &[u8], scanned: usize) -> bool {
+    let new = buf.get(scanned.saturating_sub(3)..).unwrap_or_default();
+    memchr::memmem::find(new, b"\n\r\n").is_some() || memchr::memmem::find(new, b"\n\n").is_some()
+}
+
+/// Read into `buf`, growing it by at least `want` when it has no room: how many bytes (0: EOF).
+fn poll_fill(
+    io: &mut ConnIo,
+    buf: &mut BytesMut,
+    want: usize,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() == buf.len() {
+        buf.reserve(want);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Watch the socket while a request runs: ready with an error or 0 when the client closed;
+/// bytes that arrive (a pipelined request) are kept in `buf`, up to [`MAX_HEAD`].
+fn poll_watch(
+    io: &mut ConnIo,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    loop {
+        if buf.len() >= MAX_HEAD {
+            return Poll::Pending;
+        }
+        match std::task::ready!(poll_fill(io, buf, 64, cx)) {
+            Ok(0) => return Poll::Ready(Ok(())),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+async fn write_all(io: &mut ConnIo, parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    let mut parts = parts;
+    // Drops empty slices up front (and, as bytes go, every slice written whole).
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let n = io.write_vectored(parts).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
+}
+
+/// Write a body chunk (with its chunk framing when chunked), the head first when still unsent.
+async fn send(
+    io: &mut ConnIo,
+    head: &mut Option<BytesMut>,
+    framing: Framing,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let chunked = framing == Framing::Chunked && !data.is_empty();
+    let mut prefix = [0u8; 18];
+    let prefix_len = if chunked {
+        format_hex(data.len(), &mut prefix)
+    } else {
+        0
+    };
+    let h = head.take();
+    let none: &[u8] = &[];
+    let mut parts = [
+        IoSlice::new(h.as_deref().unwrap_or(none)),
+        IoSlice::new(prefix.get(..prefix_len).unwrap_or(none)),
+        IoSlice::new(if framing == Framing::None { none } else { data }),
+        IoSlice::new(if chunked { b"\r\n" } else { none }),
+    ];
+    write_all(io, &mut parts).await
+}
+
+/// `n` in hex followed by CRLF into `out`; the length written.
+fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b"0123456789abcdef"[n & 15];
+        }
+        n >>= 4;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    let hex = digits.get(i..).unwrap_or_default();
+    let len = hex.len();
+    if let Some(dst) = out.get_mut(..len) {
+        dst.copy_from_slice(hex);
+    }
+    if let Some(dst) = out.get_mut(len..len + 2) {
+        dst.copy_from_slice(b"\r\n");
+    }
+    len + 2
+}
+
+/// Serve `io` until it closes, or until a request this path does not serve arrives.
+pub async fn serve<S: App>(
+    mut io: ConnIo,
+    svc: ConnService<S>,
+    conn: &Conn,
+    heard: &mut Heard,
+) -> Outcome<S> {
+    let mut buf = BytesMut::new();
+    let mut want = MIN_READ;
+    let mut draining = false;
+    let mut served = 0u64;
+    loop {
+        // A head. After a partial one, it is parsed again only once the bytes that came may
+        // end it (a head trickling in is not parsed from its start at every read).
+        let mut scanned = 0;
+        let head = loop {
+            let parsed = if scanned == 0 || may_end_head(&buf, scanned) {
+                parse(&buf)
+            } else if buf.len() > MAX_HEAD {
+                Parsed::Other
+            } else {
+                Parsed::Partial
+            };
+            match parsed {
+                Parsed::Head(h) => break h,
+                Parsed::Other => return Outcome::HandOff(io, buf.freeze(), svc),
+                Parsed::Partial => scanned = buf.len(),
+            }
+            if draining && buf.is_empty() && served > 0 {
+                return Outcome::Closed;
+            }
+            let grow = want.max(buf.len());
+            tokio::select! {
+                biased;
+                s = heard.signals(conn) => {
+                    heard.seen = s;
+                    if s & SHED != 0 {
+                        return Outcome::Closed;
+                    }
+                    draining |= s & DRAIN != 0;
+                }
+                r = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, grow, cx)) => {
+                    match r {
+                        Ok(0) | Err(_) => return Outcome::Closed,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        };
+        // Its body; the request is in flight from here (the head timer no longer runs).
+        let in_flight = svc.begin();
+        let whole = head.len + head.body;
+        if buf.len() < whole {
+            buf.reserve(whole - buf.len());
+        }
+        while buf.len() < whole {
+            tokio::select! {
+                biased;
+                s = heard.signals(conn) => {
+                    heard.seen = s;
+                    if s & SHED != 0 {
+                        return Outcome::Closed;
+                    }
+                    draining |= s & DRAIN != 0;
+                }
+                r = std::future::poll_fn(|cx| { let rest = whole - buf.len(); poll_fill(&mut io, &mut buf, rest, cx) }) => {
+                    match r {
+                        Ok(0) | Err(_) => return Outcome::Closed,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+        want = whole.next_power_of_two().clamp(MIN_READ, MAX_HEAD);
+        let close = head.close;
+        let Some(req) = request_of(&head, &mut buf) else {
+            drop(in_flight);
+            return Outcome::HandOff(io, buf.freeze(), svc);
+        };
+        if buf.is_empty() {
+            // Let the request own the bytes it was read into.
+            buf = BytesMut::new();
+        }
+        // The answer, the socket watched meanwhile.
+        let mut answer = std::pin::pin!(svc.answer(req, in_flight, true));
+        let resp = loop {
+            tokio::select! {
+                biased;
+                r = answer.as_mut() => break r,
+                s = heard.signals(conn) => {
+                    heard.seen = s;
+                    if s & SHED != 0 {
+                        return Outcome::Closed;
+                    }
+                    draining |= s & DRAIN != 0;
+                }
+                r = std::future::poll_fn(|cx| poll_watch(&mut io, &mut buf, cx)) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "client connection ended during a request");
+                    }
+                    return Outcome::Closed;
+                }
+            }
+        };
+        let Ok(resp) = resp;
+        let (parts, mut body) = resp.into_parts();
+        let exact = body_exact(&body);
+        let (head_bytes, framing, closes) = encode_head(parts.status, &parts.headers, exact, close);
+        drop(parts);
+        let mut pending = Some(head_bytes);
+        let ok = relay(&mut io, &mut buf, &mut body, &mut pending, framing).await;
+        drop(body);
+        if !ok {
+            return Outcome::Closed;
+        }
+        served += 1;
+        io.answered();
+        // Draining: the answer in flight has finished; an idle connection closes (as hyper's
+        // graceful shutdown does).
+        if closes || draining {
+            let _ = io.shutdown().await;
+            return Outcome::Closed;
+        }
+    }
+}
+
+fn body_exact(body: &Counted) -> Option<u64> {
+    hyper::body::Body::size_hint(body).exact()
+}
+
+/// Write the answer's body after its head (the first frame with the head when it is ready at
+/// once), watching the socket; whether it all went.
+async fn relay(
+    io: &mut ConnIo,
+    buf: &mut BytesMut,
+    body: &mut Counted,
+    head: &mut Option<BytesMut>,
+    framing: Framing,
+) -> bool {
+    let mut first = true;
+    loop {
+        let frame = if first {
+            first = false;
+            match body.frame().now_or_never() {
+                Some(f) => f,
+                None => {
+                    if send(io, head, framing, &[]).await.is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                biased;
+                f = body.frame() => f,
+                r = std::future::poll_fn(|cx| poll_watch(io, buf, cx)) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "client connection ended during an answer");
+                    }
+                    return false;
+                }
+            }
+        };
+        match frame {
+            None => break,
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                if send(io, head, framing, &data).await.is_err() {
+                    return false;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "an answer's body failed; closing the connection");
+                return false;
+            }
+        }
+    }
+    let end: &[u8] = if framing == Framing::Chunked {
+        b"0\r\n\r\n"
+    } else {
+        b""
+    };
+    let h = head.take();
+    let mut parts = [IoSlice::new(h.as_deref().unwrap_or(b"")), IoSlice::new(end)];
+    write_all(io, &mut parts).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests;
