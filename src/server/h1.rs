@@ -294,15 +294,16 @@ fn may_end_head(buf: &[u8], scanned: usize) -> bool {
     memchr::memmem::find(new, b"\n\r\n").is_some() || memchr::memmem::find(new, b"\n\n").is_some()
 }
 
-/// Read into `buf`, growing it by at least `want` when it has no room: how many bytes (0: EOF).
+/// Read into `buf`, first growing it by `grow` when it has room for fewer than `room` bytes: how
+/// many bytes (0: EOF).
 fn poll_fill(
     io: &mut ConnIo,
     buf: &mut BytesMut,
-    want: usize,
+    (room, grow): (usize, usize),
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<usize>> {
-    if buf.capacity() == buf.len() {
-        buf.reserve(want);
+    if buf.capacity() - buf.len() < room {
+        buf.reserve(grow);
     }
     tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
@@ -318,7 +319,7 @@ fn poll_watch(
         if buf.len() >= MAX_HEAD {
             return Poll::Pending;
         }
-        match std::task::ready!(poll_fill(io, buf, 64, cx)) {
+        match std::task::ready!(poll_fill(io, buf, (1, 64), cx)) {
             Ok(0) => return Poll::Ready(Ok(())),
             Ok(_) => {}
             Err(e) => return Poll::Ready(Err(e)),
@@ -421,6 +422,9 @@ pub async fn serve<S: App>(
             if draining && buf.is_empty() && served > 0 {
                 return Outcome::Closed;
             }
+            // A new head gets a buffer of the last request's size (the watch while the last
+            // answer went may have left a small one); a partial one grows when it is full.
+            let room = if buf.is_empty() { want } else { 1 };
             let grow = want.max(buf.len());
             tokio::select! {
                 biased;
@@ -431,7 +435,7 @@ pub async fn serve<S: App>(
                     }
                     draining |= s & DRAIN != 0;
                 }
-                r = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, grow, cx)) => {
+                r = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, (room, grow), cx)) => {
                     match r {
                         Ok(0) | Err(_) => return Outcome::Closed,
                         Ok(_) => {}
@@ -455,7 +459,7 @@ pub async fn serve<S: App>(
                     }
                     draining |= s & DRAIN != 0;
                 }
-                r = std::future::poll_fn(|cx| { let rest = whole - buf.len(); poll_fill(&mut io, &mut buf, rest, cx) }) => {
+                r = std::future::poll_fn(|cx| { let rest = whole - buf.len(); poll_fill(&mut io, &mut buf, (rest, rest), cx) }) => {
                     match r {
                         Ok(0) | Err(_) => return Outcome::Closed,
                         Ok(_) => {}

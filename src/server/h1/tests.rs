@@ -162,3 +162,28 @@ fn a_head_is_parsed_again_only_when_its_end_may_have_come() {
     assert!(may_end_head(b"GET / HTTP/1.1\n\n", 12));
     assert!(!may_end_head(b"GET / HTTP/1.1\r\nhost: gw\r\n", 3));
 }
+
+#[tokio::test]
+async fn a_head_after_the_watch_is_read_in_one_call() {
+    use super::super::conn::Timeouts;
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let timeouts = Timeouts {
+        header_read: std::time::Duration::from_secs(10),
+        idle: std::time::Duration::from_secs(10),
+    };
+    let mut io = ConnIo::new(server, std::sync::Arc::new(Conn::default()), timeouts);
+    let head = [b'a'; 400];
+    client.write_all(&head).await.unwrap();
+    // The watch while an answer went left a 64-byte buffer, empty.
+    let mut buf = BytesMut::with_capacity(64);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let n = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, (1024, 1024), cx))
+        .await
+        .unwrap();
+    assert_eq!(n, 400, "the whole head in one read, not 64 bytes of it");
+}
