@@ -415,16 +415,18 @@ async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Before the "ready" line: a signal sent once it is printed is the gateway's to answer.
+    let signals = lifecycle::StopSignals::install();
     if worker_only {
         tracing::info!(listen = %local, "ai-gateway worker ready (job workers; /health, /ready, /metrics)");
         let router = app::worker_router(state.clone());
-        lifecycle::serve_app(state, listener, router)
+        lifecycle::serve_app(state, listener, router, signals)
             .await
             .map_err(|e| e.to_string())?;
     } else {
         // The suggestions on lines of their own, last, so that they copy whole.
         tracing::info!("ai-gateway ready on {local}{}", first_call.describe(local));
-        lifecycle::serve(state, listener)
+        lifecycle::serve(state, listener, signals)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -9,10 +9,46 @@ use tokio::net::TcpListener;
 use crate::api::context::SharedState;
 use crate::app::HttpService;
 
+/// The signals the process answers (SIGTERM, SIGINT: drain and stop; SIGHUP: reload), taken over
+/// from their default actions. Installed before the gateway says it is ready: until then a
+/// SIGHUP would end the process (its default action) and a SIGTERM would skip the drain.
+pub struct StopSignals {
+    #[cfg(unix)]
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl StopSignals {
+    /// Take the signals over now (within the runtime).
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+                _ => {
+                    tracing::error!("cannot install signal handlers");
+                    None
+                }
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
 /// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace`.
-pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    state: SharedState,
+    listener: TcpListener,
+    signals: StopSignals,
+) -> std::io::Result<()> {
     let app = HttpService::new(state.clone());
-    serve_app(state, listener, app).await
+    serve_app(state, listener, app, signals).await
 }
 
 /// Serve `app` and run this process's job workers until SIGTERM/SIGINT, then drain both for at
@@ -21,7 +57,12 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> std::io::Result
 /// requests finish (see [`crate::server`]); the drain ends when no connection is left. Workers
 /// take no new jobs; running ones finish or, shortly before the grace ends, are released to
 /// the queue.
-pub async fn serve_app<S>(state: SharedState, listener: TcpListener, app: S) -> std::io::Result<()>
+pub async fn serve_app<S>(
+    state: SharedState,
+    listener: TcpListener,
+    app: S,
+    signals: StopSignals,
+) -> std::io::Result<()>
 where
     S: crate::server::App,
 {
@@ -31,7 +72,7 @@ where
     let signals_state = state.clone();
     let grace_set = grace_at_stop.clone();
     crate::tasks::service(async move {
-        wait_for_stop(&signals_state).await;
+        wait_for_stop(&signals_state, signals).await;
         let grace = signals_state
             .runtime
             .load()
@@ -158,16 +199,10 @@ where
 }
 
 /// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.
-async fn wait_for_stop(state: &SharedState) {
+async fn wait_for_stop(state: &SharedState, signals: StopSignals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
+        let Some([mut term, mut int, mut hup]) = signals.streams else {
             std::future::pending::<()>().await;
             return;
         };
@@ -188,6 +223,7 @@ async fn wait_for_stop(state: &SharedState) {
     }
     #[cfg(not(unix))]
     {
+        let _ = signals;
         let _ = tokio::signal::ctrl_c().await;
     }
 }
