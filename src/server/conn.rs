@@ -162,6 +162,11 @@ impl ConnIo {
 }
 
 impl ConnIo {
+    /// The connection's `server.idle_timeout`.
+    pub fn idle_timeout(&self) -> Duration {
+        self.timeouts.idle
+    }
+
     /// An answer has ended and no request is in flight: the idle timer runs from now (the
     /// server's own HTTP/1 path says so; under hyper the next read finds out).
     pub fn answered(&mut self) {

@@ -449,7 +449,11 @@ pub async fn serve<S: App>(
         if buf.len() < whole {
             buf.reserve(whole - buf.len());
         }
+        // A body that stops coming for `server.idle_timeout` closes the connection (under hyper
+        // the application's read of it ran under the request's deadline; here it is read first).
+        let stall = io.idle_timeout();
         while buf.len() < whole {
+            let stalled = tokio::time::sleep(stall);
             tokio::select! {
                 biased;
                 s = heard.signals(conn) => {
@@ -464,6 +468,10 @@ pub async fn serve<S: App>(
                         Ok(0) | Err(_) => return Outcome::Closed,
                         Ok(_) => {}
                     }
+                }
+                () = stalled => {
+                    tracing::debug!("closing a client connection: its body stopped for server.idle_timeout");
+                    return Outcome::Closed;
                 }
             }
         }

@@ -157,3 +157,27 @@ async fn a_streamed_answer_is_chunked_and_a_kept_alive_connection_serves_on() {
         2.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_coming_is_cut_off_after_the_idle_timeout() {
+    let mut cfg = basic_config(None);
+    cfg["server"] = json!({"header_read_timeout": "1s", "idle_timeout": "2s"});
+    let gw = Gateway::start(cfg).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    // The head and 2 of the 40 bytes the body is said to have; then nothing.
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {GW_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 40\r\n\r\n{{\""
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let got = read_to_close(&mut s).await;
+    let open_for = started.elapsed();
+    assert!(got.is_empty(), "{got}");
+    // Past the head timeout (the head was whole), at the idle timeout, well before 10 s.
+    assert!(
+        open_for >= Duration::from_millis(1800) && open_for < Duration::from_secs(8),
+        "closed after {open_for:?}"
+    );
+    assert_eq!(gw.chat("mock", "still serving").await.status(), 200);
+}
