@@ -24,20 +24,18 @@
 //! chunked`; no body for 204 and 304; `date` added when absent; `connection: close` when the
 //! request asked for it (the connection then closes after the answer), as hyper does.
 
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::header;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
-use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use super::App;
-use super::conn::{Conn, ConnIo, ConnService, Counted, DRAIN, SHED, Signals};
+use super::conn::{Conn, ConnIo, ConnService, DRAIN, SHED, Signals};
+
+mod answer;
 
 /// Headers of a head served here (hyper's default limit; more: hyper answers 431).
 const MAX_HEADERS: usize = 100;
@@ -194,100 +192,6 @@ fn build(head: &Head, bytes: &Bytes) -> Option<Request<()>> {
     Some(req)
 }
 
-/// How an answer's body is framed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length,
-    Chunked,
-}
-
-/// The answer's head; its framing, and whether the connection closes after it.
-fn encode_head(
-    status: StatusCode,
-    headers: &HeaderMap,
-    exact: Option<u64>,
-    close: bool,
-) -> (BytesMut, Framing, bool) {
-    let mut out = BytesMut::with_capacity(128 + headers.len() * 48);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.extend_from_slice(b" ");
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut framing = if status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status.is_informational()
-    {
-        Framing::None
-    } else {
-        Framing::Chunked
-    };
-    let mut closes = close;
-    let mut has_connection = false;
-    for (name, value) in headers {
-        if name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        if name == header::CONTENT_LENGTH && framing != Framing::None {
-            framing = Framing::Length;
-        }
-        if name == header::CONNECTION {
-            has_connection = true;
-            closes |= value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if framing == Framing::Chunked {
-        if let Some(n) = exact {
-            framing = Framing::Length;
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-    }
-    if close && !has_connection {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    if !headers.contains_key(header::DATE) {
-        out.extend_from_slice(b"date: ");
-        date::now(|d| out.extend_from_slice(d));
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    (out, framing, closes)
-}
-
-/// The `date` header's value, formatted once a second per thread.
-mod date {
-    use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    thread_local! {
-        static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
-    }
-
-    pub fn now(f: impl FnOnce(&[u8])) {
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        CACHED.with_borrow_mut(|(at, text)| {
-            if *at != secs || text.is_empty() {
-                *at = secs;
-                *text = httpdate::fmt_http_date(now);
-            }
-            f(text.as_bytes());
-        });
-    }
-}
-
 /// Whether the bytes of `buf` after the first `scanned` may end a head (its blank line).
 fn may_end_head(buf: &[u8], scanned: usize) -> bool {
     let new = buf.get(scanned.saturating_sub(3)..).unwrap_or_default();
@@ -325,70 +229,6 @@ fn poll_watch(
             Err(e) => return Poll::Ready(Err(e)),
         }
     }
-}
-
-async fn write_all(io: &mut ConnIo, parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    let mut parts = parts;
-    // Drops empty slices up front (and, as bytes go, every slice written whole).
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        let n = io.write_vectored(parts).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut parts, n);
-    }
-    Ok(())
-}
-
-/// Write a body chunk (with its chunk framing when chunked), the head first when still unsent.
-async fn send(
-    io: &mut ConnIo,
-    head: &mut Option<BytesMut>,
-    framing: Framing,
-    data: &[u8],
-) -> std::io::Result<()> {
-    let chunked = framing == Framing::Chunked && !data.is_empty();
-    let mut prefix = [0u8; 18];
-    let prefix_len = if chunked {
-        format_hex(data.len(), &mut prefix)
-    } else {
-        0
-    };
-    let h = head.take();
-    let none: &[u8] = &[];
-    let mut parts = [
-        IoSlice::new(h.as_deref().unwrap_or(none)),
-        IoSlice::new(prefix.get(..prefix_len).unwrap_or(none)),
-        IoSlice::new(if framing == Framing::None { none } else { data }),
-        IoSlice::new(if chunked { b"\r\n" } else { none }),
-    ];
-    write_all(io, &mut parts).await
-}
-
-/// `n` in hex followed by CRLF into `out`; the length written.
-fn format_hex(mut n: usize, out: &mut [u8; 18]) -> usize {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b"0123456789abcdef"[n & 15];
-        }
-        n >>= 4;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    let hex = digits.get(i..).unwrap_or_default();
-    let len = hex.len();
-    if let Some(dst) = out.get_mut(..len) {
-        dst.copy_from_slice(hex);
-    }
-    if let Some(dst) = out.get_mut(len..len + 2) {
-        dst.copy_from_slice(b"\r\n");
-    }
-    len + 2
 }
 
 /// Serve `io` until it closes, or until a request this path does not serve arrives.
@@ -508,11 +348,11 @@ pub async fn serve<S: App>(
         };
         let Ok(resp) = resp;
         let (parts, mut body) = resp.into_parts();
-        let exact = body_exact(&body);
-        let (head_bytes, framing, closes) = encode_head(parts.status, &parts.headers, exact, close);
+        let exact = answer::body_exact(&body);
+        let (head_bytes, framing, closes) =
+            answer::encode_head(parts.status, &parts.headers, exact, close);
         drop(parts);
-        let mut pending = Some(head_bytes);
-        let ok = relay(&mut io, &mut buf, &mut body, &mut pending, framing).await;
+        let ok = answer::relay(&mut io, &mut buf, &mut body, head_bytes, framing).await;
         drop(body);
         if !ok {
             return Outcome::Closed;
@@ -526,71 +366,6 @@ pub async fn serve<S: App>(
             return Outcome::Closed;
         }
     }
-}
-
-fn body_exact(body: &Counted) -> Option<u64> {
-    hyper::body::Body::size_hint(body).exact()
-}
-
-/// Write the answer's body after its head (the first frame with the head when it is ready at
-/// once), watching the socket; whether it all went.
-async fn relay(
-    io: &mut ConnIo,
-    buf: &mut BytesMut,
-    body: &mut Counted,
-    head: &mut Option<BytesMut>,
-    framing: Framing,
-) -> bool {
-    let mut first = true;
-    loop {
-        let frame = if first {
-            first = false;
-            match body.frame().now_or_never() {
-                Some(f) => f,
-                None => {
-                    if send(io, head, framing, &[]).await.is_err() {
-                        return false;
-                    }
-                    continue;
-                }
-            }
-        } else {
-            tokio::select! {
-                biased;
-                f = body.frame() => f,
-                r = std::future::poll_fn(|cx| poll_watch(io, buf, cx)) => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "client connection ended during an answer");
-                    }
-                    return false;
-                }
-            }
-        };
-        match frame {
-            None => break,
-            Some(Ok(f)) => {
-                let Ok(data) = f.into_data() else { continue };
-                if data.is_empty() {
-                    continue;
-                }
-                if send(io, head, framing, &data).await.is_err() {
-                    return false;
-                }
-            }
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "an answer's body failed; closing the connection");
-                return false;
-            }
-        }
-    }
-    let end: &[u8] = if framing == Framing::Chunked {
-        b"0\r\n\r\n"
-    } else {
-        b""
-    };
-    let h = head.take();
-    let mut parts = [IoSlice::new(h.as_deref().unwrap_or(b"")), IoSlice::new(end)];
-    write_all(io, &mut parts).await.is_ok()
 }
 
 #[cfg(test)]

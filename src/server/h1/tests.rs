@@ -1,4 +1,6 @@
+use super::answer::{Framing, encode_head, format_hex};
 use super::*;
+use axum::http::{StatusCode, header};
 
 fn head(wire: &[u8]) -> Head {
     match parse(wire) {
@@ -186,4 +188,50 @@ async fn a_head_after_the_watch_is_read_in_one_call() {
         .await
         .unwrap();
     assert_eq!(n, 400, "the whole head in one read, not 64 bytes of it");
+}
+
+/// What `relay` puts on the wire for `frames` (all ready at once) under `framing`.
+async fn relayed(frames: Vec<Bytes>, framing: Framing) -> Vec<u8> {
+    use super::super::conn::{Counted, Timeouts};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let timeouts = Timeouts {
+        header_read: std::time::Duration::from_secs(10),
+        idle: std::time::Duration::from_secs(10),
+    };
+    let mut io = ConnIo::new(server, std::sync::Arc::new(Conn::default()), timeouts);
+    let stream = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
+    let mut body = Counted::uncounted(Body::from_stream(stream));
+    let mut buf = BytesMut::new();
+    let head = BytesMut::from(&b"HEAD\r\n\r\n"[..]);
+    assert!(super::answer::relay(&mut io, &mut buf, &mut body, head, framing).await);
+    drop(io);
+    let mut wire = Vec::new();
+    client.read_to_end(&mut wire).await.unwrap();
+    wire
+}
+
+#[tokio::test]
+async fn frames_ready_together_are_framed_in_order_small_ones_copied_large_ones_not() {
+    let big = Bytes::from(vec![b'x'; 5000]);
+    let frames = vec![
+        Bytes::from_static(b"data: a\n\n"),
+        Bytes::new(),
+        Bytes::from_static(b"data: bb\n\n"),
+        big.clone(),
+        Bytes::from_static(b"c"),
+    ];
+    let mut want = b"HEAD\r\n\r\n9\r\ndata: a\n\n\r\na\r\ndata: bb\n\n\r\n1388\r\n".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"\r\n1\r\nc\r\n0\r\n\r\n");
+    assert_eq!(relayed(frames.clone(), Framing::Chunked).await, want);
+    let mut want = b"HEAD\r\n\r\ndata: a\n\ndata: bb\n\n".to_vec();
+    want.extend_from_slice(&big);
+    want.extend_from_slice(b"c");
+    assert_eq!(relayed(frames.clone(), Framing::Length).await, want);
+    assert_eq!(relayed(frames, Framing::None).await, b"HEAD\r\n\r\n");
 }
