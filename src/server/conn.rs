@@ -24,7 +24,6 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Request, Response, Version, header};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use std::io::IoSlice;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -143,6 +142,9 @@ pub struct ConnIo {
     // The timer was polled since it was last set: it holds the connection task's waker (the same
     // for the connection's life), so until it fires it needs no polling.
     timer_waits: bool,
+    // Bytes read already and handed back to be read again (`server::h1` hands a connection to
+    // hyper with what it read of it).
+    replay: Bytes,
 }
 
 impl ConnIo {
@@ -157,11 +159,17 @@ impl ConnIo {
             since: now,
             preface: 0,
             timer_waits: false,
+            replay: Bytes::new(),
         }
     }
 }
 
 impl ConnIo {
+    /// Have `read` (bytes read from this socket already) read again before the socket.
+    pub fn replay(&mut self, read: Bytes) {
+        self.replay = read;
+    }
+
     /// The connection's `server.idle_timeout`.
     pub fn idle_timeout(&self) -> Duration {
         self.timeouts.idle
@@ -193,6 +201,12 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(this.replay.get(..n).unwrap_or_default());
+            bytes::Buf::advance(&mut this.replay, n);
+            return Poll::Ready(Ok(()));
+        }
         // Busy <-> idle from the requests in flight.
         let busy = !this.conn.is_idle();
         match (this.phase, busy) {
@@ -293,65 +307,6 @@ impl AsyncWrite for ConnIo {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// The socket with bytes already read from it in front (for hyper after a hand-off).
-pub struct Rewind {
-    pre: Bytes,
-    io: ConnIo,
-}
-
-impl Rewind {
-    pub fn new(pre: Bytes, io: ConnIo) -> Self {
-        Self { pre, io }
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.pre.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, out);
-        }
-        let n = this.pre.len().min(out.remaining());
-        out.put_slice(this.pre.get(..n).unwrap_or_default());
-        bytes::Buf::advance(&mut this.pre, n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }

@@ -51,8 +51,9 @@ const MIN_READ: usize = 1024;
 pub enum Outcome<S> {
     /// The connection is closed (or to be dropped).
     Closed,
-    /// Hyper serves the rest: the socket, the bytes read from it and not yet served, the service.
-    HandOff(ConnIo, Bytes, ConnService<S>),
+    /// Hyper serves the rest: the socket (with the bytes read and not yet served to be read
+    /// again, [`ConnIo::replay`]) and the service.
+    HandOff(ConnIo, ConnService<S>),
 }
 
 /// What the connection's task has heard from the accept loop (see [`Signals`]).
@@ -69,6 +70,17 @@ impl Heard {
             seen: self.seen,
             registered: &mut self.registered,
         }
+    }
+
+    /// Take in the signals `s` (every one so far); whether the connection is to close now (shed).
+    fn shed(&mut self, s: u8) -> bool {
+        self.seen = s;
+        s & SHED != 0
+    }
+
+    /// Whether the gateway told this connection to drain.
+    fn draining(&self) -> bool {
+        self.seen & DRAIN != 0
     }
 }
 
@@ -192,10 +204,15 @@ fn build(head: &Head, bytes: &Bytes) -> Option<Request<()>> {
     Some(req)
 }
 
-/// Whether the bytes of `buf` after the first `scanned` may end a head (its blank line).
+/// Whether the bytes of `buf` after the first `scanned` may end a head (its blank line: a line
+/// feed followed by another, or by CR LF).
 fn may_end_head(buf: &[u8], scanned: usize) -> bool {
-    let new = buf.get(scanned.saturating_sub(3)..).unwrap_or_default();
-    memchr::memmem::find(new, b"\n\r\n").is_some() || memchr::memmem::find(new, b"\n\n").is_some()
+    let from = scanned.saturating_sub(3);
+    let new = buf.get(from..).unwrap_or_default();
+    memchr::memchr_iter(b'\n', new).any(|i| {
+        let after = new.get(i + 1..).unwrap_or_default();
+        after.starts_with(b"\n") || after.starts_with(b"\r\n")
+    })
 }
 
 /// Read into `buf`, first growing it by `grow` when it has room for fewer than `room` bytes: how
@@ -231,6 +248,12 @@ fn poll_watch(
     }
 }
 
+/// Give the connection to hyper with the bytes read and not yet served.
+fn hand_off<S>(mut io: ConnIo, read: BytesMut, svc: ConnService<S>) -> Outcome<S> {
+    io.replay(read.freeze());
+    Outcome::HandOff(io, svc)
+}
+
 /// Serve `io` until it closes, or until a request this path does not serve arrives.
 pub async fn serve<S: App>(
     mut io: ConnIo,
@@ -240,7 +263,6 @@ pub async fn serve<S: App>(
 ) -> Outcome<S> {
     let mut buf = BytesMut::new();
     let mut want = MIN_READ;
-    let mut draining = false;
     let mut served = 0u64;
     loop {
         // A head. After a partial one, it is parsed again only once the bytes that came may
@@ -256,10 +278,10 @@ pub async fn serve<S: App>(
             };
             match parsed {
                 Parsed::Head(h) => break h,
-                Parsed::Other => return Outcome::HandOff(io, buf.freeze(), svc),
+                Parsed::Other => return hand_off(io, buf, svc),
                 Parsed::Partial => scanned = buf.len(),
             }
-            if draining && buf.is_empty() && served > 0 {
+            if heard.draining() && buf.is_empty() && served > 0 {
                 return Outcome::Closed;
             }
             // A new head gets a buffer of the last request's size (the watch while the last
@@ -268,13 +290,9 @@ pub async fn serve<S: App>(
             let grow = want.max(buf.len());
             tokio::select! {
                 biased;
-                s = heard.signals(conn) => {
-                    heard.seen = s;
-                    if s & SHED != 0 {
-                        return Outcome::Closed;
-                    }
-                    draining |= s & DRAIN != 0;
-                }
+                s = heard.signals(conn) => if heard.shed(s) {
+                    return Outcome::Closed;
+                },
                 r = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, (room, grow), cx)) => {
                     match r {
                         Ok(0) | Err(_) => return Outcome::Closed,
@@ -296,13 +314,9 @@ pub async fn serve<S: App>(
             let stalled = tokio::time::sleep(stall);
             tokio::select! {
                 biased;
-                s = heard.signals(conn) => {
-                    heard.seen = s;
-                    if s & SHED != 0 {
-                        return Outcome::Closed;
-                    }
-                    draining |= s & DRAIN != 0;
-                }
+                s = heard.signals(conn) => if heard.shed(s) {
+                    return Outcome::Closed;
+                },
                 r = std::future::poll_fn(|cx| { let rest = whole - buf.len(); poll_fill(&mut io, &mut buf, (rest, rest), cx) }) => {
                     match r {
                         Ok(0) | Err(_) => return Outcome::Closed,
@@ -319,7 +333,7 @@ pub async fn serve<S: App>(
         let close = head.close;
         let Some(req) = request_of(&head, &mut buf) else {
             drop(in_flight);
-            return Outcome::HandOff(io, buf.freeze(), svc);
+            return hand_off(io, buf, svc);
         };
         if buf.is_empty() {
             // Let the request own the bytes it was read into.
@@ -331,13 +345,9 @@ pub async fn serve<S: App>(
             tokio::select! {
                 biased;
                 r = answer.as_mut() => break r,
-                s = heard.signals(conn) => {
-                    heard.seen = s;
-                    if s & SHED != 0 {
-                        return Outcome::Closed;
-                    }
-                    draining |= s & DRAIN != 0;
-                }
+                s = heard.signals(conn) => if heard.shed(s) {
+                    return Outcome::Closed;
+                },
                 r = std::future::poll_fn(|cx| poll_watch(&mut io, &mut buf, cx)) => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "client connection ended during a request");
@@ -361,7 +371,7 @@ pub async fn serve<S: App>(
         io.answered();
         // Draining: the answer in flight has finished; an idle connection closes (as hyper's
         // graceful shutdown does).
-        if closes || draining {
+        if closes || heard.draining() {
             let _ = io.shutdown().await;
             return Outcome::Closed;
         }

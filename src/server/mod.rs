@@ -267,11 +267,11 @@ async fn serve_conn<S>(
     let conn = registered.conn.clone();
     let io = ConnIo::new(tcp, conn.clone(), timeouts);
     let mut heard = h1::Heard::default();
-    let (io, read, service) = match h1::serve(io, service, &conn, &mut heard).await {
+    let (io, service) = match h1::serve(io, service, &conn, &mut heard).await {
         h1::Outcome::Closed => return,
-        h1::Outcome::HandOff(io, read, service) => (io, read, service),
+        h1::Outcome::HandOff(io, service) => (io, service),
     };
-    let io = TokioIo::new(conn::Rewind::new(read, io));
+    let io = TokioIo::new(io);
     let serving = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(serving);
     let mut seen = heard.seen;

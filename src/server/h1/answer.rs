@@ -212,45 +212,29 @@ pub(super) async fn relay(
 ) -> bool {
     let mut out = head;
     loop {
-        // Every frame ready now joins the batch (the first time: the head's write).
-        let mut ended = false;
-        while out.len() < BATCH {
-            let Some(frame) = body.frame().now_or_never() else {
-                break;
-            };
-            match got(frame) {
-                Got::Data(d) if d.len() >= NO_COPY => {
-                    if flush(io, &mut out, framing, &d).await.is_err() {
+        // A frame ready now joins the batch; when none is (or the batch is full), the batch goes
+        // (the first time: with the head) and the next frame is waited for, the socket watched.
+        let ready = if out.len() < BATCH {
+            body.frame().now_or_never()
+        } else {
+            None
+        };
+        let frame = match ready {
+            Some(frame) => frame,
+            None => {
+                if !out.is_empty() && flush(io, &mut out, framing, &[]).await.is_err() {
+                    return false;
+                }
+                tokio::select! {
+                    biased;
+                    f = body.frame() => f,
+                    r = std::future::poll_fn(|cx| poll_watch(io, buf, cx)) => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "client connection ended during an answer");
+                        }
                         return false;
                     }
                 }
-                Got::Data(d) => push(&mut out, framing, &d),
-                Got::Skip => {}
-                Got::End => {
-                    ended = true;
-                    break;
-                }
-                Got::Failed => return false,
-            }
-        }
-        if ended && framing == Framing::Chunked {
-            out.extend_from_slice(b"0\r\n\r\n");
-        }
-        if !out.is_empty() && flush(io, &mut out, framing, &[]).await.is_err() {
-            return false;
-        }
-        if ended {
-            return true;
-        }
-        // Wait for the next frame, watching the socket.
-        let frame = tokio::select! {
-            biased;
-            f = body.frame() => f,
-            r = std::future::poll_fn(|cx| poll_watch(io, buf, cx)) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended during an answer");
-                }
-                return false;
             }
         };
         match got(frame) {

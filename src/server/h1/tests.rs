@@ -165,12 +165,11 @@ fn a_head_is_parsed_again_only_when_its_end_may_have_come() {
     assert!(!may_end_head(b"GET / HTTP/1.1\r\nhost: gw\r\n", 3));
 }
 
-#[tokio::test]
-async fn a_head_after_the_watch_is_read_in_one_call() {
+/// A connected socket pair: the client's end, and the server's as a [`ConnIo`].
+async fn socket_pair() -> (tokio::net::TcpStream, ConnIo) {
     use super::super::conn::Timeouts;
-    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
         .await
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
@@ -178,7 +177,14 @@ async fn a_head_after_the_watch_is_read_in_one_call() {
         header_read: std::time::Duration::from_secs(10),
         idle: std::time::Duration::from_secs(10),
     };
-    let mut io = ConnIo::new(server, std::sync::Arc::new(Conn::default()), timeouts);
+    let io = ConnIo::new(server, std::sync::Arc::new(Conn::default()), timeouts);
+    (client, io)
+}
+
+#[tokio::test]
+async fn a_head_after_the_watch_is_read_in_one_call() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, mut io) = socket_pair().await;
     let head = [b'a'; 400];
     client.write_all(&head).await.unwrap();
     // The watch while an answer went left a 64-byte buffer, empty.
@@ -192,18 +198,9 @@ async fn a_head_after_the_watch_is_read_in_one_call() {
 
 /// What `relay` puts on the wire for `frames` (all ready at once) under `framing`.
 async fn relayed(frames: Vec<Bytes>, framing: Framing) -> Vec<u8> {
-    use super::super::conn::{Counted, Timeouts};
+    use super::super::conn::Counted;
     use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    let timeouts = Timeouts {
-        header_read: std::time::Duration::from_secs(10),
-        idle: std::time::Duration::from_secs(10),
-    };
-    let mut io = ConnIo::new(server, std::sync::Arc::new(Conn::default()), timeouts);
+    let (mut client, mut io) = socket_pair().await;
     let stream = futures_util::stream::iter(frames.into_iter().map(Ok::<_, std::io::Error>));
     let mut body = Counted::uncounted(Body::from_stream(stream));
     let mut buf = BytesMut::new();
