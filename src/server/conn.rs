@@ -162,9 +162,7 @@ impl ConnIo {
             replay: Bytes::new(),
         }
     }
-}
 
-impl ConnIo {
     /// Have `read` (bytes read from this socket already) read again before the socket.
     pub fn replay(&mut self, read: Bytes) {
         self.replay = read;
