@@ -20,12 +20,12 @@ pub fn unix_ms() -> u64 {
 
 /// Milliseconds on a monotonic clock (tokio's, so paused-time tests move it).
 pub fn monotonic_ms() -> u64 {
+    monotonic_ms_at(tokio::time::Instant::now())
+}
+
+/// [`monotonic_ms`] of an instant already read (one clock read less).
+pub fn monotonic_ms_at(at: tokio::time::Instant) -> u64 {
     static BASE: OnceLock<tokio::time::Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(tokio::time::Instant::now);
-    u64::try_from(
-        tokio::time::Instant::now()
-            .saturating_duration_since(base)
-            .as_millis(),
-    )
-    .unwrap_or(u64::MAX)
+    let base = *BASE.get_or_init(|| at);
+    u64::try_from(at.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
 }

@@ -45,3 +45,123 @@ pub fn number(n: u64) -> http::HeaderValue {
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// The Anthropic API version a client sends (its model list gets Anthropic's shape).
 pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+
+/// The headers an answer gets under the gateway's own names on every call (the request id,
+/// `x-ratelimit-*`, `x-cache`, `x-gateway-provider`, `-deployment-model`, `-attempts`,
+/// `-cost-usd`), kept in the answer's extensions beside its header map rather than in it: a
+/// `HeaderMap` hashes a custom name byte by byte on every insert (~300 instructions a header,
+/// ~3,500 of every request, docs/benchmarks.md "What changed what"); here they are pushed. The
+/// server writes them after the map (`server::h1`), or moves them into the map before hyper
+/// writes the answer (`server::conn::Answer`). Each of these names is set this way only, and once
+/// per answer, so none is in both places.
+#[derive(Clone, Debug, Default)]
+pub struct OwnHeaders(Vec<(HeaderName, http::HeaderValue)>);
+
+impl OwnHeaders {
+    /// `resp`'s own headers, to set some (one look-up in the extensions for several).
+    pub fn on<B>(resp: &mut http::Response<B>) -> &mut Self {
+        resp.extensions_mut()
+            .get_or_insert_with(|| OwnHeaders(Vec::with_capacity(12)))
+    }
+
+    /// Set `name` (never set before on this answer).
+    pub fn set(&mut self, name: HeaderName, value: http::HeaderValue) {
+        debug_assert!(
+            self.0.iter().all(|(n, _)| *n != name),
+            "{name} set twice on one answer"
+        );
+        self.0.push((name, value));
+    }
+
+    /// `resp`'s own headers, if any were set.
+    pub fn of<B>(resp: &http::Response<B>) -> Option<&Self> {
+        resp.extensions().get::<Self>()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &http::HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Move them into the answer's header map (for a writer that reads only the map).
+    pub fn into_map<B>(resp: &mut http::Response<B>) {
+        if let Some(own) = resp.extensions_mut().remove::<Self>() {
+            let headers = resp.headers_mut();
+            for (name, value) in own.0 {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// A cost in USD with eight decimals, as `format!("{usd:.8}")` writes it, without the float
+/// formatting machinery (~1,300 instructions of every priced answer) when the figure is small
+/// enough for `usd * 1e8` to round to the same integer as the exact value does: below 2^32
+/// hundred-millionths (about 42.9 USD), off the half-way point by more than the product's
+/// error. Anything else goes through `format!`.
+pub fn usd(usd: f64) -> Option<http::HeaderValue> {
+    let scaled = usd * 1e8;
+    let fraction = scaled - scaled.floor();
+    let text = if usd >= 0.0 && scaled < 4_294_967_296.0 && (fraction - 0.5).abs() > 1e-3 {
+        // Exact: `scaled` is below 2^32, so it converts to an integer without loss.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked above"
+        )]
+        let n = scaled.round() as u64;
+        let mut out = String::with_capacity(20);
+        out.push_str(itoa::Buffer::new().format(n / 100_000_000));
+        out.push('.');
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(n % 100_000_000);
+        for _ in digits.len()..8 {
+            out.push('0');
+        }
+        out.push_str(digits);
+        out
+    } else {
+        format!("{usd:.8}")
+    };
+    http::HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn usd_reads_as_format_writes_it() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut values = vec![
+            0.0,
+            1e-9,
+            4e-9,
+            5e-9,
+            6e-9,
+            1.5e-8,
+            2.5e-8,
+            0.000_001_23,
+            0.000_125,
+            0.1,
+            0.5,
+            0.999_999_995,
+            1.0,
+            42.949_672_95,
+            42.949_672_96,
+            43.0,
+            1234.5678,
+            1e12,
+        ];
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Costs from a millionth of a cent up to ~100 USD, and exact half-way points.
+            let x = (seed % 10_000_000_000) as f64 * 1e-8;
+            values.push(x);
+            values.push(x * 1e-3);
+            values.push((seed % 1_000_000) as f64 * 1e-8 + 5e-9);
+        }
+        for v in values {
+            assert_eq!(super::usd(v).unwrap(), format!("{v:.8}").as_str(), "{v:e}");
+        }
+    }
+}

@@ -26,7 +26,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::api::context::{SharedState, deadline};
+use crate::api::context::{SharedState, deadline_after};
 use crate::api::error::Render;
 use crate::auth::Caller;
 use crate::error::Error;
@@ -191,7 +191,7 @@ pub async fn serve_request(
     endpoint: Endpoint,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let deadline = deadline(&state);
+    let deadline = deadline_after(&state, started);
     let (parts, body) = req.into_parts();
     let limit = state.runtime.load().config.server.max_body_size.0;
     let mut out = CallOut::default();
@@ -360,8 +360,9 @@ impl CallOut {
             u.set_model(model);
         }
         if let Some(headers) = self.rate {
+            let own = crate::headers::OwnHeaders::on(&mut resp);
             for (name, value) in headers {
-                resp.headers_mut().insert(name, value);
+                own.set(name, value);
             }
         }
         resp

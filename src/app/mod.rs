@@ -182,12 +182,12 @@ where
     let (mut resp, caller) =
         tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
+        let own = crate::headers::OwnHeaders::on(&mut resp);
         // Anthropic's clients read their own header name.
         if uri.path().starts_with("/v1/messages") {
-            resp.headers_mut()
-                .insert(crate::headers::REQUEST_ID, v.clone());
+            own.set(crate::headers::REQUEST_ID, v.clone());
         }
-        resp.headers_mut().insert(crate::headers::X_REQUEST_ID, v);
+        own.set(crate::headers::X_REQUEST_ID, v);
     }
     let finish = Finish {
         started,

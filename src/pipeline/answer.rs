@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::guard;
 use crate::cache::{self, Policy};
-use crate::headers as hn;
+use crate::headers::{self as hn, OwnHeaders};
 use crate::providers::CallCtx;
 use crate::record::ServedBy;
 use crate::runtime::Deployment;
@@ -54,25 +54,23 @@ pub(super) fn upstream_headers(
 /// Put what served the answer in its headers, and beside it for the request's metrics and
 /// access log (`record::RequestRecord`, when the request has one).
 pub(super) fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
-    let h = resp.headers_mut();
-    h.insert(hn::X_CACHE, served.cache.clone());
+    let own = OwnHeaders::on(resp);
+    own.set(hn::X_CACHE, served.cache.clone());
     if let Some(v) = &served.provider {
-        h.insert(hn::X_GATEWAY_PROVIDER, v.clone());
+        own.set(hn::X_GATEWAY_PROVIDER, v.clone());
     }
     if let Some(v) = &served.deployment_model {
-        h.insert(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
+        own.set(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
     }
-    h.insert(hn::X_GATEWAY_ATTEMPTS, served.attempts.clone());
+    own.set(hn::X_GATEWAY_ATTEMPTS, served.attempts.clone());
     if let Some(u) = &ctx.usage {
         u.set_served(served);
     }
 }
 
 pub(super) fn cost_header(resp: &mut Response, cost: Option<f64>) {
-    if let Some(c) = cost
-        && let Ok(v) = HeaderValue::from_str(&format!("{c:.8}"))
-    {
-        resp.headers_mut().insert(hn::X_GATEWAY_COST_USD, v);
+    if let Some(v) = cost.and_then(hn::usd) {
+        OwnHeaders::on(resp).set(hn::X_GATEWAY_COST_USD, v);
     }
 }
 

@@ -23,6 +23,7 @@ use memchr::memmem;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::http::Outgoing;
 use super::pool::Pool;
 
 /// Most header lines an answer's head may have.
@@ -87,13 +88,15 @@ impl Conn {
     pub async fn send(
         &mut self,
         path: &str,
-        headers: &HeaderMap,
+        headers: &Outgoing<'_>,
         host: &HeaderValue,
         body: &[u8],
     ) -> io::Result<()> {
         let mut size = 64 + path.len();
-        for (name, value) in headers {
+        let mut has_host = false;
+        for (name, value) in headers.iter() {
             size += name.as_str().len() + value.len() + 4;
+            has_host |= name == HOST;
         }
         let inline = body.len() <= INLINE_BODY;
         if inline {
@@ -103,12 +106,12 @@ impl Conn {
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        if !headers.contains_key(HOST) {
+        if !has_host {
             head.extend_from_slice(b"host: ");
             head.extend_from_slice(host.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
-        for (name, value) in headers {
+        for (name, value) in headers.iter() {
             if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
                 continue;
             }
@@ -234,8 +237,12 @@ impl Head {
     }
 }
 
-/// The head parsed from `buf[..len]`: its header values are slices of one copy of the head
-/// (not of the read buffer, which they would otherwise keep alive as long as the headers live).
+/// The head parsed from `buf[..len]`. An error answer's headers are kept, as slices of one
+/// copy of the head (not of the read buffer, which they would otherwise keep alive as long as
+/// the headers live): the failure is read from them (`retry-after`, Bedrock's error type). A
+/// successful answer's are read for its framing only and not kept: every consumer of a
+/// provider's answer reads its status and body, and building the map cost ~2,000 instructions
+/// of every request (docs/benchmarks.md, "What changed what").
 fn head_of(parsed: &httparse::Response<'_, '_>, buf: &[u8], len: usize) -> io::Result<Head> {
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| invalid("invalid status code"))?;
@@ -244,21 +251,22 @@ fn head_of(parsed: &httparse::Response<'_, '_>, buf: &[u8], len: usize) -> io::R
     } else {
         Version::HTTP_11
     };
-    let copy = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
+    let keep = !status.is_success();
+    let copy = if keep {
+        Bytes::copy_from_slice(buf.get(..len).unwrap_or_default())
+    } else {
+        Bytes::new()
+    };
     let base = buf.as_ptr() as usize;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut headers = HeaderMap::with_capacity(if keep { parsed.headers.len() } else { 0 });
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut encoded = false;
     let mut close = false;
     let mut keep_alive = false;
     for line in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(line.name.as_bytes())
-            .map_err(|_| invalid("invalid header name"))?;
-        let start = line.value.as_ptr() as usize - base;
-        let value = HeaderValue::from_maybe_shared(copy.slice(start..start + line.value.len()))
-            .map_err(|_| invalid("invalid header value"))?;
-        if name == CONTENT_LENGTH {
+        let name = line.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(line.value)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
@@ -267,7 +275,7 @@ fn head_of(parsed: &httparse::Response<'_, '_>, buf: &[u8], len: usize) -> io::R
                 return Err(invalid("conflicting content-length headers"));
             }
             length = Some(n);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             encoded = true;
             // Only the last coding says whether the body is chunked.
             chunked = line
@@ -275,14 +283,20 @@ fn head_of(parsed: &httparse::Response<'_, '_>, buf: &[u8], len: usize) -> io::R
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in line.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
-        headers.append(name, value);
+        if keep {
+            let name = HeaderName::from_bytes(name).map_err(|_| invalid("invalid header name"))?;
+            let start = line.value.as_ptr() as usize - base;
+            let value = HeaderValue::from_maybe_shared(copy.slice(start..start + line.value.len()))
+                .map_err(|_| invalid("invalid header value"))?;
+            headers.append(name, value);
+        }
     }
     let framing = if status.is_informational()
         || status == StatusCode::NO_CONTENT

@@ -403,8 +403,8 @@ impl Provider {
     }
 
     /// The provider's headers and the call's own (request id, trace, Anthropic beta).
-    fn request_headers(&self, ctx: &CallCtx) -> HeaderMap {
-        let mut headers = self.headers.clone();
+    fn request_headers(&self, ctx: &CallCtx) -> http::Outgoing<'_> {
+        let mut headers = http::Outgoing::new(&self.headers);
         if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
             headers.insert(crate::headers::X_REQUEST_ID, id);
         }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderName, HeaderValue};
 
 use super::aws::ConverseStreamToChat;
 use super::aws::sigv4::SigV4;
@@ -292,13 +292,15 @@ impl Provider {
                     UpstreamError::new(&self.name, UpstreamKind::Connect, e.to_string())
                 })?;
             for (name, value) in signed {
-                let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                let cannot = || {
                     UpstreamError::new(
                         &self.name,
                         UpstreamKind::Connect,
                         "a signed header cannot be sent",
                     )
-                })?;
+                };
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| cannot())?;
+                let mut v = HeaderValue::from_str(&value).map_err(|_| cannot())?;
                 v.set_sensitive(true);
                 headers.insert(name, v);
             }

@@ -20,12 +20,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{Response, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::h1;
-use super::http::SendError;
+use super::http::{Outgoing, SendError};
 use crate::error::error_chain;
 
 /// Idle connections of one provider, newest last.
@@ -164,7 +164,7 @@ impl Pool {
     pub async fn post(
         self: &Arc<Self>,
         uri: &Uri,
-        headers: HeaderMap,
+        headers: &Outgoing<'_>,
         body: Bytes,
     ) -> Result<Response<PooledBody>, SendError> {
         let path = origin_form(uri);
@@ -176,7 +176,7 @@ impl Pool {
                     false,
                 ),
             };
-            if let Err(e) = conn.send(path, &headers, &self.host_header, &body).await {
+            if let Err(e) = conn.send(path, headers, &self.host_header, &body).await {
                 if reused {
                     continue;
                 }

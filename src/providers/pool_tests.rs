@@ -1,5 +1,7 @@
 //! Tests of the plain-HTTP pool: reuse, framing, closing, errors, against raw TCP servers.
 use super::*;
+use crate::providers::http::Outgoing;
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -54,8 +56,12 @@ fn pool(uri: &Uri) -> Arc<Pool> {
 }
 
 async fn post(pool: &Arc<Pool>, uri: &Uri) -> Result<Response<PooledBody>, SendError> {
-    pool.post(uri, HeaderMap::new(), Bytes::from_static(b"{}"))
-        .await
+    pool.post(
+        uri,
+        &Outgoing::new(&HeaderMap::new()),
+        Bytes::from_static(b"{}"),
+    )
+    .await
 }
 
 async fn call(pool: &Arc<Pool>, uri: &Uri) -> Bytes {
@@ -127,13 +133,28 @@ async fn interim_answers_are_skipped_and_chunk_extensions_and_trailers_read() {
     for _ in 0..2 {
         let resp = post(&pool, &uri).await.unwrap();
         assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["x-a"], "1");
+        // A successful answer's headers are read for its framing only (`h1::head_of`).
+        assert!(resp.headers().is_empty());
         assert_eq!(
             resp.into_body().collect().await.unwrap().to_bytes(),
             "hello"
         );
     }
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_error_answer_keeps_its_headers() {
+    let (uri, _) = server(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nx-amzn-ErrorType: ThrottlingException\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .await;
+    let pool = pool(&uri);
+    let resp = post(&pool, &uri).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    assert_eq!(resp.headers()["x-amzn-errortype"], "ThrottlingException");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "{}");
 }
 
 #[tokio::test]
@@ -203,7 +224,10 @@ async fn a_large_body_is_sent_whole() {
             .unwrap();
     });
     let uri: Uri = format!("http://{addr}/v1/x").parse().unwrap();
-    let resp = pool(&uri).post(&uri, HeaderMap::new(), big).await.unwrap();
+    let resp = pool(&uri)
+        .post(&uri, &Outgoing::new(&HeaderMap::new()), big)
+        .await
+        .unwrap();
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
 }
 
@@ -258,7 +282,7 @@ async fn a_refused_connection_is_a_connect_error() {
         .unwrap();
     drop(listener);
     let err = pool(&uri)
-        .post(&uri, HeaderMap::new(), Bytes::new())
+        .post(&uri, &Outgoing::new(&HeaderMap::new()), Bytes::new())
         .await
         .err()
         .unwrap();

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{Call, first_chunk, outcome, valid_json};
-use crate::clock::monotonic_ms as now_ms;
+use crate::clock::monotonic_ms_at;
 use crate::error::UpstreamError;
 use crate::providers::UpstreamBody;
 use crate::runtime::breaker::Admission;
@@ -80,10 +80,12 @@ pub(super) async fn run(
         deployment_model = %d.model, attempt = n, candidates, hedge,
         probe = admission == Admission::Probe, "upstream attempt"
     );
-    let now = now_ms();
-    d.state.reserve(call.input_tokens + call.max_tokens, now);
-    let guard = d.state.start();
     let started = Instant::now();
+    d.state.reserve(
+        call.input_tokens + call.max_tokens,
+        monotonic_ms_at(started),
+    );
+    let guard = d.state.start();
     let mut unfinished = Unfinished {
         d: Some(d.clone()),
         probe: admission == Admission::Probe,

@@ -201,10 +201,11 @@ pub async fn send(
         let mut tried: Vec<usize> = Vec::new();
         let mut model_attempts = 0u32;
         while model_attempts <= m.retries {
-            let now = now_ms();
-            if Instant::now() >= call.deadline {
+            let at = Instant::now();
+            if at >= call.deadline {
                 return Err(Error::Timeout);
             }
+            let now = crate::clock::monotonic_ms_at(at);
             let cands = candidates(&m, &tried, call, now, &mut blocked);
             let Some(idx) = strategy::pick(m.routing, &cands, &mut rand::rng()) else {
                 break;

@@ -361,7 +361,9 @@ where
     fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
         let in_flight = self.begin();
         let http1 = req.version() != Version::HTTP_2;
-        self.answer(req.map(axum::body::Body::new), in_flight, http1)
+        let mut answer = self.answer(req.map(axum::body::Body::new), in_flight, http1);
+        answer.by_hyper = true;
+        answer
     }
 }
 
@@ -393,6 +395,7 @@ where
             inner: tower::ServiceExt::oneshot(self.app.clone(), req),
             in_flight: Some(in_flight),
             http1,
+            by_hyper: false,
         }
     }
 }
@@ -405,6 +408,9 @@ pin_project_lite::pin_project! {
         in_flight: Option<InFlight>,
         // To say `connection: close` while draining (HTTP/2 has no such header).
         http1: bool,
+        // Written by hyper, which reads only the header map: the gateway's own headers
+        // (`headers::OwnHeaders`) are moved into it. `server::h1` writes them itself.
+        by_hyper: bool,
     }
 }
 
@@ -417,6 +423,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(mut resp) = std::task::ready!(this.inner.poll(cx));
+        if *this.by_hyper {
+            crate::headers::OwnHeaders::into_map(&mut resp);
+        }
         let in_flight = this.in_flight.take();
         if *this.http1
             && in_flight

@@ -359,8 +359,13 @@ pub async fn serve<S: App>(
         let Ok(resp) = resp;
         let (parts, mut body) = resp.into_parts();
         let exact = answer::body_exact(&body);
-        let (head_bytes, framing, closes) =
-            answer::encode_head(parts.status, &parts.headers, exact, close);
+        let (head_bytes, framing, closes) = answer::encode_head(
+            parts.status,
+            &parts.headers,
+            parts.extensions.get(),
+            exact,
+            close,
+        );
         drop(parts);
         let ok = answer::relay(&mut io, &mut buf, &mut body, head_bytes, framing).await;
         drop(body);

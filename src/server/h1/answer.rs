@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use super::poll_watch;
+use crate::headers::OwnHeaders;
 use crate::server::conn::{ConnIo, Counted};
 
 /// Frames ready together join one write up to about this many bytes.
@@ -33,10 +34,11 @@ pub(super) enum Framing {
 pub(super) fn encode_head(
     status: StatusCode,
     headers: &HeaderMap,
+    own: Option<&OwnHeaders>,
     exact: Option<u64>,
     close: bool,
 ) -> (BytesMut, Framing, bool) {
-    let mut out = BytesMut::with_capacity(128 + headers.len() * 48);
+    let mut out = BytesMut::with_capacity(256 + headers.len() * 48);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -66,6 +68,13 @@ pub(super) fn encode_head(
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // The gateway's own names: none of them is a framing header.
+    for (name, value) in own.into_iter().flat_map(OwnHeaders::iter) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());

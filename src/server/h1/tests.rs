@@ -96,7 +96,7 @@ fn encoded(status: u16, headers: &[(&str, &str)], exact: Option<u64>, close: boo
         );
     }
     let status = StatusCode::from_u16(status).unwrap();
-    let (out, _, _) = encode_head(status, &map, exact, close);
+    let (out, _, _) = encode_head(status, &map, None, exact, close);
     String::from_utf8(out.to_vec()).unwrap()
 }
 
@@ -130,9 +130,45 @@ fn answers_are_framed_by_length_or_chunks_and_dated() {
         StatusCode::OK,
         &HeaderMap::from_iter([(header::CONNECTION, HeaderValue::from_static("close"))]),
         None,
+        None,
         false,
     );
     assert!(framing == Framing::Chunked && closes);
+}
+
+#[test]
+fn the_gateways_own_headers_follow_the_map() {
+    let mut resp = axum::http::Response::new(());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let own = crate::headers::OwnHeaders::on(&mut resp);
+    own.set(
+        crate::headers::X_REQUEST_ID,
+        HeaderValue::from_static("req_1"),
+    );
+    own.set(crate::headers::X_CACHE, HeaderValue::from_static("MISS"));
+    let (out, framing, _) = encode_head(
+        StatusCode::OK,
+        resp.headers(),
+        crate::headers::OwnHeaders::of(&resp),
+        Some(2),
+        false,
+    );
+    let h = String::from_utf8(out.to_vec()).unwrap();
+    assert!(
+        h.starts_with(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_1\r\nx-cache: MISS\r\ncontent-length: 2\r\n"
+        ),
+        "{h}"
+    );
+    assert!(framing == Framing::Length);
+    // Where hyper writes the answer, they are moved into the map.
+    crate::headers::OwnHeaders::into_map(&mut resp);
+    assert_eq!(resp.headers()["x-request-id"], "req_1");
+    assert_eq!(resp.headers()["x-cache"], "MISS");
+    assert!(crate::headers::OwnHeaders::of(&resp).is_none());
 }
 
 #[test]
