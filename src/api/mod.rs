@@ -155,10 +155,21 @@ async fn drain(body: &mut Body) {
 
 /// What is forwarded upstream with every attempt.
 pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
+    // One pass over the request's few headers: looking up a name the map does not hold hashes
+    // it byte by byte (~200 instructions each); comparing names stops at the kind of name or
+    // its length for nearly every header.
+    let (mut traceparent, mut anthropic_beta) = (None, None);
+    for (name, value) in headers {
+        if *name == crate::headers::TRACEPARENT {
+            traceparent.get_or_insert_with(|| value.clone());
+        } else if *name == crate::headers::ANTHROPIC_BETA {
+            anthropic_beta.get_or_insert_with(|| value.clone());
+        }
+    }
     CallCtx {
         request_id: request_id.to_owned(),
-        traceparent: headers.get(crate::headers::TRACEPARENT).cloned(),
-        anthropic_beta: headers.get(crate::headers::ANTHROPIC_BETA).cloned(),
+        traceparent,
+        anthropic_beta,
         usage: None,
     }
 }

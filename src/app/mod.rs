@@ -155,11 +155,15 @@ where
     F: FnOnce(Request, String, Arc<crate::record::RequestRecord>) -> Fut,
     Fut: std::future::Future<Output = (Response, Option<crate::auth::Caller>)>,
 {
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
+    // One pass: the size, and the request id (a look-up would hash the name).
+    let mut header_bytes = 0;
+    let mut given_id = None;
+    for (k, v) in req.headers() {
+        header_bytes += k.as_str().len() + v.len() + 4;
+        if given_id.is_none() && *k == crate::headers::X_REQUEST_ID {
+            given_id = Some(v);
+        }
+    }
     if header_bytes > MAX_HEADER_BYTES {
         let mut r = Error::invalid(format!(
             "the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
@@ -170,9 +174,7 @@ where
     }
     let started = Instant::now();
     crate::metrics::in_flight(true);
-    let id = req
-        .headers()
-        .get(crate::headers::X_REQUEST_ID)
+    let id = given_id
         .and_then(valid_request_id)
         .map_or_else(new_request_id, str::to_owned);
     let usage = Arc::new(crate::record::RequestRecord::new());

@@ -230,12 +230,12 @@ impl Limiter {
             allowed: true,
             ..Verdict::default()
         };
-        // (current TAT, TAT if this request is taken)
+        // (the bucket's shard, current TAT, TAT if this request is taken)
         let mut tats = Vec::with_capacity(buckets.len());
         for (i, b) in buckets.iter().enumerate() {
             let emission = period / b.limit.max(1) as f64;
-            let tat = self
-                .shard(&b.key)
+            let shard = self.shard(&b.key);
+            let tat = shard
                 .lock()
                 .map(|m| m.get(&b.key).copied().unwrap_or(0.0))
                 .unwrap_or(0.0)
@@ -250,9 +250,9 @@ impl Limiter {
                 }
                 v.allowed = false;
             }
-            tats.push((tat, new_tat));
+            tats.push((shard, tat, new_tat));
         }
-        for (b, (tat, new_tat)) in buckets.iter().zip(&tats) {
+        for (b, (shard, tat, new_tat)) in buckets.iter().zip(&tats) {
             let kept = if v.allowed { *new_tat } else { *tat };
             let emission = period / b.limit.max(1) as f64;
             v.states.push(BucketState {
@@ -260,9 +260,14 @@ impl Limiter {
                 reset_ms: (kept - now).ceil().max(0.0) as u64,
             });
             if v.allowed
-                && let Ok(mut m) = self.shard(&b.key).lock()
+                && let Ok(mut m) = shard.lock()
             {
-                m.insert(b.key.clone(), kept);
+                match m.get_mut(&b.key) {
+                    Some(t) => *t = kept,
+                    None => {
+                        m.insert(b.key.clone(), kept);
+                    }
+                }
             }
         }
         v
