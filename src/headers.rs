@@ -78,6 +78,14 @@ impl OwnHeaders {
         resp.extensions().get::<Self>()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &http::HeaderValue)> {
         self.0.iter().map(|(n, v)| (n, v))
     }

@@ -38,7 +38,12 @@ pub(super) fn encode_head(
     exact: Option<u64>,
     close: bool,
 ) -> (BytesMut, Framing, bool) {
-    let mut out = BytesMut::with_capacity(256 + headers.len() * 48);
+    // Room for the head and, when it is small enough to be copied in, the whole body.
+    let own_len = own.map_or(0, |o| o.len());
+    let body = exact.filter(|&n| n < NO_COPY as u64).unwrap_or(0);
+    let mut out = BytesMut::with_capacity(
+        128 + (headers.len() + own_len) * 64 + usize::try_from(body).unwrap_or(0),
+    );
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.extend_from_slice(b" ");
