@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backoff;
+pub mod boxed;
 pub mod cache;
 pub mod cli;
 pub mod clock;

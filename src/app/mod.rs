@@ -421,7 +421,9 @@ impl HttpService {
                 req,
             ));
         };
-        futures_util::future::Either::Left(Box::pin(direct(self.state.clone(), req, endpoint)))
+        futures_util::future::Either::Left(crate::boxed::in_place(|| {
+            direct(self.state.clone(), req, endpoint)
+        }))
     }
 }
 
@@ -456,8 +458,8 @@ async fn direct(
     use futures_util::FutureExt;
     let served = std::panic::AssertUnwindSafe(in_context(req, move |req, id, usage| {
         // Boxed apart: the handler's future is large, and the context's own stays small (moved
-        // whole, it was copied several times per request).
-        Box::pin(async move {
+        // whole, it was copied several times per request). Made in its box (`boxed::in_place`).
+        crate::boxed::in_place(move || async move {
             match caller_of(&state, req.headers()).await {
                 Ok(caller) => {
                     let resp =
