@@ -120,12 +120,10 @@ pub fn usd(usd: f64) -> Option<http::HeaderValue> {
         let mut out = String::with_capacity(20);
         out.push_str(itoa::Buffer::new().format(n / 100_000_000));
         out.push('.');
+        // Eight digits with their leading zeros: the fraction plus 10^8, its leading 1 left out.
         let mut buf = itoa::Buffer::new();
-        let digits = buf.format(n % 100_000_000);
-        for _ in digits.len()..8 {
-            out.push('0');
-        }
-        out.push_str(digits);
+        let digits = buf.format(n % 100_000_000 + 100_000_000);
+        out.push_str(digits.get(1..).unwrap_or_default());
         out
     } else {
         format!("{usd:.8}")

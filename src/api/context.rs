@@ -148,12 +148,7 @@ pub fn error_format_of(path: &str) -> Format {
     }
 }
 
-/// The whole-request deadline for a request starting now.
-pub fn deadline(state: &AppState) -> Instant {
-    deadline_after(state, Instant::now())
-}
-
-/// The same for a request that started at `started` (one clock read less).
+/// The whole-request deadline of a request that started at `started`.
 pub fn deadline_after(state: &AppState, started: Instant) -> Instant {
     let d: Duration = state.runtime.load().config.server.request_timeout.get();
     started + d

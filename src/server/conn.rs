@@ -348,11 +348,7 @@ pub struct Peer(pub std::net::SocketAddr);
 
 impl<S> hyper::service::Service<Request<hyper::body::Incoming>> for ConnService<S>
 where
-    S: tower::Service<
-            Request<axum::body::Body>,
-            Response = Response<axum::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone,
+    S: super::App,
 {
     type Response = Response<Counted>;
     type Error = std::convert::Infallible;
@@ -369,11 +365,7 @@ where
 
 impl<S> ConnService<S>
 where
-    S: tower::Service<
-            Request<axum::body::Body>,
-            Response = Response<axum::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone,
+    S: super::App,
 {
     /// A request is in flight from now until its answer ends.
     pub fn begin(&self) -> InFlight {
