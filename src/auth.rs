@@ -48,8 +48,8 @@ pub struct KeyEntry {
     pub rpm_bucket: Arc<str>,
     pub tpm_bucket: Arc<str>,
     /// `rpm` and `tpm` as `x-ratelimit-limit-*` values, made once (a clone shares the bytes).
-    pub rpm_header: Option<http::HeaderValue>,
-    pub tpm_header: Option<http::HeaderValue>,
+    pub rpm_header: Option<crate::headers::OwnValue>,
+    pub tpm_header: Option<crate::headers::OwnValue>,
 }
 
 #[derive(Debug)]

@@ -36,10 +36,92 @@ pub const X_RATELIMIT_REMAINING_TOKENS: HeaderName =
 pub const X_RATELIMIT_RESET_TOKENS: HeaderName =
     HeaderName::from_static("x-ratelimit-reset-tokens");
 
-/// A number as a header value: one allocation (`HeaderValue::from(u64)` makes two).
-pub fn number(n: u64) -> http::HeaderValue {
-    http::HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes())
-        .unwrap_or_else(|_| http::HeaderValue::from_static("0"))
+/// A number as a header value, inline (`HeaderValue::from(u64)` makes two allocations).
+pub fn number(n: u64) -> OwnValue {
+    OwnValue::text(itoa::Buffer::new().format(n).as_bytes()).unwrap_or(OwnValue::ZERO)
+}
+
+/// Room for a value made for one answer: a number, a duration, a cost, a generated request id
+/// (`req_` and 32 digits).
+const INLINE: usize = 38;
+
+/// The value of a header the gateway sets itself (on an answer: [`OwnHeaders`]; on an upstream
+/// request: `providers::http::Outgoing`). Text made for one answer or request is kept inline,
+/// where a `HeaderValue` is an allocation and a copy (a request had seven of them); a value
+/// that exists already (a configured name, a client's request id, a signature) is shared.
+#[derive(Clone)]
+pub enum OwnValue {
+    Shared(http::HeaderValue),
+    Inline { len: u8, buf: [u8; INLINE] },
+}
+
+impl OwnValue {
+    const ZERO: Self = Self::Inline {
+        len: 1,
+        buf: {
+            let mut b = [0; INLINE];
+            b[0] = b'0';
+            b
+        },
+    };
+
+    /// `text` as a value: inline when it fits, shared otherwise; `None` when it is not a valid
+    /// header value.
+    pub fn text(text: &[u8]) -> Option<Self> {
+        let mut buf = [0; INLINE];
+        // Visible ASCII and spaces: a subset of what a header value may hold.
+        if let (Ok(len), Some(dst)) = (u8::try_from(text.len()), buf.get_mut(..text.len()))
+            && text.iter().all(|b| (b' '..=b'~').contains(b))
+        {
+            dst.copy_from_slice(text);
+            return Some(Self::Inline { len, buf });
+        }
+        http::HeaderValue::from_bytes(text).ok().map(Self::Shared)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Shared(v) => v.as_bytes(),
+            Self::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+        }
+    }
+
+    /// As a `HeaderValue` (for a writer that takes only those).
+    pub fn into_header_value(self) -> http::HeaderValue {
+        match self {
+            Self::Shared(v) => v,
+            Self::Inline { .. } => http::HeaderValue::from_bytes(self.as_bytes())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+        }
+    }
+}
+
+impl From<http::HeaderValue> for OwnValue {
+    fn from(v: http::HeaderValue) -> Self {
+        Self::Shared(v)
+    }
+}
+
+impl PartialEq<str> for OwnValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for OwnValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for OwnValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // A shared value may be marked sensitive: its own `Debug` hides it then.
+            Self::Shared(v) => v.fmt(f),
+            Self::Inline { .. } => String::from_utf8_lossy(self.as_bytes()).fmt(f),
+        }
+    }
 }
 /// Anthropic's request id answer header (on `/v1/messages`, beside `x-request-id`).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -55,7 +137,7 @@ pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-ver
 /// writes the answer (`server::conn::Answer`). Each of these names is set this way only, and once
 /// per answer, so none is in both places.
 #[derive(Clone, Debug, Default)]
-pub struct OwnHeaders(Vec<(HeaderName, http::HeaderValue)>);
+pub struct OwnHeaders(Vec<(HeaderName, OwnValue)>);
 
 impl OwnHeaders {
     /// `resp`'s own headers, to set some (one look-up in the extensions for several).
@@ -65,12 +147,12 @@ impl OwnHeaders {
     }
 
     /// Set `name` (never set before on this answer).
-    pub fn set(&mut self, name: HeaderName, value: http::HeaderValue) {
+    pub fn set(&mut self, name: HeaderName, value: impl Into<OwnValue>) {
         debug_assert!(
             self.0.iter().all(|(n, _)| *n != name),
             "{name} set twice on one answer"
         );
-        self.0.push((name, value));
+        self.0.push((name, value.into()));
     }
 
     /// `resp`'s own headers, if any were set.
@@ -86,7 +168,7 @@ impl OwnHeaders {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &http::HeaderValue)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &OwnValue)> {
         self.0.iter().map(|(n, v)| (n, v))
     }
 
@@ -95,7 +177,7 @@ impl OwnHeaders {
         if let Some(own) = resp.extensions_mut().remove::<Self>() {
             let headers = resp.headers_mut();
             for (name, value) in own.0 {
-                headers.insert(name, value);
+                headers.insert(name, value.into_header_value());
             }
         }
     }
@@ -106,10 +188,10 @@ impl OwnHeaders {
 /// enough for `usd * 1e8` to round to the same integer as the exact value does: below 2^32
 /// hundred-millionths (about 42.9 USD), off the half-way point by more than the product's
 /// error. Anything else goes through `format!`.
-pub fn usd(usd: f64) -> Option<http::HeaderValue> {
+pub fn usd(usd: f64) -> Option<OwnValue> {
     let scaled = usd * 1e8;
     let fraction = scaled - scaled.floor();
-    let text = if usd >= 0.0 && scaled < 4_294_967_296.0 && (fraction - 0.5).abs() > 1e-3 {
+    if usd >= 0.0 && scaled < 4_294_967_296.0 && (fraction - 0.5).abs() > 1e-3 {
         // Exact: `scaled` is below 2^32, so it converts to an integer without loss.
         #[expect(
             clippy::cast_possible_truncation,
@@ -117,22 +199,56 @@ pub fn usd(usd: f64) -> Option<http::HeaderValue> {
             reason = "checked above"
         )]
         let n = scaled.round() as u64;
-        let mut out = String::with_capacity(20);
-        out.push_str(itoa::Buffer::new().format(n / 100_000_000));
-        out.push('.');
-        // Eight digits with their leading zeros: the fraction plus 10^8, its leading 1 left out.
-        let mut buf = itoa::Buffer::new();
-        let digits = buf.format(n % 100_000_000 + 100_000_000);
-        out.push_str(digits.get(1..).unwrap_or_default());
-        out
-    } else {
-        format!("{usd:.8}")
-    };
-    http::HeaderValue::from_str(&text).ok()
+        let mut whole = itoa::Buffer::new();
+        let whole = whole.format(n / 100_000_000).as_bytes();
+        // Eight digits with their leading zeros: the fraction plus 10^8, its leading 1 replaced
+        // by the decimal point.
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(n % 100_000_000 + 100_000_000).as_bytes();
+        let mut out = [0u8; 20];
+        let len = whole.len() + digits.len();
+        if let Some((w, f)) = out.split_at_mut_checked(whole.len())
+            && let Some(f) = f.get_mut(..digits.len())
+        {
+            w.copy_from_slice(whole);
+            f.copy_from_slice(digits);
+            if let Some(point) = f.first_mut() {
+                *point = b'.';
+            }
+        }
+        return OwnValue::text(out.get(..len).unwrap_or_default());
+    }
+    OwnValue::text(format!("{usd:.8}").as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::OwnValue;
+
+    #[test]
+    fn own_values_are_inline_when_short_and_shared_otherwise() {
+        let id = "req_0123456789abcdef0123456789abcdef";
+        let v = OwnValue::text(id.as_bytes()).unwrap();
+        assert!(matches!(v, OwnValue::Inline { .. }));
+        assert_eq!(v, id);
+        assert_eq!(v.clone().into_header_value(), id);
+        // Longer than the inline room (a client's own request id): a shared value, the same text.
+        let long = "x".repeat(100);
+        let v = OwnValue::text(long.as_bytes()).unwrap();
+        assert!(matches!(v, OwnValue::Shared(_)));
+        assert_eq!(v.as_bytes(), long.as_bytes());
+        // Text a header value cannot hold is refused either way; obs-text is kept as HTTP allows.
+        assert!(OwnValue::text(b"a\nb").is_none());
+        assert!(OwnValue::text(&[b'a'; 60][..]).is_some());
+        assert!(
+            OwnValue::text("caf\u{e9}".as_bytes())
+                .is_some_and(|v| matches!(v, OwnValue::Shared(_)))
+        );
+        assert_eq!(super::number(0), "0");
+        assert_eq!(super::number(u64::MAX), "18446744073709551615");
+        assert_eq!(format!("{:?}", super::number(42)), "\"42\"");
+    }
+
     #[test]
     fn usd_reads_as_format_writes_it() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;

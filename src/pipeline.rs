@@ -72,7 +72,7 @@ pub struct Services {
 }
 
 /// `x-ratelimit-*` headers for the caller's own limits.
-pub type RateHeaders = Vec<(axum::http::HeaderName, HeaderValue)>;
+pub type RateHeaders = Vec<(axum::http::HeaderName, crate::headers::OwnValue)>;
 
 /// Tokens reserved for the answer when the request does not set `max_tokens`.
 pub const DEFAULT_RESERVED_OUTPUT: u64 = 256;

@@ -174,16 +174,25 @@ where
     }
     let started = Instant::now();
     crate::metrics::in_flight(true);
-    let id = given_id
-        .and_then(valid_request_id)
-        .map_or_else(new_request_id, str::to_owned);
+    // The answer's header: the client's own value shared, or the id made here inline.
+    let (id, id_value) = match given_id.and_then(|v| valid_request_id(v).map(|s| (v, s))) {
+        Some((v, s)) => (
+            s.to_owned(),
+            Some(crate::headers::OwnValue::from(v.clone())),
+        ),
+        None => {
+            let id = new_request_id();
+            let value = crate::headers::OwnValue::text(id.as_bytes());
+            (id, value)
+        }
+    };
     let usage = Arc::new(crate::record::RequestRecord::new());
     let method = req.method().clone();
     let uri = req.uri().clone();
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
     let (mut resp, caller) =
         tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = id_value {
         let own = crate::headers::OwnHeaders::on(&mut resp);
         // Anthropic's clients read their own header name.
         if uri.path().starts_with("/v1/messages") {

@@ -329,11 +329,10 @@ pub fn openai_duration(ms: u64) -> String {
     String::from_utf8_lossy(DurationText::new(ms).as_bytes()).into_owned()
 }
 
-/// [`openai_duration`] as a header value, with one allocation (it is on every request with a
-/// limit, twice).
-pub fn openai_duration_header(ms: u64) -> http::HeaderValue {
-    http::HeaderValue::from_bytes(DurationText::new(ms).as_bytes())
-        .unwrap_or_else(|_| http::HeaderValue::from_static("0ms"))
+/// [`openai_duration`] as a header value, inline (it is on every request with a limit, twice).
+pub fn openai_duration_header(ms: u64) -> crate::headers::OwnValue {
+    crate::headers::OwnValue::text(DurationText::new(ms).as_bytes())
+        .unwrap_or_else(|| http::HeaderValue::from_static("0ms").into())
 }
 
 /// An OpenAI duration written with itoa into a fixed buffer (`u64::MAX` ms is 19 bytes).

@@ -1,8 +1,6 @@
 //! Admission: the caller's and the model's rate limits and the caller's budget, checked (and
 //! taken from) before a call goes anywhere; the prompt's tokens counted when a `tpm` needs them.
 
-use axum::http::HeaderValue;
-
 use super::{DEFAULT_RESERVED_OUTPUT, RateHeaders, Services, estimate_tokens};
 use crate::accounting::Accounting;
 use crate::auth::Caller;
@@ -151,7 +149,7 @@ pub(super) async fn admit(
         });
     }
     let mut headers = RateHeaders::with_capacity(6);
-    let limit = |v: &Option<HeaderValue>| v.clone().unwrap_or(HeaderValue::from_static("0"));
+    let limit = |v: &Option<hn::OwnValue>| v.clone().unwrap_or_else(|| hn::number(0));
     if let (Some(i), Some(k)) = (own.0, caller.key.as_ref()) {
         let st = verdict.states.get(i).copied().unwrap_or_default();
         headers.push((hn::X_RATELIMIT_LIMIT_REQUESTS, limit(&k.rpm_header)));

@@ -117,7 +117,7 @@ impl Conn {
             }
             head.extend_from_slice(name.as_str().as_bytes());
             head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(value);
             head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"content-length: ");

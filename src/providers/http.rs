@@ -18,13 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use http::{Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::headers::OwnValue;
 
 use super::h2c::H2c;
 use super::pool::{Pool, PooledBody};
@@ -62,7 +64,7 @@ pub struct SendError {
 /// it cost ~1,000 instructions of every request (docs/benchmarks.md, "What changed what").
 pub struct Outgoing<'a> {
     provider: &'a HeaderMap,
-    own: Vec<(HeaderName, HeaderValue)>,
+    own: Vec<(HeaderName, OwnValue)>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -74,7 +76,8 @@ impl<'a> Outgoing<'a> {
     }
 
     /// Set `name` for this request (in place of the provider's, or of one set before).
-    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+    pub fn insert(&mut self, name: HeaderName, value: impl Into<OwnValue>) {
+        let value = value.into();
         match self.own.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.own.push((name, value)),
@@ -82,18 +85,19 @@ impl<'a> Outgoing<'a> {
     }
 
     /// Every header sent, the request's own last.
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
         self.provider
             .iter()
             .filter(|(name, _)| !self.own.iter().any(|(n, _)| n == *name))
-            .chain(self.own.iter().map(|(n, v)| (n, v)))
+            .map(|(n, v)| (n, v.as_bytes()))
+            .chain(self.own.iter().map(|(n, v)| (n, v.as_bytes())))
     }
 
     /// The headers as one map.
     pub fn into_map(self) -> HeaderMap {
         let mut map = self.provider.clone();
         for (name, value) in self.own {
-            map.insert(name, value);
+            map.insert(name, value.into_header_value());
         }
         map
     }
@@ -212,6 +216,7 @@ fn proxied(base_url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn the_requests_own_headers_take_the_place_of_the_providers() {
@@ -233,7 +238,7 @@ mod tests {
         );
         let sent: Vec<(String, String)> = out
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .map(|(n, v)| (n.to_string(), String::from_utf8(v.to_vec()).unwrap()))
             .collect();
         let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
         assert_eq!(

@@ -405,7 +405,7 @@ impl Provider {
     /// The provider's headers and the call's own (request id, trace, Anthropic beta).
     fn request_headers(&self, ctx: &CallCtx) -> http::Outgoing<'_> {
         let mut headers = http::Outgoing::new(&self.headers);
-        if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        if let Some(id) = crate::headers::OwnValue::text(ctx.request_id.as_bytes()) {
             headers.insert(crate::headers::X_REQUEST_ID, id);
         }
         if let Some(tp) = &ctx.traceparent {
