@@ -153,7 +153,7 @@ async fn a_streamed_answer_is_chunked_and_a_kept_alive_connection_serves_on() {
         assert_eq!(joined_content(&datas), text);
     }
     assert_eq!(
-        metric_sum(&gw, "ai_gateway_requests_total", &["status=\"200\""]).await,
+        metric_sum_reaching(&gw, "ai_gateway_requests_total", &["status=\"200\""], 2.0).await,
         2.0
     );
 }

@@ -64,12 +64,15 @@ pub async fn get_job(gw: &Gateway, key: &str, id: &str) -> (u16, Value) {
     (s, json_of(r).await)
 }
 
-/// Poll until the job is in a terminal status (bounded); the job.
+/// Poll until the job is in a terminal status (bounded); the job. A 503 of the job store (a
+/// NATS cluster electing a new leader after a node went away answers "temporarily unavailable")
+/// is polled again, as a client retries it; any other status fails at once.
 pub async fn wait_job(gw: &Gateway, id: &str, timeout: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let (s, v) = get_job(gw, GW_KEY, id).await;
-        assert_eq!(s, 200, "{v}");
+        let store_unavailable = s == 503 && v["error"]["type"] == "service_unavailable";
+        assert!(s == 200 || store_unavailable, "{s}: {v}");
         if ["succeeded", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
             return v;
         }

@@ -210,6 +210,19 @@ pub async fn metric_sum(gw: &Gateway, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// [`metric_sum`] once it reaches `want` (or after 5 s): a streamed request is counted when the
+/// server lets its body go, which can come just after the client has read the last byte.
+pub async fn metric_sum_reaching(gw: &Gateway, name: &str, labels: &[&str], want: f64) -> f64 {
+    for _ in 0..250 {
+        let got = metric_sum(gw, name, labels).await;
+        if got >= want {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    metric_sum(gw, name, labels).await
+}
+
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
