@@ -38,12 +38,50 @@ pub const X_RATELIMIT_RESET_TOKENS: HeaderName =
 
 /// A number as a header value, inline (`HeaderValue::from(u64)` makes two allocations).
 pub fn number(n: u64) -> OwnValue {
-    OwnValue::text(itoa::Buffer::new().format(n).as_bytes()).unwrap_or(OwnValue::ZERO)
+    let mut t = InlineText::new();
+    t.push(itoa::Buffer::new().format(n).as_bytes());
+    OwnValue::inline(t)
 }
 
 /// Room for a value made for one answer: a number, a duration, a cost, a generated request id
 /// (`req_` and 32 digits).
 const INLINE: usize = 38;
+
+/// Text written piece by piece into a fixed buffer of [`INLINE`] bytes (numbers, durations,
+/// costs), without an allocation; a piece that does not fit is left out.
+#[derive(Clone, Copy)]
+pub struct InlineText {
+    len: u8,
+    buf: [u8; INLINE],
+}
+
+impl InlineText {
+    pub const fn new() -> Self {
+        Self {
+            len: 0,
+            buf: [0; INLINE],
+        }
+    }
+
+    pub fn push(&mut self, piece: &[u8]) {
+        let at = usize::from(self.len);
+        let end = at + piece.len();
+        if let (Some(dst), Ok(len)) = (self.buf.get_mut(at..end), u8::try_from(end)) {
+            dst.copy_from_slice(piece);
+            self.len = len;
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl Default for InlineText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The value of a header the gateway sets itself (on an answer: [`OwnHeaders`]; on an upstream
 /// request: `providers::http::Outgoing`). Text made for one answer or request is kept inline,
@@ -52,37 +90,35 @@ const INLINE: usize = 38;
 #[derive(Clone)]
 pub enum OwnValue {
     Shared(http::HeaderValue),
-    Inline { len: u8, buf: [u8; INLINE] },
+    Inline(InlineText),
 }
 
 impl OwnValue {
-    const ZERO: Self = Self::Inline {
-        len: 1,
-        buf: {
-            let mut b = [0; INLINE];
-            b[0] = b'0';
-            b
-        },
-    };
-
     /// `text` as a value: inline when it fits, shared otherwise; `None` when it is not a valid
     /// header value.
     pub fn text(text: &[u8]) -> Option<Self> {
-        let mut buf = [0; INLINE];
-        // Visible ASCII and spaces: a subset of what a header value may hold.
-        if let (Ok(len), Some(dst)) = (u8::try_from(text.len()), buf.get_mut(..text.len()))
-            && text.iter().all(|b| (b' '..=b'~').contains(b))
-        {
-            dst.copy_from_slice(text);
-            return Some(Self::Inline { len, buf });
+        if text.len() <= INLINE && visible(text) {
+            let mut t = InlineText::new();
+            t.push(text);
+            return Some(Self::Inline(t));
         }
         http::HeaderValue::from_bytes(text).ok().map(Self::Shared)
+    }
+
+    /// Text the gateway wrote (digits and letters): inline; anything outside visible ASCII
+    /// (never written so) goes through [`OwnValue::text`]'s check.
+    pub fn inline(t: InlineText) -> Self {
+        if visible(t.as_bytes()) {
+            Self::Inline(t)
+        } else {
+            Self::text(t.as_bytes()).unwrap_or(Self::Inline(InlineText::new()))
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Self::Shared(v) => v.as_bytes(),
-            Self::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Inline(t) => t.as_bytes(),
         }
     }
 
@@ -90,21 +126,20 @@ impl OwnValue {
     pub fn into_header_value(self) -> http::HeaderValue {
         match self {
             Self::Shared(v) => v,
-            Self::Inline { .. } => http::HeaderValue::from_bytes(self.as_bytes())
+            Self::Inline(t) => http::HeaderValue::from_bytes(t.as_bytes())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("")),
         }
     }
 }
 
+/// Visible ASCII and spaces: a subset of what a header value may hold.
+fn visible(text: &[u8]) -> bool {
+    text.iter().all(|b| (b' '..=b'~').contains(b))
+}
+
 impl From<http::HeaderValue> for OwnValue {
     fn from(v: http::HeaderValue) -> Self {
         Self::Shared(v)
-    }
-}
-
-impl PartialEq<str> for OwnValue {
-    fn eq(&self, other: &str) -> bool {
-        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -119,7 +154,7 @@ impl std::fmt::Debug for OwnValue {
         match self {
             // A shared value may be marked sensitive: its own `Debug` hides it then.
             Self::Shared(v) => v.fmt(f),
-            Self::Inline { .. } => String::from_utf8_lossy(self.as_bytes()).fmt(f),
+            Self::Inline(t) => String::from_utf8_lossy(t.as_bytes()).fmt(f),
         }
     }
 }
@@ -199,24 +234,14 @@ pub fn usd(usd: f64) -> Option<OwnValue> {
             reason = "checked above"
         )]
         let n = scaled.round() as u64;
-        let mut whole = itoa::Buffer::new();
-        let whole = whole.format(n / 100_000_000).as_bytes();
-        // Eight digits with their leading zeros: the fraction plus 10^8, its leading 1 replaced
-        // by the decimal point.
+        let mut t = InlineText::new();
+        t.push(itoa::Buffer::new().format(n / 100_000_000).as_bytes());
+        t.push(b".");
+        // Eight digits with their leading zeros: the fraction plus 10^8, its leading 1 left out.
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(n % 100_000_000 + 100_000_000).as_bytes();
-        let mut out = [0u8; 20];
-        let len = whole.len() + digits.len();
-        if let Some((w, f)) = out.split_at_mut_checked(whole.len())
-            && let Some(f) = f.get_mut(..digits.len())
-        {
-            w.copy_from_slice(whole);
-            f.copy_from_slice(digits);
-            if let Some(point) = f.first_mut() {
-                *point = b'.';
-            }
-        }
-        return OwnValue::text(out.get(..len).unwrap_or_default());
+        t.push(digits.get(1..).unwrap_or_default());
+        return Some(OwnValue::inline(t));
     }
     OwnValue::text(format!("{usd:.8}").as_bytes())
 }
@@ -229,7 +254,7 @@ mod tests {
     fn own_values_are_inline_when_short_and_shared_otherwise() {
         let id = "req_0123456789abcdef0123456789abcdef";
         let v = OwnValue::text(id.as_bytes()).unwrap();
-        assert!(matches!(v, OwnValue::Inline { .. }));
+        assert!(matches!(v, OwnValue::Inline(_)));
         assert_eq!(v, id);
         assert_eq!(v.clone().into_header_value(), id);
         // Longer than the inline room (a client's own request id): a shared value, the same text.

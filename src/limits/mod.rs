@@ -326,54 +326,31 @@ impl Limiter {
 
 /// A duration in OpenAI's `x-ratelimit-reset-*` form: `850ms`, `6s`, `1m30s`, `6m0s`.
 pub fn openai_duration(ms: u64) -> String {
-    String::from_utf8_lossy(DurationText::new(ms).as_bytes()).into_owned()
+    String::from_utf8_lossy(duration_text(ms).as_bytes()).into_owned()
 }
 
 /// [`openai_duration`] as a header value, inline (it is on every request with a limit, twice).
 pub fn openai_duration_header(ms: u64) -> crate::headers::OwnValue {
-    crate::headers::OwnValue::text(DurationText::new(ms).as_bytes())
-        .unwrap_or_else(|| http::HeaderValue::from_static("0ms").into())
+    crate::headers::OwnValue::inline(duration_text(ms))
 }
 
 /// An OpenAI duration written with itoa into a fixed buffer (`u64::MAX` ms is 19 bytes).
-struct DurationText {
-    buf: [u8; 24],
-    len: usize,
-}
-
-impl DurationText {
-    fn new(ms: u64) -> Self {
-        let mut d = Self {
-            buf: [0; 24],
-            len: 0,
-        };
-        let mut n = itoa::Buffer::new();
-        if ms < 1000 {
-            d.push(n.format(ms).as_bytes());
-            d.push(b"ms");
-            return d;
-        }
-        let secs = ms.div_ceil(1000);
-        if secs >= 60 {
-            d.push(n.format(secs / 60).as_bytes());
-            d.push(b"m");
-        }
-        d.push(n.format(secs % 60).as_bytes());
-        d.push(b"s");
-        d
+fn duration_text(ms: u64) -> crate::headers::InlineText {
+    let mut d = crate::headers::InlineText::new();
+    let mut n = itoa::Buffer::new();
+    if ms < 1000 {
+        d.push(n.format(ms).as_bytes());
+        d.push(b"ms");
+        return d;
     }
-
-    fn push(&mut self, s: &[u8]) {
-        let end = self.len + s.len();
-        if let Some(dst) = self.buf.get_mut(self.len..end) {
-            dst.copy_from_slice(s);
-            self.len = end;
-        }
+    let secs = ms.div_ceil(1000);
+    if secs >= 60 {
+        d.push(n.format(secs / 60).as_bytes());
+        d.push(b"m");
     }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
+    d.push(n.format(secs % 60).as_bytes());
+    d.push(b"s");
+    d
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -350,14 +349,7 @@ async fn completions_pass_through_with_spend() {
         raw.replacen("\"gpt-pass\"", "\"up-model\"", 1)
     );
     let model = "model=\"gpt-pass\"";
-    let mut tokens = 0.0;
-    for _ in 0..50 {
-        tokens = metric_sum(&gw, "ai_gateway_tokens_total", &[model]).await;
-        if tokens >= 16.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let tokens = metric_sum_reaching(&gw, "ai_gateway_tokens_total", &[model], 16.0).await;
     assert_eq!(
         tokens, 16.0,
         "input and output tokens from the answer's usage"

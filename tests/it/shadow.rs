@@ -27,7 +27,12 @@ fn shadow_config(a: &FakeUpstream, b: &FakeUpstream) -> Value {
 }
 
 async fn shadows(gw: &Gateway, outcome: &str) -> f64 {
-    metric_sum(
+    shadows_reaching(gw, outcome, 0.0).await
+}
+
+/// The count of shadow requests with `outcome` once it reaches `want` (or after 5 s).
+async fn shadows_reaching(gw: &Gateway, outcome: &str, want: f64) -> f64 {
+    metric_sum_reaching(
         gw,
         "ai_gateway_shadow_requests_total",
         &[
@@ -35,20 +40,16 @@ async fn shadows(gw: &Gateway, outcome: &str) -> f64 {
             "shadow_model=\"candidate\"",
             &format!("outcome=\"{outcome}\""),
         ],
+        want,
     )
     .await
 }
 
 async fn wait_metric(gw: &Gateway, outcome: &str, want: f64) {
-    for _ in 0..250 {
-        if shadows(gw, outcome).await >= want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "shadow outcome {outcome}: {} (wanted {want})",
-        shadows(gw, outcome).await
+    let got = shadows_reaching(gw, outcome, want).await;
+    assert!(
+        got >= want,
+        "shadow outcome {outcome}: {got} (wanted {want})"
     );
 }
 
