@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# ai-gateway image: built with the `dist` profile (fat LTO, one codegen unit), run on distroless
+# ai-gateway image: built with the `dist` profile (fat LTO, one codegen unit), profile-guided
+# (scripts/build-dist.sh: an instrumented build, a training run on loopback, the final build;
+# docs/benchmarks.md, "Profile-guided build"; PGO=0 for a plain one), run on distroless
 # (glibc, CA roots, no shell) as a non-root user. The binary uses rustls: no OpenSSL in the image.
 #   docker build -t ai-gateway .
 #   docker run -p 8080:8080 ai-gateway          # no file: the built-in default, model `mock`
@@ -19,6 +21,12 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 FROM ${RUST_IMAGE} AS build
 # Empty: crates.io itself. Otherwise the index URL of a crates.io mirror, e.g. sparse+https://….
 ARG CARGO_REGISTRY=
+# 1: the profile-guided build (needs wrk and curl for its training run, and rustup's llvm-tools).
+ARG PGO=1
+RUN if [ "$PGO" != 0 ]; then \
+      apt-get update && apt-get install -y --no-install-recommends wrk curl \
+      && rm -rf /var/lib/apt/lists/* && rustup component add llvm-tools; \
+    fi
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -27,7 +35,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       printf '[source.crates-io]\nreplace-with = "mirror"\n[source.mirror]\nregistry = "%s"\n' \
         "$CARGO_REGISTRY" >> /usr/local/cargo/config.toml; \
     fi \
- && cargo build --profile dist --locked --bin ai-gateway \
+ && PGO="$PGO" scripts/build-dist.sh --locked \
  && cp target/dist/ai-gateway /ai-gateway \
  && mkdir -p /rootfs/data /rootfs/etc/ai-gateway \
  && cp examples/gateway.yaml /rootfs/etc/ai-gateway/gateway.example.yaml

@@ -2,7 +2,8 @@
 # ai-gateway overhead benchmark, one command:  bench/run.sh
 #
 # 1. installs what is missing (wrk; nginx-light for the nginx row) with apt-get when root;
-# 2. builds the gateway with the `dist` profile, the image's (PROFILE=release for the quick one;
+# 2. builds the gateway as the image does (`dist` profile, profile-guided: scripts/build-dist.sh;
+#    PGO=0 without the profile-guided steps, PROFILE=release for the quick one;
 #    CARGO_TARGET_DIR, default ~/.cache/ai-gateway/target);
 # 3. starts the zero-latency upstream `ai-gateway mock-server` on 127.0.0.1:$MOCK_PORT,
 #    pinned to $LOAD_CPU together with the load generator (wrk, lib/sse_probe.py);
@@ -40,7 +41,8 @@
 #   REDIS_PORT=0       redis-server port (0 = a free one)
 #   GW_CPU=0  LOAD_CPU=1  MOCK_PORT=18080  GW_PORT=18081  PROXY_PORT=18090
 #   NGINX_SCENARIOS="chat stream"  the scenarios the nginx row runs (it does not translate)
-#   PROFILE=dist       the cargo profile built (dist: fat LTO, as in the image; release: quick build)
+#   PROFILE=dist       the cargo profile built (dist: fat LTO and profile-guided, as in the image,
+#                      scripts/build-dist.sh; release: quick build)   PGO=0: dist without the PGO steps
 #   GATEWAY_BIN=path   use this binary, skip the build (GATEWAY_REV=text: what it was built from)
 #   GW_LOG_LEVEL=warn  the gateway's telemetry.log_level (info = one access-log line per request)
 #   INSTALL=0          never run apt-get (targets whose tools are missing are skipped)
@@ -54,7 +56,7 @@ ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cmdline="bench/run.sh${*:+ $*}"
-for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE REPEAT \
+for v in DURATION WARMUP CONCS STREAM_CONCS TARGETS SCENARIOS GATEWAY_BIN GW_LOG_LEVEL STARTUP_RUNS NICE REPEAT PROFILE PGO \
          ROUTE_CONCS AUTH_CONCS CACHE_CONCS FILL_N L2_KEYS STARTUP_MODELS HOT_PATHS HOT_PATHS_BIN SLOW_N SLOW_LATENCY; do
   [[ -n "${!v:-}" ]] && cmdline="$v=\"${!v}\" $cmdline"
 done
@@ -182,9 +184,15 @@ if [[ -z "${GATEWAY_BIN:-}" ]]; then
   built=1
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ai-gateway/target}"
   command -v cargo >/dev/null || { echo "cargo is required (or set GATEWAY_BIN)" >&2; exit 1; }
-  # The image's profile (fat LTO): the figures are those of what is deployed.
-  say "cargo build --profile ${PROFILE:-dist} (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  (cd "$root" && cargo build --profile "${PROFILE:-dist}" --quiet --bin ai-gateway)
+  # The image's build (fat LTO, profile-guided: scripts/build-dist.sh): the figures are those of
+  # what is deployed. PGO=0: the same profile without the profile-guided steps.
+  if [[ "${PROFILE:-dist}" == dist ]]; then
+    say "scripts/build-dist.sh (PGO=${PGO:-1}, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$root" && PGO="${PGO:-1}" scripts/build-dist.sh --quiet)
+  else
+    say "cargo build --profile $PROFILE (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$root" && cargo build --profile "$PROFILE" --quiet --bin ai-gateway)
+  fi
   GATEWAY_BIN="$CARGO_TARGET_DIR/${PROFILE:-dist}/ai-gateway"
 fi
 [[ -x "$GATEWAY_BIN" ]] || { echo "no gateway binary at $GATEWAY_BIN" >&2; exit 1; }
@@ -192,7 +200,9 @@ fi
 git_rev="$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
 dirty="$(cd "$root" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
 [[ "$dirty" != 0 ]] && git_rev="$git_rev + $dirty uncommitted file(s) in src/Cargo"
-if [[ "$built" == 0 ]]; then
+if [[ "$built" == 1 ]]; then
+  git_rev="$git_rev, ${PROFILE:-dist} profile$([[ "${PROFILE:-dist}" == dist && "${PGO:-1}" != 0 ]] && echo ', profile-guided')"
+else
   # GATEWAY_REV: what the prebuilt binary was built from, when the caller knows it.
   git_rev="${GATEWAY_REV:-unknown: prebuilt GATEWAY_BIN of $(date -u -r "$GATEWAY_BIN" '+%Y-%m-%d %H:%M UTC'); the work tree is at $git_rev}"
 fi

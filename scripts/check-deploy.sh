@@ -19,6 +19,9 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # tests/deploy/test_runtime.py runs the ConfigMap's configuration against real servers.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+# tests/deploy/test_build_dist.py runs the profile-guided build's training run (wrk, curl).
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   apt_install "${missing[@]}"
