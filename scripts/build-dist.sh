@@ -6,7 +6,8 @@
 #   PGO=0 scripts/build-dist.sh      # plain: cargo build --profile dist
 # llvm-profdata comes from rustup's llvm-tools component (installed here when missing), or set
 # LLVM_PROFDATA to one of the same LLVM major version as rustc's. Extra cargo arguments (e.g.
-# --locked) are passed on. Two builds of the whole tree: about twice a plain build's time.
+# --locked) are passed on. Two builds of the whole tree: two to three times a plain build's time
+# (docs/benchmarks.md, "Profile-guided build").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -19,7 +20,8 @@ if [[ -z "$profdata" ]]; then
   sysroot="$(rustc --print sysroot)"
   host="$(rustc -vV | sed -n 's/^host: //p')"
   profdata="$sysroot/lib/rustlib/$host/bin/llvm-profdata"
-  [[ -x "$profdata" ]] || rustup component add llvm-tools >&2
+  # Without rustup the check below says where it looked.
+  [[ -x "$profdata" ]] || rustup component add llvm-tools >&2 || true
 fi
 [[ -x "$profdata" ]] || { echo "build-dist: no llvm-profdata at $profdata" >&2; exit 1; }
 raw="$target/pgo/raw"
