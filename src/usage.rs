@@ -14,8 +14,6 @@
 //! not ask for it), output tokens are estimated as the number of content frames (about one token
 //! each) and input tokens stay at the admission estimate.
 
-mod skim;
-
 use std::sync::LazyLock;
 
 use memchr::memmem;
@@ -101,15 +99,6 @@ struct CachedDetails {
 }
 
 impl UsageObj {
-    /// The usage an answer states.
-    fn exact(self) -> Usage {
-        Usage {
-            input: self.input().unwrap_or(0),
-            output: self.output().unwrap_or(0),
-            cached: self.cached().unwrap_or(0),
-            exact: true,
-        }
-    }
     fn input(&self) -> Option<u64> {
         self.prompt_tokens.or_else(|| {
             self.input_tokens.map(|i| {
@@ -153,20 +142,16 @@ pub fn parse_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
     // One UTF-8 check of the whole body (a word at a time) costs less than serde's check of each
     // string it reads; a body that fails it is parsed as bytes, exactly as before.
     let parsed = match std::str::from_utf8(body) {
-        Ok(text) => match skim::top_level_usage(text) {
-            // The usual answer: checked by the skim, only its `usage` read by serde (a usage of
-            // an unexpected shape is valid JSON without usage, as below).
-            skim::Skimmed::Sure(usage) => {
-                return Ok(usage
-                    .and_then(|u| serde_json::from_str::<Option<UsageObj>>(u).ok().flatten())
-                    .map(UsageObj::exact));
-            }
-            skim::Skimmed::Unsure => serde_json::from_str::<WithUsage>(text),
-        },
+        Ok(text) => serde_json::from_str::<WithUsage>(text),
         Err(_) => serde_json::from_slice::<WithUsage>(body),
     };
     match parsed {
-        Ok(v) => Ok(v.usage.map(UsageObj::exact)),
+        Ok(v) => Ok(v.usage.map(|u| Usage {
+            input: u.input().unwrap_or(0),
+            output: u.output().unwrap_or(0),
+            cached: u.cached().unwrap_or(0),
+            exact: true,
+        })),
         Err(_) => serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| None),
     }
 }
