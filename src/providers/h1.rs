@@ -484,6 +484,12 @@ impl Body {
         matches!(self.framing, Framing::Done | Framing::Length(0))
     }
 
+    /// The room of the read buffer its connection holds now (0: none).
+    #[cfg(test)]
+    pub fn held_buffer(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.buf.capacity())
+    }
+
     pub fn size_hint(&self) -> SizeHint {
         match self.framing {
             Framing::Length(n) => SizeHint::with_exact(n),

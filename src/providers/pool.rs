@@ -269,6 +269,15 @@ enum Inner {
 }
 
 impl PooledBody {
+    /// The read buffer an HTTP/1.1 answer's connection holds now (`None` over HTTP/2).
+    #[cfg(test)]
+    pub(super) fn held_buffer(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Http1(b) => Some(b.held_buffer()),
+            Inner::Http2(..) => None,
+        }
+    }
+
     /// An HTTP/2 answer's body, holding its stream's place on the connection.
     pub(super) fn over_h2(inner: Incoming, stream: super::h2c::Stream) -> Self {
         PooledBody {

@@ -124,6 +124,20 @@ async fn an_answer_dropped_unread_takes_its_connection_with_it() {
 }
 
 #[tokio::test]
+async fn a_stream_waiting_for_its_next_chunk_holds_no_read_buffer() {
+    // Issue 28: an idle upstream stream costs no buffer (the next read allocates one).
+    let (uri, _) =
+        server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n").await;
+    let pool = pool(&uri);
+    let mut body = post(&pool, &uri).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "hel");
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+    assert_eq!(body.held_buffer(), Some(0));
+}
+
+#[tokio::test]
 async fn interim_answers_are_skipped_and_chunk_extensions_and_trailers_read() {
     let (uri, conns) = server(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nx-a: 1\r\n\r\n3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nx-trailer: t\r\n\r\n",
