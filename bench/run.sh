@@ -84,8 +84,7 @@ BMODEL="bedrock-bench"  # the `bedrock`-type provider at the mock's Converse API
 # ---------------------------------------------------------------- request bodies
 # The mock echoes the last user message; streamed, one chunk per word. 18 words -> role chunk,
 # 18 content chunks, finish chunk = 20 chunks, then `data: [DONE]` (as in the peers' baseline).
-SYS='{"role":"system","content":"You are a helpful assistant."}'
-USR='{"role":"user","content":"Please write one short friendly sentence that greets the reader and wishes them a very pleasant productive day"}'
+. "$here/lib/prompt.sh"   # SYS, USR
 CHAT_BODY="{\"model\":\"$MODEL\",\"messages\":[$SYS,$USR],\"max_tokens\":64}"
 # The same prompt as a Responses API call (translated to chat for the OpenAI-type upstream and its
 # answer back): without `store`, and stored (the default).

@@ -91,9 +91,8 @@ stop() {
   pids=("$mock")
 }
 
-sys='{"role":"system","content":"You are a helpful assistant."}'
-usr='{"role":"user","content":"Please write one short friendly sentence that greets the reader and wishes them a very pleasant productive day"}'
-chat() { echo "{\"model\":\"$1\",\"messages\":[$sys,$usr],\"max_tokens\":64$2}"; }
+. "$here/../bench/lib/prompt.sh"   # SYS, USR: the bench's prompt
+chat() { echo "{\"model\":\"$1\",\"messages\":[$SYS,$USR],\"max_tokens\":64$2}"; }
 # load PATH BODY [HEADER]: wrk for $each seconds; every answer must be a 2xx.
 load() {
   local path="$1" body="$2" out
@@ -118,8 +117,8 @@ load /v1/chat/completions "$(chat gemini-train ',"stream":true')"
 load /v1/chat/completions "$(chat bedrock-train '')"
 load /v1/chat/completions "$(chat bedrock-train ',"stream":true')"
 load /v1/chat/completions "$(chat mock '')"
-load /v1/messages "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"system\":\"You are a helpful assistant.\",\"messages\":[$usr]}" 'anthropic-version: 2023-06-01'
-load /v1/messages "{\"model\":\"claude-train\",\"max_tokens\":64,\"stream\":true,\"messages\":[$usr]}" 'anthropic-version: 2023-06-01'
+load /v1/messages "{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"system\":\"You are a helpful assistant.\",\"messages\":[$USR]}" 'anthropic-version: 2023-06-01'
+load /v1/messages "{\"model\":\"claude-train\",\"max_tokens\":64,\"stream\":true,\"messages\":[$USR]}" 'anthropic-version: 2023-06-01'
 load /v1/responses "{\"model\":\"gpt-4o-mini\",\"instructions\":\"You are a helpful assistant.\",\"input\":\"Please write one short friendly sentence\",\"max_output_tokens\":64,\"store\":false}"
 load /v1/embeddings '{"model":"gpt-4o-mini","input":"The quick brown fox jumps over the lazy dog"}'
 # A few refusals: their paths are in the binary too.
@@ -134,6 +133,6 @@ stop
 start "$tmp/features.json"
 load /v1/chat/completions "$(chat gpt-4o-mini ',"temperature":0')"
 load /v1/chat/completions "$(chat gpt-4o-mini ',"temperature":0,"stream":true')"
-load /v1/chat/completions "{\"model\":\"guarded\",\"messages\":[$sys,{\"role\":\"user\",\"content\":\"Write to ada@example.com or call +1 415 555 0100 about the invoice\"}],\"max_tokens\":64}"
+load /v1/chat/completions "{\"model\":\"guarded\",\"messages\":[$SYS,{\"role\":\"user\",\"content\":\"Write to ada@example.com or call +1 415 555 0100 about the invoice\"}],\"max_tokens\":64}"
 stop
 echo "pgo-train: done"
