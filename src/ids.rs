@@ -7,13 +7,33 @@
 
 /// `prefix` followed by 32 random lowercase hex digits (128 bits), e.g. `req_3f9c…`.
 pub fn random_id(prefix: &str) -> String {
-    let mut hex = [0u8; 32];
-    // 16 bytes always fit 32 digits; no `format!` machinery on every request.
-    let _ = hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut hex);
+    let hex = hex_digits();
     let mut s = String::with_capacity(prefix.len() + 32);
     s.push_str(prefix);
     s.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     s
+}
+
+/// [`random_id`] as a shared string, made in one allocation (a request's id, cloned along the
+/// request by reference count).
+pub fn random_shared_id(prefix: &str) -> std::sync::Arc<str> {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..prefix.len() + 32) {
+        Some(id) => {
+            let (head, digits) = id.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix.as_bytes());
+            digits.copy_from_slice(&hex_digits());
+            std::str::from_utf8(id).unwrap_or_default().into()
+        }
+        None => random_id(prefix).into(),
+    }
+}
+
+/// 32 random lowercase hex digits: 16 bytes always fit, no `format!` machinery on every request.
+fn hex_digits() -> [u8; 32] {
+    let mut hex = [0u8; 32];
+    let _ = hex::encode_to_slice(fastrand::u128(..).to_be_bytes(), &mut hex);
+    hex
 }
 
 #[cfg(test)]
@@ -30,5 +50,20 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_shared_id_has_the_same_shape() {
+        for prefix in ["req_", "", &"p".repeat(32), &"long".repeat(10)] {
+            let a = super::random_shared_id(prefix);
+            assert_eq!(a.len(), prefix.len() + 32);
+            assert!(a.starts_with(prefix));
+            assert!(
+                a[prefix.len()..]
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+            assert_ne!(a, super::random_shared_id(prefix));
+        }
     }
 }

@@ -444,12 +444,17 @@ pub fn rate_limited(reason: &'static str) {
     }
 }
 
+/// Requests being served: counted with one atomic add per change, and published to
+/// `ai_gateway_in_flight_requests` when the metrics are rendered (a gauge's own increment is a
+/// compare-and-swap loop over a float, twice per request).
+static IN_FLIGHT_NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// `ai_gateway_in_flight_requests` up (`true`) or down.
 pub fn in_flight(up: bool) {
-    let delta = if up { 1.0 } else { -1.0 };
-    if let Some(f) = FIXED.get() {
-        f.in_flight.increment(delta);
-    }
+    IN_FLIGHT_NOW.fetch_add(
+        if up { 1 } else { -1 },
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// Whether a shared dependency (`redis`, `nats`) answers: `ai_gateway_dependency_up` 1 or 0.
@@ -465,6 +470,14 @@ pub fn dependency_up(dependency: &'static str, up: bool) {
 
 /// Text exposition (the circuit gauges are set just before by `Runtime::publish_gauges`).
 pub fn render(handle: &PrometheusHandle) -> String {
+    if let Some(f) = FIXED.get() {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a count of requests, far below 2^53"
+        )]
+        f.in_flight
+            .set(IN_FLIGHT_NOW.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
     let text = handle.render();
     // `cost` is kept in a float gauge (see there); it is a counter. So are the router's costs.
     let mut text = text.replacen(

@@ -33,15 +33,54 @@ pub struct Labels {
     pub guarded_body: Option<bytes::Bytes>,
 }
 
-/// The labels of a request as strings, read (not taken) for its request-log entry.
+/// The labels of a request, read (not taken) for its request-log entry.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub deployment_model: Option<String>,
+    pub model: Option<Label>,
+    pub provider: Option<Label>,
+    pub deployment_model: Option<Label>,
     pub attempts: Option<u32>,
-    pub cache: Option<String>,
+    pub cache: Option<Label>,
     pub guarded_body: Option<bytes::Bytes>,
+}
+
+/// A label's text, shared with where it came from rather than copied: a deployment's header
+/// value (a reference count), a name known at compile time, or a string of its own. Written
+/// out as a string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Label {
+    Static(&'static str),
+    /// Checked to be text when made ([`Label::header`]).
+    Header(HeaderValue),
+    Shared(std::sync::Arc<str>),
+    Owned(String),
+}
+
+impl Label {
+    /// The header value's text, shared; `None` when it is not visible ASCII.
+    pub fn header(v: &HeaderValue) -> Option<Self> {
+        v.to_str().is_ok().then(|| Self::Header(v.clone()))
+    }
+}
+
+impl std::ops::Deref for Label {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Owned(s) => s,
+            Self::Shared(s) => s,
+            // Visible ASCII, checked when made: UTF-8's own check (word at a time) is cheaper
+            // than the header value's byte by byte.
+            Self::Header(v) => std::str::from_utf8(v.as_bytes()).unwrap_or_default(),
+        }
+    }
+}
+
+impl serde::Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
 }
 
 /// The values of an answer's `x-cache`, `x-gateway-provider`, `x-gateway-deployment-model` and
@@ -49,7 +88,8 @@ pub struct Snapshot {
 /// (cheaper than reading them back from the answer's header map; docs/benchmarks.md).
 #[derive(Debug)]
 pub struct ServedBy {
-    pub cache: HeaderValue,
+    /// `HIT`, `MISS` or `BYPASS`.
+    pub cache: &'static str,
     pub provider: Option<HeaderValue>,
     pub deployment_model: Option<HeaderValue>,
     pub attempts: HeaderValue,
@@ -109,16 +149,17 @@ impl RequestRecord {
     /// them).
     pub fn snapshot(&self) -> Snapshot {
         let labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
-        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
         let served = labels.served.as_ref();
         Snapshot {
-            model: labels.model.clone(),
-            provider: served.and_then(|s| s.provider.as_ref()).and_then(text),
+            model: labels.model.clone().map(Label::Owned),
+            provider: served
+                .and_then(|s| s.provider.as_ref())
+                .and_then(Label::header),
             deployment_model: served
                 .and_then(|s| s.deployment_model.as_ref())
-                .and_then(text),
+                .and_then(Label::header),
             attempts: served.and_then(|s| s.attempts.to_str().ok()?.parse().ok()),
-            cache: served.and_then(|s| text(&s.cache)),
+            cache: served.map(|s| Label::Static(s.cache)),
             guarded_body: labels.guarded_body.clone(),
         }
     }

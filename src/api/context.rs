@@ -137,7 +137,7 @@ pub async fn reload(state: &SharedState) -> Result<Vec<&'static str>, Vec<String
 
 /// The request id of the current request, put in extensions by `request_context`.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub std::sync::Arc<str>);
 
 /// Which error shape a path answers in.
 pub fn error_format_of(path: &str) -> Format {

@@ -95,7 +95,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn submit(
     state: SharedState,
     caller: Caller,
-    request_id: String,
+    request_id: std::sync::Arc<str>,
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
@@ -118,7 +118,7 @@ async fn submit(
 async fn submit_inner(
     state: &SharedState,
     caller: &Caller,
-    request_id: String,
+    request_id: std::sync::Arc<str>,
     req: Request,
     endpoint: Endpoint,
     label: &mut Option<String>,
@@ -209,7 +209,7 @@ async fn submit_inner(
         model,
         caller: caller.name().to_owned(),
         caller_id: caller.id().to_owned(),
-        request_id,
+        request_id: request_id.to_string(),
         created_at: crate::clock::unix_secs(),
         started_at: None,
         finished_at: None,

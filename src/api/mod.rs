@@ -154,7 +154,7 @@ async fn drain(body: &mut Body) {
 }
 
 /// What is forwarded upstream with every attempt.
-pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
+pub fn call_ctx(request_id: &std::sync::Arc<str>, headers: &HeaderMap) -> CallCtx {
     // One pass over the request's few headers: looking up a name the map does not hold hashes
     // it byte by byte (~200 instructions each); comparing names stops at the kind of name or
     // its length for nearly every header.
@@ -167,7 +167,7 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
         }
     }
     CallCtx {
-        request_id: request_id.to_owned(),
+        request_id: request_id.clone(),
         traceparent,
         anthropic_beta,
         usage: None,
@@ -179,7 +179,7 @@ pub fn call_ctx(request_id: &str, headers: &HeaderMap) -> CallCtx {
 pub async fn serve_call(
     state: SharedState,
     caller: Caller,
-    request_id: String,
+    request_id: std::sync::Arc<str>,
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
@@ -187,21 +187,22 @@ pub async fn serve_call(
         .extensions()
         .get::<std::sync::Arc<crate::record::RequestRecord>>()
         .cloned();
-    serve_request(state, caller, request_id, usage, req, endpoint).await
+    let started = tokio::time::Instant::now();
+    serve_request(state, caller, request_id, usage, req, endpoint, started).await
 }
 
 /// A model call with the request's usage cell (the direct path of `app::HttpService`, and the
-/// pass-through handlers).
-/// The body is read and the call run under one deadline timer.
+/// pass-through handlers), `started` when the request came in (the request context's clock
+/// reading, not a new one). The body is read and the call run under one deadline timer.
 pub async fn serve_request(
     state: SharedState,
     caller: Caller,
-    request_id: String,
+    request_id: std::sync::Arc<str>,
     usage: Option<std::sync::Arc<crate::record::RequestRecord>>,
     req: Request,
     endpoint: Endpoint,
+    started: tokio::time::Instant,
 ) -> Response {
-    let started = tokio::time::Instant::now();
     let deadline = deadline_after(&state, started);
     let (parts, body) = req.into_parts();
     let limit = state.runtime.load().config.server.max_body_size.0;
@@ -254,11 +255,12 @@ pub async fn run_call(
     usage: Option<std::sync::Arc<crate::record::RequestRecord>>,
 ) -> Response {
     let deadline = started + state.runtime.load().config.server.request_timeout.get();
+    let request_id: std::sync::Arc<str> = request_id.into();
     let mut out = CallOut::default();
     let mut log = log_start(
         &state,
         caller,
-        request_id,
+        &request_id,
         endpoint,
         started,
         usage.as_ref(),
@@ -267,7 +269,7 @@ pub async fn run_call(
     let usage = usage.or_else(|| log.as_ref().map(|l| l.2.usage.clone()));
     let call = CallIn {
         caller,
-        request_id,
+        request_id: &request_id,
         headers,
         endpoint,
         started,
@@ -293,7 +295,7 @@ type LogStart = (
 fn log_start(
     state: &SharedState,
     caller: &Caller,
-    request_id: &str,
+    request_id: &std::sync::Arc<str>,
     endpoint: Endpoint,
     started: tokio::time::Instant,
     usage: Option<&std::sync::Arc<crate::record::RequestRecord>>,
@@ -304,7 +306,7 @@ fn log_start(
         log.clone(),
         bodies,
         crate::request_log::Start {
-            request_id: request_id.to_owned(),
+            request_id: request_id.clone(),
             endpoint: endpoint.path(),
             key: caller.key.as_ref().map(|k| k.name.to_string()),
             started,
@@ -337,7 +339,7 @@ fn logged(log: Option<LogStart>, resp: Response) -> Response {
 /// What a call is given besides its body.
 struct CallIn<'a> {
     caller: &'a Caller,
-    request_id: &'a str,
+    request_id: &'a std::sync::Arc<str>,
     headers: &'a HeaderMap,
     endpoint: Endpoint,
     started: tokio::time::Instant,

@@ -40,8 +40,8 @@ fn valid_request_id(v: &HeaderValue) -> Option<&str> {
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
 }
 
-fn new_request_id() -> String {
-    crate::ids::random_id("req_")
+fn new_request_id() -> Arc<str> {
+    crate::ids::random_shared_id("req_")
 }
 
 /// Records the request's metrics and access-log line when its body ends (streams included),
@@ -52,7 +52,7 @@ fn new_request_id() -> String {
 /// written.
 struct Finish {
     started: Instant,
-    id: String,
+    id: Arc<str>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     endpoint: &'static str,
@@ -88,7 +88,7 @@ impl Drop for Finish {
         let provider = header_str(served.and_then(|s| s.provider.as_ref()));
         let deployment_model = header_str(served.and_then(|s| s.deployment_model.as_ref()));
         let attempts = header_str(served.map(|s| &s.attempts));
-        let cache = header_str(served.map(|s| &s.cache));
+        let cache = served.map_or("", |s| s.cache);
         let key = self.caller.as_ref().map_or("", |c| c.name());
         let model = labels.model.as_deref().unwrap_or("");
         crate::telemetry::server_end(
@@ -133,7 +133,7 @@ impl Drop for Finish {
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 async fn request_context(req: Request, next: Next) -> Response {
-    in_context(req, |mut req, id, usage| {
+    in_context(req, |mut req, id, usage, _started| {
         req.extensions_mut().insert(RequestId(id));
         req.extensions_mut().insert(usage);
         async move {
@@ -152,7 +152,7 @@ async fn request_context(req: Request, next: Next) -> Response {
 /// body ends.
 async fn in_context<F, Fut>(req: Request, next: F) -> Response
 where
-    F: FnOnce(Request, String, Arc<crate::record::RequestRecord>) -> Fut,
+    F: FnOnce(Request, Arc<str>, Arc<crate::record::RequestRecord>, Instant) -> Fut,
     Fut: std::future::Future<Output = (Response, Option<crate::auth::Caller>)>,
 {
     // One pass: the size, and the request id (a look-up would hash the name).
@@ -177,7 +177,7 @@ where
     // The answer's header: the client's own value shared, or the id made here inline.
     let (id, id_value) = match given_id.and_then(|v| valid_request_id(v).map(|s| (v, s))) {
         Some((v, s)) => (
-            s.to_owned(),
+            Arc::from(s),
             Some(crate::headers::OwnValue::from(v.clone())),
         ),
         None => {
@@ -190,8 +190,11 @@ where
     let method = req.method().clone();
     let uri = req.uri().clone();
     let span = crate::telemetry::server_span(&method, uri.path(), req.headers(), &id);
-    let (mut resp, caller) =
-        tracing::Instrument::instrument(next(req, id.clone(), usage.clone()), span.clone()).await;
+    let (mut resp, caller) = tracing::Instrument::instrument(
+        next(req, id.clone(), usage.clone(), started),
+        span.clone(),
+    )
+    .await;
     if let Some(v) = id_value {
         let own = crate::headers::OwnHeaders::on(&mut resp);
         // Anthropic's clients read their own header name.
@@ -447,7 +450,7 @@ fn refused_while_draining(req: &Request) -> bool {
 
 /// The answer to a refused request while draining: 503 with `retry-after`, in the API's shape.
 async fn draining(req: Request) -> Result<Response, std::convert::Infallible> {
-    Ok(in_context(req, |req, _, _| async move {
+    Ok(in_context(req, |req, _, _, _| async move {
         let e = Error::Unavailable {
             message: "the gateway is shutting down; retry the request (on another instance)"
                 .to_owned(),
@@ -465,15 +468,22 @@ async fn direct(
     endpoint: crate::wire::Endpoint,
 ) -> Result<Response, std::convert::Infallible> {
     use futures_util::FutureExt;
-    let served = std::panic::AssertUnwindSafe(in_context(req, move |req, id, usage| {
+    let served = std::panic::AssertUnwindSafe(in_context(req, move |req, id, usage, started| {
         // Boxed apart: the handler's future is large, and the context's own stays small (moved
         // whole, it was copied several times per request). Made in its box (`boxed::in_place`).
         crate::boxed::in_place(move || async move {
             match caller_of(&state, req.headers()).await {
                 Ok(caller) => {
-                    let resp =
-                        api::serve_request(state, caller.clone(), id, Some(usage), req, endpoint)
-                            .await;
+                    let resp = api::serve_request(
+                        state,
+                        caller.clone(),
+                        id,
+                        Some(usage),
+                        req,
+                        endpoint,
+                        started,
+                    )
+                    .await;
                     (resp, Some(caller))
                 }
                 Err(e) => (e.into_response_for(endpoint.error_format()), None),

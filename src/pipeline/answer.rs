@@ -38,7 +38,7 @@ pub(super) fn upstream_headers(
         resp,
         ctx,
         ServedBy {
-            cache: HeaderValue::from_static(cache),
+            cache,
             provider: d.headers.provider.clone(),
             deployment_model: d.headers.model.clone(),
             attempts: attempts_header(attempts),
@@ -55,7 +55,7 @@ pub(super) fn upstream_headers(
 /// access log (`record::RequestRecord`, when the request has one).
 pub(super) fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
     let own = OwnHeaders::on(resp);
-    own.set(hn::X_CACHE, served.cache.clone());
+    own.set(hn::X_CACHE, HeaderValue::from_static(served.cache));
     if let Some(v) = &served.provider {
         own.set(hn::X_GATEWAY_PROVIDER, v.clone());
     }

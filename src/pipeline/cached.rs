@@ -97,7 +97,7 @@ pub(super) fn hit_response(
         &mut resp,
         ctx,
         ServedBy {
-            cache: HeaderValue::from_static("HIT"),
+            cache: "HIT",
             provider: HeaderValue::from_str(&e.provider).ok(),
             deployment_model: HeaderValue::from_str(&e.deployment_model).ok(),
             attempts: HeaderValue::from_static("0"),

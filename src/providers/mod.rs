@@ -53,7 +53,7 @@ pub use crate::wire::Op;
 /// Per-call context forwarded upstream.
 #[derive(Debug, Clone, Default)]
 pub struct CallCtx {
-    pub request_id: String,
+    pub request_id: std::sync::Arc<str>,
     pub traceparent: Option<HeaderValue>,
     /// The client's `anthropic-beta` header, forwarded to Anthropic upstreams only.
     pub anthropic_beta: Option<HeaderValue>,

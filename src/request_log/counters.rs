@@ -94,7 +94,7 @@ struct Bucket {
 
 /// The counter changes of a batch of entries: summed first by borrowed group (a batch has few
 /// distinct days × keys × models × providers), then named once per group.
-pub fn deltas(entries: &[Entry]) -> Deltas {
+pub fn deltas<S: std::ops::Deref<Target = str>>(entries: &[Entry<S>]) -> Deltas {
     let mut rows: HashMap<(u64, &str, &str, &str), Row, RandomState> = HashMap::default();
     // (b'm' or b'h', period start) → sums.
     let mut buckets: HashMap<(u8, u64), Bucket, RandomState> = HashMap::default();

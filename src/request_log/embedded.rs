@@ -289,7 +289,7 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    fn of(x: &'a Entry) -> Self {
+    fn of<S: std::ops::Deref<Target = str>>(x: &'a Entry<S>) -> Self {
         Self {
             id: &x.id,
             created_at: x.created_at,
@@ -315,7 +315,7 @@ impl<'a> Row<'a> {
 
 /// A batch's row: the entries' count, then each entry. Made on the writer's task, so the
 /// entries are freed by the thread that made them and their vector is used again.
-pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, String> {
+pub fn encode<S: std::ops::Deref<Target = str>>(entries: &[Entry<S>]) -> Result<Vec<u8>, String> {
     let n = u32::try_from(entries.len()).map_err(e)?;
     let mut row = Vec::with_capacity(entries.len() * 128 + 4);
     row.extend_from_slice(&n.to_le_bytes());
@@ -404,5 +404,68 @@ mod tests {
         let cut = &row[..row.len() - 3];
         assert_eq!(decode(10, cut), vec![(10, a)]);
         assert!(decode(1, &[1]).is_empty());
+    }
+
+    /// What the writer is given (labels shared with the request) is stored as the same bytes,
+    /// and read back as the same entry, as the entry read back (plain strings).
+    #[test]
+    fn an_entry_of_labels_is_stored_and_read_as_its_strings() {
+        use crate::record::Label;
+        use http::HeaderValue;
+        let labelled = Entry {
+            id: Label::Owned("r1".into()),
+            created_at: 7,
+            endpoint: Label::Static("/v1/chat/completions"),
+            key: Some(Label::Owned("team-a".into())),
+            model: Some(Label::Owned("gpt-4o-mini".into())),
+            provider: Label::header(&HeaderValue::from_static("openai-eu")),
+            deployment_model: Label::header(&HeaderValue::from_static("gpt-4o-mini-2024")),
+            status: 200,
+            latency_ms: 12,
+            ttft_ms: Some(3),
+            attempts: Some(2),
+            cache: Label::header(&HeaderValue::from_static("MISS")),
+            input_tokens: Some(10),
+            output_tokens: Some(20),
+            cost_usd: Some(0.5),
+            error: None,
+            request: Some("{}".into()),
+            response: None,
+        };
+        let text = |l: &Label| l.to_string();
+        let plain = Entry {
+            id: text(&labelled.id),
+            endpoint: text(&labelled.endpoint),
+            key: labelled.key.as_ref().map(text),
+            model: labelled.model.as_ref().map(text),
+            provider: labelled.provider.as_ref().map(text),
+            deployment_model: labelled.deployment_model.as_ref().map(text),
+            cache: labelled.cache.as_ref().map(text),
+            created_at: 7,
+            status: 200,
+            latency_ms: 12,
+            ttft_ms: Some(3),
+            attempts: Some(2),
+            input_tokens: Some(10),
+            output_tokens: Some(20),
+            cost_usd: Some(0.5),
+            error: None,
+            request: Some("{}".into()),
+            response: None,
+        };
+        assert_eq!(plain.provider.as_deref(), Some("openai-eu"));
+        let row = encode(std::slice::from_ref(&labelled)).unwrap();
+        assert_eq!(row, encode(std::slice::from_ref(&plain)).unwrap());
+        assert_eq!(decode(1, &row), vec![(1, plain.clone())]);
+        // And as JSON (the Redis store's stream).
+        assert_eq!(
+            serde_json::to_string(&labelled).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+        // A header value that is not text is no label (as when it was copied out as a string).
+        assert_eq!(
+            Label::header(&HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()),
+            None
+        );
     }
 }

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::RequestLogConfig;
+pub use crate::record::Label;
 use crate::state::Redis;
 
 pub use tap::{Start, tap};
@@ -39,24 +40,26 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// Bodies kept at most this long each (with `request_log.bodies`).
 pub const BODY_MAX: usize = 32 * 1024;
 
-/// One request-log entry: the fields of `GET /admin/requests`.
+/// One request-log entry: the fields of `GET /admin/requests`. Read back with `String`s; made
+/// for the writer with [`Label`]s, the request's labels shared rather than copied (written out
+/// the same way).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct Entry {
+pub struct Entry<S = String> {
     /// The request id (`x-request-id`).
-    pub id: String,
+    pub id: S,
     /// Unix seconds when the call started.
     pub created_at: u64,
-    pub endpoint: String,
+    pub endpoint: S,
     /// The key's name (`null` on a gateway without keys).
-    pub key: Option<String>,
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub deployment_model: Option<String>,
+    pub key: Option<S>,
+    pub model: Option<S>,
+    pub provider: Option<S>,
+    pub deployment_model: Option<S>,
     pub status: u16,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub attempts: Option<u32>,
-    pub cache: Option<String>,
+    pub cache: Option<S>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
@@ -148,7 +151,7 @@ enum Backend {
 
 /// The request log of this process: the writer's queue and the store it reads.
 pub struct RequestLog {
-    tx: mpsc::Sender<Entry>,
+    tx: mpsc::Sender<Entry<Label>>,
     backend: Arc<Backend>,
     dropped: AtomicU64,
 }
@@ -191,7 +194,7 @@ impl RequestLog {
     }
 
     /// Queue an entry for the writer; never waits (a full queue drops it, counted).
-    pub fn record(&self, e: Entry) {
+    pub fn record(&self, e: Entry<Label>) {
         if self.tx.try_send(e).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("ai_gateway_request_log_dropped_total").increment(1);
@@ -237,7 +240,7 @@ impl RequestLog {
 /// The writer: waits for an entry, lets others gather for [`LINGER`] (unless a full batch is
 /// already queued), takes what is queued (up to [`BATCH`]), writes them and their counters in one
 /// go.
-async fn write_loop(mut rx: mpsc::Receiver<Entry>, backend: Arc<Backend>) {
+async fn write_loop(mut rx: mpsc::Receiver<Entry<Label>>, backend: Arc<Backend>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_sweep = 0u64;
     let mut unsynced = false;

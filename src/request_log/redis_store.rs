@@ -64,7 +64,11 @@ impl RedisLog {
     }
 
     /// The entries (one round trip for the stream, one for the index and the counters).
-    pub async fn write(&self, entries: &[Entry], deltas: Deltas) -> Result<(), String> {
+    pub async fn write<S: serde::Serialize + std::ops::Deref<Target = str> + Sync>(
+        &self,
+        entries: &[Entry<S>],
+        deltas: Deltas,
+    ) -> Result<(), String> {
         let mut pipe = redis::pipe();
         for entry in entries {
             let json = serde_json::to_string(entry).map_err(|err| err.to_string())?;
@@ -85,7 +89,7 @@ impl RedisLog {
                 .next()
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0);
-            pipe.cmd("ZADD").arg(IDS).arg(ms).arg(&entry.id).ignore();
+            pipe.cmd("ZADD").arg(IDS).arg(ms).arg(&*entry.id).ignore();
         }
         let cap = i64::try_from(self.max_entries).unwrap_or(i64::MAX);
         pipe.cmd("ZREMRANGEBYRANK")

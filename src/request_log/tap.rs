@@ -9,11 +9,11 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::{BODY_MAX, Entry, RequestLog};
+use super::{BODY_MAX, Entry, Label, RequestLog};
 
 /// What is known of a call when it starts.
 pub struct Start {
-    pub request_id: String,
+    pub request_id: Arc<str>,
     pub endpoint: &'static str,
     pub key: Option<String>,
     pub started: Instant,
@@ -129,10 +129,10 @@ impl Drop for Tapped {
             (None, None)
         };
         self.log.record(Entry {
-            id: start.request_id,
+            id: Label::Shared(start.request_id),
             created_at: start.created_at,
-            endpoint: start.endpoint.to_owned(),
-            key: start.key,
+            endpoint: Label::Static(start.endpoint),
+            key: start.key.map(Label::Owned),
             model: snap.model,
             provider: snap.provider,
             deployment_model: snap.deployment_model,

@@ -59,7 +59,8 @@ impl Drop for Unfinished {
 }
 
 /// Send `body` to `d` as attempt number `n` (`dropped`: what building `body` left out; the
-/// provider adds what it refuses) of the request (`hedge`: see [`Done::hedge`]).
+/// provider adds what it refuses) of the request (`hedge`: see [`Done::hedge`]), going out at
+/// `started` (the router's clock reading as it picked `d`: one read less per attempt).
 #[expect(
     clippy::too_many_arguments,
     reason = "one attempt's parts, each used once"
@@ -74,13 +75,13 @@ pub(super) async fn run(
     n: u32,
     hedge: u32,
     candidates: usize,
+    started: Instant,
 ) -> Done {
     tracing::debug!(
         model = %m.name, strategy = ?m.routing, provider = %d.provider.name,
         deployment_model = %d.model, attempt = n, candidates, hedge,
         probe = admission == Admission::Probe, "upstream attempt"
     );
-    let started = Instant::now();
     d.state.reserve(
         call.input_tokens + call.max_tokens,
         monotonic_ms_at(started),

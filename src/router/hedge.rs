@@ -18,8 +18,8 @@ use crate::metrics::{HEDGE_COST, HEDGES};
 use crate::providers::UpstreamBody;
 use crate::runtime::policy::Hedge;
 
-/// Race `first` against hedges from `launch` (which picks, builds and counts a hedge, or says
-/// there is none to send). `on_failure` settles a failed request while others are still out.
+/// Race `first` (sent at `started`) against hedges from `launch` (which picks, builds and counts
+/// a hedge, or says there is none to send). `on_failure` settles a failed request while others are still out.
 /// Returns the winner, or the last failure when every request failed.
 ///
 /// What a race costs while no hedge goes out is its timer: the set of hedges is made with the
@@ -30,6 +30,7 @@ pub(super) async fn race<F, H>(
     hedge: &Hedge,
     model: &str,
     stream: bool,
+    started: Instant,
     mut launch: impl FnMut(u32) -> Option<H>,
     mut on_failure: impl FnMut(Done),
 ) -> Done
@@ -42,7 +43,7 @@ where
     };
     let mut first_out = true;
     let mut hedges: Option<FuturesUnordered<H>> = None;
-    let mut timer = pin!(tokio::time::sleep(after));
+    let mut timer = pin!(tokio::time::sleep_until(started + after));
     let mut timing = true;
     let mut sent = 0u32;
     // The last failure, held back while requests are still out (it is the answer if none wins).

@@ -253,6 +253,7 @@ pub async fn send(
                 attempts,
                 0,
                 cands.len(),
+                at,
             ));
             let done = match &m.hedge {
                 None => first.await,
@@ -285,6 +286,7 @@ pub async fn send(
                                     number,
                                     n,
                                     0,
+                                    Instant::now(),
                                 )
                                 .await,
                             )
@@ -296,7 +298,8 @@ pub async fn send(
                         }
                     };
                     let done =
-                        hedge::race(first.as_mut(), h, &m.name, call.stream, launch, settle).await;
+                        hedge::race(first.as_mut(), h, &m.name, call.stream, at, launch, settle)
+                            .await;
                     let refused = refused.into_inner();
                     attempts -= refused;
                     model_attempts -= refused;
@@ -496,7 +499,7 @@ async fn first_chunk(
 /// shows the deployment is reachable and closes the circuit.
 pub async fn probe_open_deployments(rt: &Runtime) {
     let ctx = CallCtx {
-        request_id: crate::ids::random_id("healthcheck_"),
+        request_id: crate::ids::random_shared_id("healthcheck_"),
         traceparent: None,
         anthropic_beta: None,
         usage: None,

@@ -263,6 +263,7 @@ impl Job {
             1,
             0,
             1,
+            Instant::now(),
         )
         .await;
         match done.result {
