@@ -34,7 +34,7 @@ pub struct KeyEntry {
     /// [`file_key_id`] (derived from the key's digest) for keys of the file.
     pub id: String,
     /// A label for logs, metrics and the admin API; never compared to decide ownership.
-    pub name: String,
+    pub name: Arc<str>,
     /// Keys of the file: the id records made before ids followed the key's digest carry
     /// (`cfg_<name>`); [`KeyEntry::owns`] accepts it for those records.
     legacy_id: Option<Box<str>>,
@@ -103,7 +103,7 @@ impl KeyEntry {
             rpm_header: rpm.map(crate::headers::number),
             tpm_header: tpm.map(crate::headers::number),
             id: id.to_owned(),
-            name: name.to_owned(),
+            name: name.into(),
             legacy_id: None,
             models,
             expires_at,
@@ -197,7 +197,7 @@ impl Caller {
 
     /// The key's name: a label for logs and metrics only ("" when open).
     pub fn name(&self) -> &str {
-        self.key.as_ref().map_or("", |k| k.name.as_str())
+        self.key.as_ref().map_or("", |k| &*k.name)
     }
 
     /// The key's id, which everything it owns is bound to ("" when open).
@@ -348,7 +348,7 @@ impl Auth {
 
     /// The file's key with this name, if any.
     pub fn by_name(&self, name: &str) -> Option<&Arc<KeyEntry>> {
-        self.keys.values().find(|k| k.name == name)
+        self.keys.values().find(|k| &*k.name == name)
     }
 }
 
@@ -479,7 +479,7 @@ mod tests {
         assert!(all.owns(&id) && all.owns("cfg_all"));
         assert!(!all.owns("cfg_gpt") && !all.owns(gpt.id()) && !gpt.owns(&id));
         assert!(Caller { key: None }.owns("anything"));
-        assert_eq!(a.entry_by_id(&id).unwrap().name, "all");
+        assert_eq!(&*a.entry_by_id(&id).unwrap().name, "all");
         assert_eq!(a.entry_by_id("cfg_all").unwrap().id, id);
         assert!(a.entry_by_id("cfg_nobody").is_none());
     }

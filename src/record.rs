@@ -26,7 +26,7 @@ pub struct RequestRecord {
 #[derive(Debug, Default)]
 pub struct Labels {
     /// The configured model the request named, set by the handler.
-    pub model: Option<String>,
+    pub model: Option<std::sync::Arc<str>>,
     /// What served the answer, set with the answer's headers.
     pub served: Option<ServedBy>,
     /// The body as the guardrails left it, when they changed it (for the request log).
@@ -44,23 +44,31 @@ pub struct Snapshot {
     pub guarded_body: Option<bytes::Bytes>,
 }
 
-/// A label's text, shared with where it came from rather than copied: a deployment's header
-/// value (a reference count), a name known at compile time, or a string of its own. Written
-/// out as a string.
+/// A name that is both an answer's header value and a label (a deployment's provider and
+/// model), made once and shared by every answer it names.
+#[derive(Debug, Clone)]
+pub struct Name {
+    pub header: HeaderValue,
+    /// The name as a label; `None` when it is not visible ASCII (the header still carries it).
+    pub label: Option<std::sync::Arc<str>>,
+}
+
+impl Name {
+    /// `None` when `text` cannot be a header value.
+    pub fn new(text: &str) -> Option<Self> {
+        let header = HeaderValue::from_str(text).ok()?;
+        let label = header.to_str().is_ok().then(|| text.into());
+        Some(Self { header, label })
+    }
+}
+
+/// A label's text, shared with where it came from rather than copied: a name known at compile
+/// time, a shared name (a reference count), or a string of its own. Written out as a string.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
     Static(&'static str),
-    /// Checked to be text when made ([`Label::header`]).
-    Header(HeaderValue),
     Shared(std::sync::Arc<str>),
     Owned(String),
-}
-
-impl Label {
-    /// The header value's text, shared; `None` when it is not visible ASCII.
-    pub fn header(v: &HeaderValue) -> Option<Self> {
-        v.to_str().is_ok().then(|| Self::Header(v.clone()))
-    }
 }
 
 impl std::ops::Deref for Label {
@@ -70,9 +78,6 @@ impl std::ops::Deref for Label {
             Self::Static(s) => s,
             Self::Owned(s) => s,
             Self::Shared(s) => s,
-            // Visible ASCII, checked when made: UTF-8's own check (word at a time) is cheaper
-            // than the header value's byte by byte.
-            Self::Header(v) => std::str::from_utf8(v.as_bytes()).unwrap_or_default(),
         }
     }
 }
@@ -90,8 +95,8 @@ impl serde::Serialize for Label {
 pub struct ServedBy {
     /// `HIT`, `MISS` or `BYPASS`.
     pub cache: &'static str,
-    pub provider: Option<HeaderValue>,
-    pub deployment_model: Option<HeaderValue>,
+    pub provider: Option<Name>,
+    pub deployment_model: Option<Name>,
     pub attempts: HeaderValue,
 }
 
@@ -128,7 +133,7 @@ impl RequestRecord {
     }
 
     /// Label the request with the configured model it named (the first call counts).
-    pub fn set_model(&self, model: String) {
+    pub fn set_model(&self, model: std::sync::Arc<str>) {
         let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
         labels.model.get_or_insert(model);
     }
@@ -151,13 +156,9 @@ impl RequestRecord {
         let labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
         let served = labels.served.as_ref();
         Snapshot {
-            model: labels.model.clone().map(Label::Owned),
-            provider: served
-                .and_then(|s| s.provider.as_ref())
-                .and_then(Label::header),
-            deployment_model: served
-                .and_then(|s| s.deployment_model.as_ref())
-                .and_then(Label::header),
+            model: labels.model.clone().map(Label::Shared),
+            provider: served.and_then(|s| label_of(s.provider.as_ref())),
+            deployment_model: served.and_then(|s| label_of(s.deployment_model.as_ref())),
             attempts: served.and_then(|s| s.attempts.to_str().ok()?.parse().ok()),
             cache: served.map(|s| Label::Static(s.cache)),
             guarded_body: labels.guarded_body.clone(),
@@ -167,5 +168,27 @@ impl RequestRecord {
     /// The labels set so far, taken out (when the request ends).
     pub fn take_labels(&self) -> Labels {
         std::mem::take(&mut *self.labels.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn label_of(name: Option<&Name>) -> Option<Label> {
+    name?.label.clone().map(Label::Shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_a_header_and_a_label_when_it_is_visible_ascii() {
+        let n = Name::new("openai-eu").unwrap();
+        assert_eq!(n.header, "openai-eu");
+        assert_eq!(n.label.as_deref(), Some("openai-eu"));
+        // A header value may carry bytes above ASCII; a label is left out then (as before, when
+        // labels were read back from the header as text).
+        let n = Name::new("café").unwrap();
+        assert_eq!(n.header.as_bytes(), "café".as_bytes());
+        assert_eq!(n.label, None);
+        assert!(Name::new("a\nb").is_none());
     }
 }

@@ -70,7 +70,7 @@ pub async fn deployments(State(state): State<SharedState>) -> Response {
                     })
                 })
                 .collect();
-            json!({"model": m.name, "routing": m.routing, "fallbacks": m.fallbacks, "retries": m.retries, "deployments": deployments})
+            json!({"model": &*m.name, "routing": m.routing, "fallbacks": m.fallbacks, "retries": m.retries, "deployments": deployments})
         })
         .collect();
     axum::Json(json!({"object": "list", "data": models})).into_response()
@@ -144,7 +144,7 @@ pub async fn list_keys(State(state): State<SharedState>) -> Response {
     for k in statics {
         let totals = state.services.ledger.spend.totals(&k.id, k.period()).await;
         data.push(json!({
-            "id": k.id, "object": "gateway.key", "name": k.name, "source": "config",
+            "id": k.id, "object": "gateway.key", "name": &*k.name, "source": "config",
             "rpm": k.rpm, "tpm": k.tpm, "budget_usd": k.budget_usd,
             "spend_usd": totals.spend_usd,
             "usage": {"requests": totals.requests, "input_tokens": totals.input_tokens,

@@ -121,7 +121,7 @@ async fn submit_inner(
     request_id: std::sync::Arc<str>,
     req: Request,
     endpoint: Endpoint,
-    label: &mut Option<String>,
+    label: &mut Option<std::sync::Arc<str>>,
 ) -> Result<Response, Error> {
     let Some(jobs) = state.jobs.get() else {
         return Err(Error::unavailable(
@@ -149,7 +149,7 @@ async fn submit_inner(
     if !rt.has_model(&model) {
         return Err(Error::ModelNotFound(model));
     }
-    *label = rt.model_label(&model).map(str::to_owned);
+    *label = rt.model_label(&model);
     caller.check_model(&model)?;
     // limits: check budget at submission
     if let Some(k) = &caller.key

@@ -308,7 +308,7 @@ fn log_start(
         crate::request_log::Start {
             request_id: request_id.clone(),
             endpoint: endpoint.path(),
-            key: caller.key.as_ref().map(|k| k.name.to_string()),
+            key: caller.key.as_ref().map(|k| k.name.clone()),
             started,
             created_at: crate::clock::unix_secs(),
             request_body: None,
@@ -351,7 +351,7 @@ struct CallIn<'a> {
 /// the configured model it named (a metrics and log label) and the caller's rate-limit headers.
 #[derive(Default)]
 struct CallOut {
-    label: Option<String>,
+    label: Option<std::sync::Arc<str>>,
     rate: Option<pipeline::RateHeaders>,
 }
 
@@ -408,7 +408,7 @@ async fn call_steps(
                 Format::Anthropic => wire::parse_anthropic_messages(&body)?,
             };
             if let Some(label) = rt.model_label(&head.model) {
-                out.label = Some(label.to_owned());
+                out.label = Some(label);
             }
             crate::telemetry::record_request(&head.model, head.max_tokens, &body);
             let call = ChatCall {
@@ -432,7 +432,7 @@ async fn call_steps(
         Endpoint::Embeddings => {
             let head = wire::parse_embeddings(&body)?;
             if let Some(label) = rt.model_label(&head.model) {
-                out.label = Some(label.to_owned());
+                out.label = Some(label);
             }
             crate::telemetry::record_request(&head.model, None, &body);
             pipeline::embeddings(

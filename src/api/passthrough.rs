@@ -92,7 +92,7 @@ pub(super) async fn call(
         (wire::parse_passthrough(&body, required(op))?, body)
     };
     if let Some(label) = rt.model_label(&head.model) {
-        out.label = Some(label.to_owned());
+        out.label = Some(label);
     }
     // An upload is not JSON: only its model is recorded.
     let recorded: &[u8] = if head.multipart { &[] } else { &body };

@@ -80,7 +80,8 @@ pub(super) async fn call(
     if !rt.has_model(model.as_ref()) {
         return Err(Error::ModelNotFound(model.into_owned()));
     }
-    out.label = Some(model.clone().into_owned());
+    // Labelled as the chat path labels (a wildcard's model by the wildcard's name).
+    out.label = rt.model_label(&model);
     caller.check_model(&model)?;
     crate::telemetry::record_request(&model, peek.max_output_tokens, &body);
 

@@ -78,6 +78,10 @@ fn header_str(v: Option<&HeaderValue>) -> &str {
     v.and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
+fn name_label(n: Option<&crate::record::Name>) -> &str {
+    n.and_then(|n| n.label.as_deref()).unwrap_or("")
+}
+
 impl Drop for Finish {
     fn drop(&mut self) {
         let took = self.started.elapsed();
@@ -85,8 +89,8 @@ impl Drop for Finish {
         let tokens = self.usage.tokens();
         let labels = self.usage.take_labels();
         let served = labels.served.as_ref();
-        let provider = header_str(served.and_then(|s| s.provider.as_ref()));
-        let deployment_model = header_str(served.and_then(|s| s.deployment_model.as_ref()));
+        let provider = name_label(served.and_then(|s| s.provider.as_ref()));
+        let deployment_model = name_label(served.and_then(|s| s.deployment_model.as_ref()));
         let attempts = header_str(served.map(|s| &s.attempts));
         let cache = served.map_or("", |s| s.cache);
         let key = self.caller.as_ref().map_or("", |c| c.name());

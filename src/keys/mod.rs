@@ -436,7 +436,7 @@ mod tests {
         let file = Auth::default();
         let (rec, key) = ks.create(change, &file).await.unwrap();
         let found = ks.lookup(hash_key(&key)).await.unwrap().unwrap();
-        assert_eq!(found.name, "app");
+        assert_eq!(&*found.name, "app");
         assert!(found.may_use("gpt-4o") && !found.may_use("claude"));
         assert!(ks.lookup(hash_key("sk-gw-nope")).await.unwrap().is_none());
         ks.revoke(&rec.id).await.unwrap();

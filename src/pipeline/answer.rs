@@ -56,11 +56,11 @@ pub(super) fn upstream_headers(
 pub(super) fn served_headers(resp: &mut Response, ctx: &CallCtx, served: ServedBy) {
     let own = OwnHeaders::on(resp);
     own.set(hn::X_CACHE, HeaderValue::from_static(served.cache));
-    if let Some(v) = &served.provider {
-        own.set(hn::X_GATEWAY_PROVIDER, v.clone());
+    if let Some(n) = &served.provider {
+        own.set(hn::X_GATEWAY_PROVIDER, n.header.clone());
     }
-    if let Some(v) = &served.deployment_model {
-        own.set(hn::X_GATEWAY_DEPLOYMENT_MODEL, v.clone());
+    if let Some(n) = &served.deployment_model {
+        own.set(hn::X_GATEWAY_DEPLOYMENT_MODEL, n.header.clone());
     }
     own.set(hn::X_GATEWAY_ATTEMPTS, served.attempts.clone());
     if let Some(u) = &ctx.usage {

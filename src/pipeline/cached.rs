@@ -98,8 +98,8 @@ pub(super) fn hit_response(
         ctx,
         ServedBy {
             cache: "HIT",
-            provider: HeaderValue::from_str(&e.provider).ok(),
-            deployment_model: HeaderValue::from_str(&e.deployment_model).ok(),
+            provider: crate::record::Name::new(&e.provider),
+            deployment_model: crate::record::Name::new(&e.deployment_model),
             attempts: HeaderValue::from_static("0"),
         },
     );

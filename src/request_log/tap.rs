@@ -15,7 +15,7 @@ use super::{BODY_MAX, Entry, Label, RequestLog};
 pub struct Start {
     pub request_id: Arc<str>,
     pub endpoint: &'static str,
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
     pub started: Instant,
     pub created_at: u64,
     /// The request's body as received (kept only with `request_log.bodies`).
@@ -132,7 +132,7 @@ impl Drop for Tapped {
             id: Label::Shared(start.request_id),
             created_at: start.created_at,
             endpoint: Label::Static(start.endpoint),
-            key: start.key.map(Label::Owned),
+            key: start.key.map(Label::Shared),
             model: snap.model,
             provider: snap.provider,
             deployment_model: snap.deployment_model,

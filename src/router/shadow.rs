@@ -46,7 +46,7 @@ fn pending() -> &'static Arc<Semaphore> {
 
 /// A shadow request ready to go once the primary answer is complete.
 struct Job {
-    model: String,
+    model: Arc<str>,
     shadow: Arc<Model>,
     d: Arc<Deployment>,
     body: Bytes,

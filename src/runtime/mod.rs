@@ -43,8 +43,8 @@ pub struct Deployment {
 /// The response headers naming a deployment (`None` where a name cannot be a header value).
 #[derive(Debug, Clone)]
 pub struct DeploymentHeaders {
-    pub provider: Option<http::HeaderValue>,
-    pub model: Option<http::HeaderValue>,
+    pub provider: Option<crate::record::Name>,
+    pub model: Option<crate::record::Name>,
 }
 
 impl Deployment {
@@ -69,7 +69,8 @@ impl Deployment {
 /// A model name clients can ask for.
 #[derive(Debug)]
 pub struct Model {
-    pub name: String,
+    /// Shared: it is the label of every request for the model.
+    pub name: Arc<str>,
     pub routing: RoutingStrategy,
     /// In routing order for `priority` (lowest `priority` first, then file order).
     pub deployments: Vec<Arc<Deployment>>,
@@ -196,7 +197,7 @@ impl Runtime {
                     ],
                     headers: DeploymentHeaders {
                         provider: d.headers.provider.clone(),
-                        model: http::HeaderValue::from_str(&model).ok(),
+                        model: crate::record::Name::new(&model),
                     },
                     state: Arc::new(DeploymentState::new(
                         self.config.resilience.circuit_breaker.failure_threshold,
@@ -234,11 +235,11 @@ impl Runtime {
     /// The name metrics and logs label a request for `name` with: the name itself when it is
     /// configured, the wildcard's (`openai/*`) when a wildcard serves it, so clients cannot make
     /// new label values.
-    pub fn model_label<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        if self.models.contains_key(name) {
-            return Some(name);
+    pub fn model_label(&self, name: &str) -> Option<Arc<str>> {
+        if let Some(m) = self.models.get(name) {
+            return Some(m.name.clone());
         }
-        self.wildcard_of(name).map(|w| w.template.name.as_str())
+        self.wildcard_of(name).map(|w| w.template.name.clone())
     }
 
     fn wildcard_of(&self, name: &str) -> Option<&Wildcard> {
@@ -298,8 +299,8 @@ impl Runtime {
                     ]
                 };
                 let headers = DeploymentHeaders {
-                    provider: http::HeaderValue::from_str(&provider.name).ok(),
-                    model: http::HeaderValue::from_str(&d.model).ok(),
+                    provider: crate::record::Name::new(&provider.name),
+                    model: crate::record::Name::new(&d.model),
                 };
                 let prices = priced(
                     &provider,
@@ -325,7 +326,7 @@ impl Runtime {
             deployments.sort_by_key(|d| d.priority);
             model_names.push(m.name.clone());
             let model = Arc::new(Model {
-                name: m.name.clone(),
+                name: m.name.as_str().into(),
                 routing: m.routing,
                 deployments,
                 fallbacks: m.fallbacks.clone(),
@@ -352,7 +353,7 @@ impl Runtime {
         let auth = Auth::from_config(config.auth.as_ref())?;
         let guardrails = crate::guardrails::Guardrails::build(&config, |name| {
             auth.static_keys()
-                .find(|k| k.name == name)
+                .find(|k| &*k.name == name)
                 .map(|k| k.id.clone())
         })?;
         Ok(Self {
