@@ -407,3 +407,39 @@ async fn bounded_by_max_entries() {
     let (_, usage) = admin(&gw, "/admin/usage?group_by=model").await;
     assert_eq!(usage["data"][0]["requests"], 5, "{usage}");
 }
+
+/// A wildcard model's calls are labelled by the wildcard's name (clients cannot make new label
+/// values), through chat and the Responses API alike; what served them by its own names.
+#[tokio::test]
+async fn a_wildcard_models_calls_are_labelled_by_the_wildcard() {
+    let up = FakeUpstream::start(Kind::OpenAi).await;
+    let mut cfg = config(
+        vec![openai_provider("fake", &up)],
+        vec![json!({"name": "fake/*", "deployments": [{"provider": "fake", "model": "*"}]})],
+    );
+    cfg["auth"]["master_key"] = json!(MASTER_KEY);
+    let gw = Gateway::start(cfg).await;
+    assert_eq!(gw.chat("fake/gpt-4.1-mini", "wild").await.status(), 200);
+    let r = gw
+        .post(
+            "/v1/responses",
+            Some(GW_KEY),
+            &json!({"model": "fake/gpt-4.1-mini", "input": "wild", "store": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = wait_entries(&gw, "", 2).await;
+    let entries = page["data"].as_array().unwrap();
+    let endpoints: Vec<&str> = entries
+        .iter()
+        .map(|e| e["endpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(endpoints, ["/v1/responses", "/v1/chat/completions"]);
+    for e in entries {
+        assert_eq!(e["model"], "fake/*", "{e}");
+        assert_eq!(e["provider"], "fake", "{e}");
+        assert_eq!(e["deployment_model"], "gpt-4.1-mini", "{e}");
+        assert_eq!(e["cache"], "BYPASS", "{e}");
+        assert_eq!(e["status"], 200, "{e}");
+    }
+}
