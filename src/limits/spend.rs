@@ -80,20 +80,56 @@ pub fn redis_key(key_id: &str, period: Duration) -> String {
 }
 
 fn local_key(key_id: &str, period: Duration) -> String {
-    // Made on every answer of a key: no `format!` (docs/benchmarks.md, "What changed what").
+    let mut s = String::new();
+    write_local_key(&mut s, key_id, period);
+    s
+}
+
+/// `{key id}:{period start}` into `s` (no `format!`: named on every answer of a key).
+fn write_local_key(s: &mut String, key_id: &str, period: Duration) {
     let mut n = itoa::Buffer::new();
     let start = n.format(period_bounds(period).0);
-    let mut s = String::with_capacity(key_id.len() + 1 + start.len());
+    s.reserve(key_id.len() + 1 + start.len());
     s.push_str(key_id);
     s.push(':');
     s.push_str(start);
-    s
+}
+
+/// This process's totals by `{key id}:{period start}`, and a buffer to name one in: an answer
+/// adds to its key's totals without an allocation (docs/benchmarks.md, "What changed what").
+#[derive(Default)]
+struct Local {
+    totals: rustc_hash::FxHashMap<String, Totals>,
+    name: String,
+}
+
+impl Local {
+    /// `key_id`'s totals of its current period, if it has any.
+    fn get(&mut self, key_id: &str, period: Duration) -> Option<Totals> {
+        self.name.clear();
+        write_local_key(&mut self.name, key_id, period);
+        self.totals.get(self.name.as_str()).copied()
+    }
+
+    /// Change `key_id`'s totals of its current period (made when absent).
+    fn add(&mut self, key_id: &str, period: Duration, f: impl FnOnce(&mut Totals)) {
+        self.name.clear();
+        write_local_key(&mut self.name, key_id, period);
+        match self.totals.get_mut(self.name.as_str()) {
+            Some(t) => f(t),
+            None => {
+                let mut t = Totals::default();
+                f(&mut t);
+                self.totals.insert(self.name.clone(), t);
+            }
+        }
+    }
 }
 
 pub struct Spend {
     redis: Option<Arc<Redis>>,
     store: Option<Store>,
-    local: Mutex<rustc_hash::FxHashMap<String, Totals>>,
+    local: Mutex<Local>,
     dirty: AtomicBool,
 }
 
@@ -102,7 +138,7 @@ impl Spend {
         Self {
             redis,
             store,
-            local: Mutex::new(rustc_hash::FxHashMap::default()),
+            local: Mutex::new(Local::default()),
             dirty: AtomicBool::new(false),
         }
     }
@@ -115,7 +151,7 @@ impl Spend {
                 if let Ok(mut m) = self.local.lock() {
                     for (k, v) in rows {
                         if let Ok(t) = serde_json::from_str::<Totals>(&v) {
-                            m.insert(k, t);
+                            m.totals.insert(k, t);
                         }
                     }
                 }
@@ -196,6 +232,7 @@ impl Spend {
         }
         let rows: Vec<(String, Option<String>)> = match self.local.lock() {
             Ok(m) => m
+                .totals
                 .iter()
                 .filter_map(|(k, t)| serde_json::to_string(t).ok().map(|v| (k.clone(), Some(v))))
                 .collect(),
@@ -232,11 +269,12 @@ impl Spend {
     /// Redis, what the embedded store is written from).
     pub fn record_local(&self, key_id: &str, period: Duration, usage: Usage, cost: f64) {
         if let Ok(mut m) = self.local.lock() {
-            let t = m.entry(local_key(key_id, period)).or_default();
-            t.spend_usd += cost;
-            t.requests += 1;
-            t.input_tokens += usage.input;
-            t.output_tokens += usage.output;
+            m.add(key_id, period, |t| {
+                t.spend_usd += cost;
+                t.requests += 1;
+                t.input_tokens += usage.input;
+                t.output_tokens += usage.output;
+            });
         }
         self.dirty.store(true, Ordering::Release);
     }
@@ -267,7 +305,7 @@ impl Spend {
         self.local
             .lock()
             .ok()
-            .and_then(|m| m.get(&local_key(key_id, period)).copied())
+            .and_then(|mut m| m.get(key_id, period))
             .unwrap_or_default()
     }
 }
@@ -275,6 +313,27 @@ impl Spend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_add_up_by_key_in_the_current_period() {
+        let spend = Spend::new(None, None);
+        let p = DEFAULT_PERIOD;
+        let usage = |input, output| Usage {
+            input,
+            output,
+            ..Usage::default()
+        };
+        spend.record_local("key_a", p, usage(10, 20), 0.5);
+        spend.record_local("key_a", p, usage(1, 2), 0.25);
+        spend.record_local("key_b", p, usage(3, 4), 1.0);
+        let a = spend.local_totals("key_a", p);
+        assert_eq!(
+            (a.spend_usd, a.requests, a.input_tokens, a.output_tokens),
+            (0.75, 2, 11, 22)
+        );
+        assert_eq!(spend.local_totals("key_b", p).requests, 1);
+        assert_eq!(spend.local_totals("key_c", p), Totals::default());
+    }
 
     #[tokio::test]
     async fn spend_under_a_former_id_is_added_to_the_new_one() {

@@ -81,9 +81,12 @@ pub fn pick<R: Rng + ?Sized>(
             })
             .unwrap_or(first),
         RoutingStrategy::LeastBusy => {
+            // One of the least busy at random, counted and found again rather than collected
+            // (no allocation per request).
             let min = c.iter().map(|d| d.in_flight).min().unwrap_or(0);
-            let idle: Vec<&Candidate> = c.iter().filter(|d| d.in_flight == min).collect();
-            idle[rng.random_range(0..idle.len())]
+            let idle = || c.iter().filter(move |d| d.in_flight == min);
+            let n = idle().count();
+            idle().nth(rng.random_range(0..n.max(1))).unwrap_or(first)
         }
     };
     Some(chosen.index)
