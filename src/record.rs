@@ -63,12 +63,11 @@ impl Name {
 }
 
 /// A label's text, shared with where it came from rather than copied: a name known at compile
-/// time, a shared name (a reference count), or a string of its own. Written out as a string.
+/// time or a shared name (a reference count). Written out as a string.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Label {
     Static(&'static str),
     Shared(std::sync::Arc<str>),
-    Owned(String),
 }
 
 impl std::ops::Deref for Label {
@@ -76,7 +75,6 @@ impl std::ops::Deref for Label {
     fn deref(&self) -> &str {
         match self {
             Self::Static(s) => s,
-            Self::Owned(s) => s,
             Self::Shared(s) => s,
         }
     }

@@ -412,11 +412,11 @@ mod tests {
     fn an_entry_of_labels_is_stored_and_read_as_its_strings() {
         use crate::record::Label;
         let labelled = Entry {
-            id: Label::Owned("r1".into()),
+            id: Label::Shared("r1".into()),
             created_at: 7,
             endpoint: Label::Static("/v1/chat/completions"),
-            key: Some(Label::Owned("team-a".into())),
-            model: Some(Label::Owned("gpt-4o-mini".into())),
+            key: Some(Label::Shared("team-a".into())),
+            model: Some(Label::Shared("gpt-4o-mini".into())),
             provider: Some(Label::Shared("openai-eu".into())),
             deployment_model: Some(Label::Shared("gpt-4o-mini-2024".into())),
             status: 200,
