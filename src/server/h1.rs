@@ -13,7 +13,8 @@
 //! and most of a proxied request's instructions outside the gateway's own work. Here:
 //! - the read buffer is allocated when bytes are awaited, sized by the connection's last request,
 //!   and let go once a request is taken out of it, so a connection relaying a slow stream holds
-//!   no buffer of its own; a small one is only allocated to watch the socket;
+//!   no buffer of its own; the socket is watched through a read onto the stack, and only bytes
+//!   that come then (a pipelined request) are given a buffer;
 //! - the head's names and values are slices of the bytes read (no copy), the body is a slice
 //!   too, and an answer's head and whole body leave in one vectored write;
 //! - while a request runs and while its answer streams, the socket is watched: the client's
@@ -230,7 +231,10 @@ fn poll_fill(
 }
 
 /// Watch the socket while a request runs: ready with an error or 0 when the client closed;
-/// bytes that arrive (a pipelined request) are kept in `buf`, up to [`MAX_HEAD`].
+/// bytes that arrive (a pipelined request) are kept in `buf`, up to [`MAX_HEAD`]. With no buffer
+/// yet, the socket is read onto the stack: a client that sends nothing while its answer is made
+/// (nearly every one) costs no buffer (it was an allocation, and a reallocation for the next
+/// head, per request).
 fn poll_watch(
     io: &mut ConnIo,
     buf: &mut BytesMut,
@@ -239,6 +243,21 @@ fn poll_watch(
     loop {
         if buf.len() >= MAX_HEAD {
             return Poll::Pending;
+        }
+        if buf.capacity() == 0 {
+            // Read onto the stack first: only bytes that came are given a buffer.
+            let mut first = [0u8; 64];
+            let mut read = tokio::io::ReadBuf::new(&mut first);
+            match std::task::ready!(tokio::io::AsyncRead::poll_read(
+                Pin::new(&mut *io),
+                cx,
+                &mut read
+            )) {
+                Ok(()) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => buf.extend_from_slice(read.filled()),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            continue;
         }
         match std::task::ready!(poll_fill(io, buf, (1, 64), cx)) {
             Ok(0) => return Poll::Ready(Ok(())),

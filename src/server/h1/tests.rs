@@ -268,3 +268,31 @@ async fn frames_ready_together_are_framed_in_order_small_ones_copied_large_ones_
     assert_eq!(relayed(frames.clone(), Framing::Length).await, want);
     assert_eq!(relayed(frames, Framing::None).await, b"HEAD\r\n\r\n");
 }
+
+#[tokio::test]
+async fn the_watch_of_a_quiet_socket_holds_no_buffer_and_keeps_what_comes() {
+    use std::task::Poll;
+    use tokio::io::AsyncWriteExt;
+    let (mut client, mut io) = socket_pair().await;
+    let mut buf = BytesMut::new();
+    let once = |io: &mut ConnIo, buf: &mut BytesMut| {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        poll_watch(io, buf, &mut cx)
+    };
+    assert!(once(&mut io, &mut buf).is_pending());
+    assert_eq!(
+        buf.capacity(),
+        0,
+        "a quiet client's watch allocated a buffer"
+    );
+    // A pipelined request's first bytes are kept.
+    client.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(once(&mut io, &mut buf).is_pending());
+    assert_eq!(&buf[..], b"GET /health HTTP/1.1\r\n");
+    // The client's close ends the watch.
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(matches!(once(&mut io, &mut buf), Poll::Ready(Ok(()))));
+    assert_eq!(&buf[..], b"GET /health HTTP/1.1\r\n");
+}
