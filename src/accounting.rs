@@ -22,7 +22,9 @@ pub struct Ledger {
 pub struct Accounting {
     ledger: Arc<Ledger>,
     caller: Caller,
-    model: String,
+    /// The model's label (a wildcard's name for the names it serves: clients make no new label
+    /// values), shared with the model.
+    model: Arc<str>,
     deployment: Option<Arc<Deployment>>,
     estimated_input: u64,
     /// Token buckets taken from at admission, with what was taken.
@@ -39,14 +41,14 @@ impl Accounting {
     pub fn new(
         ledger: Arc<Ledger>,
         caller: &Caller,
-        model: &str,
+        model: Arc<str>,
         estimated_input: u64,
         token_buckets: Vec<Bucket>,
     ) -> Self {
         Self {
             ledger,
             caller: caller.clone(),
-            model: model.to_owned(),
+            model,
             deployment: None,
             estimated_input,
             token_buckets,
@@ -92,7 +94,8 @@ impl Accounting {
         self.stream.get_or_insert_with(StreamUsage::new)
     }
 
-    fn settle(&mut self) -> Option<Settlement> {
+    /// The answer's usage and cost, reported to the request's cell and to the metrics.
+    fn account(&self) -> (Usage, Option<f64>) {
         let usage = if self.free {
             Usage::default()
         } else if let Some(s) = &self.stream {
@@ -100,17 +103,6 @@ impl Accounting {
         } else {
             self.usage.unwrap_or_default()
         };
-        let total = usage.input + usage.output;
-        let corrections: Vec<(Bucket, i64)> = self
-            .token_buckets
-            .drain(..)
-            .map(|b| {
-                let delta = i64::try_from(total).unwrap_or(i64::MAX)
-                    - i64::try_from(b.cost).unwrap_or(i64::MAX);
-                (b, delta)
-            })
-            .filter(|(_, d)| *d != 0)
-            .collect();
         let (provider, cost) = match (&self.deployment, self.free) {
             (Some(d), false) => (d.provider.name.as_str(), usage.cost(d.prices())),
             _ => ("", None),
@@ -127,7 +119,27 @@ impl Accounting {
                 crate::metrics::cost(&self.model, provider, self.caller.name(), c);
             }
         }
-        let record = !self.free && self.deployment.is_some() && self.caller.key.is_some();
+        (usage, cost)
+    }
+
+    /// Whether the key's spend is recorded for this answer.
+    fn records(&self) -> bool {
+        !self.free && self.deployment.is_some() && self.caller.key.is_some()
+    }
+
+    /// What is left to write once the answer is accounted; `None` when nothing is.
+    fn settle(&mut self, usage: Usage, cost: Option<f64>) -> Option<Settlement> {
+        let total = usage.input + usage.output;
+        let corrections: Vec<(Bucket, i64)> = self
+            .token_buckets
+            .drain(..)
+            .map(|b| {
+                let delta = correction(total, &b);
+                (b, delta)
+            })
+            .filter(|(_, d)| *d != 0)
+            .collect();
+        let record = self.records();
         if corrections.is_empty() && !record {
             // Nothing to write (no key, or a cache hit that reserved no tokens).
             return None;
@@ -141,6 +153,37 @@ impl Accounting {
             record,
         })
     }
+
+    /// Without Redis every write is to this process's own tables: done here and now, from the
+    /// answer's own fields (no task, no list of corrections, no clones: a spawned task per
+    /// answer was measurable, docs/benchmarks.md, "What changed what"). False, with nothing
+    /// done, when some write goes to Redis.
+    fn settle_in_process(&mut self, usage: Usage, cost: Option<f64>) -> bool {
+        let ledger = &self.ledger;
+        if ledger.limiter.shared_redis().is_some() || ledger.spend.redis().is_some() {
+            return false;
+        }
+        let total = usage.input + usage.output;
+        for b in &self.token_buckets {
+            let delta = correction(total, b);
+            if delta != 0 {
+                ledger.limiter.adjust_local(b, delta);
+            }
+        }
+        self.token_buckets.clear();
+        if let Some(key) = self.caller.key.as_ref().filter(|_| self.records()) {
+            let cost = if self.free { 0.0 } else { cost.unwrap_or(0.0) };
+            ledger
+                .spend
+                .record_local(&key.id, key.period(), usage, cost);
+        }
+        true
+    }
+}
+
+/// A token bucket's correction from what admission took to the answer's `total` tokens.
+fn correction(total: u64, b: &Bucket) -> i64 {
+    i64::try_from(total).unwrap_or(i64::MAX) - i64::try_from(b.cost).unwrap_or(i64::MAX)
 }
 
 /// The writes of one settled answer.
@@ -154,30 +197,6 @@ struct Settlement {
 }
 
 impl Settlement {
-    /// Without Redis every write is to this process's own tables: done here and now, instead of
-    /// in a task of its own (a spawned task per answer was measurable: docs/benchmarks.md, "What
-    /// changed what").
-    /// False, with nothing done, when some write goes to Redis.
-    fn apply_in_process(&self) -> bool {
-        if self.ledger.limiter.shared_redis().is_some() || self.ledger.spend.redis().is_some() {
-            return false;
-        }
-        for (b, delta) in &self.corrections {
-            if *delta != 0 {
-                self.ledger.limiter.adjust_local(b, *delta);
-            }
-        }
-        if let Some(key) = self.caller.key.as_ref().filter(|_| self.record) {
-            self.ledger.spend.record_local(
-                &key.id,
-                key.period(),
-                self.usage,
-                self.cost.unwrap_or(0.0),
-            );
-        }
-        true
-    }
-
     async fn apply(self) {
         let key = self.caller.key.as_ref().filter(|_| self.record);
         if !self.corrections.is_empty()
@@ -249,10 +268,13 @@ impl Settlement {
 
 impl Drop for Accounting {
     fn drop(&mut self) {
-        let Some(s) = self.settle() else { return };
-        if s.apply_in_process() {
+        let (usage, cost) = self.account();
+        if self.settle_in_process(usage, cost) {
             return;
         }
+        let Some(s) = self.settle(usage, cost) else {
+            return;
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             crate::tasks::spawn_on(&rt, s.apply());
         }

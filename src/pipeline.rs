@@ -108,6 +108,7 @@ pub async fn chat(
         svc,
         call.caller,
         &head.model,
+        &model.name,
         body,
         openai_chat,
         head.prompt_tokens,

@@ -38,6 +38,9 @@ pub(super) fn speaks_openai(model: &crate::runtime::Model) -> bool {
 }
 
 /// Check the caller's and the model's limits and the caller's budget; take from the buckets.
+/// `model` is the name requested (per-model limits are looked up by it), `label` the model's
+/// label, which the answer's token and cost metrics carry (a wildcard's name for the names it
+/// serves).
 #[expect(
     clippy::too_many_arguments,
     reason = "the request's parts, each used once"
@@ -47,6 +50,7 @@ pub(super) async fn admit(
     svc: &Services,
     caller: &Caller,
     model: &str,
+    label: &std::sync::Arc<str>,
     body: &[u8],
     openai_chat: bool,
     counted: Option<u64>,
@@ -122,7 +126,7 @@ pub(super) async fn admit(
         return Ok(Accounting::new(
             svc.ledger.clone(),
             caller,
-            model,
+            label.clone(),
             input_tokens,
             token_buckets,
         ));
@@ -200,7 +204,7 @@ pub(super) async fn admit(
     Ok(Accounting::new(
         svc.ledger.clone(),
         caller,
-        model,
+        label.clone(),
         input_tokens,
         token_buckets,
     ))

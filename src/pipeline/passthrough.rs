@@ -88,6 +88,7 @@ pub async fn pass_through(
         svc,
         caller,
         &head.model,
+        &model.name,
         body,
         false,
         Some(input_tokens),

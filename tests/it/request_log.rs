@@ -409,7 +409,8 @@ async fn bounded_by_max_entries() {
 }
 
 /// A wildcard model's calls are labelled by the wildcard's name (clients cannot make new label
-/// values), through chat and the Responses API alike; what served them by its own names.
+/// values), through chat and the Responses API alike, in the log and in the token and cost
+/// metrics; what served them by its own names.
 #[tokio::test]
 async fn a_wildcard_models_calls_are_labelled_by_the_wildcard() {
     let up = FakeUpstream::start(Kind::OpenAi).await;
@@ -441,5 +442,12 @@ async fn a_wildcard_models_calls_are_labelled_by_the_wildcard() {
         assert_eq!(e["deployment_model"], "gpt-4.1-mini", "{e}");
         assert_eq!(e["cache"], "BYPASS", "{e}");
         assert_eq!(e["status"], 200, "{e}");
+    }
+    // The answers' token and cost metrics too (they carried the name asked for).
+    let wild = ["model=\"fake/*\""];
+    let asked = ["model=\"fake/gpt-4.1-mini\""];
+    assert!(metric_sum(&gw, "ai_gateway_tokens_total", &wild).await > 0.0);
+    for name in ["ai_gateway_tokens_total", "ai_gateway_cost_usd_total"] {
+        assert_eq!(metric_sum(&gw, name, &asked).await, 0.0, "{name}");
     }
 }
