@@ -171,11 +171,11 @@ impl Accounting {
             }
         }
         self.token_buckets.clear();
+        // A cache hit records nothing (`records`), so its cost needs no case of its own.
         if let Some(key) = self.caller.key.as_ref().filter(|_| self.records()) {
-            let cost = if self.free { 0.0 } else { cost.unwrap_or(0.0) };
             ledger
                 .spend
-                .record_local(&key.id, key.period(), usage, cost);
+                .record_local(&key.id, key.period(), usage, cost.unwrap_or(0.0));
         }
         true
     }
