@@ -216,7 +216,9 @@ pub async fn serve_request(
         usage.as_ref(),
     );
     let usage = usage.or_else(|| log.as_ref().map(|l| l.2.usage.clone()));
-    let result = tokio::time::timeout_at(deadline, async {
+    // Made in its box: moved into the timeout and the timeout into this future, the call's
+    // whole future (several KiB) was copied twice on every request.
+    let steps = crate::boxed::in_place(|| async {
         let body = read_body(&parts.headers, body, limit).await?;
         keep_body(&mut log, &body);
         let call = CallIn {
@@ -229,8 +231,8 @@ pub async fn serve_request(
             usage: &usage,
         };
         call_steps(&state, call, body, &mut out).await
-    })
-    .await;
+    });
+    let result = tokio::time::timeout_at(deadline, steps).await;
     logged(
         log,
         out.finish(result, endpoint.error_format(), usage.as_deref()),
