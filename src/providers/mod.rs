@@ -347,7 +347,9 @@ impl Provider {
         {
             headers.insert(reqwest::header::CONTENT_TYPE, ct);
         }
-        let fut = async {
+        // Made in its box: moved into the timeout and the timeout into this future, the call
+        // (several KiB) was copied twice on every request.
+        let fut = crate::boxed::in_place(|| async {
             let resp = self
                 .http
                 .post(uri, headers, body)
@@ -365,7 +367,7 @@ impl Provider {
                 let bytes = self.collect(resp).await?;
                 Ok(UpstreamBody::Full(quirks.answer(bytes)))
             }
-        };
+        });
         self.bounded(timeout, fut).await
     }
 
