@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod frames;
 pub mod guardrails;
 pub mod headers;
 pub mod ids;

@@ -249,14 +249,18 @@ pub async fn chat(
                     format!("unreadable answer: {e}"),
                 ),
             })?;
-            store(
-                cache,
-                plan.as_ref(),
-                leader,
-                out.clone(),
-                &served.deployment,
-            )
-            .await;
+            // Only when the answer is cached: the store's future is not made (nor the answer's
+            // handle cloned) on every other request.
+            if plan.is_some() || leader.is_some() {
+                store(
+                    cache,
+                    plan.as_ref(),
+                    leader,
+                    out.clone(),
+                    &served.deployment,
+                )
+                .await;
+            }
             if let Some((index, entry)) = semantic_entry {
                 index.insert(entry);
             }

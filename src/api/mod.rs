@@ -104,38 +104,23 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<By
         drain(&mut body).await;
         return Err(Error::TooLarge { limit });
     }
-    // A body that arrives in one frame (most do) is kept as it came, without a copy; a second
-    // frame starts a buffer.
-    let mut first: Option<Bytes> = None;
-    let mut buf: Option<bytes::BytesMut> = None;
-    let mut seen = 0usize;
+    // A body that arrives in one frame (most do) is kept as it came, without a copy.
+    let mut gathered = crate::frames::Gather::default();
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| Error::invalid(format!("could not read the request body: {e}")))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if seen + data.len() > limit_usize {
+        let seen = gathered.len() + data.len();
+        if seen > limit_usize {
             drain(&mut body).await;
             return Err(Error::TooLarge { limit });
         }
-        seen += data.len();
-        if let Some(b) = buf.as_mut() {
-            b.extend_from_slice(&data);
-        } else if let Some(f) = first.take() {
-            let cap = declared.map_or(seen, |l| usize::try_from(l).unwrap_or(seen).max(seen));
-            let mut b = bytes::BytesMut::with_capacity(cap);
-            b.extend_from_slice(&f);
-            b.extend_from_slice(&data);
-            buf = Some(b);
-        } else {
-            first = Some(data);
-        }
+        let cap = declared.map_or(seen, |l| usize::try_from(l).unwrap_or(seen));
+        gathered.push(data, cap);
     }
-    Ok(buf
-        .map(bytes::BytesMut::freeze)
-        .or(first)
-        .unwrap_or_default())
+    Ok(gathered.finish())
 }
 
 async fn drain(body: &mut Body) {

@@ -268,10 +268,13 @@ impl Provider {
             return Err(self.not_served(op));
         }
         match &self.kind {
+            // In its box: inline, the translating call (the largest branch) sized every
+            // attempt's future, and so the memory a stream holds while it waits for its head.
             Kind::Gemini | Kind::Bedrock { .. } => {
-                return self
-                    .send_native(op, model, body, stream, timeout, ctx, dropped)
-                    .await;
+                return crate::boxed::in_place(|| {
+                    self.send_native(op, model, body, stream, timeout, ctx, dropped)
+                })
+                .await;
             }
             Kind::OpenAi { quirks } if op == Op::Chat => {
                 let body = quirks.request(body, dropped);
@@ -391,17 +394,20 @@ impl Provider {
         })
     }
 
-    /// A whole answer's body.
+    /// A whole answer's body. (Its `content-length` does not size the buffer: an upstream could
+    /// declare any length and send little.)
     async fn collect(
         &self,
         resp: ::http::Response<http::UpstreamBody>,
     ) -> Result<Bytes, UpstreamError> {
-        Ok(resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.body_error(&*e))?
-            .to_bytes())
+        let mut body = resp.into_body();
+        let mut gathered = crate::frames::Gather::default();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(|e| self.body_error(&*e))?.into_data() {
+                gathered.push(data, 0);
+            }
+        }
+        Ok(gathered.finish())
     }
 
     /// The provider's headers and the call's own (request id, trace, Anthropic beta).
