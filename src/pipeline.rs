@@ -249,17 +249,8 @@ pub async fn chat(
                     format!("unreadable answer: {e}"),
                 ),
             })?;
-            // Only when the answer is cached: the store's future is not made (nor the answer's
-            // handle cloned) on every other request.
-            if plan.is_some() || leader.is_some() {
-                store(
-                    cache,
-                    plan.as_ref(),
-                    leader,
-                    out.clone(),
-                    &served.deployment,
-                )
-                .await;
+            if let Some(plan) = &plan {
+                store(cache, plan, leader, &out, &served.deployment).await;
             }
             if let Some((index, entry)) = semantic_entry {
                 index.insert(entry);

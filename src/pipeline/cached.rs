@@ -106,18 +106,18 @@ pub(super) fn hit_response(
     resp
 }
 
-/// Store a complete answer and hand it to the waiters.
+/// Store a complete answer and hand it to the waiters. Called only with a plan (a request
+/// without one has no leader either): the future is not made for a request the cache bypasses.
 pub(super) async fn store(
     cache: &Cache,
-    plan: Option<&(cache::Key, Policy)>,
+    (key, policy): &(cache::Key, Policy),
     leader: Option<Leader>,
-    body: Bytes,
+    body: &[u8],
     d: &Deployment,
 ) {
-    let Some((key, policy)) = plan else { return };
     // A tight copy: the answer's bytes may share a much larger read buffer, which the cache
     // would otherwise keep alive while counting only the answer's length.
-    let body = Bytes::copy_from_slice(&body);
+    let body = Bytes::copy_from_slice(body);
     let entry = std::sync::Arc::new(Entry::new(body, policy.ttl, &d.provider.name, &d.model));
     cache.finish(*key, entry, policy.write, leader).await;
 }

@@ -144,14 +144,9 @@ pub async fn pass_through(
     acct.served_by(&served.deployment);
     let mut resp = match served.body {
         UpstreamBody::Full(b) => {
-            store(
-                &svc.cache,
-                plan.as_ref(),
-                leader,
-                b.clone(),
-                &served.deployment,
-            )
-            .await;
+            if let Some(plan) = &plan {
+                store(&svc.cache, plan, leader, &b, &served.deployment).await;
+            }
             let usage = served.usage.or_else(|| {
                 (!op.answers_json())
                     .then(|| crate::usage::from_body(&b))

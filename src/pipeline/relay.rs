@@ -181,9 +181,9 @@ pub(super) fn relay_guarded(
                             // relay state as large as itself for the stream's whole life.
                             Box::pin(store(
                                 &tap.cache,
-                                Some(&tap.plan),
+                                &tap.plan,
                                 tap.leader,
-                                Bytes::from(full),
+                                &full,
                                 &tap.deployment,
                             ))
                             .await;
